@@ -1,0 +1,7 @@
+//! DiffuLex Edge: run diffusion language models exported as ExecuTorch `.pte` files.
+//!
+//! - [`pte`]: a safe, memory-mapped [`pte::PteModule`] over ExecuTorch method execution.
+//! - [`runtime`]: the diffusion engine, generation config, blocks and samplers.
+
+pub mod pte;
+pub mod runtime;

@@ -1,0 +1,1 @@
+//! Safe ExecuTorch program loading and execution.
