@@ -240,8 +240,10 @@ struct dlx_module : public executorch::extension::Module {
 
   std::vector<EValue> outputs;
   std::vector<Scalar> scalars;
-  // Inputs of the last execute: a non-memory-planned input stays referenced by the method.
+  // Inputs of the last execute: a non-memory-planned input stays referenced by the method,
+  // and an output may alias it, so such inputs are copied here (see dlx_module_execute).
   std::vector<TensorPtr> inputs;
+  std::vector<std::vector<uint8_t>> input_copies;
 
   // Loads `name` if needed and returns the Method.
   Status loaded(const char* name, Method** out) {
@@ -538,6 +540,12 @@ int32_t dlx_module_execute(
     module->outputs.clear();
     module->scalars.clear();
     module->inputs.clear();
+    module->input_copies.clear();
+    auto meta = module->method_meta(method);
+    if (!meta.ok()) {
+      return fail(meta.error(), "reading metadata of " + quoted(method));
+    }
+    module->input_copies.resize(num_inputs);
     std::vector<EValue> values;
     values.reserve(num_inputs);
     for (size_t i = 0; i < num_inputs; ++i) {
@@ -554,8 +562,18 @@ int32_t dlx_module_execute(
       }
       // The runtime only reads inputs (it copies them into planned memory when the method
       // planned them), so dropping const here is sound.
-      module->inputs.push_back(executorch::extension::from_blob(
-          const_cast<void*>(in.data), std::move(sizes), static_cast<ScalarType>(in.dtype)));
+      TensorPtr tensor = executorch::extension::from_blob(
+          const_cast<void*>(in.data), sizes, static_cast<ScalarType>(in.dtype));
+      auto info = meta->input_tensor_meta(i);
+      if (info.ok() && !info->is_memory_planned()) {
+        // The method would keep pointing at the caller's buffer after this call, and outputs
+        // that alias the input would outlive it: give it module-owned storage instead.
+        const auto* bytes = static_cast<const uint8_t*>(in.data);
+        module->input_copies[i].assign(bytes, bytes + tensor->nbytes());
+        tensor = executorch::extension::from_blob(
+            module->input_copies[i].data(), std::move(sizes), static_cast<ScalarType>(in.dtype));
+      }
+      module->inputs.push_back(std::move(tensor));
       values.emplace_back(*module->inputs.back());
     }
     auto result = module->execute(method, values);
