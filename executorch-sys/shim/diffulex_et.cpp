@@ -47,7 +47,9 @@ constexpr int32_t kInvalidArgument = static_cast<int32_t>(Error::InvalidArgument
 // Logging: route ExecuTorch's PAL log through a level filter, and keep the error lines of the
 // current call so they can be put into the error message instead of only on stderr.
 
-std::atomic<int32_t> g_log_level{DLX_LOG_ERROR};
+// Fatal by default: error lines are returned inside dlx_error messages, so printing them too
+// would only duplicate them; fatal lines precede an abort and must not be lost.
+std::atomic<int32_t> g_log_level{DLX_LOG_FATAL};
 thread_local std::string t_log_tail;
 constexpr size_t kLogTailMax = 2048;
 

@@ -90,8 +90,8 @@ typedef struct dlx_tensor_in {
 } dlx_tensor_in;
 
 /// Sets the minimum level of ExecuTorch log lines that are printed to stderr (default:
-/// `DLX_LOG_ERROR`, so the Info chatter of the runtime and XNNPACK stays quiet). Error lines
-/// are still captured into `dlx_error` messages whatever the level.
+/// `DLX_LOG_FATAL`: the Info chatter of the runtime and XNNPACK stays quiet, and error lines
+/// are not printed because they are captured into `dlx_error` messages whatever the level).
 void dlx_set_log_level(int32_t level);
 
 /// Loads a program from a file through ExecuTorch's `MmapDataLoader` (no copy of the weights)

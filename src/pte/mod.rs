@@ -40,8 +40,9 @@ pub use executorch_sys as sys;
 
 /// Minimum level of ExecuTorch log lines printed to stderr.
 ///
-/// The default is [`LogLevel::Error`]: the runtime's Info lines (and XNNPACK's cpuinfo chatter)
-/// stay quiet. Error lines are captured into [`PteError::Runtime`] messages at any level. The
+/// The default is [`LogLevel::Fatal`]: the runtime's Info lines (and XNNPACK's cpuinfo chatter)
+/// stay quiet, and error lines are not printed because they are captured into
+/// [`PteError::Runtime`] messages at any level; fatal lines precede an abort. The
 /// `DIFFULEX_ET_LOG` environment variable (`debug`, `info`, `error`, `fatal`, `off`) sets the
 /// level when the first module is loaded.
 ///
@@ -56,9 +57,9 @@ pub enum LogLevel {
     Debug = 0,
     /// Informational lines and up.
     Info = 1,
-    /// Errors and fatal errors (default).
+    /// Errors and fatal errors.
     Error = 2,
-    /// Only fatal errors.
+    /// Only fatal errors (default).
     Fatal = 3,
     /// Nothing.
     Off = 4,

@@ -403,3 +403,9 @@ impl std::fmt::Debug for Output<'_> {
             .finish()
     }
 }
+
+impl std::fmt::Debug for Outputs<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outputs").field("method", &self.method).field("len", &self.len).finish()
+    }
+}
