@@ -220,3 +220,9 @@ def test_failed_export_keeps_previous_file(tiny_ckpts, out_dir, capsys):
     assert code == 1
     assert previous.read_bytes() == b"previous model"
     assert [p.name for p in out_dir.iterdir()] == ["m.pte"]
+
+
+def test_missing_checkpoint_directory(tmp_path, out_dir, capsys):
+    code, _, err = _run(["export", "--checkpoint", tmp_path / "nothing", "--max-seq-len", 8, "-o", out_dir / "m.pte"], capsys)
+    assert code == 1 and "checkpoint directory" in err and "does not exist" in err
+    _assert_nothing_written(out_dir)
