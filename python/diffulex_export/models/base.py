@@ -7,8 +7,8 @@ those differences live in the family modules as a `ModelSpec` and a name map.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
@@ -58,16 +58,10 @@ class ModelSpec:
     tie_embeddings: bool = False
     logit_scale: float = 1.0
     embed_scale: float = 1.0
-    extra: Dict[str, object] = field(default_factory=dict)
 
     @property
     def family_id(self) -> int:
         return FAMILY_IDS[self.family]
-
-
-# A name map turns a canonical parameter name (this module's state_dict key)
-# into the name the published checkpoint uses.
-NameMap = Callable[[str], str]
 
 
 class DiffusionLM(nn.Module):
