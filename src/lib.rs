@@ -3,5 +3,6 @@
 //! - [`pte`]: a safe, memory-mapped [`pte::PteModule`] over ExecuTorch method execution.
 //! - [`runtime`]: the diffusion engine, generation config, blocks and samplers.
 
+#[deny(missing_docs)]
 pub mod pte;
 pub mod runtime;

@@ -34,7 +34,11 @@ pub struct Outputs<'m> {
 
 impl<'m> Outputs<'m> {
     pub(crate) fn new(module: &'m RawModule, method: String, len: usize) -> Self {
-        Outputs { module, method, len }
+        Outputs {
+            module,
+            method,
+            len,
+        }
     }
 
     /// Number of outputs.
@@ -88,7 +92,11 @@ impl<'m> Outputs<'m> {
     /// ```
     pub fn get(&self, index: usize) -> Result<Output<'m>> {
         if index >= self.len {
-            return Err(PteError::OutputIndex { method: self.method.clone(), index, len: self.len });
+            return Err(PteError::OutputIndex {
+                method: self.method.clone(),
+                index,
+                len: self.len,
+            });
         }
         let raw = self.module.output(index).map_err(|e| PteError::Runtime {
             code: e.code,
@@ -143,8 +151,18 @@ pub struct Output<'m> {
 
 impl<'m> Output<'m> {
     fn new(raw: RawValue, method: String, index: usize) -> Self {
-        let shape = raw.sizes.iter().map(|&s| usize::try_from(s).unwrap_or(0)).collect();
-        Output { raw, shape, method, index, _module: PhantomData }
+        let shape = raw
+            .sizes
+            .iter()
+            .map(|&s| usize::try_from(s).unwrap_or(0))
+            .collect();
+        Output {
+            raw,
+            shape,
+            method,
+            index,
+            _module: PhantomData,
+        }
     }
 
     /// Element type.
@@ -218,7 +236,10 @@ impl<'m> Output<'m> {
             reason,
         };
         if !self.kind().is_readable() {
-            return Err(unsupported(format!("{:?} values cannot be viewed as a slice", self.kind())));
+            return Err(unsupported(format!(
+                "{:?} values cannot be viewed as a slice",
+                self.kind()
+            )));
         }
         if self.dtype() != T::DTYPE {
             return Err(PteError::OutputDType {
@@ -240,14 +261,18 @@ impl<'m> Output<'m> {
             )));
         }
         if (self.raw.data as usize) % std::mem::align_of::<T>() != 0 {
-            return Err(unsupported("data is not aligned for its element type".into()));
+            return Err(unsupported(
+                "data is not aligned for its element type".into(),
+            ));
         }
         if T::DTYPE == DType::Bool {
             // SAFETY: `data` is non-null and holds at least `numel` bytes (checked above) that
             // the module keeps alive for 'm; reading them as u8 is always valid.
             let bytes = unsafe { std::slice::from_raw_parts(self.raw.data, numel) };
             if bytes.iter().any(|&b| b > 1) {
-                return Err(unsupported("bool tensor holds bytes other than 0 and 1".into()));
+                return Err(unsupported(
+                    "bool tensor holds bytes other than 0 and 1".into(),
+                ));
             }
         }
         // SAFETY: non-null, aligned for T, at least numel * size_of::<T>() bytes, and of dtype
@@ -370,7 +395,10 @@ impl<'m> Output<'m> {
     /// ```
     pub fn to_owned(&self) -> Result<OwnedTensor> {
         fn copy<T: Element>(o: &Output<'_>) -> Result<OwnedTensor> {
-            Ok(OwnedTensor::new(o.as_slice::<T>()?.to_vec(), o.shape.clone()))
+            Ok(OwnedTensor::new(
+                o.as_slice::<T>()?.to_vec(),
+                o.shape.clone(),
+            ))
         }
         match self.dtype() {
             DType::F32 => copy::<f32>(self),
@@ -406,6 +434,9 @@ impl std::fmt::Debug for Output<'_> {
 
 impl std::fmt::Debug for Outputs<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outputs").field("method", &self.method).field("len", &self.len).finish()
+        f.debug_struct("Outputs")
+            .field("method", &self.method)
+            .field("len", &self.len)
+            .finish()
     }
 }
