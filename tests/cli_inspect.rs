@@ -55,6 +55,12 @@ fn text_report_shows_dynamic_bounds_and_delegates() {
     let out = inspect(&[&fixture("xnnpack.pte")]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("delegates: XnnpackBackend"), "{text}");
+    // XNNPACK's thread pool logs cpuinfo lines at Info level; they must stay quiet.
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -141,6 +141,21 @@ impl<'m> Outputs<'m> {
 /// assert_eq!(values.len(), 8);
 /// # Ok(()) }
 /// ```
+///
+/// A view cannot be used after the next `execute` (the runtime reuses the memory), so this
+/// does not compile; copy with [`Output::to_owned`] instead:
+///
+/// ```compile_fail
+/// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+/// # use diffulex_edge::pte::{PteModule, Tensor};
+/// # let mut m = PteModule::load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/basic/mlp.pte"))?;
+/// let x = [1.0f32; 16];
+/// let first = m.execute("forward", &[Tensor::f32(&x, &[2, 8])])?.get(0)?;
+/// let view = first.as_f32()?;
+/// m.execute("forward", &[Tensor::f32(&x, &[2, 8])])?; // error: `m` is still borrowed
+/// println!("{view:?}");
+/// # Ok(()) }
+/// ```
 pub struct Output<'m> {
     raw: RawValue,
     shape: Vec<usize>,

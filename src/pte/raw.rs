@@ -124,18 +124,15 @@ impl RawModule {
         let mut n = 0usize;
         let mut err = empty_error();
         // SAFETY: the handle is live (owned by self); out-pointers are valid.
-        check(
-            unsafe { sys::dlx_module_num_methods(self.ptr(), &mut n, &mut err) },
-            &err,
-        )?;
+        let status = unsafe { sys::dlx_module_num_methods(self.ptr(), &mut n, &mut err) };
+        check(status, &err)?;
         (0..n)
             .map(|i| {
                 let mut name: *const c_char = ptr::null();
                 // SAFETY: as above; `i` is in range (the shim checks anyway).
-                check(
-                    unsafe { sys::dlx_module_method_name(self.ptr(), i, &mut name, &mut err) },
-                    &err,
-                )?;
+                let status =
+                    unsafe { sys::dlx_module_method_name(self.ptr(), i, &mut name, &mut err) };
+                check(status, &err)?;
                 Ok(owned_str(name))
             })
             .collect()
@@ -228,10 +225,8 @@ impl RawModule {
         let mut info = empty_info();
         let mut err = empty_error();
         // SAFETY: live handle, valid out-pointers.
-        check(
-            unsafe { sys::dlx_module_output(self.ptr(), index, &mut info, &mut err) },
-            &err,
-        )?;
+        let status = unsafe { sys::dlx_module_output(self.ptr(), index, &mut info, &mut err) };
+        check(status, &err)?;
         Ok(raw_value(&info))
     }
 }
