@@ -64,6 +64,18 @@ fn text_report_shows_dynamic_bounds_and_delegates() {
 }
 
 #[test]
+fn log_level_from_the_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_diffulex"))
+        .args(["inspect", &fixture("xnnpack.pte")])
+        .env("DIFFULEX_ET_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[executorch I "), "Info lines are shown on request: {err}");
+}
+
+#[test]
 fn json_report() {
     let out = inspect(&[&fixture("mlp.pte"), "--json"]);
     assert!(out.status.success());

@@ -137,7 +137,7 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// A Rust element type with a matching [`DType`]: `f32`, [`f16`], [`bf16`], `f64`, `i64`,
+/// A Rust element type with a matching [`DType`]: `f32`, [`half::f16`], [`half::bf16`], `f64`, `i64`,
 /// `i32`, `i16`, `i8`, `u8`, `bool`. Sealed; used by the generic tensor constructors and views.
 ///
 /// ```
