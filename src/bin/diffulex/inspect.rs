@@ -2,10 +2,12 @@
 //! bounds), delegate backends, and the values of constant methods (methods without inputs are
 //! run and their outputs printed).
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use diffulex_edge::pte::{MethodMeta, OwnedTensor, PteModule};
+use diffulex_edge::pte::{OwnedTensor, PteModule, TensorInfo};
 use serde::Serialize;
 
 /// Arguments of `inspect`.
@@ -29,8 +31,13 @@ struct Report {
 #[derive(Debug, Serialize)]
 struct MethodReport {
     name: String,
-    #[serde(flatten)]
-    meta: Option<MethodMeta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inputs: Option<Vec<TensorInfo>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outputs: Option<Vec<TensorInfo>>,
+    /// Delegate backends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backends: Option<Vec<String>>,
     /// For constant methods: the output values (one entry per output).
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<Vec<serde_json::Value>>,
@@ -52,10 +59,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         file_size: module.file_size(),
         methods,
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let text = if args.json {
+        serde_json::to_string_pretty(&report)? + "\n"
     } else {
-        print_text(&report);
+        render_text(&report)
+    };
+    // A closed pipe (`| head`) is not an error for a report printer.
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
     }
     anyhow::ensure!(failures == 0, "{failures} method(s) could not be inspected");
     Ok(())
@@ -66,7 +78,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 fn describe(module: &mut PteModule, name: &str) -> MethodReport {
     let mut report = MethodReport {
         name: name.to_string(),
-        meta: None,
+        inputs: None,
+        outputs: None,
+        backends: None,
         value: None,
         error: None,
     };
@@ -78,7 +92,9 @@ fn describe(module: &mut PteModule, name: &str) -> MethodReport {
                     Err(e) => report.error = Some(format!("{e:#}")),
                 }
             }
-            report.meta = Some(meta);
+            report.inputs = Some(meta.inputs);
+            report.outputs = Some(meta.outputs);
+            report.backends = Some(meta.backends);
         }
         Err(e) => report.error = Some(e.to_string()),
     }
@@ -110,38 +126,41 @@ fn json_value(t: &OwnedTensor) -> serde_json::Value {
     }
 }
 
-fn print_text(report: &Report) {
-    println!(
+fn render_text(report: &Report) -> String {
+    let mut o = String::new();
+    // Writing into a String cannot fail, hence the ignored results.
+    let _ = writeln!(
+        o,
         "file: {} ({} bytes)",
         report.file.display(),
         report.file_size
     );
-    println!("methods: {}", report.methods.len());
+    let _ = writeln!(o, "methods: {}", report.methods.len());
     for m in &report.methods {
-        println!();
-        println!("method {}", m.name);
-        if let Some(meta) = &m.meta {
-            for (label, list) in [("inputs", &meta.inputs), ("outputs", &meta.outputs)] {
-                if list.is_empty() {
-                    println!("  {label}: none");
-                    continue;
-                }
-                println!("  {label}:");
-                for (i, info) in list.iter().enumerate() {
-                    let dynamic = if info.dynamic {
-                        "  (dynamic, upper bounds)"
-                    } else {
-                        ""
-                    };
-                    println!("    {i}: {info}{dynamic}");
-                }
+        let _ = writeln!(o, "\nmethod {}", m.name);
+        for (label, list) in [("inputs", &m.inputs), ("outputs", &m.outputs)] {
+            let Some(list) = list else { continue };
+            if list.is_empty() {
+                let _ = writeln!(o, "  {label}: none");
+                continue;
             }
-            let backends = if meta.backends.is_empty() {
+            let _ = writeln!(o, "  {label}:");
+            for (i, info) in list.iter().enumerate() {
+                let dynamic = if info.dynamic {
+                    "  (dynamic, upper bounds)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(o, "    {i}: {info}{dynamic}");
+            }
+        }
+        if let Some(backends) = &m.backends {
+            let shown = if backends.is_empty() {
                 "none (CPU kernels)".to_string()
             } else {
-                meta.backends.join(", ")
+                backends.join(", ")
             };
-            println!("  delegates: {backends}");
+            let _ = writeln!(o, "  delegates: {shown}");
         }
         if let Some(value) = &m.value {
             let shown: Vec<String> = value.iter().map(|v| v.to_string()).collect();
@@ -150,10 +169,11 @@ fn print_text(report: &Report) {
             } else {
                 format!("[{}]", shown.join(", "))
             };
-            println!("  value: {text}");
+            let _ = writeln!(o, "  value: {text}");
         }
         if let Some(error) = &m.error {
-            println!("  error: {error}");
+            let _ = writeln!(o, "  error: {error}");
         }
     }
+    o
 }
