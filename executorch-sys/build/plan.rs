@@ -511,6 +511,59 @@ mod tests {
         assert!(err.contains("glslc"), "{err}");
     }
 
+    /// Every target x vulkan x STL combination: invariants that must hold everywhere.
+    #[test]
+    fn full_matrix() {
+        let targets = [
+            "x86_64-unknown-linux-gnu",
+            "aarch64-unknown-linux-gnu",
+            "aarch64-linux-android",
+            "armv7-linux-androideabi",
+            "x86_64-linux-android",
+        ];
+        for triple in targets {
+            for vulkan in [false, true] {
+                for static_stl in [false, true] {
+                    let tc = AndroidToolchain::new(triple, Path::new("/ndk"), 28, HOST, static_stl);
+                    let d = cmake_defines(triple, HOST, &opts(vulkan), tc.as_ref()).unwrap();
+                    let what = format!("{triple} vulkan={vulkan} static_stl={static_stl}");
+                    assert_eq!(get(&d, "EXECUTORCH_BUILD_XNNPACK"), Some("ON"), "{what}");
+                    assert_eq!(
+                        get(&d, "EXECUTORCH_BUILD_KERNELS_QUANTIZED"),
+                        Some("ON"),
+                        "{what}"
+                    );
+                    assert_eq!(get(&d, "EXECUTORCH_BUILD_TESTS"), Some("OFF"), "{what}");
+                    let want_vulkan = if vulkan { "ON" } else { "OFF" };
+                    assert_eq!(
+                        get(&d, "EXECUTORCH_BUILD_VULKAN"),
+                        Some(want_vulkan),
+                        "{what}"
+                    );
+                    let android = triple.contains("android");
+                    assert_eq!(get(&d, "CMAKE_TOOLCHAIN_FILE").is_some(), android, "{what}");
+                    if android {
+                        assert_eq!(get(&d, "ANDROID_PLATFORM"), Some("android-28"), "{what}");
+                        let stl = if static_stl {
+                            "c++_static"
+                        } else {
+                            "c++_shared"
+                        };
+                        assert_eq!(get(&d, "ANDROID_STL"), Some(stl), "{what}");
+                    } else {
+                        assert_eq!(get(&d, "ANDROID_STL"), None, "{what}");
+                    }
+                    // Every key is set once.
+                    let mut keys: Vec<&str> = d.iter().map(|(k, _)| k.as_str()).collect();
+                    keys.sort_unstable();
+                    let n = keys.len();
+                    keys.dedup();
+                    assert_eq!(keys.len(), n, "{what}: duplicate cache entries");
+                }
+            }
+        }
+    }
+
     #[test]
     fn unsupported_source_target() {
         assert!(cmake_defines("x86_64-pc-windows-msvc", HOST, &opts(false), None).is_err());
