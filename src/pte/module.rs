@@ -56,6 +56,11 @@ impl AlignedBytes {
 /// module until the next call, because the runtime reuses that memory. To use a model from
 /// several threads, load one module per thread or put it behind a `Mutex`.
 ///
+/// ```compile_fail
+/// fn shared<T: Sync>() {}
+/// shared::<diffulex_edge::pte::PteModule>(); // not Sync
+/// ```
+///
 /// ```
 /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
 /// use diffulex_edge::pte::{PteModule, Tensor};
