@@ -1,1 +1,30 @@
-//! Diffusion decoding runtime.
+//! Diffusion decoding runtime: the engine, its configuration, the forward interface and the
+//! per-family samplers. See docs/decoding.md for the algorithms and every deviation from the
+//! official implementations.
+
+pub mod block;
+pub mod config;
+pub mod diffusion;
+pub mod engine;
+pub mod error;
+pub mod hash_model;
+pub mod model;
+pub mod rng;
+pub mod sampler;
+pub mod stats;
+
+pub use config::DiffusionGenerationConfig;
+pub use diffusion::{
+    BlockEvent, Control, GenerationObserver, GenerationOutput, NoObserver, StepEvent, StepFn,
+    StopReason,
+};
+pub use engine::DiffusionEngine;
+pub use error::EngineError;
+pub use hash_model::HashModel;
+pub use model::{DiffusionModel, Family, LogitsView, ModelMetadata, ModelType};
+pub use stats::GenerationStats;
+
+/// Seed-API name of [`DiffusionEngine`].
+pub type InferenceEngine = DiffusionEngine;
+/// Seed-API name of [`DiffusionGenerationConfig`].
+pub type GenerationConfig = DiffusionGenerationConfig;

@@ -1,0 +1,191 @@
+//! The diffusion engine: validates a request, builds the canvas and runs the family decoder.
+
+use super::block::Canvas;
+use super::config::DiffusionGenerationConfig;
+use super::diffusion::{Decoder, GenerationObserver, GenerationOutput, NoObserver, StopReason};
+use super::error::{EngineError, Result};
+use super::model::{DiffusionModel, Family, ModelMetadata, ModelType};
+use super::rng::Rng;
+use super::sampler::base::Scorer;
+use super::sampler::BlockSampler;
+use super::stats::GenerationStats;
+use std::time::Instant;
+
+/// Decodes with one model; reusable across generations (also after a cancelled one).
+///
+/// ```
+/// use diffulex_edge::runtime::{DiffusionEngine, DiffusionGenerationConfig, Family, HashModel, ModelMetadata, ModelType};
+/// let mut meta = ModelMetadata::for_family(Family::Sdar, 128, 64, 63, vec![1], 4);
+/// meta.use_kv_cache = true;
+/// let mut engine = DiffusionEngine::from_model(HashModel::new(meta, 1), ModelType::Auto, true).unwrap();
+/// let out = engine.generate(&[5, 6, 7], &DiffusionGenerationConfig::new(8)).unwrap();
+/// assert!(out.tokens.len() <= 8 && !out.tokens.contains(&63));
+/// ```
+pub struct DiffusionEngine {
+    model: Box<dyn DiffusionModel + Send>,
+    meta: ModelMetadata,
+    use_kv_cache: bool,
+    scorer: Scorer,
+}
+
+impl std::fmt::Debug for DiffusionEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiffusionEngine")
+            .field("meta", &self.meta)
+            .field("use_kv_cache", &self.use_kv_cache)
+            .finish()
+    }
+}
+
+impl DiffusionEngine {
+    /// Wraps a model. `use_kv_cache = false` on a cached model recomputes the whole sequence
+    /// each forward (position 0); `true` needs a cached model. LLaDA and Dream always recompute
+    /// (bidirectional attention makes a prefix cache inexact).
+    pub fn from_model<M: DiffusionModel + Send + 'static>(
+        model: M,
+        model_type: impl Into<ModelType>,
+        use_kv_cache: bool,
+    ) -> Result<Self> {
+        let meta = model.metadata().clone();
+        meta.validate()?;
+        model_type.into().resolve(meta.family)?;
+        if use_kv_cache && !meta.use_kv_cache {
+            return Err(EngineError::NoKvCache);
+        }
+        Ok(DiffusionEngine {
+            model: Box::new(model),
+            meta,
+            use_kv_cache,
+            scorer: Scorer::default(),
+        })
+    }
+
+    /// The model's constants.
+    pub fn metadata(&self) -> &ModelMetadata {
+        &self.meta
+    }
+
+    /// The model family.
+    pub fn family(&self) -> Family {
+        self.meta.family
+    }
+
+    /// Whether block-causal decoding uses the KV cache.
+    pub fn uses_kv_cache(&self) -> bool {
+        self.use_kv_cache && self.meta.family.block_causal()
+    }
+
+    /// Generates after `prompt` (token ids).
+    pub fn generate(
+        &mut self,
+        prompt: &[i64],
+        config: &DiffusionGenerationConfig,
+    ) -> Result<GenerationOutput> {
+        self.generate_with(prompt, config, &mut NoObserver)
+    }
+
+    /// Like [`DiffusionEngine::generate`], reporting every step and finished block to `observer`,
+    /// which may stop the generation.
+    pub fn generate_with(
+        &mut self,
+        prompt: &[i64],
+        config: &DiffusionGenerationConfig,
+        observer: &mut dyn GenerationObserver,
+    ) -> Result<GenerationOutput> {
+        let start = Instant::now();
+        let meta = &self.meta;
+        for (index, &token) in prompt.iter().enumerate() {
+            let reason = if token < 0 || token as u64 >= meta.vocab_size as u64 {
+                format!("outside the vocabulary of {}", meta.vocab_size)
+            } else if token == meta.mask_token_id {
+                "is the mask token".to_string()
+            } else {
+                continue;
+            };
+            return Err(EngineError::InvalidPromptToken {
+                index,
+                token,
+                reason,
+            });
+        }
+        let sampler = config
+            .sampler
+            .clone()
+            .unwrap_or_else(|| BlockSampler::default_for(meta.family));
+        if sampler.family() != meta.family {
+            return Err(EngineError::FamilyMismatch {
+                what: "sampler",
+                expected: sampler.family(),
+                got: meta.family,
+            });
+        }
+        if prompt.is_empty() && meta.family != Family::Llada {
+            return Err(EngineError::EmptyPrompt {
+                family: meta.family,
+            });
+        }
+        let max_new = self.fit(prompt.len(), config)?;
+        let decoder_stats = GenerationStats::default();
+        if max_new == 0 {
+            return Ok(GenerationOutput {
+                tokens: vec![],
+                prompt_len: prompt.len(),
+                stop_reason: StopReason::MaxNewTokens,
+                stats: decoder_stats,
+            });
+        }
+        let mut d = Decoder {
+            meta: self.meta.clone(),
+            cached: self.uses_kv_cache(),
+            model: &mut *self.model,
+            scorer: &mut self.scorer,
+            rng: Rng::new(config.seed),
+            stats: decoder_stats,
+            observer,
+            stop_ids: config
+                .stop_ids
+                .clone()
+                .unwrap_or_else(|| self.meta.eos_ids.clone()),
+            canvas: Canvas::new(prompt, 0, self.meta.mask_token_id),
+            max_new,
+            step: 0,
+            committed: Vec::new(),
+            prefill_end: None,
+            start,
+        };
+        let cancelled = match &sampler {
+            BlockSampler::Sdar(s) => s.decode(&mut d)?,
+            BlockSampler::FastdLLMV2(s) => s.decode(&mut d)?,
+            BlockSampler::LLaDA(s) => s.decode(&mut d)?,
+            BlockSampler::Dream(s) => s.decode(&mut d)?,
+        };
+        Ok(d.into_output(cancelled))
+    }
+
+    /// Positions the canvas needs for `n` new tokens, and `n` shortened to fit when clamping.
+    fn fit(&self, lp: usize, config: &DiffusionGenerationConfig) -> Result<usize> {
+        let (max, bs) = (self.meta.max_seq_len, self.meta.block_size);
+        let block = self.meta.family.block_causal();
+        let need = |n: usize| {
+            if block {
+                (lp + n).div_ceil(bs) * bs
+            } else {
+                lp + n
+            }
+        };
+        let n = config.max_new_tokens;
+        if need(n) <= max {
+            return Ok(n);
+        }
+        let cap = if block { max / bs * bs } else { max };
+        if config.clamp_to_max_seq_len && cap > lp {
+            return Ok(n.min(cap - lp));
+        }
+        Err(EngineError::SequenceTooLong {
+            prompt_len: lp,
+            max_new_tokens: n,
+            needed: need(n),
+            max_seq_len: max,
+        })
+    }
+}
