@@ -70,19 +70,20 @@ impl Default for DreamSampler {
     }
 }
 
-/// `torch.linspace(1, eps, steps + 1)` in float32 (torch's CPU kernel: the first half counts
-/// up from the start, the second half down from the end).
+/// `torch.linspace(1, eps, steps + 1)` in float32 as torch's CPU kernel produces it: a float32
+/// step, the first half counted up from the start and the second half down from the end, each
+/// point rounded to float32 once (checked against torch for steps 1..300, 512, 1024, 2048).
 pub(crate) fn timesteps(eps: f64, steps: usize) -> Vec<f32> {
     let n = steps + 1;
     let (start, end) = (1.0f32, eps as f32);
     let step = (end - start) / steps as f32;
-    let half = (n / 2) as i64;
-    (0..n as i64)
+    let half = n / 2;
+    (0..n)
         .map(|i| {
             if i < half {
-                start + step * i as f32
+                (start as f64 + step as f64 * i as f64) as f32
             } else {
-                end - step * (n as i64 - i - 1) as f32
+                (end as f64 - step as f64 * (n - i - 1) as f64) as f32
             }
         })
         .collect()
