@@ -2,6 +2,8 @@
 //!
 //! - [`pte`]: a safe, memory-mapped [`pte::PteModule`] over ExecuTorch method execution.
 //! - [`runtime`]: the diffusion engine, generation config, blocks and samplers.
+//! - [`text`]: tokenization, streaming detokenization and chat templates.
 
 pub mod pte;
 pub mod runtime;
+pub mod text;

@@ -1,0 +1,103 @@
+//! Build script of `executorch-sys`: find or fetch the ExecuTorch runtime, compile the C shim,
+//! generate its bindings and emit the link plan.
+//!
+//! The runtime comes from the first of these that applies (the path taken is printed as a
+//! `cargo:warning` so it shows in every build log):
+//! 1. `EXECUTORCH_DIR`: a prebuilt runtime (the 1.5.1 wheel's `executorch/` folder or a CMake
+//!    install prefix with `include/` and `lib/`).
+//! 2. `EXECUTORCH_SOURCE_DIR`, or a checkout in `third_party/executorch`: built with CMake
+//!    (XNNPACK; Vulkan with the `vulkan` feature; Android through the NDK).
+//! 3. Otherwise the pinned 1.5.1 wheel for the target, fetched once with `pip download`,
+//!    verified by SHA-256 and unpacked into a per-user cache.
+
+mod download;
+mod link;
+mod plan;
+mod prebuilt;
+mod shim;
+mod source;
+mod vars;
+#[path = "../src/version.rs"]
+mod version;
+
+use std::path::PathBuf;
+
+/// What the build script found: where headers and libraries are and how to link them.
+pub struct Runtime {
+    /// Include directories for the shim (`include/` and the vendored c10 directory).
+    pub include_dirs: Vec<PathBuf>,
+    /// Directory holding the libraries.
+    pub lib_dir: PathBuf,
+    /// Libraries to link, in order.
+    pub libs: Vec<plan::LinkLib>,
+    /// Whether `libs` are static archives (source builds) or shared libraries (the wheel).
+    pub static_libs: bool,
+    /// Human-readable description of the path taken.
+    pub origin: String,
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=build");
+    println!("cargo:rerun-if-changed=shim");
+    println!("cargo:rerun-if-changed=src/version.rs");
+
+    // Bindings depend only on the shim header, so they are generated on every path.
+    shim::generate_bindings();
+
+    if vars::get(vars::DOCS_RS).is_some() || vars::get(vars::EXECUTORCH_SYS_LINK).as_deref() == Some("0") {
+        log("linking disabled (DOCS_RS or EXECUTORCH_SYS_LINK=0): bindings only");
+        return;
+    }
+
+    let runtime = match find_runtime() {
+        Ok(runtime) => runtime,
+        Err(message) => fail(&message),
+    };
+    log(&format!("ExecuTorch {}: {}", version::EXECUTORCH_VERSION, runtime.origin));
+    shim::compile(&runtime);
+    link::emit(&runtime);
+}
+
+/// The decision list, top to bottom.
+fn find_runtime() -> Result<Runtime, String> {
+    let target = vars::cargo("TARGET");
+    let vulkan = vars::cargo("CARGO_FEATURE_VULKAN") == "1";
+
+    if let Some(dir) = vars::get(vars::EXECUTORCH_DIR) {
+        if vulkan {
+            log("feature `vulkan` is ignored with EXECUTORCH_DIR: the prebuilt runtime decides");
+        }
+        return prebuilt::from_dir(&PathBuf::from(dir), "EXECUTORCH_DIR", vulkan);
+    }
+
+    let manifest = PathBuf::from(vars::cargo("CARGO_MANIFEST_DIR"));
+    let checkout = manifest.join("..").join("third_party").join("executorch");
+    println!("cargo:rerun-if-changed={}", checkout.display());
+    let source = vars::get(vars::EXECUTORCH_SOURCE_DIR)
+        .map(PathBuf::from)
+        .or_else(|| checkout.join("CMakeLists.txt").is_file().then_some(checkout));
+    if let Some(src) = source {
+        return source::build(&src, &target, vulkan);
+    }
+
+    if vulkan {
+        return Err(format!(
+            "feature `vulkan` needs ExecuTorch built from source (no prebuilt runtime has the \
+             Vulkan delegate).\n  Set EXECUTORCH_SOURCE_DIR to an ExecuTorch {} checkout \
+             (with submodules), or clone it into third_party/executorch.",
+            version::EXECUTORCH_VERSION
+        ));
+    }
+    download::fetch(&target)
+}
+
+/// A line for the build log that Cargo shows even without `-vv`.
+pub fn log(message: &str) {
+    println!("cargo:warning=[executorch-sys] {message}");
+}
+
+/// Stops the build with a multi-line explanation.
+pub fn fail(message: &str) -> ! {
+    eprintln!("\n[executorch-sys] error: {message}\n");
+    panic!("[executorch-sys] {}", message.lines().next().unwrap_or(message));
+}

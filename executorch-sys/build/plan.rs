@@ -1,0 +1,531 @@
+//! Pure decisions of the build script: target triple -> wheel platform, CMake options, Android
+//! toolchain and link plan. No I/O here, so every combination is unit-tested (the library
+//! includes this file under `cfg(test)`; run `cargo test -p executorch-sys`).
+
+use std::path::{Path, PathBuf};
+
+/// A prebuilt wheel for one target: pip platform tag and pinned SHA-256 of the `.whl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WheelPin {
+    /// The `--platform` value given to `pip download`.
+    pub platform: &'static str,
+    /// SHA-256 of `executorch-1.5.1-cp311-cp311-<platform>.whl`.
+    pub sha256: &'static str,
+}
+
+/// The wheel to download for a Rust target triple, if one exists.
+pub fn wheel_for(triple: &str) -> Option<WheelPin> {
+    match triple {
+        "x86_64-unknown-linux-gnu" => Some(WheelPin {
+            platform: "manylinux_2_28_x86_64",
+            sha256: "274c28c2fe2b76acb03f9fa381537425c40e0098dcf886baf6d97a1a55ffe300",
+        }),
+        "aarch64-unknown-linux-gnu" => Some(WheelPin {
+            platform: "manylinux_2_28_aarch64",
+            sha256: "8ee02348a3ea80ddf770822911ebf78da616b73afce0fbaaa79f23311c88c66a",
+        }),
+        "aarch64-apple-darwin" => Some(WheelPin {
+            platform: "macosx_14_0_arm64",
+            sha256: "e747dacb39950a2d234e08f230c1e5540f7b297fd32bc8c8f4296a953bb40dc0",
+        }),
+        _ => None,
+    }
+}
+
+/// Android ABI name (as the NDK and CMake spell it) of a Rust Android target.
+pub fn android_abi(triple: &str) -> Option<&'static str> {
+    match triple {
+        "aarch64-linux-android" => Some("arm64-v8a"),
+        "armv7-linux-androideabi" | "thumbv7neon-linux-androideabi" => Some("armeabi-v7a"),
+        "x86_64-linux-android" => Some("x86_64"),
+        "i686-linux-android" => Some("x86"),
+        _ => None,
+    }
+}
+
+/// The clang target of an Android ABI at an API level (what the NDK's clang wrappers use).
+pub fn android_clang_target(abi: &str, api: u32) -> String {
+    let arch = match abi {
+        "arm64-v8a" => "aarch64-linux-android",
+        "armeabi-v7a" => "armv7a-linux-androideabi",
+        "x86_64" => "x86_64-linux-android",
+        _ => "i686-linux-android",
+    };
+    format!("{arch}{api}")
+}
+
+/// Everything derived from the NDK for one Android target; feeds both CMake and bindgen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AndroidToolchain {
+    /// NDK root directory.
+    pub ndk: PathBuf,
+    /// ABI name, e.g. `arm64-v8a`.
+    pub abi: &'static str,
+    /// Minimum API level.
+    pub api: u32,
+    /// NDK host tag, e.g. `linux-x86_64`.
+    pub host_tag: &'static str,
+    /// `c++_shared` or `c++_static`.
+    pub stl: &'static str,
+}
+
+impl AndroidToolchain {
+    /// Builds the toolchain description; `None` if `triple` is not an Android target.
+    pub fn new(triple: &str, ndk: &Path, api: u32, host: &str, static_stl: bool) -> Option<Self> {
+        Some(Self {
+            ndk: ndk.to_path_buf(),
+            abi: android_abi(triple)?,
+            api,
+            host_tag: ndk_host_tag(host),
+            stl: if static_stl { "c++_static" } else { "c++_shared" },
+        })
+    }
+
+    /// The NDK's CMake toolchain file.
+    pub fn toolchain_file(&self) -> PathBuf {
+        self.ndk.join("build").join("cmake").join("android.toolchain.cmake")
+    }
+
+    /// The sysroot bindgen's clang needs for the C headers.
+    pub fn sysroot(&self) -> PathBuf {
+        self.ndk
+            .join("toolchains")
+            .join("llvm")
+            .join("prebuilt")
+            .join(self.host_tag)
+            .join("sysroot")
+    }
+
+    /// Clang arguments for bindgen.
+    pub fn clang_args(&self) -> Vec<String> {
+        vec![
+            format!("--target={}", android_clang_target(self.abi, self.api)),
+            format!("--sysroot={}", self.sysroot().display()),
+        ]
+    }
+
+    /// The name of the C++ runtime library to link (`c++_shared` / `c++_static`).
+    pub fn stl_lib(&self) -> &'static str {
+        self.stl
+    }
+}
+
+/// NDK prebuilt host directory for the build host triple.
+pub fn ndk_host_tag(host: &str) -> &'static str {
+    if host.contains("apple-darwin") {
+        "darwin-x86_64" // the NDK ships one universal darwin directory under this name
+    } else if host.contains("windows") {
+        "windows-x86_64"
+    } else {
+        "linux-x86_64"
+    }
+}
+
+/// Options of a source build that come from features and environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceOptions {
+    /// Turn on the Vulkan delegate.
+    pub vulkan: bool,
+    /// CMake build type (`Release` by default).
+    pub build_type: String,
+    /// Path of `glslc` (required with `vulkan`).
+    pub glslc: Option<PathBuf>,
+}
+
+/// CMake cache entries for building ExecuTorch from source for `triple` on `host`.
+///
+/// XNNPACK, the optimized and quantized kernels and the module/data-loader/tensor extensions
+/// are always on; upstream tests, runners and Python bindings are always off. The event tracer
+/// is on because the shim compiles with `ET_EVENT_TRACER_ENABLED` (class layouts depend on it).
+pub fn cmake_defines(
+    triple: &str,
+    host: &str,
+    opts: &SourceOptions,
+    android: Option<&AndroidToolchain>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut d: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: &str| d.push((k.to_string(), v.to_string()));
+    set("CMAKE_BUILD_TYPE", &opts.build_type);
+    set("CMAKE_POSITION_INDEPENDENT_CODE", "ON");
+    for on in [
+        "EXECUTORCH_BUILD_XNNPACK",
+        "EXECUTORCH_BUILD_KERNELS_OPTIMIZED",
+        "EXECUTORCH_BUILD_KERNELS_QUANTIZED",
+        "EXECUTORCH_BUILD_EXTENSION_MODULE",
+        "EXECUTORCH_BUILD_EXTENSION_DATA_LOADER",
+        "EXECUTORCH_BUILD_EXTENSION_FLAT_TENSOR",
+        "EXECUTORCH_BUILD_EXTENSION_NAMED_DATA_MAP",
+        "EXECUTORCH_BUILD_EXTENSION_TENSOR",
+        "EXECUTORCH_BUILD_DEVTOOLS",
+        "EXECUTORCH_ENABLE_EVENT_TRACER",
+        "EXECUTORCH_ENABLE_LOGGING",
+        "EXECUTORCH_BUILD_CPUINFO",
+        "EXECUTORCH_BUILD_PTHREADPOOL",
+    ] {
+        set(on, "ON");
+    }
+    for off in [
+        "EXECUTORCH_BUILD_TESTS",
+        "EXECUTORCH_BUILD_EXECUTOR_RUNNER",
+        "EXECUTORCH_BUILD_PYBIND",
+        "EXECUTORCH_BUILD_EXTENSION_LLM",
+        "EXECUTORCH_BUILD_EXTENSION_LLM_RUNNER",
+        "BUILD_TESTING",
+    ] {
+        set(off, "OFF");
+    }
+    if opts.vulkan {
+        let glslc = opts.glslc.as_ref().ok_or_else(|| {
+            "feature `vulkan` needs the `glslc` shader compiler: install it (Vulkan SDK, \
+             `apt-get install glslc`, or the NDK's shader-tools) and put it on PATH or set GLSLC"
+                .to_string()
+        })?;
+        set("EXECUTORCH_BUILD_VULKAN", "ON");
+        set("GLSLC_PATH", &glslc.display().to_string());
+    } else {
+        set("EXECUTORCH_BUILD_VULKAN", "OFF");
+    }
+    if triple.contains("android") {
+        let tc = android.ok_or_else(|| format!("target {triple} needs an Android NDK"))?;
+        set("CMAKE_TOOLCHAIN_FILE", &tc.toolchain_file().display().to_string());
+        set("ANDROID_ABI", tc.abi);
+        set("ANDROID_PLATFORM", &format!("android-{}", tc.api));
+        set("ANDROID_STL", tc.stl);
+        if tc.abi == "armeabi-v7a" {
+            set("ANDROID_ARM_NEON", "ON");
+        }
+    } else if triple.contains("apple-darwin") {
+        let arch = if triple.starts_with("aarch64") { "arm64" } else { "x86_64" };
+        set("CMAKE_OSX_ARCHITECTURES", arch);
+    } else if triple.contains("linux") && triple != host {
+        // A Linux cross build: say which processor, so XNNPACK picks its microkernels for the
+        // target rather than the host. Compilers come from the cc crate's CC/CXX.
+        let processor = triple.split('-').next().unwrap_or("");
+        set("CMAKE_SYSTEM_NAME", "Linux");
+        set("CMAKE_SYSTEM_PROCESSOR", processor);
+    } else if !triple.contains("linux") {
+        return Err(format!(
+            "building ExecuTorch from source is not set up for target {triple}; \
+             supported: Linux, Android and macOS targets"
+        ));
+    }
+    Ok(d)
+}
+
+/// One library on the link line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkLib {
+    /// Name without `lib` prefix and extension.
+    pub name: String,
+    /// Link the whole archive (static) / keep it although nothing references it (shared).
+    pub whole: bool,
+}
+
+/// Static libraries that register kernels or backends from static initializers.
+const STATIC_REGISTRATION: &[&str] = &[
+    "xnnpack_backend",
+    "vulkan_backend",
+    "optimized_native_cpu_ops_lib",
+    "quantized_ops_lib",
+];
+
+/// Static libraries in link order (users before what they use). Names not found are skipped.
+const STATIC_ORDER: &[&str] = &[
+    "extension_module_static",
+    "extension_module",
+    "extension_data_loader",
+    "extension_tensor",
+    "extension_flat_tensor",
+    "extension_named_data_map",
+    "etdump",
+    "bundled_program",
+    "flatccrt",
+    "optimized_kernels",
+    "optimized_portable_kernels",
+    "quantized_kernels",
+    "portable_kernels",
+    "kernels_util_all_deps",
+    "cpublas",
+    "eigen_blas",
+    "XNNPACK",
+    "xnnpack-microkernels-prod",
+    "kleidiai",
+    "extension_threadpool",
+    "pthreadpool",
+    "cpuinfo",
+    "executorch",
+    "executorch_core",
+];
+
+/// Static libraries that must NOT be linked alongside the ones above: `portable_ops_lib`
+/// registers the same operators as `optimized_native_cpu_ops_lib` (duplicate registration).
+const STATIC_EXCLUDED: &[&str] = &["portable_ops_lib"];
+
+/// Link plan for a static source build, given the `lib*.a` names found in the install's lib
+/// directory. Registration libraries come first as whole archives, then the rest in
+/// dependency order.
+pub fn static_link_plan(available: &[String], vulkan: bool) -> Vec<LinkLib> {
+    let has = |n: &str| available.iter().any(|a| a == n);
+    let mut plan = Vec::new();
+    for name in STATIC_REGISTRATION {
+        if (*name != "vulkan_backend" || vulkan) && has(name) {
+            plan.push(LinkLib { name: name.to_string(), whole: true });
+        }
+    }
+    for name in STATIC_ORDER {
+        if has(name) && !STATIC_EXCLUDED.contains(name) {
+            plan.push(LinkLib { name: name.to_string(), whole: false });
+        }
+    }
+    plan
+}
+
+/// Shared libraries of a wheel or shared install that register themselves on load.
+pub const SHARED_REGISTRATION: &[&str] = &[
+    "executorch_kernels_optimized",
+    "executorch_kernels_quantized",
+    "executorch_backend_xnnpack",
+    "executorch_threadpool",
+];
+
+/// Link plan for a shared runtime (the wheel layout), given the `lib*.so`/`.dylib` names found.
+/// `None` if the core `executorch` library is missing.
+pub fn shared_link_plan(available: &[String]) -> Option<Vec<LinkLib>> {
+    if !available.iter().any(|a| a == "executorch") {
+        return None;
+    }
+    let mut plan = vec![LinkLib { name: "executorch".into(), whole: false }];
+    for name in SHARED_REGISTRATION {
+        if available.iter().any(|a| a == name) {
+            plan.push(LinkLib { name: name.to_string(), whole: true });
+        }
+    }
+    Some(plan)
+}
+
+/// Library names found in a directory listing: `libX.a` (static) or `libX.so` / `libX.dylib`.
+pub fn lib_names<'a>(files: impl IntoIterator<Item = &'a str>, static_libs: bool) -> Vec<String> {
+    let mut names: Vec<String> = files
+        .into_iter()
+        .filter_map(|f| {
+            let stem = f.strip_prefix("lib")?;
+            if static_libs {
+                stem.strip_suffix(".a")
+            } else {
+                stem.strip_suffix(".so").or_else(|| stem.strip_suffix(".dylib"))
+            }
+        })
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Preprocessor defines the shim (and anything else including ExecuTorch headers) needs.
+/// `ET_USE_THREADPOOL` only when the runtime ships its thread pool, as the wheel's CMake
+/// config does.
+pub fn cpp_defines(has_threadpool: bool) -> Vec<&'static str> {
+    let mut d = vec!["C10_USING_CUSTOM_GENERATED_MACROS", "ET_EVENT_TRACER_ENABLED"];
+    if has_threadpool {
+        d.push("ET_USE_THREADPOOL");
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(vulkan: bool) -> SourceOptions {
+        SourceOptions {
+            vulkan,
+            build_type: "Release".into(),
+            glslc: vulkan.then(|| PathBuf::from("/usr/bin/glslc")),
+        }
+    }
+
+    fn get<'a>(d: &'a [(String, String)], k: &str) -> Option<&'a str> {
+        d.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+    }
+
+    const HOST: &str = "x86_64-unknown-linux-gnu";
+
+    #[test]
+    fn wheels_pinned_for_three_targets_only() {
+        assert_eq!(wheel_for("x86_64-unknown-linux-gnu").unwrap().platform, "manylinux_2_28_x86_64");
+        assert_eq!(
+            wheel_for("aarch64-unknown-linux-gnu").unwrap().platform,
+            "manylinux_2_28_aarch64"
+        );
+        assert_eq!(wheel_for("aarch64-apple-darwin").unwrap().platform, "macosx_14_0_arm64");
+        for t in ["aarch64-linux-android", "armv7-linux-androideabi", "x86_64-apple-darwin"] {
+            assert_eq!(wheel_for(t), None, "{t}");
+        }
+        for t in ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "aarch64-apple-darwin"] {
+            let sha = wheel_for(t).unwrap().sha256;
+            assert_eq!(sha.len(), 64);
+            assert!(sha.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+    }
+
+    #[test]
+    fn x86_64_linux_native_build() {
+        let d = cmake_defines(HOST, HOST, &opts(false), None).unwrap();
+        assert_eq!(get(&d, "EXECUTORCH_BUILD_XNNPACK"), Some("ON"));
+        assert_eq!(get(&d, "EXECUTORCH_BUILD_VULKAN"), Some("OFF"));
+        assert_eq!(get(&d, "EXECUTORCH_ENABLE_EVENT_TRACER"), Some("ON"));
+        assert_eq!(get(&d, "EXECUTORCH_BUILD_TESTS"), Some("OFF"));
+        assert_eq!(get(&d, "EXECUTORCH_BUILD_PYBIND"), Some("OFF"));
+        assert_eq!(get(&d, "CMAKE_BUILD_TYPE"), Some("Release"));
+        assert_eq!(get(&d, "CMAKE_TOOLCHAIN_FILE"), None);
+        assert_eq!(get(&d, "CMAKE_SYSTEM_PROCESSOR"), None, "native build needs no cross settings");
+    }
+
+    #[test]
+    fn aarch64_linux_cross_build() {
+        let d = cmake_defines("aarch64-unknown-linux-gnu", HOST, &opts(false), None).unwrap();
+        assert_eq!(get(&d, "CMAKE_SYSTEM_NAME"), Some("Linux"));
+        assert_eq!(get(&d, "CMAKE_SYSTEM_PROCESSOR"), Some("aarch64"));
+        assert_eq!(get(&d, "EXECUTORCH_BUILD_XNNPACK"), Some("ON"));
+    }
+
+    fn android(triple: &str, static_stl: bool) -> AndroidToolchain {
+        AndroidToolchain::new(triple, Path::new("/ndk"), 26, HOST, static_stl).unwrap()
+    }
+
+    #[test]
+    fn android_abis_and_toolchain() {
+        for (triple, abi, clang) in [
+            ("aarch64-linux-android", "arm64-v8a", "aarch64-linux-android26"),
+            ("armv7-linux-androideabi", "armeabi-v7a", "armv7a-linux-androideabi26"),
+            ("x86_64-linux-android", "x86_64", "x86_64-linux-android26"),
+        ] {
+            let tc = android(triple, false);
+            let d = cmake_defines(triple, HOST, &opts(false), Some(&tc)).unwrap();
+            assert_eq!(get(&d, "ANDROID_ABI"), Some(abi), "{triple}");
+            assert_eq!(get(&d, "ANDROID_PLATFORM"), Some("android-26"));
+            assert_eq!(get(&d, "ANDROID_STL"), Some("c++_shared"));
+            assert_eq!(
+                get(&d, "CMAKE_TOOLCHAIN_FILE"),
+                Some("/ndk/build/cmake/android.toolchain.cmake")
+            );
+            assert_eq!(get(&d, "ANDROID_ARM_NEON"), (abi == "armeabi-v7a").then_some("ON"));
+            assert_eq!(tc.clang_args()[0], format!("--target={clang}"));
+            assert_eq!(
+                tc.clang_args()[1],
+                "--sysroot=/ndk/toolchains/llvm/prebuilt/linux-x86_64/sysroot"
+            );
+        }
+        assert_eq!(android_abi("x86_64-unknown-linux-gnu"), None);
+    }
+
+    #[test]
+    fn android_static_stl() {
+        let tc = android("aarch64-linux-android", true);
+        let d = cmake_defines("aarch64-linux-android", HOST, &opts(false), Some(&tc)).unwrap();
+        assert_eq!(get(&d, "ANDROID_STL"), Some("c++_static"));
+        assert_eq!(tc.stl_lib(), "c++_static");
+    }
+
+    #[test]
+    fn android_without_ndk_is_an_error() {
+        let err = cmake_defines("aarch64-linux-android", HOST, &opts(false), None).unwrap_err();
+        assert!(err.contains("NDK"), "{err}");
+    }
+
+    #[test]
+    fn vulkan_on_and_off() {
+        for triple in ["x86_64-unknown-linux-gnu", "aarch64-linux-android"] {
+            let tc = AndroidToolchain::new(triple, Path::new("/ndk"), 26, HOST, false);
+            let tc = tc.as_ref();
+            let on = cmake_defines(triple, HOST, &opts(true), tc).unwrap();
+            assert_eq!(get(&on, "EXECUTORCH_BUILD_VULKAN"), Some("ON"));
+            assert_eq!(get(&on, "GLSLC_PATH"), Some("/usr/bin/glslc"));
+            let off = cmake_defines(triple, HOST, &opts(false), tc).unwrap();
+            assert_eq!(get(&off, "EXECUTORCH_BUILD_VULKAN"), Some("OFF"));
+            assert_eq!(get(&off, "GLSLC_PATH"), None);
+        }
+        let mut no_glslc = opts(true);
+        no_glslc.glslc = None;
+        let err = cmake_defines(HOST, HOST, &no_glslc, None).unwrap_err();
+        assert!(err.contains("glslc"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_source_target() {
+        assert!(cmake_defines("x86_64-pc-windows-msvc", HOST, &opts(false), None).is_err());
+    }
+
+    #[test]
+    fn static_plan_whole_archives_registration_libs_first() {
+        let available = lib_names(
+            [
+                "libexecutorch.a",
+                "libexecutorch_core.a",
+                "libportable_ops_lib.a",
+                "libportable_kernels.a",
+                "liboptimized_native_cpu_ops_lib.a",
+                "libquantized_ops_lib.a",
+                "libxnnpack_backend.a",
+                "libvulkan_backend.a",
+                "libXNNPACK.a",
+                "libcpuinfo.a",
+                "libextension_module_static.a",
+                "README.txt",
+            ],
+            true,
+        );
+        let plan = static_link_plan(&available, false);
+        let names: Vec<&str> = plan.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "xnnpack_backend",
+                "optimized_native_cpu_ops_lib",
+                "quantized_ops_lib",
+                "extension_module_static",
+                "portable_kernels",
+                "XNNPACK",
+                "cpuinfo",
+                "executorch",
+                "executorch_core"
+            ]
+        );
+        assert!(plan[..3].iter().all(|l| l.whole) && plan[3..].iter().all(|l| !l.whole));
+        assert!(!names.contains(&"portable_ops_lib"), "would register operators twice");
+        assert!(STATIC_EXCLUDED.contains(&"portable_ops_lib"));
+        let with_vulkan = static_link_plan(&available, true);
+        assert!(with_vulkan.iter().any(|l| l.name == "vulkan_backend" && l.whole));
+    }
+
+    #[test]
+    fn shared_plan_for_the_wheel() {
+        let available = lib_names(
+            [
+                "libexecutorch.so",
+                "libexecutorch_backend_openvino.so",
+                "libexecutorch_backend_xnnpack.so",
+                "libexecutorch_kernels_optimized.so",
+                "libexecutorch_kernels_quantized.so",
+                "libexecutorch_threadpool.so",
+                "libexecutorch_etdump.so",
+            ],
+            false,
+        );
+        let plan = shared_link_plan(&available).unwrap();
+        let kept: Vec<&str> = plan.iter().filter(|l| l.whole).map(|l| l.name.as_str()).collect();
+        assert_eq!(kept, SHARED_REGISTRATION);
+        assert!(!plan.iter().any(|l| l.name.contains("openvino")), "optional backends are not linked");
+        assert_eq!(shared_link_plan(&["executorch_threadpool".into()]), None);
+    }
+
+    #[test]
+    fn defines_match_the_wheel_cmake_config() {
+        assert_eq!(
+            cpp_defines(true),
+            ["C10_USING_CUSTOM_GENERATED_MACROS", "ET_EVENT_TRACER_ENABLED", "ET_USE_THREADPOOL"]
+        );
+        assert_eq!(cpp_defines(false).len(), 2);
+    }
+}

@@ -1,0 +1,143 @@
+"""`diffulex-export` command line: export a checkpoint to .pte, or print a .pte's metadata.
+
+Example:
+    diffulex-export export --checkpoint ckpt/ --max-seq-len 1024 -o out/model.pte
+    diffulex-export info out/model.pte
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import List, Optional
+
+from .checkpoint import FAMILIES
+from .errors import ExportError
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="diffulex-export", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("export", help="export a Hugging Face-layout checkpoint to an ExecuTorch .pte")
+    e.add_argument("--checkpoint", required=True, type=Path, help="directory with config.json and *.safetensors")
+    e.add_argument("--family", choices=FAMILIES, help="model family (default: detected from config.json)")
+    e.add_argument("--max-seq-len", required=True, type=int, help="longest sequence (and KV cache) the .pte supports")
+    cache = e.add_mutually_exclusive_group()
+    cache.add_argument("--kv-cache", dest="kv_cache", action="store_true", default=None,
+                       help="KV cache inside the program (default for sdar, fast_dllm_v2)")
+    cache.add_argument("--no-kv-cache", dest="kv_cache", action="store_false",
+                       help="whole sequence every call (default, and the only choice, for llada, dream)")
+    e.add_argument("--backend", choices=("xnnpack", "portable"), default="xnnpack")
+    e.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32",
+                   help="weights/activations dtype; logits are float32 either way")
+    e.add_argument("--quantize", choices=("none", "int8", "8da4w"), default="none",
+                   help="int8: 8-bit dynamic activations + 8-bit per-channel weights; "
+                        "8da4w: 8-bit dynamic activations + 4-bit weights, groups of 32 (xnnpack only)")
+    e.add_argument("--skip-tokenizer", action="store_true",
+                   help="do not require or copy tokenizer.json / tokenizer_config.json")
+    e.add_argument("-o", "--output", required=True, type=Path, help="the .pte file to write")
+
+    i = sub.add_parser("info", help="print the metadata methods of a .pte as JSON")
+    i.add_argument("pte", type=Path)
+    return p
+
+
+def _check_output(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ExportError(f"output directory {parent} does not exist")
+    if path.is_dir():
+        raise ExportError(f"output {path} is a directory; give a file name such as {path / 'model.pte'}")
+
+
+def _stage_tokenizer(ckpt: Path, out_dir: Path) -> List[tuple]:
+    """Copy the tokenizer files to temporary names in out_dir; returns (temp, final) pairs."""
+    staged = []
+    for name in TOKENIZER_FILES:
+        src = ckpt / name
+        if not src.is_file():
+            continue
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=str(out_dir))
+        os.close(fd)
+        shutil.copyfile(src, tmp)
+        staged.append((tmp, out_dir / name))
+    return staged
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from .export import DTYPES, export_model
+    from .models import load_model
+
+    _check_output(args.output)
+    if not args.skip_tokenizer and not (args.checkpoint / "tokenizer.json").is_file():
+        raise ExportError(
+            f"{args.checkpoint} has no tokenizer.json (the engine needs it beside the .pte); "
+            f"add it, or pass --skip-tokenizer"
+        )
+    if args.quantize != "none" and args.backend != "xnnpack":
+        raise ExportError(f"--quantize {args.quantize} needs --backend xnnpack (the portable kernels run float only)")
+    if args.quantize != "none" and args.dtype != "fp32":
+        raise ExportError("--quantize works on fp32 models; drop --dtype fp16")
+    model = load_model(
+        args.checkpoint,
+        family=args.family,
+        max_seq_len=args.max_seq_len,
+        kv_cache=args.kv_cache,
+        dtype=DTYPES[args.dtype],
+    )
+    out_dir = args.output.parent if str(args.output.parent) else Path(".")
+    with torch.no_grad():
+        # Tokenizer copies go to temporary names first so that a failed export
+        # leaves neither a .pte nor stray tokenizer files behind.
+        staged = [] if args.skip_tokenizer else _stage_tokenizer(args.checkpoint, out_dir)
+        try:
+            export_model(model, args.output, backend=args.backend, quantize=args.quantize)
+        except BaseException:
+            for tmp, _ in staged:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            raise
+    for tmp, final in staged:
+        os.replace(tmp, final)
+    meta = model.meta
+    print(
+        f"wrote {args.output} ({args.output.stat().st_size} bytes): {model.spec.family}, "
+        f"max_seq_len {meta['max_seq_len']}, kv_cache {meta['use_kv_cache']}, backend {args.backend}, "
+        f"dtype {args.dtype}, quantize {args.quantize}"
+    )
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .export import read_metadata
+
+    if not args.pte.is_file():
+        raise ExportError(f"{args.pte} does not exist")
+    print(json.dumps(read_metadata(args.pte), indent=2, sort_keys=True))
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of `diffulex-export` and `python -m diffulex_export`; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "export":
+            return cmd_export(args)
+        return cmd_info(args)
+    except ExportError as e:
+        print(f"diffulex-export: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

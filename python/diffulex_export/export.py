@@ -1,0 +1,195 @@
+"""DiffusionLM -> ExecuTorch program (.pte) with the DiffuLex metadata methods.
+
+The pipeline is the stock one: torch.export with a dynamic token dimension,
+to_edge_transform_and_lower (XNNPACK partitioner, or none for the portable
+kernels), to_executorch. The file is written to a temporary name beside the
+destination and renamed at the end, so a failed export leaves nothing at -o.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Union
+
+import torch
+
+from .errors import ExportError
+from .models.base import DiffusionLM
+
+BACKENDS = ("xnnpack", "portable")
+QUANTIZE = ("none", "int8", "8da4w")
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+def constant_methods(model: DiffusionLM) -> Dict[str, Any]:
+    """The metadata methods stored in the .pte: `get_<key>` for counts/ids, bare names for flags.
+
+    Example:
+        >>> sorted(constant_methods(m))  # doctest: +SKIP
+        ['get_block_size', 'get_contract_version', 'get_eos_ids', ..., 'shift_logits', 'use_kv_cache']
+    """
+    meta = model.meta
+    out: Dict[str, Any] = {}
+    for key, value in meta.items():
+        name = key if key in ("use_kv_cache", "shift_logits") else f"get_{key}"
+        out[name] = value
+    return out
+
+
+def example_inputs(model: DiffusionLM) -> tuple:
+    """Example arguments for torch.export (T=2: a dynamic dim must not be traced at 0 or 1)."""
+    t = min(2, model.max_seq_len)
+    tokens = torch.zeros(1, t, dtype=torch.int64)
+    if model.kv_cache:
+        return (tokens, torch.zeros(1, dtype=torch.int64))
+    return (tokens,)
+
+
+def dynamic_shapes(model: DiffusionLM):
+    """Token dimension dynamic in [1, max_seq_len]; input_pos static [1]."""
+    dim_t = torch.export.Dim("T", min=1, max=model.max_seq_len)
+    if model.kv_cache:
+        return ({1: dim_t}, None)
+    return ({1: dim_t},)
+
+
+def quantize_model(model: DiffusionLM, scheme: str) -> None:
+    """Quantize the Linear layers in place with torchao (XNNPACK-lowerable schemes).
+
+    int8:  8-bit dynamic per-token activations, 8-bit per-channel weights.
+    8da4w: 8-bit dynamic per-token activations, 4-bit weights in groups of 32
+           (a group size that divides every in_features is required).
+    Embeddings and norms stay in floating point.
+    """
+    if scheme == "none":
+        return
+    from torchao.quantization import quantize_
+    from torchao.quantization.granularity import PerAxis, PerGroup
+    from torchao.quantization.quant_api import Int8DynamicActivationIntxWeightConfig
+
+    if scheme == "int8":
+        config = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8, weight_granularity=PerAxis(0))
+    elif scheme == "8da4w":
+        group = 32
+        for name, mod in model.named_modules():
+            if isinstance(mod, torch.nn.Linear) and mod.in_features % group:
+                raise ExportError(f"8da4w needs in_features divisible by {group}; {name} has {mod.in_features}")
+        config = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(group))
+    else:
+        raise ExportError(f"unknown quantization {scheme!r}; expected one of {', '.join(QUANTIZE)}")
+    quantize_(model, config, filter_fn=lambda m, _fqn: isinstance(m, torch.nn.Linear))
+
+
+def to_program(model: DiffusionLM, backend: str = "xnnpack"):
+    """Export and lower; returns the ExecuTorch program manager (its `.buffer` is the .pte)."""
+    from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
+    from executorch.exir.passes import MemoryPlanningPass
+    from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
+
+    if backend not in BACKENDS:
+        raise ExportError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    partitioners = []
+    if backend == "xnnpack":
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        partitioners = [XnnpackPartitioner()]
+    prev = torch.is_grad_enabled()
+    # Buffer mutation (the KV cache) cannot be exported with autograd on.
+    torch.set_grad_enabled(False)
+    try:
+        ep = torch.export.export(
+            model, example_inputs(model), dynamic_shapes=dynamic_shapes(model), strict=False
+        )
+        edge = to_edge_transform_and_lower(
+            ep,
+            partitioner=partitioners,
+            constant_methods=constant_methods(model),
+            compile_config=EdgeCompileConfig(_check_ir_validity=False),
+        )
+        return edge.to_executorch(
+            ExecutorchBackendConfig(
+                memory_planning_pass=MemoryPlanningPass(alloc_graph_input=True),
+                sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass(),
+            )
+        )
+    finally:
+        torch.set_grad_enabled(prev)
+
+
+def write_atomic(data: bytes, out_path: Union[str, Path]) -> Path:
+    """Write bytes to out_path through a temporary file in the same directory + rename.
+
+    Example:
+        >>> write_atomic(b"x", "/tmp/diffulex_atomic_example.bin")
+        PosixPath('/tmp/diffulex_atomic_example.bin')
+    """
+    out = Path(out_path)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ExportError(f"output directory {parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(parent))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        # mkstemp creates 0600; give the file the mode a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return out
+
+
+def export_model(
+    model: DiffusionLM,
+    out_path: Union[str, Path],
+    backend: str = "xnnpack",
+    quantize: str = "none",
+) -> Path:
+    """Quantize (optionally), export, lower and write `model` as a .pte at out_path.
+
+    Example:
+        >>> export_model(load_model("tests/fixtures/ckpt/dream", max_seq_len=256), "/tmp/d.pte")  # doctest: +SKIP
+        PosixPath('/tmp/d.pte')
+    """
+    if quantize not in QUANTIZE:
+        raise ExportError(f"unknown quantization {quantize!r}; expected one of {', '.join(QUANTIZE)}")
+    if quantize != "none" and backend != "xnnpack":
+        raise ExportError(f"--quantize {quantize} needs --backend xnnpack (the portable kernels run float only)")
+    quantize_model(model, quantize)
+    program = to_program(model, backend)
+    return write_atomic(program.buffer, out_path)
+
+
+def load_pte_method(path: Union[str, Path], method: str = "forward"):
+    """Load one method of a .pte with ExecuTorch's Python runtime (for tests and checks)."""
+    from executorch.runtime import Runtime
+
+    runtime = Runtime.get()
+    program = runtime.load_program(str(path))
+    return program.load_method(method)
+
+
+def read_metadata(path: Union[str, Path]) -> Dict[str, Any]:
+    """Run every metadata method of a .pte; lists come back as lists, scalars as scalars.
+
+    Example:
+        >>> read_metadata("tests/fixtures/pte/sdar_cached.pte")["get_block_size"]  # doctest: +SKIP
+        4
+    """
+    from executorch.runtime import Runtime
+
+    program = Runtime.get().load_program(str(path))
+    out: Dict[str, Any] = {}
+    for name in sorted(program.method_names):
+        if name == "forward":
+            continue
+        values = list(program.load_method(name).execute([]))
+        out[name] = values if name == "get_eos_ids" else values[0]
+    return out
+

@@ -1,0 +1,135 @@
+"""Compact PyTorch models of the four diffusion-LM families, loaded from HF-layout checkpoints.
+
+Example:
+    >>> from diffulex_export.models import load_model
+    >>> m = load_model("tests/fixtures/ckpt/sdar", max_seq_len=256, kv_cache=True)  # doctest: +SKIP
+    >>> m.meta["block_size"]  # doctest: +SKIP
+    4
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Dict, List, Optional, Union
+
+import torch
+
+from ..checkpoint import WeightStore, load_config, resolve_family
+from ..errors import ExportError
+from . import dream, fast_dllm_v2, llada, sdar
+from .base import BIDIRECTIONAL, CONTRACT_VERSION, FAMILY_IDS, DiffusionLM, ModelSpec
+
+FAMILY_MODULES: Dict[str, ModuleType] = {
+    "sdar": sdar,
+    "fast_dllm_v2": fast_dllm_v2,
+    "llada": llada,
+    "dream": dream,
+}
+
+__all__ = [
+    "BIDIRECTIONAL",
+    "CONTRACT_VERSION",
+    "FAMILY_IDS",
+    "DiffusionLM",
+    "ModelSpec",
+    "load_model",
+    "load_spec",
+]
+
+DEFAULT_MAX_SEQ_LEN = 2048
+
+
+def load_spec(ckpt_dir: Union[str, Path], family: Optional[str] = None) -> ModelSpec:
+    """Parse a checkpoint's config (and tokenizer/generation config) into a ModelSpec.
+
+    Example:
+        >>> load_spec("tests/fixtures/ckpt/llada").family  # doctest: +SKIP
+        'llada'
+    """
+    ckpt_dir = Path(ckpt_dir)
+    config = load_config(ckpt_dir)
+    family = resolve_family(config, family, ckpt_dir)
+    spec = FAMILY_MODULES[family].spec_from_config(config, ckpt_dir)
+    for name, value in (("mask token", spec.mask_token_id), ("pad", spec.pad_id)):
+        if not 0 <= value < spec.vocab_size:
+            raise ExportError(f"{ckpt_dir}: {name} id {value} is outside the vocabulary (size {spec.vocab_size})")
+    for value in spec.eos_ids:
+        if not 0 <= value < spec.vocab_size:
+            raise ExportError(f"{ckpt_dir}: eos id {value} is outside the vocabulary (size {spec.vocab_size})")
+    return spec
+
+
+def _load_weights(model: DiffusionLM, store: WeightStore, family: str) -> None:
+    name_of = FAMILY_MODULES[family].checkpoint_name
+    spec = model.spec
+    embed_name = name_of("embed.weight")
+    missing: List[str] = []
+    state = model.state_dict()
+    with torch.no_grad():
+        for canonical, target in state.items():
+            if ".cache." in canonical:
+                continue
+            name = name_of(canonical)
+            if canonical == "lm_head.weight" and not store.has(name):
+                if spec.tie_embeddings:
+                    name = embed_name
+            if not store.has(name):
+                missing.append(name)
+                continue
+            tensor = store.get(name)
+            if tuple(tensor.shape) != tuple(target.shape):
+                raise ExportError(
+                    f"{store.ckpt_dir}: weight {name} has shape {tuple(tensor.shape)}, "
+                    f"the config implies {tuple(target.shape)}"
+                )
+            target.copy_(tensor.to(target.dtype))
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise ExportError(f"{store.ckpt_dir}: missing weights ({len(missing)}): {shown}")
+
+
+def load_model(
+    ckpt_dir: Union[str, Path],
+    family: Optional[str] = None,
+    max_seq_len: Optional[int] = None,
+    kv_cache: Optional[bool] = None,
+    dtype: torch.dtype = torch.float32,
+) -> DiffusionLM:
+    """Build the family's module from config.json + *.safetensors, in eval mode.
+
+    max_seq_len defaults to min(max_position_embeddings, 2048); kv_cache defaults to
+    True for the block-causal families (sdar, fast_dllm_v2) and False otherwise.
+    A cached llada/dream model is refused: a prefix cache would change a
+    bidirectional model's outputs (earlier positions could not see later tokens).
+
+    Example:
+        >>> m = load_model("tests/fixtures/ckpt/dream", max_seq_len=256)  # doctest: +SKIP
+        >>> m.meta["shift_logits"], m.meta["use_kv_cache"]  # doctest: +SKIP
+        (True, False)
+    """
+    ckpt_dir = Path(ckpt_dir)
+    spec = load_spec(ckpt_dir, family)
+    if max_seq_len is None:
+        max_seq_len = min(spec.max_position_embeddings, DEFAULT_MAX_SEQ_LEN)
+    if max_seq_len < 1:
+        raise ExportError(f"max_seq_len must be at least 1, got {max_seq_len}")
+    if max_seq_len > spec.max_position_embeddings:
+        raise ExportError(
+            f"max_seq_len {max_seq_len} exceeds the checkpoint's max_position_embeddings "
+            f"{spec.max_position_embeddings}"
+        )
+    if kv_cache is None:
+        kv_cache = spec.family not in BIDIRECTIONAL
+    if kv_cache and spec.family in BIDIRECTIONAL:
+        raise ExportError(
+            f"{spec.family} is a bidirectional model: a KV cache would freeze earlier positions' keys "
+            f"and values without the later tokens they attend to, changing its outputs; "
+            f"export it without a KV cache (--no-kv-cache)"
+        )
+    store = WeightStore(ckpt_dir)
+    model = DiffusionLM(spec, max_seq_len=max_seq_len, kv_cache=kv_cache, dtype=dtype)
+    _load_weights(model, store, spec.family)
+    model.eval()
+    model.requires_grad_(False)
+    return model

@@ -1,0 +1,189 @@
+"""The one decoder that all four families instantiate, plus its shape/metadata spec.
+
+The families differ only in config keys, weight names, biases, q/k norms, the
+attention mask (block-causal or bidirectional) and whether logits are shifted;
+those differences live in the family modules as a `ModelSpec` and a name map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import torch
+from torch import nn
+
+from .layers import Attention, DecoderLayer, KVCache, RMSNorm, SwiGLU, family_mask, rope_tables
+
+CONTRACT_VERSION = 1
+FAMILY_IDS = {"sdar": 0, "fast_dllm_v2": 1, "llada": 2, "dream": 3}
+BIDIRECTIONAL = ("llada", "dream")
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to build the module and its .pte metadata.
+
+    Example:
+        >>> s = ModelSpec("sdar", vocab_size=512, hidden=64, n_layers=2, n_heads=4, n_kv_heads=2,
+        ...               head_dim=16, intermediate=128, rms_eps=1e-6, rope_theta=1e6,
+        ...               max_position_embeddings=1024, mask_token_id=3, eos_ids=[1],
+        ...               pad_id=1, block_size=4)
+        >>> s.family_id
+        0
+    """
+
+    family: str
+    vocab_size: int  # width of the logits (the embedding rows)
+    hidden: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    intermediate: int
+    rms_eps: float
+    rope_theta: float
+    max_position_embeddings: int
+    mask_token_id: int
+    eos_ids: List[int]
+    pad_id: int
+    block_size: int = 0
+    sub_block_size: int = 0
+    shift_logits: bool = False
+    qkv_bias: bool = False
+    o_bias: bool = False
+    mlp_bias: bool = False
+    norm_bias: bool = False
+    qk_norm: bool = False
+    tie_embeddings: bool = False
+    logit_scale: float = 1.0
+    embed_scale: float = 1.0
+    extra: Dict[str, object] = field(default_factory=dict)
+
+    @property
+    def family_id(self) -> int:
+        return FAMILY_IDS[self.family]
+
+
+# A name map turns a canonical parameter name (this module's state_dict key)
+# into the name the published checkpoint uses.
+NameMap = Callable[[str], str]
+
+
+class DiffusionLM(nn.Module):
+    """Token ids -> raw (unshifted) float32 logits, with the family's mask by absolute position.
+
+    Uncached: `m(tokens)` with tokens [1, T] being the whole sequence from position 0.
+    Cached: `m(tokens, input_pos)` writes K/V of positions [pos, pos+T) into the
+    module's buffers and lets its queries see only keys at positions < pos+T.
+
+    Example:
+        >>> from diffulex_export.models import load_model
+        >>> m = load_model("tests/fixtures/ckpt/sdar", max_seq_len=256, kv_cache=True)  # doctest: +SKIP
+        >>> m(torch.tensor([[1, 2, 3]]), torch.tensor([0])).shape  # doctest: +SKIP
+        torch.Size([1, 3, 512])
+    """
+
+    def __init__(self, spec: ModelSpec, max_seq_len: int, kv_cache: bool, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.spec = spec
+        self.max_seq_len = max_seq_len
+        self.kv_cache = kv_cache
+        self.embed = nn.Embedding(spec.vocab_size, spec.hidden)
+        layers = []
+        for _ in range(spec.n_layers):
+            attn = Attention(
+                spec.hidden,
+                spec.n_heads,
+                spec.n_kv_heads,
+                spec.head_dim,
+                qkv_bias=spec.qkv_bias,
+                o_bias=spec.o_bias,
+                qk_norm=spec.qk_norm,
+                eps=spec.rms_eps,
+            )
+            mlp = SwiGLU(spec.hidden, spec.intermediate, bias=spec.mlp_bias)
+            layers.append(
+                DecoderLayer(
+                    attn,
+                    mlp,
+                    RMSNorm(spec.hidden, spec.rms_eps, bias=spec.norm_bias),
+                    RMSNorm(spec.hidden, spec.rms_eps, bias=spec.norm_bias),
+                )
+            )
+        self.layers = nn.ModuleList(layers)
+        self.norm = RMSNorm(spec.hidden, spec.rms_eps, bias=spec.norm_bias)
+        self.lm_head = nn.Linear(spec.hidden, spec.vocab_size, bias=False)
+        cos, sin = rope_tables(spec.head_dim, spec.rope_theta, max_seq_len)
+        # Non-persistent: derived from the config, never read from or saved to a checkpoint.
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.to(dtype)
+        if kv_cache:
+            for layer in self.layers:
+                layer.attn.cache = KVCache(spec.n_kv_heads, max_seq_len, spec.head_dim, dtype)
+
+    @property
+    def meta(self) -> Dict[str, object]:
+        """The .pte constant-method values, keyed without the `get_` prefix."""
+        s = self.spec
+        return {
+            "max_seq_len": int(self.max_seq_len),
+            "vocab_size": int(s.vocab_size),
+            "mask_token_id": int(s.mask_token_id),
+            "eos_ids": [int(i) for i in s.eos_ids],
+            "block_size": int(s.block_size),
+            "sub_block_size": int(s.sub_block_size),
+            "use_kv_cache": bool(self.kv_cache),
+            "shift_logits": bool(s.shift_logits),
+            "family_id": int(s.family_id),
+            "pad_id": int(s.pad_id),
+            "contract_version": CONTRACT_VERSION,
+        }
+
+    def reset_cache(self) -> None:
+        """Zero every layer's K/V buffers (a no-op for uncached models)."""
+        for layer in self.layers:
+            if layer.attn.cache is not None:
+                layer.attn.cache.reset()
+
+    def forward(self, tokens: torch.Tensor, input_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
+        t = tokens.shape[1]
+        if self.kv_cache:
+            if input_pos is None:
+                raise ValueError("a cached model needs input_pos (int64 [1])")
+            if not torch.compiler.is_compiling():
+                start = int(input_pos[0])
+                if start < 0 or start + t > self.max_seq_len:
+                    raise ValueError(
+                        f"positions [{start}, {start + t}) are outside the cache [0, {self.max_seq_len})"
+                    )
+            q_pos = torch.arange(t, dtype=torch.int64) + input_pos
+            k_pos = torch.arange(self.max_seq_len, dtype=torch.int64)
+            mask = family_mask(q_pos, k_pos, self.spec.block_size)
+            # Keys at or beyond pos+T are stale (or never written): never visible.
+            mask = mask & (k_pos < input_pos + t).unsqueeze(0)
+            cos = torch.index_select(self.rope_cos, 0, q_pos)
+            sin = torch.index_select(self.rope_sin, 0, q_pos)
+            positions: Optional[torch.Tensor] = q_pos
+        else:
+            if input_pos is not None:
+                raise ValueError("an uncached model takes only tokens (the whole sequence from 0)")
+            if not torch.compiler.is_compiling() and t > self.max_seq_len:
+                raise ValueError(f"{t} tokens exceed max_seq_len {self.max_seq_len}")
+            positions = None
+            q_pos = torch.arange(t, dtype=torch.int64)
+            mask = family_mask(q_pos, q_pos, self.spec.block_size)
+            cos = self.rope_cos[:t]
+            sin = self.rope_sin[:t]
+        x = self.embed(tokens)
+        if self.spec.embed_scale != 1.0:
+            x = x * self.spec.embed_scale
+        cos = cos.to(x.dtype)
+        sin = sin.to(x.dtype)
+        for layer in self.layers:
+            x = layer(x, cos, sin, mask, positions)
+        logits = self.lm_head(self.norm(x))
+        if self.spec.logit_scale != 1.0:
+            logits = logits * self.spec.logit_scale
+        return logits.float()

@@ -1,0 +1,239 @@
+"""Shared transformer pieces, written with plain ATen ops only.
+
+The exported program must run on ExecuTorch's stock kernels (portable/optimized)
+and the XNNPACK delegate, which have no fused LLM ops: attention is spelled out as
+matmul + masked softmax + matmul, and the KV cache is a pair of mutable buffers.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm computed in float32 and cast back, as the families' reference code does.
+
+    Example:
+        >>> n = RMSNorm(4, eps=1e-6)
+        >>> n(torch.ones(1, 2, 4)).shape
+        torch.Size([1, 2, 4])
+    """
+
+    def __init__(self, dim: int, eps: float, bias: bool = False):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        out = self.weight * h.to(dtype)
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+
+def rope_tables(head_dim: int, theta: float, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables [max_len, head_dim] for the half-split ("rotate_half") RoPE layout.
+
+    Computed in float32 the same way the reference code does (positions x inverse
+    frequencies, duplicated across the two halves) so values match bit for bit.
+
+    Example:
+        >>> cos, sin = rope_tables(8, 10000.0, 16)
+        >>> cos.shape, float(cos[0, 0])
+        (torch.Size([16, 8]), 1.0)
+    """
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+    pos = torch.arange(max_len, dtype=torch.int64).float()
+    freqs = torch.outer(pos, inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (-x2, x1) over the last dimension."""
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x [B, H, T, D] by cos/sin [T, D] (broadcast over batch and heads)."""
+    return x * cos + rotate_half(x) * sin
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x)).
+
+    Example:
+        >>> SwiGLU(4, 8, bias=False)(torch.zeros(1, 1, 4)).shape
+        torch.Size([1, 1, 4])
+    """
+
+    def __init__(self, dim: int, hidden: int, bias: bool):
+        super().__init__()
+        self.gate = nn.Linear(dim, hidden, bias=bias)
+        self.up = nn.Linear(dim, hidden, bias=bias)
+        self.down = nn.Linear(hidden, dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(nn.functional.silu(self.gate(x)) * self.up(x))
+
+
+def family_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, block_size: int) -> torch.Tensor:
+    """Boolean [Tq, Tk] visibility by absolute position.
+
+    block_size > 0: block-causal (key k visible to query q iff k // bs <= q // bs,
+    blocks aligned at absolute 0). block_size == 0: everything visible.
+
+    Example:
+        >>> family_mask(torch.arange(4), torch.arange(4), 2).int().tolist()
+        [[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1]]
+    """
+    if block_size > 0:
+        return (k_pos // block_size).unsqueeze(0) <= (q_pos // block_size).unsqueeze(1)
+    return torch.ones(q_pos.shape[0], k_pos.shape[0], dtype=torch.bool)
+
+
+def masked_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """softmax(q k^T * scale, masked) v with grouped-query heads.
+
+    q: [B, Hq, T, D]; k, v: [B, Hkv, S, D]; mask: bool [T, S], True = visible.
+    Softmax runs in float32. Every query row must see at least one key.
+
+    Example:
+        >>> q = torch.zeros(1, 2, 3, 4); kv = torch.zeros(1, 1, 3, 4)
+        >>> masked_attention(q, kv, kv, torch.ones(3, 3, dtype=torch.bool), 0.5).shape
+        torch.Size([1, 2, 3, 4])
+    """
+    b, hq, t, d = q.shape
+    hkv = k.shape[1]
+    s = k.shape[2]
+    if hq != hkv:
+        rep = hq // hkv
+        k = k[:, :, None, :, :].expand(b, hkv, rep, s, d).reshape(b, hq, s, d)
+        v = v[:, :, None, :, :].expand(b, hkv, rep, s, d).reshape(b, hq, s, d)
+    scores = torch.matmul(q, k.transpose(2, 3)) * scale
+    scores = scores.masked_fill(~mask, float("-inf"))
+    probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    return torch.matmul(probs, v)
+
+
+class KVCache(nn.Module):
+    """Per-layer K/V buffers [1, Hkv, max_len, D] that persist across calls.
+
+    In the exported program these are mutable buffers: ExecuTorch keeps their
+    contents between executions of the same loaded method.
+
+    Example:
+        >>> c = KVCache(2, 16, 4, torch.float32)
+        >>> c.k.shape
+        torch.Size([1, 2, 16, 4])
+    """
+
+    def __init__(self, n_kv_heads: int, max_len: int, head_dim: int, dtype: torch.dtype):
+        super().__init__()
+        self.register_buffer("k", torch.zeros(1, n_kv_heads, max_len, head_dim, dtype=dtype))
+        self.register_buffer("v", torch.zeros(1, n_kv_heads, max_len, head_dim, dtype=dtype))
+
+    def write(self, positions: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v [1, Hkv, T, D] at the absolute positions [T] (int64); return the full buffers.
+
+        An index_put with a position tensor (not a slice at a Python int) keeps the
+        exported graph free of data-dependent shapes: a slice view of the buffer is
+        contiguous only when T equals the buffer length, which the exporter would
+        otherwise have to special-case.
+        """
+        self.k[:, :, positions] = k
+        self.v[:, :, positions] = v
+        return self.k, self.v
+
+    def reset(self) -> None:
+        """Zero both buffers."""
+        self.k.zero_()
+        self.v.zero_()
+
+
+class Attention(nn.Module):
+    """Multi-head attention with optional q/k RMSNorm (Qwen3) and an optional KV cache.
+
+    Example:
+        >>> a = Attention(8, 2, 1, 4, qkv_bias=True, o_bias=False, qk_norm=False, eps=1e-6)
+        >>> a.q_proj.out_features
+        8
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        n_heads: int,
+        n_kv_heads: int,
+        head_dim: int,
+        qkv_bias: bool,
+        o_bias: bool,
+        qk_norm: bool,
+        eps: float,
+    ):
+        super().__init__()
+        self.n_heads = n_heads
+        self.n_kv_heads = n_kv_heads
+        self.head_dim = head_dim
+        self.scale = head_dim**-0.5
+        self.q_proj = nn.Linear(dim, n_heads * head_dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=qkv_bias)
+        self.o_proj = nn.Linear(n_heads * head_dim, dim, bias=o_bias)
+        self.q_norm = RMSNorm(head_dim, eps) if qk_norm else None
+        self.k_norm = RMSNorm(head_dim, eps) if qk_norm else None
+        self.cache: Optional[KVCache] = None
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor,
+        positions: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, self.n_heads, self.head_dim)
+        k = self.k_proj(x).view(b, t, self.n_kv_heads, self.head_dim)
+        v = self.v_proj(x).view(b, t, self.n_kv_heads, self.head_dim)
+        if self.q_norm is not None and self.k_norm is not None:
+            q = self.q_norm(q)
+            k = self.k_norm(k)
+        q = apply_rope(q.transpose(1, 2), cos, sin)
+        k = apply_rope(k.transpose(1, 2), cos, sin)
+        v = v.transpose(1, 2)
+        if self.cache is not None:
+            assert positions is not None
+            k, v = self.cache.write(positions, k, v)
+            # ExecuTorch does not initialise mutable buffers: slots never written hold
+            # arbitrary bits, possibly NaN/Inf. Their scores are replaced by -inf below,
+            # but 0 * NaN in probs @ v would still poison the output, so invisible
+            # value rows are zeroed (keys visible to any query are exactly those < pos+T).
+            v = torch.where(mask.any(dim=0).view(1, 1, -1, 1), v, torch.zeros_like(v))
+        out = masked_attention(q, k, v, mask, self.scale)
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm block: x + attn(norm(x)), then + mlp(norm(x))."""
+
+    def __init__(self, attn: Attention, mlp: SwiGLU, attn_norm: RMSNorm, mlp_norm: RMSNorm):
+        super().__init__()
+        self.attn = attn
+        self.mlp = mlp
+        self.attn_norm = attn_norm
+        self.mlp_norm = mlp_norm
+
+    def forward(self, x, cos, sin, mask, positions):
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask, positions)
+        return x + self.mlp(self.mlp_norm(x))

@@ -1,0 +1,233 @@
+"""The `diffulex-export` CLI on tiny checkpoints written by the tests, and its error cases.
+
+Every error must come out as one clear line, exit code 1 (2 for argparse usage
+errors), and leave nothing at -o (no .pte, no tokenizer copies, no temp files).
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import FIXTURES, PY_ROOT
+from diffulex_export import cli
+from diffulex_export.export import constant_methods, load_pte_method, quantize_model, read_metadata
+from diffulex_export.models import load_model
+
+
+def _run(argv, capsys):
+    code = cli.main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _tokens(n, seed=0):
+    return torch.randint(0, 512, (1, n), generator=torch.Generator().manual_seed(seed))
+
+
+# family -> (extra CLI args, kv_cache the .pte should have, dtype, tolerance vs the fp32 module)
+CASES = {
+    "sdar": ([], True, torch.float32, 1e-4),
+    "fast_dllm_v2": (["--backend", "portable", "--no-kv-cache"], False, torch.float32, 1e-4),
+    "llada": (["--backend", "portable"], False, torch.float32, 1e-4),
+    # fp16 weights and activations: compared with the fp32 module at an fp16-sized tolerance.
+    "dream": (["--family", "dream", "--dtype", "fp16"], False, torch.float16, 5e-2),
+}
+
+
+@pytest.mark.parametrize("family", sorted(CASES))
+def test_export_each_family(family, tiny_ckpts, tmp_path, capsys):
+    extra, kv, dtype, tol = CASES[family]
+    out = tmp_path / "model.pte"
+    code, stdout, stderr = _run(
+        ["export", "--checkpoint", tiny_ckpts[family], "--max-seq-len", 64, *extra, "-o", out], capsys
+    )
+    assert code == 0, stderr
+    assert f"wrote {out}" in stdout
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        assert filecmp.cmp(out.parent / name, tiny_ckpts[family] / name, shallow=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pte", "tokenizer.json", "tokenizer_config.json"]
+
+    ref = load_model(tiny_ckpts[family], max_seq_len=64, kv_cache=kv)
+    assert read_metadata(out) == constant_methods(ref)
+    tokens = _tokens(21, seed=7)
+    args = [tokens, torch.tensor([0])] if kv else [tokens]
+    got = load_pte_method(out).execute(args)[0]
+    with torch.no_grad():
+        want = ref(*args)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, atol=tol, rtol=0)
+
+
+def test_export_8da4w(tiny_ckpts, tmp_path, capsys):
+    """4-bit weights: XNNPACK's blockwise kernels differ from torchao's eager math by a few
+    hundredths (measured max 0.1 on logits of std ~1), so this uses a looser tolerance."""
+    out = tmp_path / "q.pte"
+    code, _, stderr = _run(
+        ["export", "--checkpoint", tiny_ckpts["sdar"], "--max-seq-len", 64, "--quantize", "8da4w", "-o", out], capsys
+    )
+    assert code == 0, stderr
+    ref = load_model(tiny_ckpts["sdar"], max_seq_len=64, kv_cache=True)
+    quantize_model(ref, "8da4w")
+    tokens = _tokens(16, seed=3)
+    got = load_pte_method(out).execute([tokens, torch.tensor([0])])[0]
+    with torch.no_grad():
+        want = ref(tokens, torch.tensor([0]))
+    torch.testing.assert_close(got, want, atol=0.3, rtol=0)
+
+
+def test_python_m_entry_point():
+    pte = FIXTURES / "pte" / "llada.pte"
+    if not pte.is_file():
+        pytest.skip("fixtures not generated")
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffulex_export", "info", str(pte)],
+        cwd=PY_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads(proc.stdout)
+    assert meta["get_family_id"] == 2 and meta["get_eos_ids"] == [0] and meta["use_kv_cache"] is False
+
+
+def _assert_nothing_written(out_dir):
+    assert list(out_dir.iterdir()) == [], list(out_dir.iterdir())
+
+
+@pytest.fixture
+def out_dir(tmp_path):
+    d = tmp_path / "out"
+    d.mkdir()
+    return d
+
+
+def test_wrong_family(tiny_ckpts, out_dir, capsys):
+    code, _, err = _run(
+        ["export", "--checkpoint", tiny_ckpts["sdar"], "--family", "llada", "--max-seq-len", 64, "-o", out_dir / "m.pte"],
+        capsys,
+    )
+    assert code == 1
+    assert "--family llada does not match the checkpoint, whose config.json says sdar" in err
+    _assert_nothing_written(out_dir)
+
+
+def test_missing_weights_named(tiny_ckpts, tmp_path, out_dir, capsys):
+    ckpt = tmp_path / "broken"
+    ckpt.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        (ckpt / name).write_bytes((tiny_ckpts["llada"] / name).read_bytes())
+    sd = load_file(str(tiny_ckpts["llada"] / "model.safetensors"))
+    del sd["model.transformer.blocks.0.up_proj.weight"]
+    del sd["model.transformer.ff_out.weight"]
+    save_file(sd, str(ckpt / "model.safetensors"))
+    code, _, err = _run(["export", "--checkpoint", ckpt, "--max-seq-len", 64, "-o", out_dir / "m.pte"], capsys)
+    assert code == 1
+    assert "missing weights (2)" in err
+    assert "model.transformer.blocks.0.up_proj.weight" in err and "model.transformer.ff_out.weight" in err
+    _assert_nothing_written(out_dir)
+
+
+def test_no_weights_at_all(tiny_ckpts, tmp_path, out_dir, capsys):
+    ckpt = tmp_path / "empty"
+    ckpt.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        (ckpt / name).write_bytes((tiny_ckpts["dream"] / name).read_bytes())
+    code, _, err = _run(["export", "--checkpoint", ckpt, "--max-seq-len", 64, "-o", out_dir / "m.pte"], capsys)
+    assert code == 1 and "no weights in" in err
+    _assert_nothing_written(out_dir)
+
+
+def test_max_seq_len_too_long(tiny_ckpts, out_dir, capsys):
+    code, _, err = _run(
+        ["export", "--checkpoint", tiny_ckpts["dream"], "--max-seq-len", 4096, "-o", out_dir / "m.pte"], capsys
+    )
+    assert code == 1
+    assert "max_seq_len 4096 exceeds the checkpoint's max_position_embeddings 1024" in err
+    _assert_nothing_written(out_dir)
+
+
+def test_unknown_option(tiny_ckpts, out_dir, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["export", "--checkpoint", str(tiny_ckpts["sdar"]), "--max-seq-len", "64",
+                  "--turbo", "-o", str(out_dir / "m.pte")])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --turbo" in capsys.readouterr().err
+    _assert_nothing_written(out_dir)
+
+
+def test_unknown_backend_value(tiny_ckpts, out_dir, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["export", "--checkpoint", str(tiny_ckpts["sdar"]), "--max-seq-len", "64",
+                  "--backend", "vulkan", "-o", str(out_dir / "m.pte")])
+    assert exc.value.code == 2
+    assert "invalid choice: 'vulkan'" in capsys.readouterr().err
+    _assert_nothing_written(out_dir)
+
+
+@pytest.mark.parametrize("family", ["llada", "dream"])
+def test_cached_bidirectional_refused(family, tiny_ckpts, out_dir, capsys):
+    code, _, err = _run(
+        ["export", "--checkpoint", tiny_ckpts[family], "--kv-cache", "--max-seq-len", 64, "-o", out_dir / "m.pte"],
+        capsys,
+    )
+    assert code == 1
+    assert f"{family} is a bidirectional model" in err and "--no-kv-cache" in err
+    _assert_nothing_written(out_dir)
+
+
+def test_quantize_needs_xnnpack(tiny_ckpts, out_dir, capsys):
+    code, _, err = _run(
+        ["export", "--checkpoint", tiny_ckpts["sdar"], "--max-seq-len", 64, "--backend", "portable",
+         "--quantize", "int8", "-o", out_dir / "m.pte"],
+        capsys,
+    )
+    assert code == 1 and "needs --backend xnnpack" in err
+    _assert_nothing_written(out_dir)
+
+
+def test_missing_tokenizer(tiny_ckpts, tmp_path, out_dir, capsys):
+    ckpt = tmp_path / "notok"
+    ckpt.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (ckpt / name).write_bytes((tiny_ckpts["sdar"] / name).read_bytes())
+    code, _, err = _run(["export", "--checkpoint", ckpt, "--max-seq-len", 64, "-o", out_dir / "m.pte"], capsys)
+    assert code == 1 and "has no tokenizer.json" in err and "--skip-tokenizer" in err
+    _assert_nothing_written(out_dir)
+
+
+def test_missing_output_directory(tiny_ckpts, tmp_path, capsys):
+    code, _, err = _run(
+        ["export", "--checkpoint", tiny_ckpts["sdar"], "--max-seq-len", 64, "-o", tmp_path / "nope" / "m.pte"], capsys
+    )
+    assert code == 1 and "output directory" in err and "does not exist" in err
+
+
+def test_failure_mid_export_leaves_nothing(tiny_ckpts, out_dir, capsys, monkeypatch):
+    import diffulex_export.export as ex
+
+    def boom(model, backend="xnnpack"):
+        raise RuntimeError("lowering failed")
+
+    monkeypatch.setattr(ex, "to_program", boom)
+    with pytest.raises(RuntimeError, match="lowering failed"):
+        cli.main(["export", "--checkpoint", str(tiny_ckpts["sdar"]), "--max-seq-len", "64", "-o", str(out_dir / "m.pte")])
+    _assert_nothing_written(out_dir)
+
+
+def test_failed_export_keeps_previous_file(tiny_ckpts, out_dir, capsys):
+    previous = out_dir / "m.pte"
+    previous.write_bytes(b"previous model")
+    code, _, _ = _run(
+        ["export", "--checkpoint", tiny_ckpts["sdar"], "--family", "dream", "--max-seq-len", 64, "-o", previous], capsys
+    )
+    assert code == 1
+    assert previous.read_bytes() == b"previous model"
+    assert [p.name for p in out_dir.iterdir()] == ["m.pte"]

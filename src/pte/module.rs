@@ -1,0 +1,344 @@
+//! [`PteModule`]: a loaded `.pte` program and its methods.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use executorch_sys as sys;
+
+use super::dtype::DType;
+use super::error::{Operation, PteError, Result};
+use super::meta::{Dynamism, MethodMeta, TensorInfo, ValueKind};
+use super::output::Outputs;
+use super::raw::{self, RawError, RawModule};
+use super::tensor::Tensor;
+use super::validate;
+
+/// A program copied into memory aligned for any tensor type, for [`PteModule::from_bytes`].
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Chunk([u8; 64]);
+
+struct AlignedBytes {
+    chunks: Vec<Chunk>,
+    len: usize,
+}
+
+impl AlignedBytes {
+    fn copy_of(bytes: &[u8]) -> Self {
+        let mut chunks = vec![Chunk([0; 64]); bytes.len().div_ceil(64)];
+        for (chunk, src) in chunks.iter_mut().zip(bytes.chunks(64)) {
+            chunk.0[..src.len()].copy_from_slice(src);
+        }
+        AlignedBytes { chunks, len: bytes.len() }
+    }
+
+    fn as_ptr(&self) -> *const u8 {
+        self.chunks.as_ptr().cast()
+    }
+}
+
+/// A loaded ExecuTorch program (`.pte`): list its methods, read their metadata, run them.
+///
+/// Loading from a file memory-maps it through ExecuTorch's mmap loader, so weights are paged in
+/// on demand and never copied; the program is verified (`InternalConsistency`) when loaded.
+/// Methods are loaded on first use (metadata or execute); loading a delegated method is where
+/// XNNPACK packs its weights. Mutable buffers (e.g. a KV cache) keep their state across
+/// `execute` calls of the same module.
+///
+/// # Threads
+/// `PteModule` is [`Send`] but not [`Sync`]. ExecuTorch's `Module` is not thread-safe: running
+/// a method writes into its planned memory, and even reading metadata may load a method. So
+/// [`execute`](PteModule::execute) takes `&mut self`, and the outputs it returns borrow the
+/// module until the next call, because the runtime reuses that memory. To use a model from
+/// several threads, load one module per thread or put it behind a `Mutex`.
+///
+/// ```
+/// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+/// use diffulex_edge::pte::{PteModule, Tensor};
+/// let mut module = PteModule::load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/basic/mlp.pte"))?;
+/// assert!(module.has_method("forward"));
+/// let x = vec![0.25f32; 16];
+/// let outputs = module.execute("forward", &[Tensor::f32(&x, &[2, 8])])?;
+/// let y: &[f32] = outputs.get(0)?.as_f32()?;
+/// assert_eq!(y.len(), 8);
+/// # Ok(()) }
+/// ```
+pub struct PteModule {
+    // Field order matters: `raw` is dropped first, while the bytes it reads still exist.
+    raw: RawModule,
+    _bytes: Option<AlignedBytes>,
+    path: Option<PathBuf>,
+    file_size: u64,
+    names: Vec<String>,
+    metas: RefCell<HashMap<String, MethodMeta>>,
+}
+
+/// Compile-time check that `PteModule` stays `Send`.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<PteModule>();
+};
+
+impl std::fmt::Debug for PteModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PteModule")
+            .field("path", &self.path)
+            .field("file_size", &self.file_size)
+            .field("methods", &self.names)
+            .finish()
+    }
+}
+
+impl PteModule {
+    /// Memory-maps and verifies the program at `path`.
+    ///
+    /// # Errors
+    /// [`PteError::Io`] if the file cannot be read, [`PteError::EmptyFile`], or
+    /// [`PteError::Runtime`] (typically [`ErrorCode::InvalidProgram`](super::ErrorCode::InvalidProgram)) if it is not a valid
+    /// program.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+    /// let m = diffulex_edge::pte::PteModule::load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/basic/mlp.pte"))?;
+    /// assert!(m.file_size() > 0);
+    /// assert!(diffulex_edge::pte::PteModule::load("/no/such/file.pte").is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let io = |source| PteError::Io { path: path.to_path_buf(), source };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if meta.is_dir() {
+            return Err(io(std::io::Error::other("is a directory")));
+        }
+        // Open once for reading so a permission problem is reported as an I/O error.
+        std::fs::File::open(path).map_err(io)?;
+        if meta.len() == 0 {
+            return Err(PteError::EmptyFile { path: path.to_path_buf() });
+        }
+        let c_path = path_to_c(path)?;
+        let raw = RawModule::load_file(&c_path, true)
+            .map_err(|e| runtime(e, Operation::Load, Some(path), None))?;
+        Self::finish(raw, None, Some(path.to_path_buf()), meta.len())
+    }
+
+    /// Loads a program held in memory. The bytes are copied once into 64-byte-aligned storage
+    /// owned by the module (ExecuTorch reads tensors in place and needs them aligned).
+    ///
+    /// # Errors
+    /// [`PteError::Runtime`] if the bytes are not a valid program.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+    /// use diffulex_edge::pte::PteModule;
+    /// let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/basic/mlp.pte")).unwrap();
+    /// let m = PteModule::from_bytes(bytes)?;
+    /// assert!(m.path().is_none());
+    /// assert!(m.method_names()?.contains(&"forward".to_string()));
+    /// # Ok(()) }
+    /// ```
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
+        if bytes.is_empty() {
+            return Err(PteError::EmptyFile { path: PathBuf::from("<memory>") });
+        }
+        let aligned = AlignedBytes::copy_of(&bytes);
+        drop(bytes);
+        // SAFETY: `aligned` is moved into the returned module, whose `raw` field is declared
+        // (and therefore dropped) before it, so the buffer outlives the C++ module; it is never
+        // written after this point.
+        let raw = unsafe { RawModule::load_buffer(aligned.as_ptr(), aligned.len, true) }
+            .map_err(|e| runtime(e, Operation::Load, None, None))?;
+        let len = aligned.len as u64;
+        Self::finish(raw, Some(aligned), None, len)
+    }
+
+    fn finish(raw: RawModule, bytes: Option<AlignedBytes>, path: Option<PathBuf>, file_size: u64) -> Result<Self> {
+        let names = raw
+            .method_names()
+            .map_err(|e| runtime(e, Operation::MethodNames, path.as_deref(), None))?;
+        Ok(PteModule { raw, _bytes: bytes, path, file_size, names, metas: RefCell::new(HashMap::new()) })
+    }
+
+    /// The file this module was loaded from (`None` for [`PteModule::from_bytes`]).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+    /// let p = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/basic/mlp.pte");
+    /// let m = diffulex_edge::pte::PteModule::load(p)?;
+    /// assert_eq!(m.path(), Some(std::path::Path::new(p)));
+    /// # Ok(()) }
+    /// ```
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Size of the program in bytes.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+    /// let p = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/basic/mlp.pte");
+    /// let m = diffulex_edge::pte::PteModule::load(p)?;
+    /// assert_eq!(m.file_size(), std::fs::metadata(p).unwrap().len());
+    /// # Ok(()) }
+    /// ```
+    pub fn file_size(&self) -> u64 {
+        self.file_size
+    }
+
+    /// Names of all methods, in program order.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+    /// let m = diffulex_edge::pte::PteModule::load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/basic/mlp.pte"))?;
+    /// let names = m.method_names()?;
+    /// assert!(names.iter().any(|n| n == "get_answer"));
+    /// # Ok(()) }
+    /// ```
+    pub fn method_names(&self) -> Result<Vec<String>> {
+        Ok(self.names.clone())
+    }
+
+    /// Whether the program has a method called `name`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+    /// let m = diffulex_edge::pte::PteModule::load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/basic/mlp.pte"))?;
+    /// assert!(m.has_method("forward") && !m.has_method("backward"));
+    /// # Ok(()) }
+    /// ```
+    pub fn has_method(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name)
+    }
+
+    /// Inputs, outputs and delegate backends of `name`. Loads the method on first use
+    /// (the result is cached).
+    ///
+    /// # Errors
+    /// [`PteError::UnknownMethod`], or [`PteError::Runtime`] if the method fails to load (e.g.
+    /// [`ErrorCode::OperatorMissing`](super::ErrorCode::OperatorMissing)).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+    /// use diffulex_edge::pte::{DType, PteModule};
+    /// let m = PteModule::load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/basic/dynamic.pte"))?;
+    /// let meta = m.method_meta("forward")?;
+    /// assert_eq!(meta.inputs[0].dtype, DType::I64);
+    /// assert_eq!(meta.inputs[0].shape, [1, 16]); // T is dynamic, at most 16
+    /// assert!(meta.inputs[0].dynamic);
+    /// # Ok(()) }
+    /// ```
+    pub fn method_meta(&self, name: &str) -> Result<MethodMeta> {
+        self.ensure_meta(name)?;
+        Ok(self.metas.borrow()[name].clone())
+    }
+
+    fn ensure_meta(&self, name: &str) -> Result<()> {
+        if self.metas.borrow().contains_key(name) {
+            return Ok(());
+        }
+        if !self.has_method(name) {
+            return Err(PteError::UnknownMethod { method: name.to_string(), available: self.names.clone() });
+        }
+        let err = |e| runtime(e, Operation::MethodMeta, self.path.as_deref(), Some(name));
+        let c = c_method(name, &self.names)?;
+        let (n_in, n_out, n_backends) = self.raw.method_counts(&c).map_err(err)?;
+        let info = |output, i| self.raw.value_info(&c, output, i).map(tensor_info);
+        let inputs = (0..n_in).map(|i| info(false, i)).collect::<Result<Vec<_>, _>>().map_err(err)?;
+        let outputs = (0..n_out).map(|i| info(true, i)).collect::<Result<Vec<_>, _>>().map_err(err)?;
+        let backends = (0..n_backends)
+            .map(|i| self.raw.backend_name(&c, i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        let meta = MethodMeta { name: name.to_string(), inputs, outputs, backends };
+        self.metas.borrow_mut().insert(name.to_string(), meta);
+        Ok(())
+    }
+
+    /// Runs `method` on `inputs` and returns zero-copy views of its outputs, valid until the
+    /// next call on this module (the borrow checker enforces it).
+    ///
+    /// Inputs are checked against the method's metadata first: count, dtype, rank, static
+    /// sizes and the upper bounds of dynamic tensors, and that each slice matches its shape.
+    ///
+    /// # Errors
+    /// [`PteError::UnknownMethod`], an input error ([`PteError::InputCount`],
+    /// [`PteError::InputDType`], [`PteError::InputRank`], [`PteError::InputShape`],
+    /// [`PteError::DimAboveBound`], [`PteError::InputDataLength`]), or [`PteError::Runtime`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+    /// use diffulex_edge::pte::{PteModule, Tensor};
+    /// let mut m = PteModule::load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/basic/dynamic.pte"))?;
+    /// for t in [1usize, 4, 16] {
+    ///     let tokens = vec![1i64; t];
+    ///     let out = m.execute("forward", &[Tensor::i64(&tokens, &[1, t])])?;
+    ///     assert_eq!(out.get(0)?.shape(), &[1, t, 12]);
+    /// }
+    /// let too_long = vec![1i64; 17];
+    /// assert!(m.execute("forward", &[Tensor::i64(&too_long, &[1, 17])]).is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn execute(&mut self, method: &str, inputs: &[Tensor<'_>]) -> Result<Outputs<'_>> {
+        self.ensure_meta(method)?;
+        validate::check_inputs(&self.metas.borrow()[method], inputs)?;
+        let c = c_method(method, &self.names)?;
+        let sizes: Vec<Vec<i64>> = inputs
+            .iter()
+            .map(|t| t.shape().iter().map(|&d| i64::try_from(d).unwrap_or(i64::MAX)).collect())
+            .collect();
+        let raw_inputs: Vec<sys::dlx_tensor_in> = inputs
+            .iter()
+            .zip(&sizes)
+            .map(|(t, s)| sys::dlx_tensor_in {
+                dtype: t.dtype().scalar_type(),
+                ndim: s.len(),
+                sizes: s.as_ptr(),
+                data: t.data_ptr(),
+            })
+            .collect();
+        let n = self
+            .raw
+            .execute(&c, &raw_inputs)
+            .map_err(|e| runtime(e, Operation::Execute, self.path.as_deref(), Some(method)))?;
+        Ok(Outputs::new(&self.raw, method.to_string(), n))
+    }
+}
+
+fn tensor_info(raw: raw::RawValue) -> TensorInfo {
+    let dynamism = Dynamism::from_raw(raw.dynamism);
+    TensorInfo {
+        dtype: DType::from_scalar_type(raw.dtype),
+        shape: raw.sizes,
+        dynamic: matches!(dynamism, Dynamism::Bounded | Dynamism::Unbounded),
+        kind: ValueKind::from_tag(raw.tag),
+        dynamism,
+    }
+}
+
+fn runtime(e: RawError, operation: Operation, file: Option<&Path>, method: Option<&str>) -> PteError {
+    PteError::Runtime {
+        code: e.code,
+        operation,
+        file: file.map(Path::to_path_buf),
+        method: method.map(str::to_string),
+        message: e.message,
+    }
+}
+
+fn c_method(name: &str, names: &[String]) -> Result<std::ffi::CString> {
+    raw::c_name(name).ok_or_else(|| PteError::UnknownMethod { method: name.to_string(), available: names.to_vec() })
+}
+
+#[cfg(unix)]
+fn path_to_c(path: &Path) -> Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| PteError::InvalidPath { path: path.to_path_buf() })
+}
+
+#[cfg(not(unix))]
+fn path_to_c(path: &Path) -> Result<std::ffi::CString> {
+    path.to_str()
+        .and_then(|s| std::ffi::CString::new(s).ok())
+        .ok_or_else(|| PteError::InvalidPath { path: path.to_path_buf() })
+}

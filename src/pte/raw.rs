@@ -1,0 +1,250 @@
+//! The only place that calls `executorch_sys`: one owner type for the shim's module handle,
+//! and the status-to-`Result` conversion in one function.
+
+use std::ffi::{c_char, CStr, CString};
+use std::ptr::{self, NonNull};
+use std::sync::Once;
+
+use executorch_sys as sys;
+
+use super::error::ErrorCode;
+
+/// An error straight from the shim, before the caller adds context.
+#[derive(Debug)]
+pub(crate) struct RawError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Describes one input/output (metadata) or one produced output.
+#[derive(Debug, Clone)]
+pub(crate) struct RawValue {
+    pub tag: i32,
+    pub dtype: i32,
+    pub sizes: Vec<i64>,
+    pub dynamism: i32,
+    pub nbytes: usize,
+    pub data: *const u8,
+}
+
+fn empty_error() -> sys::dlx_error {
+    sys::dlx_error { code: 0, message: [0; sys::DLX_ERROR_MESSAGE_LEN as usize] }
+}
+
+/// Turns a shim status into a `Result`; the single place where statuses are read.
+fn check(status: i32, err: &sys::dlx_error) -> Result<(), RawError> {
+    if status == 0 {
+        return Ok(());
+    }
+    // SAFETY: the shim always NUL-terminates `message` within its fixed-size buffer (it was
+    // zero-initialised here and `write_error` truncates to LEN - 1).
+    let message = unsafe { CStr::from_ptr(err.message.as_ptr()) }.to_string_lossy().into_owned();
+    Err(RawError { code: ErrorCode::from_code(status as u32), message })
+}
+
+/// Applies `DIFFULEX_ET_LOG` (debug|info|error|fatal|off) once per process.
+fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Ok(level) = std::env::var("DIFFULEX_ET_LOG") {
+            if let Some(level) = super::LogLevel::parse(&level) {
+                set_log_level(level as i32);
+            }
+        }
+    });
+}
+
+/// Sets the minimum printed log level of the runtime.
+pub(crate) fn set_log_level(level: i32) {
+    // SAFETY: takes a plain integer; the shim initialises its logging on first use.
+    unsafe { sys::dlx_set_log_level(level) }
+}
+
+/// Owner of a `dlx_module*`.
+pub(crate) struct RawModule(NonNull<sys::dlx_module>);
+
+// SAFETY: the ExecuTorch Module has no thread affinity (no thread-locals or thread-bound
+// resources in the handle), so it may move to another thread. It is not thread-safe, which is
+// why RawModule is not Sync and every mutating call takes `&mut self` or goes through the
+// non-Sync PteModule.
+unsafe impl Send for RawModule {}
+
+impl RawModule {
+    /// Loads a program from a file through ExecuTorch's mmap loader.
+    pub fn load_file(path: &CStr, verify: bool) -> Result<Self, RawError> {
+        init_logging();
+        let mut out: *mut sys::dlx_module = ptr::null_mut();
+        let mut err = empty_error();
+        // SAFETY: `path` is a valid NUL-terminated string for the call; `out` and `err` are
+        // valid for writes.
+        let status = unsafe {
+            sys::dlx_module_load_file(path.as_ptr(), verification(verify), &mut out, &mut err)
+        };
+        check(status, &err)?;
+        Self::from_out(out)
+    }
+
+    /// Loads a program from memory.
+    ///
+    /// # Safety
+    /// `data..data+len` must stay valid and unchanged until the returned module is dropped.
+    pub unsafe fn load_buffer(data: *const u8, len: usize, verify: bool) -> Result<Self, RawError> {
+        init_logging();
+        let mut out: *mut sys::dlx_module = ptr::null_mut();
+        let mut err = empty_error();
+        // SAFETY: the caller guarantees the buffer outlives the module; out-pointers are valid.
+        let status = unsafe {
+            sys::dlx_module_load_buffer(data.cast(), len, verification(verify), &mut out, &mut err)
+        };
+        check(status, &err)?;
+        Self::from_out(out)
+    }
+
+    fn from_out(out: *mut sys::dlx_module) -> Result<Self, RawError> {
+        NonNull::new(out).map(RawModule).ok_or(RawError {
+            code: ErrorCode::Internal,
+            message: "the shim reported success but returned no module".into(),
+        })
+    }
+
+    fn ptr(&self) -> *mut sys::dlx_module {
+        self.0.as_ptr()
+    }
+
+    /// All method names, in program order.
+    pub fn method_names(&self) -> Result<Vec<String>, RawError> {
+        let mut n = 0usize;
+        let mut err = empty_error();
+        // SAFETY: the handle is live (owned by self); out-pointers are valid.
+        check(unsafe { sys::dlx_module_num_methods(self.ptr(), &mut n, &mut err) }, &err)?;
+        (0..n)
+            .map(|i| {
+                let mut name: *const c_char = ptr::null();
+                // SAFETY: as above; `i` is in range (the shim checks anyway).
+                check(unsafe { sys::dlx_module_method_name(self.ptr(), i, &mut name, &mut err) }, &err)?;
+                Ok(owned_str(name))
+            })
+            .collect()
+    }
+
+    /// Loads `method` and returns (inputs, outputs, backends) counts.
+    pub fn method_counts(&self, method: &CStr) -> Result<(usize, usize, usize), RawError> {
+        let (mut i, mut o, mut b) = (0usize, 0usize, 0usize);
+        let mut err = empty_error();
+        // SAFETY: live handle, NUL-terminated name, valid out-pointers. Loading a method mutates
+        // the C++ module; callers hold the non-Sync PteModule, so no call runs concurrently.
+        let status =
+            unsafe { sys::dlx_method_counts(self.ptr(), method.as_ptr(), &mut i, &mut o, &mut b, &mut err) };
+        check(status, &err)?;
+        Ok((i, o, b))
+    }
+
+    /// Metadata of input or output `index` of a loaded method.
+    pub fn value_info(&self, method: &CStr, output: bool, index: usize) -> Result<RawValue, RawError> {
+        let mut info = empty_info();
+        let mut err = empty_error();
+        // SAFETY: live handle, NUL-terminated name, valid out-pointers.
+        let status = unsafe {
+            sys::dlx_method_value_info(self.ptr(), method.as_ptr(), i32::from(output), index, &mut info, &mut err)
+        };
+        check(status, &err)?;
+        Ok(raw_value(&info))
+    }
+
+    /// Name of backend `index` of `method`.
+    pub fn backend_name(&self, method: &CStr, index: usize) -> Result<String, RawError> {
+        let mut name: *const c_char = ptr::null();
+        let mut err = empty_error();
+        // SAFETY: live handle, NUL-terminated name, valid out-pointers.
+        let status =
+            unsafe { sys::dlx_method_backend_name(self.ptr(), method.as_ptr(), index, &mut name, &mut err) };
+        check(status, &err)?;
+        Ok(owned_str(name))
+    }
+
+    /// Runs `method`; returns the number of outputs, readable with [`RawModule::output`] until
+    /// the next call that takes `&mut self`.
+    pub fn execute(&mut self, method: &CStr, inputs: &[sys::dlx_tensor_in]) -> Result<usize, RawError> {
+        let mut n = 0usize;
+        let mut err = empty_error();
+        // SAFETY: live handle; `inputs` point to dtype/sizes/data the caller keeps borrowed for
+        // this call (the shim copies what it needs beyond it); out-pointers are valid.
+        let status = unsafe {
+            sys::dlx_module_execute(self.ptr(), method.as_ptr(), inputs.as_ptr(), inputs.len(), &mut n, &mut err)
+        };
+        check(status, &err)?;
+        Ok(n)
+    }
+
+    /// Output `index` of the last execute. Its `data` points into memory owned by the module
+    /// that stays valid until the next `execute` or drop.
+    pub fn output(&self, index: usize) -> Result<RawValue, RawError> {
+        let mut info = empty_info();
+        let mut err = empty_error();
+        // SAFETY: live handle, valid out-pointers.
+        check(unsafe { sys::dlx_module_output(self.ptr(), index, &mut info, &mut err) }, &err)?;
+        Ok(raw_value(&info))
+    }
+}
+
+impl Drop for RawModule {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from a successful load and is freed exactly once here.
+        unsafe { sys::dlx_module_free(self.ptr()) }
+    }
+}
+
+fn verification(verify: bool) -> i32 {
+    if verify {
+        sys::DLX_VERIFY_INTERNAL_CONSISTENCY as i32
+    } else {
+        sys::DLX_VERIFY_MINIMAL as i32
+    }
+}
+
+fn empty_info() -> sys::dlx_value_info {
+    sys::dlx_value_info {
+        tag: 0,
+        dtype: -1,
+        ndim: 0,
+        sizes: ptr::null(),
+        dynamism: -1,
+        nbytes: 0,
+        data: ptr::null(),
+    }
+}
+
+fn raw_value(info: &sys::dlx_value_info) -> RawValue {
+    let sizes = if info.sizes.is_null() || info.ndim == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: the shim hands out `ndim` sizes that live in the program or tensor, valid at
+        // least until the next call on the module; they are copied right away.
+        unsafe { std::slice::from_raw_parts(info.sizes, info.ndim) }
+            .iter()
+            .map(|&s| i64::from(s))
+            .collect()
+    };
+    RawValue {
+        tag: info.tag,
+        dtype: info.dtype,
+        sizes,
+        dynamism: info.dynamism,
+        nbytes: info.nbytes,
+        data: info.data.cast(),
+    }
+}
+
+fn owned_str(ptr: *const c_char) -> String {
+    if ptr.is_null() {
+        return String::new();
+    }
+    // SAFETY: non-null strings from the shim are NUL-terminated and live as long as the module;
+    // they are copied immediately.
+    unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
+}
+
+/// A NUL-free C string for a method name.
+pub(crate) fn c_name(name: &str) -> Option<CString> {
+    CString::new(name).ok()
+}

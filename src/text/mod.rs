@@ -1,0 +1,20 @@
+//! Text in, text out: Hugging Face `tokenizer.json` tokenization, streaming detokenization that
+//! never splits a multi-byte character, and chat templates from `tokenizer_config.json`.
+//!
+//! ```
+//! use diffulex_edge::text::TextTokenizer;
+//! let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/models/default");
+//! let tok = TextTokenizer::from_file(format!("{dir}/tokenizer.json")).unwrap();
+//! let ids = tok.encode("12+34=", false).unwrap();
+//! assert_eq!(tok.decode(&ids, false).unwrap().replace(' ', ""), "12+34=");
+//! ```
+
+mod chat;
+mod error;
+mod stream;
+mod tokenizer;
+
+pub use chat::ChatTemplate;
+pub use error::TextError;
+pub use stream::StreamDecoder;
+pub use tokenizer::TextTokenizer;

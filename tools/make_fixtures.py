@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Regenerate the tiny seeded test fixtures: checkpoints and .pte files.
+
+    /work/.venv/bin/python tools/make_fixtures.py            # everything
+    /work/.venv/bin/python tools/make_fixtures.py --only sdar_cached llada
+    /work/.venv/bin/python tools/make_fixtures.py --check    # rebuild in a temp dir, compare bytes
+
+Writes tests/fixtures/ckpt/<family>/ (HF layout: config.json, generation_config.json,
+model.safetensors, tokenizer.json, tokenizer_config.json) and
+tests/fixtures/pte/<name>.pte plus tests/fixtures/pte/manifest.json, which records
+for every .pte its checkpoint, export options, metadata and the operators left
+outside the delegate (the kernels a runtime must provide).
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "python"))
+
+SEED = 0
+MAX_SEQ_LEN = 256
+FAMILIES = ("sdar", "fast_dllm_v2", "llada", "dream")
+# name: (family, kv_cache, backend, quantize)
+PTES = {
+    "sdar_cached": ("sdar", True, "xnnpack", "none"),
+    "sdar_uncached": ("sdar", False, "xnnpack", "none"),
+    "fast_dllm_v2_cached": ("fast_dllm_v2", True, "xnnpack", "none"),
+    "fast_dllm_v2_uncached": ("fast_dllm_v2", False, "xnnpack", "none"),
+    "llada": ("llada", False, "xnnpack", "none"),
+    "dream": ("dream", False, "xnnpack", "none"),
+    "sdar_cached_portable": ("sdar", True, "portable", "none"),
+    "sdar_cached_int8": ("sdar", True, "xnnpack", "int8"),
+}
+
+
+def _operators(program) -> list:
+    """Non-delegated operator names of the forward plan of an ExecuTorch program manager."""
+    for plan in program.executorch_program.execution_plan:
+        if plan.name == "forward":
+            return sorted({op.name + (f".{op.overload}" if op.overload else "") for op in plan.operators})
+    return []
+
+
+def _delegates(program) -> list:
+    for plan in program.executorch_program.execution_plan:
+        if plan.name == "forward":
+            return sorted({d.id for d in plan.delegates})
+    return []
+
+
+def build(root: Path, only: list) -> None:
+    import torch
+
+    from diffulex_export.export import quantize_model, to_program, write_atomic
+    from diffulex_export.models import load_model
+    from diffulex_export.tiny import write_checkpoint
+
+    ckpt_root = root / "ckpt"
+    pte_root = root / "pte"
+    pte_root.mkdir(parents=True, exist_ok=True)
+    for family in FAMILIES:
+        write_checkpoint(ckpt_root / family, family, seed=SEED)
+    manifest_path = pte_root / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    for name, (family, kv, backend, quant) in PTES.items():
+        if only and name not in only:
+            continue
+        print(f"exporting {name} ...", flush=True)
+        torch.manual_seed(SEED)
+        model = load_model(ckpt_root / family, max_seq_len=MAX_SEQ_LEN, kv_cache=kv)
+        quantize_model(model, quant)
+        program = to_program(model, backend)
+        out = write_atomic(program.buffer, pte_root / f"{name}.pte")
+        manifest[name] = {
+            "checkpoint": f"tests/fixtures/ckpt/{family}",
+            "family": family,
+            "kv_cache": kv,
+            "backend": backend,
+            "quantize": quant,
+            "max_seq_len": MAX_SEQ_LEN,
+            "meta": model.meta,
+            "delegates": _delegates(program),
+            "operators": _operators(program),
+            "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+        }
+    manifest_path.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", default=[], help=f"subset of .pte names: {', '.join(PTES)}")
+    ap.add_argument("--check", action="store_true", help="rebuild into a temp dir and compare with the committed files")
+    ap.add_argument("--out", type=Path, default=REPO / "tests" / "fixtures", help="fixtures root")
+    args = ap.parse_args()
+    unknown = [n for n in args.only if n not in PTES]
+    if unknown:
+        ap.error(f"unknown fixture(s) {unknown}; known: {', '.join(PTES)}")
+    if not args.check:
+        build(args.out, args.only)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        build(Path(tmp), args.only)
+        bad = []
+        for path in sorted(Path(tmp).rglob("*")):
+            if path.is_file():
+                rel = path.relative_to(tmp)
+                if rel.name == "manifest.json" and args.only:
+                    continue
+                ref = args.out / rel
+                if not ref.is_file() or not filecmp.cmp(path, ref, shallow=False):
+                    bad.append(str(rel))
+        if bad:
+            print("differs from the committed fixtures: " + ", ".join(bad))
+            return 1
+        print("fixtures reproduce byte for byte")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
