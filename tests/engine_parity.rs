@@ -7,9 +7,10 @@ use diffulex_edge::runtime::sampler::{
 };
 use diffulex_edge::runtime::{
     DiffusionEngine, DiffusionGenerationConfig, DiffusionModel, Family, HashModel, ModelMetadata,
-    ModelType, StopReason,
+    ModelType, PteModel, StopReason,
 };
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 fn goldens_dir() -> PathBuf {
@@ -148,8 +149,9 @@ fn prompt(c: &Value) -> Vec<i64> {
         .collect()
 }
 
-/// Runs every case of a golden file with engines built by `make(use_kv_cache)`.
-fn check_golden<M, F>(name: &str, mut make: F)
+/// Runs every case of a golden file with one engine per KV-cache mode built from `make()`
+/// (so engines are also exercised across many generations); returns tokens by case name.
+fn check_golden<M, F>(name: &str, mut make: F) -> HashMap<String, Vec<i64>>
 where
     M: DiffusionModel + Send + 'static,
     F: FnMut() -> M,
@@ -157,11 +159,14 @@ where
     let g = load(name);
     let meta = meta_from(&g["meta"]);
     let mut failures = Vec::new();
+    let mut got = HashMap::new();
+    let mut engines: HashMap<bool, DiffusionEngine> = HashMap::new();
     let cases = g["cases"].as_array().unwrap();
     for c in cases {
         let use_kv = c["use_kv_cache"].as_bool().unwrap();
-        let mut engine =
-            DiffusionEngine::from_model(make(), ModelType::Family(meta.family), use_kv).unwrap();
+        let engine = engines.entry(use_kv).or_insert_with(|| {
+            DiffusionEngine::from_model(make(), ModelType::Family(meta.family), use_kv).unwrap()
+        });
         let out = engine
             .generate(&prompt(c), &config_from(meta.family, c))
             .unwrap();
@@ -182,6 +187,7 @@ where
             ));
         }
         assert!(!out.tokens.contains(&meta.mask_token_id));
+        got.insert(c["name"].as_str().unwrap().to_string(), out.tokens);
     }
     assert!(
         failures.is_empty(),
@@ -190,6 +196,38 @@ where
         cases.len(),
         failures.join("\n")
     );
+    got
+}
+
+/// Greedy cases: the KV-cache run must equal the recompute run of the same case.
+fn check_cached_equals_uncached(name: &str, got: &HashMap<String, Vec<i64>>) {
+    let g = load(name);
+    let mut pairs = 0;
+    for c in g["cases"].as_array().unwrap() {
+        let n = c["name"].as_str().unwrap();
+        let greedy = c["sampler"]
+            .get("temperature")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+            == 0.0;
+        if let (true, Some(base)) = (greedy, n.strip_suffix("/kv")) {
+            let other = &got[&format!("{base}/nokv")];
+            assert_eq!(&got[n], other, "{name}: {base} cached != uncached");
+            pairs += 1;
+        }
+    }
+    assert!(pairs > 0, "{name}: no greedy cached/uncached pairs");
+}
+
+fn pte_golden(name: &str) -> HashMap<String, Vec<i64>> {
+    let g = load(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(g["pte"].as_str().unwrap());
+    let got = check_golden(name, || PteModel::load(&path).unwrap());
+    let meta = meta_from(&g["meta"]);
+    if meta.use_kv_cache {
+        check_cached_equals_uncached(name, &got);
+    }
+    got
 }
 
 fn hash_golden(family: &str) {
@@ -197,7 +235,10 @@ fn hash_golden(family: &str) {
     let g = load(&name);
     let meta = meta_from(&g["meta"]);
     let seed = g["hash_seed"].as_u64().unwrap();
-    check_golden(&name, || HashModel::new(meta.clone(), seed));
+    let got = check_golden(&name, || HashModel::new(meta.clone(), seed));
+    if meta.use_kv_cache {
+        check_cached_equals_uncached(&name, &got);
+    }
 }
 
 #[test]
@@ -218,4 +259,51 @@ fn hash_llada_matches_reference() {
 #[test]
 fn hash_dream_matches_reference() {
     hash_golden("dream");
+}
+
+#[test]
+fn pte_sdar_cached_matches_reference() {
+    let cached = pte_golden("sdar_cached");
+    // The uncached export of the same weights gives the same greedy tokens.
+    let uncached = pte_golden("sdar_uncached");
+    for (name, tokens) in &uncached {
+        assert_eq!(
+            Some(tokens),
+            cached.get(name),
+            "sdar_uncached vs sdar_cached: {name}"
+        );
+    }
+}
+
+#[test]
+fn pte_sdar_cached_portable_matches_reference() {
+    pte_golden("sdar_cached_portable");
+}
+
+#[test]
+fn pte_sdar_cached_int8_matches_reference() {
+    pte_golden("sdar_cached_int8");
+}
+
+#[test]
+fn pte_fast_dllm_v2_matches_reference() {
+    let cached = pte_golden("fast_dllm_v2_cached");
+    let uncached = pte_golden("fast_dllm_v2_uncached");
+    for (name, tokens) in &uncached {
+        assert_eq!(
+            Some(tokens),
+            cached.get(name),
+            "fast_dllm_v2_uncached vs cached: {name}"
+        );
+    }
+}
+
+#[test]
+fn pte_llada_matches_reference() {
+    pte_golden("llada");
+}
+
+#[test]
+fn pte_dream_matches_reference() {
+    pte_golden("dream");
 }

@@ -5,10 +5,12 @@ use super::config::DiffusionGenerationConfig;
 use super::diffusion::{Decoder, GenerationObserver, GenerationOutput, NoObserver, StopReason};
 use super::error::{EngineError, Result};
 use super::model::{DiffusionModel, Family, ModelMetadata, ModelType};
+use super::pte_model::PteModel;
 use super::rng::Rng;
 use super::sampler::base::Scorer;
 use super::sampler::BlockSampler;
 use super::stats::GenerationStats;
+use std::path::Path;
 use std::time::Instant;
 
 /// Decodes with one model; reusable across generations (also after a cancelled one).
@@ -58,6 +60,34 @@ impl DiffusionEngine {
             use_kv_cache,
             scorer: Scorer::default(),
         })
+    }
+
+    /// Loads a `.pte` with the KV cache it was exported with. `model_type` may be
+    /// [`ModelType::Auto`] (read `get_family_id`); `max_seq_len` must equal the exported
+    /// `get_max_seq_len` (it is the size of the cache buffers, so it cannot be changed here).
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionEngine, ModelType};
+    /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/sdar_cached.pte");
+    /// let engine = DiffusionEngine::from_pte(path, ModelType::Auto, 256).unwrap();
+    /// assert!(engine.uses_kv_cache());
+    /// assert!(DiffusionEngine::from_pte(path, ModelType::Auto, 512).is_err());
+    /// ```
+    pub fn from_pte(
+        path: impl AsRef<Path>,
+        model_type: impl Into<ModelType>,
+        max_seq_len: usize,
+    ) -> Result<Self> {
+        let model = PteModel::load(path)?;
+        let meta = model.metadata();
+        if meta.max_seq_len != max_seq_len {
+            return Err(EngineError::MaxSeqLenMismatch {
+                requested: max_seq_len,
+                model: meta.max_seq_len,
+            });
+        }
+        let cached = meta.use_kv_cache;
+        Self::from_model(model, model_type, cached)
     }
 
     /// The model's constants.

@@ -101,6 +101,15 @@ pub enum EngineError {
         /// Absolute canvas position.
         position: usize,
     },
+    /// An ExecuTorch call failed.
+    #[error("ExecuTorch error in {context}: {source}")]
+    Pte {
+        /// Which call failed.
+        context: String,
+        /// Underlying error.
+        #[source]
+        source: crate::pte::PteError,
+    },
     /// The model backend failed.
     #[error("model backend error in {context}: {source}")]
     Backend {

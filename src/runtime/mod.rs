@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod hash_model;
 pub mod model;
+pub mod pte_model;
 pub mod rng;
 pub mod sampler;
 pub mod stats;
@@ -22,6 +23,7 @@ pub use engine::DiffusionEngine;
 pub use error::EngineError;
 pub use hash_model::HashModel;
 pub use model::{DiffusionModel, Family, LogitsView, ModelMetadata, ModelType};
+pub use pte_model::PteModel;
 pub use stats::GenerationStats;
 
 /// Seed-API name of [`DiffusionEngine`].
