@@ -233,18 +233,30 @@ impl Scorer {
         }
         self.order.clear();
         self.order.extend_from_slice(&self.kept);
-        self.order.sort_unstable_by(|&a, &b| {
-            desc((z[a as usize], a as usize), (z[b as usize], b as usize))
-        });
         self.keep.clear();
         self.keep.resize(z.len(), false);
-        let mut cum = 0.0f64;
-        for &i in &self.order {
-            if cum > p {
-                break;
+        let cmp =
+            |a: &u32, b: &u32| desc((z[*a as usize], *a as usize), (z[*b as usize], *b as usize));
+        // The nucleus is usually tiny: sort growing chunks of the best remaining tokens
+        // (select, then sort the chunk) instead of the whole vocabulary. The visiting order is
+        // exactly the full sort's, because (z desc, index asc) is a total order.
+        let n = self.order.len();
+        let (mut lo, mut chunk, mut cum) = (0usize, 64usize, 0.0f64);
+        'scan: while lo < n {
+            let hi = (lo + chunk).min(n);
+            if hi < n {
+                self.order[lo..].select_nth_unstable_by(hi - lo - 1, cmp);
             }
-            self.keep[i as usize] = true;
-            cum += (z[i as usize] - m).exp() / s;
+            self.order[lo..hi].sort_unstable_by(cmp);
+            for &i in &self.order[lo..hi] {
+                if cum > p {
+                    break 'scan;
+                }
+                self.keep[i as usize] = true;
+                cum += (z[i as usize] - m).exp() / s;
+            }
+            lo = hi;
+            chunk = chunk.saturating_mul(4);
         }
         let keep = &self.keep;
         self.kept.retain(|&i| keep[i as usize]);
@@ -432,6 +444,41 @@ mod tests {
                 )
                 .unwrap();
             assert_eq!((q.token, q.prob), (0, 1.0));
+        }
+    }
+
+    #[test]
+    fn chunked_top_p_equals_full_sort() {
+        let mut r = Rng::new(11);
+        let mut s = Scorer::default();
+        for trial in 0..50 {
+            let v = 50 + trial * 37;
+            let row: Vec<f32> = (0..v)
+                .map(|_| ((r.next_f64() * 8.0) as f32).round() / 2.0)
+                .collect();
+            for &p in &[0.05, 0.5, 0.9, 0.999] {
+                // Naive nucleus: full sort by (z desc, index asc).
+                let z: Vec<f64> = row.iter().map(|&x| x as f64).collect();
+                let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let tot: f64 = z.iter().map(|x| (x - m).exp()).sum();
+                let mut idx: Vec<usize> = (0..v).collect();
+                idx.sort_by(|&a, &b| desc((z[a], a), (z[b], b)));
+                let mut want = vec![false; v];
+                let mut cum = 0.0;
+                for &i in &idx {
+                    if cum > p {
+                        break;
+                    }
+                    want[i] = true;
+                    cum += (z[i] - m).exp() / tot;
+                }
+                s.z = z.clone();
+                s.kept = (0..v as u32).collect();
+                s.top_p(Some(p));
+                let got: Vec<usize> = s.kept.iter().map(|&i| i as usize).collect();
+                let want: Vec<usize> = (0..v).filter(|&i| want[i]).collect();
+                assert_eq!(got, want, "v={v} p={p}");
+            }
         }
     }
 

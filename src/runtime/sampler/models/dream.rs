@@ -31,12 +31,42 @@ pub enum DreamAlg {
     Entropy,
 }
 
+impl std::str::FromStr for DreamAlg {
+    type Err = crate::runtime::EngineError;
+    /// Parses the official names (`origin`, `maskgit_plus`, `topk_margin`, `entropy`).
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::sampler::DreamAlg;
+    /// assert_eq!("topk_margin".parse::<DreamAlg>().unwrap(), DreamAlg::TopkMargin);
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "origin" => Ok(DreamAlg::Origin),
+            "maskgit_plus" => Ok(DreamAlg::MaskgitPlus),
+            "topk_margin" => Ok(DreamAlg::TopkMargin),
+            "entropy" => Ok(DreamAlg::Entropy),
+            o => Err(invalid(
+                "alg",
+                o,
+                "expected origin, maskgit_plus, topk_margin or entropy",
+            )),
+        }
+    }
+}
+
 /// Dream decoding settings.
 ///
 /// ```
 /// use diffulex_edge::runtime::sampler::{DreamAlg, DreamSampler};
+/// use diffulex_edge::runtime::{DiffusionEngine, DiffusionGenerationConfig, ModelType};
 /// let s = DreamSampler { alg: DreamAlg::MaskgitPlus, temperature: 0.2, top_p: Some(0.95), ..Default::default() };
 /// assert_eq!(s.eps, 1e-3);
+///
+/// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/dream.pte");
+/// let mut engine = DiffusionEngine::from_pte(path, ModelType::Auto, 256).unwrap();
+/// let cfg = DiffusionGenerationConfig::new(10).with_seed(7).with_sampler(DreamSampler { steps: Some(5), ..s });
+/// let out = engine.generate(&[10, 11, 12], &cfg).unwrap();
+/// assert!(out.stats.decode_forwards <= 5);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct DreamSampler {

@@ -30,12 +30,35 @@ pub enum LLaDARemasking {
     Random,
 }
 
+impl std::str::FromStr for LLaDARemasking {
+    type Err = EngineError;
+    /// Parses the official names (`low_confidence`, `random`).
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::sampler::LLaDARemasking;
+    /// assert_eq!("random".parse::<LLaDARemasking>().unwrap(), LLaDARemasking::Random);
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "low_confidence" => Ok(LLaDARemasking::LowConfidence),
+            "random" => Ok(LLaDARemasking::Random),
+            o => Err(invalid("remasking", o, "expected low_confidence or random")),
+        }
+    }
+}
+
 /// LLaDA decoding settings.
 ///
 /// ```
 /// use diffulex_edge::runtime::sampler::LLaDASampler;
-/// let s = LLaDASampler { steps: Some(32), block_length: Some(8), ..Default::default() };
+/// use diffulex_edge::runtime::{DiffusionEngine, DiffusionGenerationConfig, ModelType};
+/// let s = LLaDASampler { steps: Some(16), block_length: Some(8), ..Default::default() };
 /// assert_eq!(s.cfg_scale, 0.0);
+///
+/// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/llada.pte");
+/// let mut engine = DiffusionEngine::from_pte(path, ModelType::Auto, 256).unwrap();
+/// let out = engine.generate(&[10, 11, 12], &DiffusionGenerationConfig::new(16).with_sampler(s)).unwrap();
+/// assert_eq!(out.stats.decode_forwards, 16); // one token per step, no early EOS here
 /// ```
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LLaDASampler {

@@ -37,12 +37,45 @@ pub enum SdarStrategy {
     EntropyBounded,
 }
 
+impl std::str::FromStr for SdarStrategy {
+    type Err = crate::runtime::EngineError;
+    /// Parses the official names (`low_confidence_dynamic`, `low_confidence_static`,
+    /// `sequential`, `entropy_bounded`).
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::sampler::SdarStrategy;
+    /// assert_eq!("sequential".parse::<SdarStrategy>().unwrap(), SdarStrategy::Sequential);
+    /// assert!("greedy".parse::<SdarStrategy>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "low_confidence_dynamic" | "dynamic" => Ok(SdarStrategy::LowConfidenceDynamic),
+            "low_confidence_static" | "static" => Ok(SdarStrategy::LowConfidenceStatic),
+            "sequential" => Ok(SdarStrategy::Sequential),
+            "entropy_bounded" => Ok(SdarStrategy::EntropyBounded),
+            o => Err(invalid(
+                "strategy",
+                o,
+                "expected low_confidence_dynamic, low_confidence_static, sequential or entropy_bounded",
+            )),
+        }
+    }
+}
+
 /// SDAR decoding settings.
 ///
 /// ```
 /// use diffulex_edge::runtime::sampler::{SDARSampler, SdarStrategy};
+/// use diffulex_edge::runtime::{DiffusionEngine, DiffusionGenerationConfig, ModelType};
 /// let s = SDARSampler::new(0.9, 1.0);
 /// assert_eq!((s.threshold, s.temperature, s.strategy), (0.9, 1.0, SdarStrategy::LowConfidenceDynamic));
+///
+/// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/sdar_cached.pte");
+/// let mut engine = DiffusionEngine::from_pte(path, ModelType::Auto, 256).unwrap();
+/// let greedy = SDARSampler { strategy: SdarStrategy::LowConfidenceStatic, ..SDARSampler::new(0.9, 0.0) };
+/// let cfg = DiffusionGenerationConfig::new(12).with_sampler(greedy);
+/// let out = engine.generate(&[10, 11, 12, 13, 14], &cfg).unwrap();
+/// assert!(!out.tokens.is_empty() && out.tokens.len() <= 12);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct SDARSampler {
