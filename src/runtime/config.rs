@@ -37,6 +37,10 @@ impl Default for DiffusionGenerationConfig {
 
 impl DiffusionGenerationConfig {
     /// Defaults with `max_new_tokens` set.
+    ///
+    /// ```
+    /// assert_eq!(diffulex_edge::runtime::DiffusionGenerationConfig::new(7).max_new_tokens, 7);
+    /// ```
     pub fn new(max_new_tokens: usize) -> Self {
         DiffusionGenerationConfig {
             max_new_tokens,
@@ -45,18 +49,35 @@ impl DiffusionGenerationConfig {
     }
 
     /// Sets the seed.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::sampler::{TokenSampler, TopKSampler};
+    /// let l = [0.0f32, 0.1, 0.2, 0.3];
+    /// let a = TopKSampler::new(4, 1.0).unwrap().with_seed(5).sample(&l).unwrap();
+    /// assert_eq!(a, TopKSampler::new(4, 1.0).unwrap().with_seed(5).sample(&l).unwrap());
+    /// ```
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
     }
 
     /// Sets the family settings.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{sampler::DreamSampler, DiffusionGenerationConfig};
+    /// assert!(DiffusionGenerationConfig::new(7).with_sampler(DreamSampler::default()).sampler.is_some());
+    /// ```
     pub fn with_sampler(mut self, sampler: impl Into<BlockSampler>) -> Self {
         self.sampler = Some(sampler.into());
         self
     }
 
     /// Sets the stop ids.
+    ///
+    /// ```
+    /// let c = diffulex_edge::runtime::DiffusionGenerationConfig::new(7).with_stop_ids(vec![]);
+    /// assert_eq!(c.stop_ids, Some(vec![]));
+    /// ```
     pub fn with_stop_ids(mut self, ids: Vec<i64>) -> Self {
         self.stop_ids = Some(ids);
         self

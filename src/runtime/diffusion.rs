@@ -201,21 +201,21 @@ pub(crate) struct Decoder<'a> {
 
 impl Decoder<'_> {
     /// Position argument for a forward over the whole sequence from 0.
-    pub fn full_pos(&self) -> Option<usize> {
+    pub(crate) fn full_pos(&self) -> Option<usize> {
         self.meta.use_kv_cache.then_some(0)
     }
 
-    pub fn mask_index(&self) -> Option<usize> {
+    pub(crate) fn mask_index(&self) -> Option<usize> {
         Some(self.meta.mask_token_id as usize)
     }
 
     /// End (exclusive) of the region whose tokens are returned.
-    pub fn gen_end(&self) -> usize {
+    pub(crate) fn gen_end(&self) -> usize {
         self.canvas.prompt_len() + self.max_new
     }
 
     /// Marks the prefill as done (decode time starts here).
-    pub fn end_prefill(&mut self) {
+    pub(crate) fn end_prefill(&mut self) {
         if self.prefill_end.is_none() {
             let now = Instant::now();
             self.stats.prefill_time = now - self.start;
@@ -224,7 +224,7 @@ impl Decoder<'_> {
     }
 
     /// Commits the pending `(position, token)` list, reports the step; returns the callback's wish.
-    pub fn finish_step(&mut self, block: usize, picks: &[(usize, i64)]) -> Control {
+    pub(crate) fn finish_step(&mut self, block: usize, picks: &[(usize, i64)]) -> Control {
         let lp = self.canvas.prompt_len();
         self.committed.clear();
         for &(pos, tok) in picks {
@@ -245,7 +245,7 @@ impl Decoder<'_> {
     }
 
     /// Reports a final block `[start, end)` (absolute); prompt positions are left out.
-    pub fn finish_block(&mut self, block: usize, start: usize, end: usize) -> Control {
+    pub(crate) fn finish_block(&mut self, block: usize, start: usize, end: usize) -> Control {
         let lp = self.canvas.prompt_len();
         let s = start.max(lp);
         let end = end.min(self.gen_end()).max(s);
@@ -258,14 +258,14 @@ impl Decoder<'_> {
     }
 
     /// Whether the output is complete through a stop token.
-    pub fn stop_reached(&self) -> bool {
+    pub(crate) fn stop_reached(&self) -> bool {
         self.canvas
             .finished_through_stop(self.gen_end(), &self.stop_ids)
             .is_some()
     }
 
     /// Builds the output.
-    pub fn into_output(mut self, cancelled: bool) -> GenerationOutput {
+    pub(crate) fn into_output(mut self, cancelled: bool) -> GenerationOutput {
         let (tokens, stop) = self.canvas.output(self.gen_end(), &self.stop_ids);
         let stop_reason = match (stop, cancelled) {
             (Some(t), _) => StopReason::Eos(t),

@@ -43,6 +43,13 @@ impl DiffusionEngine {
     /// Wraps a model. `use_kv_cache = false` on a cached model recomputes the whole sequence
     /// each forward (position 0); `true` needs a cached model. LLaDA and Dream always recompute
     /// (bidirectional attention makes a prefix cache inexact).
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionEngine, Family, HashModel, ModelMetadata};
+    /// let meta = ModelMetadata::for_family(Family::Dream, 64, 32, 31, vec![1], 0);
+    /// assert!(DiffusionEngine::from_model(HashModel::new(meta.clone(), 0), Family::Dream, false).is_ok());
+    /// assert!(DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Dream, true).is_err()); // no cache
+    /// ```
     pub fn from_model<M: DiffusionModel + Send + 'static>(
         model: M,
         model_type: impl Into<ModelType>,
@@ -91,21 +98,51 @@ impl DiffusionEngine {
     }
 
     /// The model's constants.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionEngine, Family, HashModel, ModelMetadata};
+    /// let meta = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
+    /// let e = DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Llada, false).unwrap();
+    /// assert_eq!(e.metadata().vocab_size, 32);
+    /// ```
     pub fn metadata(&self) -> &ModelMetadata {
         &self.meta
     }
 
     /// The model family.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionEngine, Family, HashModel, ModelMetadata, ModelType};
+    /// let meta = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
+    /// let e = DiffusionEngine::from_model(HashModel::new(meta, 0), ModelType::Auto, false).unwrap();
+    /// assert_eq!(e.family(), Family::Llada);
+    /// ```
     pub fn family(&self) -> Family {
         self.meta.family
     }
 
     /// Whether block-causal decoding uses the KV cache.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionEngine, Family, HashModel, ModelMetadata};
+    /// let mut meta = ModelMetadata::for_family(Family::Sdar, 64, 32, 31, vec![1], 4);
+    /// meta.use_kv_cache = true;
+    /// let e = DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Sdar, false).unwrap();
+    /// assert!(!e.uses_kv_cache()); // a cached model driven without its cache
+    /// ```
     pub fn uses_kv_cache(&self) -> bool {
         self.use_kv_cache && self.meta.family.block_causal()
     }
 
     /// Generates after `prompt` (token ids).
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionEngine, DiffusionGenerationConfig, Family, HashModel, ModelMetadata, StopReason};
+    /// let meta = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
+    /// let mut e = DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Llada, false).unwrap();
+    /// let out = e.generate(&[4, 5], &DiffusionGenerationConfig::new(8).with_stop_ids(vec![])).unwrap();
+    /// assert_eq!((out.tokens.len(), out.stop_reason), (8, StopReason::MaxNewTokens));
+    /// ```
     pub fn generate(
         &mut self,
         prompt: &[i64],
@@ -116,6 +153,15 @@ impl DiffusionEngine {
 
     /// Like [`DiffusionEngine::generate`], reporting every step and finished block to `observer`,
     /// which may stop the generation.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::*;
+    /// let meta = ModelMetadata::for_family(Family::Dream, 64, 32, 31, vec![1], 0);
+    /// let mut e = DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Dream, false).unwrap();
+    /// let mut obs = StepFn(|_e: &StepEvent<'_>| Control::Stop);
+    /// let out = e.generate_with(&[4, 5], &DiffusionGenerationConfig::new(8), &mut obs).unwrap();
+    /// assert_eq!(out.stop_reason, StopReason::Cancelled);
+    /// ```
     pub fn generate_with(
         &mut self,
         prompt: &[i64],

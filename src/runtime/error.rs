@@ -122,6 +122,11 @@ pub enum EngineError {
 }
 
 /// Result alias of the runtime.
+///
+/// ```
+/// fn f() -> diffulex_edge::runtime::error::Result<u8> { Ok(1) }
+/// assert_eq!(f().unwrap(), 1);
+/// ```
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// Shorthand for [`EngineError::InvalidConfig`].

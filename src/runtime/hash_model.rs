@@ -38,6 +38,12 @@ pub struct HashModel {
 
 impl HashModel {
     /// Creates the model; `seed` selects the synthetic "weights".
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionModel, Family, HashModel, ModelMetadata};
+    /// let m = HashModel::new(ModelMetadata::for_family(Family::Dream, 16, 8, 7, vec![1], 0), 3);
+    /// assert_eq!(m.metadata().vocab_size, 8);
+    /// ```
     pub fn new(meta: ModelMetadata, seed: u64) -> Self {
         let cache = vec![0; meta.max_seq_len];
         HashModel {

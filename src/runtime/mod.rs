@@ -27,6 +27,17 @@ pub use pte_model::PteModel;
 pub use stats::GenerationStats;
 
 /// Seed-API name of [`DiffusionEngine`].
+///
+/// ```
+/// use diffulex_edge::runtime::{Family, HashModel, InferenceEngine, ModelMetadata};
+/// let meta = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
+/// assert!(InferenceEngine::from_model(HashModel::new(meta, 0), Family::Llada, false).is_ok());
+/// ```
 pub type InferenceEngine = DiffusionEngine;
 /// Seed-API name of [`DiffusionGenerationConfig`].
+///
+/// ```
+/// let c = diffulex_edge::runtime::GenerationConfig::new(50);
+/// assert_eq!(c.max_new_tokens, 50);
+/// ```
 pub type GenerationConfig = DiffusionGenerationConfig;

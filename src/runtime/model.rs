@@ -23,6 +23,12 @@ pub enum Family {
 
 impl Family {
     /// Maps the `.pte` `get_family_id` value (0 = sdar, 1 = fast_dllm_v2, 2 = llada, 3 = dream).
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::Family;
+    /// assert_eq!(Family::from_id(3).unwrap(), Family::Dream);
+    /// assert!(Family::from_id(9).is_err());
+    /// ```
     pub fn from_id(id: i64) -> Result<Self> {
         match id {
             0 => Ok(Family::Sdar),
@@ -36,6 +42,10 @@ impl Family {
     }
 
     /// Inverse of [`Family::from_id`].
+    ///
+    /// ```
+    /// assert_eq!(diffulex_edge::runtime::Family::Llada.id(), 2);
+    /// ```
     pub fn id(self) -> i64 {
         match self {
             Family::Sdar => 0,
@@ -46,6 +56,10 @@ impl Family {
     }
 
     /// Canonical lower-case name (`sdar`, `fast_dllm_v2`, `llada`, `dream`).
+    ///
+    /// ```
+    /// assert_eq!(diffulex_edge::runtime::Family::FastDllmV2.name(), "fast_dllm_v2");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Family::Sdar => "sdar",
@@ -56,11 +70,19 @@ impl Family {
     }
 
     /// Whether logits at position i predict token i + 1 (the engine shifts them).
+    ///
+    /// ```
+    /// assert!(!diffulex_edge::runtime::Family::Sdar.shifted());
+    /// ```
     pub fn shifted(self) -> bool {
         matches!(self, Family::FastDllmV2 | Family::Dream)
     }
 
     /// Whether attention is block-causal (blocks aligned at absolute position 0).
+    ///
+    /// ```
+    /// assert!(diffulex_edge::runtime::Family::Sdar.block_causal());
+    /// ```
     pub fn block_causal(self) -> bool {
         matches!(self, Family::Sdar | Family::FastDllmV2)
     }
@@ -105,6 +127,11 @@ pub enum ModelType {
 
 impl ModelType {
     /// Checks the expectation against the model's family.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{Family, ModelType};
+    /// assert_eq!(ModelType::from(Family::Sdar).resolve(Family::Sdar).unwrap(), Family::Sdar);
+    /// ```
     pub fn resolve(self, model: Family) -> Result<Family> {
         match self {
             ModelType::Auto => Ok(model),
@@ -158,6 +185,12 @@ pub struct ModelMetadata {
 
 impl ModelMetadata {
     /// Metadata with the family's conventions (shift, sub-block 8 for Fast-dLLM v2), no KV cache.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{Family, ModelMetadata};
+    /// let m = ModelMetadata::for_family(Family::FastDllmV2, 256, 512, 3, vec![2], 32);
+    /// assert_eq!((m.sub_block_size, m.shift_logits), (8, true));
+    /// ```
     pub fn for_family(
         family: Family,
         max_seq_len: usize,
@@ -185,6 +218,13 @@ impl ModelMetadata {
     }
 
     /// Checks internal consistency (vocabulary covers the mask id, block sizes divide, ...).
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{Family, ModelMetadata};
+    /// let mut m = ModelMetadata::for_family(Family::Sdar, 256, 512, 3, vec![2], 4);
+    /// m.mask_token_id = 512;
+    /// assert!(m.validate().is_err());
+    /// ```
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(EngineError::Metadata(m));
         if self.vocab_size == 0 || self.max_seq_len == 0 {
@@ -239,6 +279,10 @@ pub struct LogitsView<'a> {
 
 impl<'a> LogitsView<'a> {
     /// Wraps `data`, checking that it holds exactly `rows * vocab` values.
+    ///
+    /// ```
+    /// assert!(diffulex_edge::runtime::LogitsView::new(&[0.0f32; 5], 2, 2).is_err());
+    /// ```
     pub fn new(data: &'a [f32], rows: usize, vocab: usize) -> Result<Self> {
         if rows.checked_mul(vocab) != Some(data.len()) {
             return Err(EngineError::LogitsShape {
@@ -251,16 +295,29 @@ impl<'a> LogitsView<'a> {
     }
 
     /// Number of rows (input tokens).
+    ///
+    /// ```
+    /// assert_eq!(diffulex_edge::runtime::LogitsView::new(&[0.0f32; 6], 3, 2).unwrap().rows(), 3);
+    /// ```
     pub fn rows(&self) -> usize {
         self.rows
     }
 
     /// Vocabulary size.
+    ///
+    /// ```
+    /// assert_eq!(diffulex_edge::runtime::LogitsView::new(&[0.0f32; 6], 3, 2).unwrap().vocab(), 2);
+    /// ```
     pub fn vocab(&self) -> usize {
         self.vocab
     }
 
     /// Logits of row `i` (panics if out of range: rows are engine-computed, never user input).
+    ///
+    /// ```
+    /// let d = [1.0f32, 2.0];
+    /// assert_eq!(diffulex_edge::runtime::LogitsView::new(&d, 1, 2).unwrap().row(0), &[1.0, 2.0]);
+    /// ```
     pub fn row(&self, i: usize) -> &'a [f32] {
         &self.data[i * self.vocab..(i + 1) * self.vocab]
     }

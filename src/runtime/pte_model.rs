@@ -6,6 +6,10 @@ use crate::pte::{PteError, PteModule, Tensor};
 use std::path::Path;
 
 /// The contract version this engine implements.
+///
+/// ```
+/// assert_eq!(diffulex_edge::runtime::pte_model::CONTRACT_VERSION, 1);
+/// ```
 pub const CONTRACT_VERSION: i64 = 1;
 
 /// A `.pte` diffusion LM: reads the constant methods once, then runs `forward` with the logits
@@ -46,6 +50,11 @@ fn usize_of(module: &mut PteModule, method: &str) -> Result<usize> {
 
 impl PteModel {
     /// Memory-maps and validates a `.pte`.
+    ///
+    /// ```
+    /// let bad = diffulex_edge::runtime::PteModel::load("/no/such.pte");
+    /// assert!(bad.is_err());
+    /// ```
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let module = PteModule::load(path).map_err(pte(format!("loading {}", path.display())))?;
@@ -53,6 +62,13 @@ impl PteModel {
     }
 
     /// Wraps an already loaded module, reading its constant methods.
+    ///
+    /// ```
+    /// use diffulex_edge::{pte::PteModule, runtime::PteModel};
+    /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/dream.pte");
+    /// let m = PteModel::from_module(PteModule::load(path).unwrap()).unwrap();
+    /// assert!(m.module().file_size() > 0);
+    /// ```
     pub fn from_module(mut module: PteModule) -> Result<Self> {
         let m = &mut module;
         let version = m
@@ -91,6 +107,12 @@ impl PteModel {
     }
 
     /// The underlying module.
+    ///
+    /// ```
+    /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/llada.pte");
+    /// let m = diffulex_edge::runtime::PteModel::load(path).unwrap();
+    /// assert!(m.module().has_method("forward"));
+    /// ```
     pub fn module(&self) -> &PteModule {
         &self.module
     }

@@ -32,6 +32,11 @@ pub struct Rng {
 
 impl Rng {
     /// Seeds the four state words with consecutive SplitMix64 outputs of `seed`.
+    ///
+    /// ```
+    /// let mut r = diffulex_edge::runtime::rng::Rng::new(1);
+    /// let _ = r.next_u64();
+    /// ```
     pub fn new(seed: u64) -> Self {
         let mut sm = seed;
         let mut next = || {
@@ -44,6 +49,11 @@ impl Rng {
     }
 
     /// Next 64 random bits.
+    ///
+    /// ```
+    /// let mut r = diffulex_edge::runtime::rng::Rng::new(1);
+    /// assert_ne!(r.next_u64(), r.next_u64());
+    /// ```
     pub fn next_u64(&mut self) -> u64 {
         let s = &mut self.s;
         let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
@@ -58,6 +68,11 @@ impl Rng {
     }
 
     /// Uniform in [0, 1) from the top 53 bits (exact in float64).
+    ///
+    /// ```
+    /// let mut r = diffulex_edge::runtime::rng::Rng::new(1);
+    /// assert!(r.next_f64() < 1.0);
+    /// ```
     pub fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }

@@ -40,11 +40,21 @@ pub struct GenerationStats {
 
 impl GenerationStats {
     /// Time outside model forwards.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let s = diffulex_edge::runtime::GenerationStats { total_time: Duration::from_millis(5), execute_time: Duration::from_millis(3), ..Default::default() };
+    /// assert_eq!(s.engine_time(), Duration::from_millis(2));
+    /// ```
     pub fn engine_time(&self) -> Duration {
         self.total_time.saturating_sub(self.execute_time)
     }
 
     /// Committed tokens per denoising forward (the parallelism the sampler achieved).
+    ///
+    /// ```
+    /// assert_eq!(diffulex_edge::runtime::GenerationStats::default().tokens_per_forward(), 0.0);
+    /// ```
     pub fn tokens_per_forward(&self) -> f64 {
         if self.decode_forwards == 0 {
             0.0
@@ -54,6 +64,11 @@ impl GenerationStats {
     }
 
     /// Returned tokens per second of total wall time.
+    ///
+    /// ```
+    /// let s = diffulex_edge::runtime::GenerationStats { tokens_generated: 10, total_time: std::time::Duration::from_secs(2), ..Default::default() };
+    /// assert_eq!(s.tokens_per_second(), 5.0);
+    /// ```
     pub fn tokens_per_second(&self) -> f64 {
         let s = self.total_time.as_secs_f64();
         if s > 0.0 {

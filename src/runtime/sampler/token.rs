@@ -43,6 +43,11 @@ impl Default for Rng0 {
 
 impl GreedySampler {
     /// A greedy sampler.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::sampler::{GreedySampler, TokenSampler};
+    /// assert_eq!(GreedySampler::new().sample(&[0.0, 1.0]).unwrap(), 1);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -84,6 +89,10 @@ pub struct TopKSampler {
 
 impl TopKSampler {
     /// `k >= 1`, `temperature > 0` (use [`GreedySampler`] for argmax). Seed 0 until `with_seed`.
+    ///
+    /// ```
+    /// assert!(diffulex_edge::runtime::sampler::TopKSampler::new(5, 0.0).is_err()); // use GreedySampler
+    /// ```
     pub fn new(k: usize, temperature: f64) -> Result<Self> {
         check_top_k(Some(k))?;
         check_positive_temperature(temperature)?;
@@ -97,6 +106,13 @@ impl TopKSampler {
     }
 
     /// Sets the seed and restarts the stream.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::sampler::{TokenSampler, TopKSampler};
+    /// let l = [0.0f32, 0.1, 0.2, 0.3];
+    /// let a = TopKSampler::new(4, 1.0).unwrap().with_seed(5).sample(&l).unwrap();
+    /// assert_eq!(a, TopKSampler::new(4, 1.0).unwrap().with_seed(5).sample(&l).unwrap());
+    /// ```
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self.rng = Rng::new(seed);
@@ -142,6 +158,10 @@ pub struct TopPSampler {
 
 impl TopPSampler {
     /// `p` in (0, 1], `temperature > 0`. Seed 0 until `with_seed`.
+    ///
+    /// ```
+    /// assert!(diffulex_edge::runtime::sampler::TopPSampler::new(1.2, 1.0).is_err());
+    /// ```
     pub fn new(p: f64, temperature: f64) -> Result<Self> {
         check_top_p(Some(p))?;
         check_positive_temperature(temperature)?;
@@ -155,6 +175,13 @@ impl TopPSampler {
     }
 
     /// Sets the seed and restarts the stream.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::sampler::{TokenSampler, TopPSampler};
+    /// let l = [0.0f32, 0.1, 0.2, 0.3];
+    /// let a = TopPSampler::new(0.9, 1.0).unwrap().with_seed(5).sample(&l).unwrap();
+    /// assert_eq!(a, TopPSampler::new(0.9, 1.0).unwrap().with_seed(5).sample(&l).unwrap());
+    /// ```
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self.rng = Rng::new(seed);

@@ -121,6 +121,12 @@ pub(crate) fn timesteps(eps: f64, steps: usize) -> Vec<f32> {
 
 impl DreamSampler {
     /// Checks the settings for `n` new tokens; returns the step count.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::sampler::DreamSampler;
+    /// assert_eq!(DreamSampler::default().validate(64).unwrap(), 64);
+    /// assert!(DreamSampler { eps: 1.0, ..Default::default() }.validate(64).is_err());
+    /// ```
     pub fn validate(&self, n: usize) -> Result<usize> {
         check_temperature(self.temperature)?;
         check_top_p(self.top_p)?;

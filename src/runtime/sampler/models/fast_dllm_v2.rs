@@ -50,6 +50,11 @@ impl Default for FastdLLMV2Sampler {
 
 impl FastdLLMV2Sampler {
     /// Settings with this threshold and temperature (top-p 0.95, the model's block sizes).
+    ///
+    /// ```
+    /// let s = diffulex_edge::runtime::sampler::FastdLLMV2Sampler::new(0.9, 0.0);
+    /// assert_eq!(s.threshold, 0.9);
+    /// ```
     pub fn new(threshold: f64, temperature: f64) -> Self {
         FastdLLMV2Sampler {
             threshold,
@@ -61,6 +66,13 @@ impl FastdLLMV2Sampler {
     }
 
     /// Checks the settings against the model; returns (block, sub-block) sizes.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{sampler::FastdLLMV2Sampler, Family, ModelMetadata};
+    /// let meta = ModelMetadata::for_family(Family::FastDllmV2, 256, 512, 3, vec![2], 32);
+    /// assert_eq!(FastdLLMV2Sampler::default().validate(&meta).unwrap(), (32, 8));
+    /// assert!(FastdLLMV2Sampler::new(1.1, 0.0).validate(&meta).is_err());
+    /// ```
     pub fn validate(&self, meta: &ModelMetadata) -> Result<(usize, usize)> {
         check_temperature(self.temperature)?;
         check_top_p(self.top_p)?;

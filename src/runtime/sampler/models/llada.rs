@@ -87,6 +87,13 @@ pub struct LLaDASampler {
 
 impl LLaDASampler {
     /// Checks the settings for `n` new tokens; returns (block length, steps per block).
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::sampler::LLaDASampler;
+    /// let s = LLaDASampler { block_length: Some(8), steps: Some(16), ..Default::default() };
+    /// assert_eq!(s.validate(32).unwrap(), (8, 4));
+    /// assert!(LLaDASampler { steps: Some(6), ..s }.validate(32).is_err());
+    /// ```
     pub fn validate(&self, n: usize) -> Result<(usize, usize)> {
         check_temperature(self.temperature)?;
         if !(self.cfg_scale.is_finite() && self.cfg_scale >= 0.0) {

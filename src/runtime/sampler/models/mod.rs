@@ -28,6 +28,11 @@ pub enum BlockSampler {
 
 impl BlockSampler {
     /// The family this sampler decodes.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{sampler::{BlockSampler, LLaDASampler}, Family};
+    /// assert_eq!(BlockSampler::from(LLaDASampler::default()).family(), Family::Llada);
+    /// ```
     pub fn family(&self) -> Family {
         match self {
             BlockSampler::Sdar(_) => Family::Sdar,
@@ -38,6 +43,11 @@ impl BlockSampler {
     }
 
     /// The family's default settings.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{sampler::BlockSampler, Family};
+    /// assert_eq!(BlockSampler::default_for(Family::Dream).family(), Family::Dream);
+    /// ```
     pub fn default_for(family: Family) -> Self {
         match family {
             Family::Sdar => BlockSampler::Sdar(Default::default()),

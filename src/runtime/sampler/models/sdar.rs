@@ -105,6 +105,11 @@ impl Default for SDARSampler {
 
 impl SDARSampler {
     /// Dynamic low-confidence decoding with this threshold and temperature.
+    ///
+    /// ```
+    /// let s = diffulex_edge::runtime::sampler::SDARSampler::new(0.8, 0.0);
+    /// assert_eq!(s.eb_threshold, 0.35);
+    /// ```
     pub fn new(threshold: f64, temperature: f64) -> Self {
         SDARSampler {
             strategy: SdarStrategy::LowConfidenceDynamic,
@@ -119,6 +124,13 @@ impl SDARSampler {
     }
 
     /// Checks the settings against the model; returns (block length, steps per block).
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{sampler::SDARSampler, Family, ModelMetadata};
+    /// let meta = ModelMetadata::for_family(Family::Sdar, 256, 512, 3, vec![2], 4);
+    /// assert_eq!(SDARSampler::default().validate(&meta).unwrap(), (4, 4));
+    /// assert!(SDARSampler { denoising_steps: Some(8), ..Default::default() }.validate(&meta).is_err());
+    /// ```
     pub fn validate(&self, meta: &ModelMetadata) -> Result<(usize, usize)> {
         check_temperature(self.temperature)?;
         check_top_k(self.top_k)?;
