@@ -13,7 +13,9 @@ Fixtures:
     with the PyTorch module (diffulex_export.models.load_model on tests/fixtures/ckpt/<family>)
     and mismatches are reported (and fail the run unless --allow-torch-mismatch).
 
-Usage: python tools/make_goldens.py [--only NAME] [--skip-hash] [--allow-torch-mismatch]
+Usage: python tools/make_goldens.py [--only NAME] [--skip-hash] [--skip-pte] [--allow-torch-mismatch]
+                                    [--check] [--pte-dir DIR] [--ckpt-dir DIR]
+--check recomputes everything and fails if a committed golden differs (nothing is written).
 """
 
 import argparse
@@ -153,8 +155,20 @@ HASH_METAS = {
 }
 
 
+CHECK = {"enabled": False, "stale": []}
+
+
 def write(name, doc):
     path = os.path.join(OUT, f"{name}.json")
+    if CHECK["enabled"]:
+        with open(path) as fh:
+            old = json.load(fh)
+        if old != json.loads(json.dumps(doc)):
+            CHECK["stale"].append(name)
+            print(f"STALE {os.path.relpath(path, ROOT)}", flush=True)
+        else:
+            print(f"up to date {os.path.relpath(path, ROOT)}", flush=True)
+        return
     with open(path, "w") as fh:
         json.dump(doc, fh, indent=1)
         fh.write("\n")
@@ -292,15 +306,17 @@ def main():
     ap.add_argument("--skip-hash", action="store_true")
     ap.add_argument("--skip-pte", action="store_true")
     ap.add_argument("--allow-torch-mismatch", action="store_true")
+    ap.add_argument("--check", action="store_true", help="compare with the committed goldens, write nothing")
     ap.add_argument("--pte-dir", default=os.path.join(ROOT, "tests", "fixtures", "pte"))
     ap.add_argument("--ckpt-dir", default=os.path.join(ROOT, "tests", "fixtures", "ckpt"))
     a = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
+    CHECK["enabled"] = a.check
     if not a.skip_hash:
         make_hash(a.only)
     bad = 0 if a.skip_pte else make_pte(a.only, a.allow_torch_mismatch, a.pte_dir, a.ckpt_dir)
-    if bad:
-        print(f"FAILED: {bad} mismatches")
+    if bad or CHECK["stale"]:
+        print(f"FAILED: {bad} mismatches, stale goldens: {CHECK['stale']}")
         sys.exit(1)
 
 

@@ -145,6 +145,24 @@ impl ModelType {
     }
 }
 
+impl std::str::FromStr for ModelType {
+    type Err = EngineError;
+    /// `auto` or a family name.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{Family, ModelType};
+    /// assert_eq!("auto".parse::<ModelType>().unwrap(), ModelType::Auto);
+    /// assert_eq!("sdar".parse::<ModelType>().unwrap(), ModelType::Family(Family::Sdar));
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        if s.eq_ignore_ascii_case("auto") {
+            Ok(ModelType::Auto)
+        } else {
+            s.parse().map(ModelType::Family)
+        }
+    }
+}
+
 impl From<Family> for ModelType {
     fn from(f: Family) -> Self {
         ModelType::Family(f)
