@@ -1,0 +1,122 @@
+"""LLaDA reference decoder (twin of src/runtime/sampler/models/llada.rs)."""
+
+import math
+
+from .common import Decoder
+from .dist import sort_desc, split_quota
+
+DEFAULTS = dict(steps=None, block_length=None, temperature=0.0, cfg_scale=0.0, remasking="low_confidence",
+                logits_eos_inf=False, confidence_eos_eot_inf=False, threshold=None, eos_id=None, eot_id=None)
+
+NEG_INF = float("-inf")
+
+
+def generate(f, meta, prompt, max_new_tokens, sampler=None, seed=0, stop_ids=None, use_kv_cache=None):
+    cfg = dict(DEFAULTS, **(sampler or {}))
+    d = Decoder(f, meta, prompt, max_new_tokens, seed, stop_ids, use_kv_cache)
+    n = max_new_tokens
+    bl = cfg["block_length"] or n
+    assert n % bl == 0
+    nb = n // bl
+    steps = cfg["steps"] or n
+    if cfg["threshold"] is None:
+        assert steps % nb == 0
+    spb = max(steps // nb, 1)
+    lp = d.lp
+    d.grow_to(lp + n)
+    vocab = int(meta["vocab_size"])
+    eos_ids = list(meta["eos_ids"])
+    eos = cfg["eos_id"] if cfg["eos_id"] is not None else (eos_ids[0] if eos_ids else None)
+    eot = cfg["eot_id"] if cfg["eot_id"] is not None else (eos_ids[1] if len(eos_ids) > 1 else None)
+
+    def idx(t):
+        return t if t is not None and 0 <= t < vocab else None
+
+    eos, eot = idx(eos), idx(eot)
+    excl = [d.mask]
+    if cfg["logits_eos_inf"] and eos is not None:
+        excl.append(eos)
+    conf_excl = list(excl)
+    if cfg["confidence_eos_eot_inf"]:
+        if cfg["temperature"] == 0.0 and eos is not None:
+            conf_excl.append(eos)
+        if eot is not None:
+            conf_excl.append(eot)
+    T, w = cfg["temperature"], cfg["cfg_scale"] + 1.0
+    for b in range(nb):
+        s, e = lp + b * bl, lp + b * bl + bl
+        quota = split_quota(len(d.masked_in(s, e)), spb)
+        i = 0
+        while True:
+            positions = d.masked_in(s, e)
+            if not positions:
+                break
+            rows = d.fwd(d.canvas, d.full_pos)
+            if cfg["cfg_scale"] > 0.0:
+                cond = [rows.row(p) for p in positions]
+                un_tokens = [d.mask] * lp + d.canvas[lp:]
+                un_rows = d.fwd(un_tokens, d.full_pos)
+                data = []
+                for k, p in enumerate(positions):
+                    un = un_rows.row(p)
+                    data.append([u + w * (c - u) for c, u in zip(cond[k], un)])
+            else:
+                data = [rows.row(p) for p in positions]
+            cands = [_propose(cfg, row, excl, conf_excl, d.rng) for row in data]
+            order = list(range(len(positions)))
+            if cfg["threshold"] is not None:
+                best = 0
+                for k, c in enumerate(cands):
+                    if c[1] > cands[best][1]:
+                        best = k
+                order = [k for k in order if k == best or cands[k][1] >= cfg["threshold"]]
+            else:
+                q = min(quota[i] if i < len(quota) else len(positions), len(positions))
+                order = sorted(sort_desc(order, lambda k: cands[k][1])[:q])
+            d.commit([(positions[k], cands[k][0]) for k in order])
+            i += 1
+        if d.stop_reached():
+            return d.output()
+    return d.output()
+
+
+def _propose(cfg, row, excl, conf_excl, rng):
+    T = cfg["temperature"]
+
+    def ok(i, x, ex):
+        return math.isfinite(x) and i not in ex
+
+    def argmax():
+        best, arg = NEG_INF, None
+        for i, x in enumerate(row):
+            if ok(i, x, excl) and x > best:
+                best, arg = x, i
+        return arg
+
+    if T > 0.0:
+        best, arg = NEG_INF, None
+        for i, x in enumerate(row):
+            u = rng.next_f64()
+            if ok(i, x, excl):
+                gn = math.inf if u == 0.0 else math.log(-math.log(u))
+                score = x - T * gn
+                if score > best:
+                    best, arg = score, i
+        token = arg if arg is not None else argmax()
+    else:
+        token = argmax()
+    if token is None:
+        raise ValueError("no valid token")
+    if cfg["remasking"] == "random":
+        conf = rng.next_f64()
+    else:
+        m = NEG_INF
+        for i, x in enumerate(row):
+            if ok(i, x, conf_excl) and x > m:
+                m = x
+        s = 0.0
+        for i, x in enumerate(row):
+            if ok(i, x, conf_excl):
+                s += math.exp(x - m)
+        conf = 0.0 if (token in conf_excl or s == 0.0) else math.exp(row[token] - m) / s
+    return token, conf

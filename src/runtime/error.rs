@@ -1,0 +1,143 @@
+//! Typed errors of the diffusion runtime.
+
+use super::model::Family;
+
+/// Everything that can go wrong while building an engine or generating.
+///
+/// Every variant carries the values needed to understand the failure without a debugger
+/// (the offending field and value, expected versus got, the position involved).
+///
+/// ```
+/// use diffulex_edge::runtime::EngineError;
+/// let e = EngineError::InvalidConfig { field: "top_p", value: "1.5".into(), reason: "must be in (0, 1]".into() };
+/// assert!(e.to_string().contains("top_p"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// A generation or sampler setting is outside its valid range or inconsistent with the model.
+    #[error("invalid generation config: {field} = {value}: {reason}")]
+    InvalidConfig {
+        /// Name of the offending field.
+        field: &'static str,
+        /// Its value, formatted.
+        value: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// The family needs at least one prompt token (shifted logits read the previous position).
+    #[error("empty prompt: {family} needs at least one prompt token")]
+    EmptyPrompt {
+        /// Model family.
+        family: Family,
+    },
+    /// A prompt token is negative, outside the vocabulary, or the mask token.
+    #[error("prompt token {token} at index {index} is invalid: {reason}")]
+    InvalidPromptToken {
+        /// Index in the prompt.
+        index: usize,
+        /// The token id.
+        token: i64,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// The prompt plus the generation does not fit into the model's context.
+    #[error(
+        "sequence too long: prompt ({prompt_len}) + max_new_tokens ({max_new_tokens}) needs {needed} \
+         positions but the model's max_seq_len is {max_seq_len} (set clamp_to_max_seq_len to shorten the generation)"
+    )]
+    SequenceTooLong {
+        /// Prompt length in tokens.
+        prompt_len: usize,
+        /// Requested new tokens.
+        max_new_tokens: usize,
+        /// Positions the decoding canvas needs (rounded up to whole blocks for block families).
+        needed: usize,
+        /// The model's context length.
+        max_seq_len: usize,
+    },
+    /// The requested model type or sampler does not match the model's family.
+    #[error("family mismatch: {what} is for {expected} but the model is {got}")]
+    FamilyMismatch {
+        /// What was checked (model type, sampler).
+        what: &'static str,
+        /// Family the caller asked for.
+        expected: Family,
+        /// Family of the model.
+        got: Family,
+    },
+    /// An explicit max_seq_len differs from the one the model was exported with.
+    #[error("max_seq_len mismatch: requested {requested}, the model was exported with {model}")]
+    MaxSeqLenMismatch {
+        /// Value passed by the caller.
+        requested: usize,
+        /// Value reported by the model.
+        model: usize,
+    },
+    /// The model's metadata is unusable (unknown family id, zero vocabulary, ...).
+    #[error("invalid model metadata: {0}")]
+    Metadata(String),
+    /// The model asked for a KV cache mode it does not support.
+    #[error("KV cache requested but the model was exported without one (use_kv_cache = false)")]
+    NoKvCache,
+    /// A forward call was given arguments outside the model's contract.
+    #[error("forward call rejected: {0}")]
+    ForwardArgs(String),
+    /// The forward returned logits of an unexpected shape.
+    #[error("forward returned logits of shape {got:?}, expected [1, {tokens}, {vocab}]")]
+    LogitsShape {
+        /// Shape returned.
+        got: Vec<usize>,
+        /// Number of input tokens.
+        tokens: usize,
+        /// Vocabulary size from the metadata.
+        vocab: usize,
+    },
+    /// Every logit of a position is NaN, infinite, or belongs to the mask token.
+    #[error(
+        "no valid token at canvas position {position}: every logit is NaN/inf or the mask token"
+    )]
+    NoValidToken {
+        /// Absolute canvas position.
+        position: usize,
+    },
+    /// An ExecuTorch call failed.
+    #[error("ExecuTorch error in {context}: {source}")]
+    Pte {
+        /// Which call failed.
+        context: String,
+        /// Underlying error.
+        #[source]
+        source: crate::pte::PteError,
+    },
+    /// The model backend failed.
+    #[error("model backend error in {context}: {source}")]
+    Backend {
+        /// Which call failed.
+        context: String,
+        /// Underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Result alias of the runtime.
+///
+/// ```
+/// fn f() -> diffulex_edge::runtime::error::Result<u8> { Ok(1) }
+/// assert_eq!(f().unwrap(), 1);
+/// ```
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Shorthand for [`EngineError::InvalidConfig`].
+pub(crate) fn invalid(
+    field: &'static str,
+    value: impl std::fmt::Display,
+    reason: impl Into<String>,
+) -> EngineError {
+    EngineError::InvalidConfig {
+        field,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}

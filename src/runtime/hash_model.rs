@@ -1,0 +1,112 @@
+//! A deterministic synthetic model for tests and examples (no weights, no ExecuTorch).
+//!
+//! Its logits are a hash of the tokens each query may see under the family's attention mask,
+//! and it keeps a token-level "KV cache" with the exact `.pte` cache contract. So it catches
+//! stale caches (a block whose final tokens were never written changes later logits), wrong
+//! positions and wrong masks, and the Python twin (`diffulex_export.reference.hash_model`)
+//! produces identical float32 logits for cross-language golden tests.
+
+use super::error::{EngineError, Result};
+use super::model::{DiffusionModel, LogitsView, ModelMetadata};
+use super::rng::mix64;
+
+/// Hash-based test double implementing [`DiffusionModel`].
+///
+/// Logit of token v at query q: `(mix64(h_q ^ (v+1)·C) >> 56) / 32` (in [0, 8)), plus an integer
+/// boost in 0..=12 on one token chosen by `h_q`; `h_q` folds the seed, every visible key
+/// (position, token) in ascending order and q itself. All values are exact in float32.
+///
+/// ```
+/// use diffulex_edge::runtime::{DiffusionModel, Family, HashModel, ModelMetadata};
+/// let mut meta = ModelMetadata::for_family(Family::Sdar, 64, 32, 31, vec![1], 4);
+/// meta.use_kv_cache = true;
+/// let mut cached = HashModel::new(meta.clone(), 9);
+/// meta.use_kv_cache = false;
+/// let mut full = HashModel::new(meta, 9);
+/// let toks = [5i64, 6, 7, 8, 9, 10];
+/// let want = full.forward(&toks, None).unwrap().row(5).to_vec();
+/// cached.forward(&toks[..4], Some(0)).unwrap();
+/// assert_eq!(cached.forward(&toks[4..], Some(4)).unwrap().row(1), &want[..]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct HashModel {
+    meta: ModelMetadata,
+    seed: u64,
+    cache: Vec<i64>,
+    out: Vec<f32>,
+}
+
+impl HashModel {
+    /// Creates the model; `seed` selects the synthetic "weights".
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionModel, Family, HashModel, ModelMetadata};
+    /// let m = HashModel::new(ModelMetadata::for_family(Family::Dream, 16, 8, 7, vec![1], 0), 3);
+    /// assert_eq!(m.metadata().vocab_size, 8);
+    /// ```
+    pub fn new(meta: ModelMetadata, seed: u64) -> Self {
+        let cache = vec![0; meta.max_seq_len];
+        HashModel {
+            meta,
+            seed,
+            cache,
+            out: Vec::new(),
+        }
+    }
+
+    fn visible(&self, key: usize, query: usize) -> bool {
+        !self.meta.family.block_causal()
+            || key / self.meta.block_size <= query / self.meta.block_size
+    }
+}
+
+impl DiffusionModel for HashModel {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.meta
+    }
+
+    fn forward(&mut self, tokens: &[i64], input_pos: Option<usize>) -> Result<LogitsView<'_>> {
+        let t = tokens.len();
+        let start = match (self.meta.use_kv_cache, input_pos) {
+            (true, Some(p)) => p,
+            (true, None) => {
+                return Err(EngineError::ForwardArgs(
+                    "cached model needs input_pos".into(),
+                ))
+            }
+            (false, None) => 0,
+            (false, Some(p)) => {
+                return Err(EngineError::ForwardArgs(format!(
+                    "uncached model got input_pos {p}"
+                )))
+            }
+        };
+        if t == 0 || start + t > self.meta.max_seq_len {
+            return Err(EngineError::ForwardArgs(format!(
+                "{t} tokens at position {start} exceed max_seq_len {}",
+                self.meta.max_seq_len
+            )));
+        }
+        self.cache[start..start + t].copy_from_slice(tokens);
+        let vocab = self.meta.vocab_size;
+        self.out.clear();
+        self.out.resize(t * vocab, 0.0);
+        for i in 0..t {
+            let q = start + i;
+            let mut h = self.seed;
+            for k in 0..start + t {
+                if self.visible(k, q) {
+                    h = mix64(h ^ ((k as u64) << 32) ^ (self.cache[k] as u64));
+                }
+            }
+            h = mix64(h ^ (q as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let row = &mut self.out[i * vocab..(i + 1) * vocab];
+            for (v, x) in row.iter_mut().enumerate() {
+                let r = mix64(h ^ (v as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+                *x = (r >> 56) as f32 / 32.0;
+            }
+            row[((h >> 8) % vocab as u64) as usize] += ((h >> 20) % 13) as f32;
+        }
+        LogitsView::new(&self.out, t, vocab)
+    }
+}

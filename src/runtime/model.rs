@@ -1,0 +1,371 @@
+//! The forward interface the engine decodes with, and model metadata.
+
+use super::error::{EngineError, Result};
+
+/// Diffusion LM family; decides the decoding algorithm, mask and logit shift.
+///
+/// ```
+/// use diffulex_edge::runtime::Family;
+/// assert_eq!(Family::from_id(0).unwrap(), Family::Sdar);
+/// assert!(Family::Dream.shifted());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// SDAR (block-causal, unshifted).
+    Sdar,
+    /// Fast-dLLM v2 (block-causal, shifted, sub-blocks).
+    FastDllmV2,
+    /// LLaDA (bidirectional, unshifted).
+    Llada,
+    /// Dream (bidirectional, shifted).
+    Dream,
+}
+
+impl Family {
+    /// Maps the `.pte` `get_family_id` value (0 = sdar, 1 = fast_dllm_v2, 2 = llada, 3 = dream).
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::Family;
+    /// assert_eq!(Family::from_id(3).unwrap(), Family::Dream);
+    /// assert!(Family::from_id(9).is_err());
+    /// ```
+    pub fn from_id(id: i64) -> Result<Self> {
+        match id {
+            0 => Ok(Family::Sdar),
+            1 => Ok(Family::FastDllmV2),
+            2 => Ok(Family::Llada),
+            3 => Ok(Family::Dream),
+            other => Err(EngineError::Metadata(format!(
+                "unknown family id {other} (expected 0..=3)"
+            ))),
+        }
+    }
+
+    /// Inverse of [`Family::from_id`].
+    ///
+    /// ```
+    /// assert_eq!(diffulex_edge::runtime::Family::Llada.id(), 2);
+    /// ```
+    pub fn id(self) -> i64 {
+        match self {
+            Family::Sdar => 0,
+            Family::FastDllmV2 => 1,
+            Family::Llada => 2,
+            Family::Dream => 3,
+        }
+    }
+
+    /// Canonical lower-case name (`sdar`, `fast_dllm_v2`, `llada`, `dream`).
+    ///
+    /// ```
+    /// assert_eq!(diffulex_edge::runtime::Family::FastDllmV2.name(), "fast_dllm_v2");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Sdar => "sdar",
+            Family::FastDllmV2 => "fast_dllm_v2",
+            Family::Llada => "llada",
+            Family::Dream => "dream",
+        }
+    }
+
+    /// Whether logits at position i predict token i + 1 (the engine shifts them).
+    ///
+    /// ```
+    /// assert!(!diffulex_edge::runtime::Family::Sdar.shifted());
+    /// ```
+    pub fn shifted(self) -> bool {
+        matches!(self, Family::FastDllmV2 | Family::Dream)
+    }
+
+    /// Whether attention is block-causal (blocks aligned at absolute position 0).
+    ///
+    /// ```
+    /// assert!(diffulex_edge::runtime::Family::Sdar.block_causal());
+    /// ```
+    pub fn block_causal(self) -> bool {
+        matches!(self, Family::Sdar | Family::FastDllmV2)
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Family {
+    type Err = EngineError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().replace('-', "_").as_str() {
+            "sdar" => Ok(Family::Sdar),
+            "fast_dllm_v2" | "fastdllmv2" | "fast_dllm" => Ok(Family::FastDllmV2),
+            "llada" => Ok(Family::Llada),
+            "dream" => Ok(Family::Dream),
+            other => Err(EngineError::Metadata(format!(
+                "unknown model family {other:?} (expected sdar, fast_dllm_v2, llada or dream)"
+            ))),
+        }
+    }
+}
+
+/// Which family the caller expects; `Auto` trusts the model's metadata.
+///
+/// ```
+/// use diffulex_edge::runtime::{Family, ModelType};
+/// assert_eq!(ModelType::Auto.resolve(Family::Llada).unwrap(), Family::Llada);
+/// assert!(ModelType::Family(Family::Sdar).resolve(Family::Dream).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModelType {
+    /// Read the family from the model (`get_family_id`).
+    #[default]
+    Auto,
+    /// Require this family.
+    Family(Family),
+}
+
+impl ModelType {
+    /// Checks the expectation against the model's family.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{Family, ModelType};
+    /// assert_eq!(ModelType::from(Family::Sdar).resolve(Family::Sdar).unwrap(), Family::Sdar);
+    /// ```
+    pub fn resolve(self, model: Family) -> Result<Family> {
+        match self {
+            ModelType::Auto => Ok(model),
+            ModelType::Family(f) if f == model => Ok(f),
+            ModelType::Family(f) => Err(EngineError::FamilyMismatch {
+                what: "model_type",
+                expected: f,
+                got: model,
+            }),
+        }
+    }
+}
+
+impl std::str::FromStr for ModelType {
+    type Err = EngineError;
+    /// `auto` or a family name.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{Family, ModelType};
+    /// assert_eq!("auto".parse::<ModelType>().unwrap(), ModelType::Auto);
+    /// assert_eq!("sdar".parse::<ModelType>().unwrap(), ModelType::Family(Family::Sdar));
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        if s.eq_ignore_ascii_case("auto") {
+            Ok(ModelType::Auto)
+        } else {
+            s.parse().map(ModelType::Family)
+        }
+    }
+}
+
+impl From<Family> for ModelType {
+    fn from(f: Family) -> Self {
+        ModelType::Family(f)
+    }
+}
+
+/// Constants a model reports (the `.pte` constant methods).
+///
+/// ```
+/// use diffulex_edge::runtime::{Family, ModelMetadata};
+/// let m = ModelMetadata::for_family(Family::Sdar, 256, 512, 511, vec![2], 4);
+/// assert_eq!(m.block_size, 4);
+/// assert!(m.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelMetadata {
+    /// Model family.
+    pub family: Family,
+    /// Longest token sequence a forward accepts.
+    pub max_seq_len: usize,
+    /// Vocabulary size (last logits dimension).
+    pub vocab_size: usize,
+    /// Id of the mask token.
+    pub mask_token_id: i64,
+    /// End-of-sequence / stop ids.
+    pub eos_ids: Vec<i64>,
+    /// Block size for block-causal families (0 otherwise).
+    pub block_size: usize,
+    /// Fast-dLLM v2 sub-block size (0 otherwise).
+    pub sub_block_size: usize,
+    /// Whether the model keeps a KV cache and takes `input_pos`.
+    pub use_kv_cache: bool,
+    /// Whether the engine must shift logits (i predicts i + 1).
+    pub shift_logits: bool,
+    /// Padding id.
+    pub pad_id: i64,
+}
+
+impl ModelMetadata {
+    /// Metadata with the family's conventions (shift, sub-block 8 for Fast-dLLM v2), no KV cache.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{Family, ModelMetadata};
+    /// let m = ModelMetadata::for_family(Family::FastDllmV2, 256, 512, 3, vec![2], 32);
+    /// assert_eq!((m.sub_block_size, m.shift_logits), (8, true));
+    /// ```
+    pub fn for_family(
+        family: Family,
+        max_seq_len: usize,
+        vocab_size: usize,
+        mask_token_id: i64,
+        eos_ids: Vec<i64>,
+        block_size: usize,
+    ) -> Self {
+        ModelMetadata {
+            family,
+            max_seq_len,
+            vocab_size,
+            mask_token_id,
+            eos_ids,
+            block_size: if family.block_causal() { block_size } else { 0 },
+            sub_block_size: if family == Family::FastDllmV2 {
+                8.min(block_size.max(1))
+            } else {
+                0
+            },
+            use_kv_cache: false,
+            shift_logits: family.shifted(),
+            pad_id: 0,
+        }
+    }
+
+    /// Checks internal consistency (vocabulary covers the mask id, block sizes divide, ...).
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{Family, ModelMetadata};
+    /// let mut m = ModelMetadata::for_family(Family::Sdar, 256, 512, 3, vec![2], 4);
+    /// m.mask_token_id = 512;
+    /// assert!(m.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(EngineError::Metadata(m));
+        if self.vocab_size == 0 || self.max_seq_len == 0 {
+            return bad(format!(
+                "vocab_size {} and max_seq_len {} must be > 0",
+                self.vocab_size, self.max_seq_len
+            ));
+        }
+        if self.mask_token_id < 0 || self.mask_token_id as u64 >= self.vocab_size as u64 {
+            return bad(format!(
+                "mask_token_id {} outside vocabulary of {}",
+                self.mask_token_id, self.vocab_size
+            ));
+        }
+        if self.shift_logits != self.family.shifted() {
+            return bad(format!(
+                "shift_logits = {} but {} is {}shifted",
+                self.shift_logits,
+                self.family,
+                if self.family.shifted() { "" } else { "not " }
+            ));
+        }
+        if self.family.block_causal() && self.block_size == 0 {
+            return bad(format!("{} needs a block size > 0", self.family));
+        }
+        if self.family == Family::FastDllmV2
+            && (self.sub_block_size == 0 || self.block_size % self.sub_block_size != 0)
+        {
+            return bad(format!(
+                "fast_dllm_v2 sub_block_size {} must divide block_size {}",
+                self.sub_block_size, self.block_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Borrowed float32 logits `[rows, vocab]` of one forward call (zero-copy from the backend).
+///
+/// ```
+/// use diffulex_edge::runtime::LogitsView;
+/// let data = [0.0f32, 1.0, 2.0, 3.0];
+/// let v = LogitsView::new(&data, 2, 2).unwrap();
+/// assert_eq!(v.row(1), &[2.0, 3.0]);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct LogitsView<'a> {
+    data: &'a [f32],
+    rows: usize,
+    vocab: usize,
+}
+
+impl<'a> LogitsView<'a> {
+    /// Wraps `data`, checking that it holds exactly `rows * vocab` values.
+    ///
+    /// ```
+    /// assert!(diffulex_edge::runtime::LogitsView::new(&[0.0f32; 5], 2, 2).is_err());
+    /// ```
+    pub fn new(data: &'a [f32], rows: usize, vocab: usize) -> Result<Self> {
+        if rows.checked_mul(vocab) != Some(data.len()) {
+            return Err(EngineError::LogitsShape {
+                got: vec![data.len()],
+                tokens: rows,
+                vocab,
+            });
+        }
+        Ok(LogitsView { data, rows, vocab })
+    }
+
+    /// Number of rows (input tokens).
+    ///
+    /// ```
+    /// assert_eq!(diffulex_edge::runtime::LogitsView::new(&[0.0f32; 6], 3, 2).unwrap().rows(), 3);
+    /// ```
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Vocabulary size.
+    ///
+    /// ```
+    /// assert_eq!(diffulex_edge::runtime::LogitsView::new(&[0.0f32; 6], 3, 2).unwrap().vocab(), 2);
+    /// ```
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    /// Logits of row `i` (panics if out of range: rows are engine-computed, never user input).
+    ///
+    /// ```
+    /// let d = [1.0f32, 2.0];
+    /// assert_eq!(diffulex_edge::runtime::LogitsView::new(&d, 1, 2).unwrap().row(0), &[1.0, 2.0]);
+    /// ```
+    pub fn row(&self, i: usize) -> &'a [f32] {
+        &self.data[i * self.vocab..(i + 1) * self.vocab]
+    }
+}
+
+/// A diffusion LM forward with the `.pte` contract (docs/pte-contract.md).
+///
+/// `tokens` are consecutive tokens starting at absolute position `input_pos` (cached models,
+/// which write their K/V for those positions and attend to keys `< input_pos + T`) or at 0
+/// (uncached models, `input_pos == None`). Logits are RAW (unshifted) `[T, vocab]`.
+///
+/// ```
+/// use diffulex_edge::runtime::{DiffusionModel, Family, HashModel, ModelMetadata};
+/// let meta = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
+/// let mut m = HashModel::new(meta, 0);
+/// let logits = m.forward(&[3, 4, 31], None).unwrap();
+/// assert_eq!((logits.rows(), logits.vocab()), (3, 32));
+/// ```
+pub trait DiffusionModel {
+    /// Constants of the model.
+    fn metadata(&self) -> &ModelMetadata;
+    /// Runs one forward; the view lives until the next call.
+    fn forward(&mut self, tokens: &[i64], input_pos: Option<usize>) -> Result<LogitsView<'_>>;
+}
+
+impl<M: DiffusionModel + ?Sized> DiffusionModel for Box<M> {
+    fn metadata(&self) -> &ModelMetadata {
+        (**self).metadata()
+    }
+    fn forward(&mut self, tokens: &[i64], input_pos: Option<usize>) -> Result<LogitsView<'_>> {
+        (**self).forward(tokens, input_pos)
+    }
+}

@@ -1,0 +1,518 @@
+//! Per-position scoring: the one place where logits become a proposed token and a confidence.
+//!
+//! All probability math is float64 on float32 logits, in a fixed order that the Python
+//! reference (`diffulex_export.reference.dist`) repeats operation by operation, so both give
+//! bit-identical results (docs/decoding.md, "Exact arithmetic"). Invalid entries (NaN, ±inf,
+//! the mask token) are never proposed.
+
+use crate::runtime::error::{EngineError, Result};
+use crate::runtime::rng::Rng;
+use std::cmp::Ordering;
+
+/// A row of logits, float32 (model output) or float64 (CFG-combined).
+pub(crate) trait LogitRow {
+    fn len(&self) -> usize;
+    fn at(&self, i: usize) -> f64;
+}
+
+impl LogitRow for &[f32] {
+    fn len(&self) -> usize {
+        <[f32]>::len(self)
+    }
+    fn at(&self, i: usize) -> f64 {
+        self[i] as f64
+    }
+}
+
+impl LogitRow for &[f64] {
+    fn len(&self) -> usize {
+        <[f64]>::len(self)
+    }
+    fn at(&self, i: usize) -> f64 {
+        self[i]
+    }
+}
+
+/// Order in which top-k and top-p are applied (families differ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FilterOrder {
+    TopKThenTopP,
+    TopPThenTopK,
+}
+
+/// How a position's distribution is built.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DistSpec {
+    /// 0 = greedy argmax; > 0 divides logits and samples.
+    pub temperature: f64,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f64>,
+    pub order: FilterOrder,
+    /// Apply top-k/top-p also at temperature 0 (Dream does; SDAR/Fast-dLLM v2 ignore them).
+    pub filter_greedy: bool,
+}
+
+impl DistSpec {
+    pub(crate) fn greedy() -> Self {
+        DistSpec {
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            order: FilterOrder::TopKThenTopP,
+            filter_greedy: false,
+        }
+    }
+}
+
+/// Extra statistic a selection rule needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Extra {
+    None,
+    /// top1 − top2 probability.
+    Margin,
+    /// Shannon entropy −Σ p ln p (p > 0).
+    Entropy,
+    /// Dream's Σ p ln(p + 1e-10) (= −H, larger is more certain).
+    NegEntropyEps,
+}
+
+/// Result for one position.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Proposal {
+    pub token: usize,
+    /// Probability of `token` under the (tempered, filtered) distribution.
+    pub prob: f64,
+    /// Value of the requested [`Extra`] (0 for `Extra::None`).
+    pub extra: f64,
+}
+
+/// Reusable buffers sized to the vocabulary; one per engine, never reallocated per step.
+#[derive(Debug, Default)]
+pub(crate) struct Scorer {
+    z: Vec<f64>,
+    e: Vec<f64>,
+    kept: Vec<u32>,
+    order: Vec<u32>,
+    keep: Vec<bool>,
+}
+
+fn valid(x: f64, i: usize, excluded: Option<usize>) -> bool {
+    x.is_finite() && Some(i) != excluded
+}
+
+/// Descending by value, ties to the lower index: the one total order used for all sorting.
+pub(crate) fn desc(a: (f64, usize), b: (f64, usize)) -> Ordering {
+    b.0.partial_cmp(&a.0)
+        .unwrap_or(Ordering::Equal)
+        .then(a.1.cmp(&b.1))
+}
+
+impl Scorer {
+    /// Proposes a token for one position. Draws exactly one uniform when `temperature > 0`.
+    pub(crate) fn propose<R: LogitRow>(
+        &mut self,
+        row: R,
+        excluded: Option<usize>,
+        spec: &DistSpec,
+        extra: Extra,
+        rng: &mut Rng,
+        position: usize,
+    ) -> Result<Proposal> {
+        let sampling = spec.temperature > 0.0;
+        let filtering = (sampling || spec.filter_greedy)
+            && (spec.top_k.is_some() || spec.top_p.is_some_and(|p| p < 1.0));
+        if !sampling && !filtering {
+            return greedy_fast(row, excluded, extra, position);
+        }
+        let v = row.len();
+        self.z.clear();
+        self.z.resize(v, f64::NEG_INFINITY);
+        self.kept.clear();
+        for i in 0..v {
+            let x = row.at(i);
+            if valid(x, i, excluded) {
+                self.z[i] = if sampling { x / spec.temperature } else { x };
+                self.kept.push(i as u32);
+            }
+        }
+        if self.kept.is_empty() {
+            return Err(EngineError::NoValidToken { position });
+        }
+        match spec.order {
+            FilterOrder::TopKThenTopP => {
+                self.top_k(spec.top_k);
+                self.top_p(spec.top_p);
+            }
+            FilterOrder::TopPThenTopK => {
+                self.top_p(spec.top_p);
+                self.top_k(spec.top_k);
+            }
+        }
+        let (m, arg, m2) = max2(self.kept.iter().map(|&i| (self.z[i as usize], i as usize)));
+        self.e.clear();
+        self.e.resize(v, 0.0);
+        let mut s = 0.0f64;
+        for &i in &self.kept {
+            let e = (self.z[i as usize] - m).exp();
+            self.e[i as usize] = e;
+            s += e;
+        }
+        let token = if sampling {
+            let r = rng.next_f64() * s;
+            let mut acc = 0.0f64;
+            let mut pick = *self.kept.last().unwrap_or(&(arg as u32)) as usize;
+            for &i in &self.kept {
+                acc += self.e[i as usize];
+                if acc > r {
+                    pick = i as usize;
+                    break;
+                }
+            }
+            pick
+        } else {
+            arg
+        };
+        let prob = self.e[token] / s;
+        let extra = match extra {
+            Extra::None => 0.0,
+            Extra::Margin => 1.0 / s - (m2 - m).exp() / s,
+            Extra::Entropy => {
+                let mut acc = 0.0f64;
+                for &i in &self.kept {
+                    let p = self.e[i as usize] / s;
+                    if p > 0.0 {
+                        acc += p * p.ln();
+                    }
+                }
+                -acc
+            }
+            Extra::NegEntropyEps => {
+                let mut acc = 0.0f64;
+                for &i in &self.kept {
+                    let p = self.e[i as usize] / s;
+                    acc += p * (p + 1e-10).ln();
+                }
+                acc
+            }
+        };
+        Ok(Proposal { token, prob, extra })
+    }
+
+    /// Keeps tokens whose value is >= the k-th largest (ties at the boundary all kept).
+    fn top_k(&mut self, k: Option<usize>) {
+        let Some(k) = k else { return };
+        if k == 0 || k >= self.kept.len() {
+            return;
+        }
+        self.order.clear();
+        self.order.extend_from_slice(&self.kept);
+        let z = &self.z;
+        self.order.select_nth_unstable_by(k - 1, |&a, &b| {
+            desc((z[a as usize], a as usize), (z[b as usize], b as usize))
+        });
+        let thr = z[self.order[k - 1] as usize];
+        self.kept.retain(|&i| z[i as usize] >= thr);
+    }
+
+    /// Keeps the most probable tokens until the probability mass before a token exceeds p
+    /// (the token that crosses p is kept).
+    fn top_p(&mut self, p: Option<f64>) {
+        let Some(p) = p else { return };
+        if p >= 1.0 {
+            return;
+        }
+        let z = &self.z;
+        let m = self
+            .kept
+            .iter()
+            .map(|&i| z[i as usize])
+            .fold(f64::NEG_INFINITY, f64::max);
+        let mut s = 0.0f64;
+        for &i in &self.kept {
+            s += (z[i as usize] - m).exp();
+        }
+        self.order.clear();
+        self.order.extend_from_slice(&self.kept);
+        self.keep.clear();
+        self.keep.resize(z.len(), false);
+        let cmp =
+            |a: &u32, b: &u32| desc((z[*a as usize], *a as usize), (z[*b as usize], *b as usize));
+        // The nucleus is usually tiny: sort growing chunks of the best remaining tokens
+        // (select, then sort the chunk) instead of the whole vocabulary. The visiting order is
+        // exactly the full sort's, because (z desc, index asc) is a total order.
+        let n = self.order.len();
+        let (mut lo, mut chunk, mut cum) = (0usize, 64usize, 0.0f64);
+        'scan: while lo < n {
+            let hi = (lo + chunk).min(n);
+            if hi < n {
+                self.order[lo..].select_nth_unstable_by(hi - lo - 1, cmp);
+            }
+            self.order[lo..hi].sort_unstable_by(cmp);
+            for &i in &self.order[lo..hi] {
+                if cum > p {
+                    break 'scan;
+                }
+                self.keep[i as usize] = true;
+                cum += (z[i as usize] - m).exp() / s;
+            }
+            lo = hi;
+            chunk = chunk.saturating_mul(4);
+        }
+        let keep = &self.keep;
+        self.kept.retain(|&i| keep[i as usize]);
+    }
+}
+
+/// (max, first argmax, second largest value) over (value, index) pairs in index order.
+fn max2(it: impl Iterator<Item = (f64, usize)>) -> (f64, usize, f64) {
+    let (mut m, mut arg, mut m2) = (f64::NEG_INFINITY, usize::MAX, f64::NEG_INFINITY);
+    for (x, i) in it {
+        if x > m {
+            m2 = m;
+            m = x;
+            arg = i;
+        } else if x > m2 {
+            m2 = x;
+        }
+    }
+    (m, arg, m2)
+}
+
+/// Greedy proposal without buffers: pass 1 max/argmax, pass 2 sum of exp (index order).
+fn greedy_fast<R: LogitRow>(
+    row: R,
+    excluded: Option<usize>,
+    extra: Extra,
+    position: usize,
+) -> Result<Proposal> {
+    let v = row.len();
+    let (m, arg, m2) = max2((0..v).filter_map(|i| {
+        let x = row.at(i);
+        valid(x, i, excluded).then_some((x, i))
+    }));
+    if arg == usize::MAX {
+        return Err(EngineError::NoValidToken { position });
+    }
+    let mut s = 0.0f64;
+    for i in 0..v {
+        let x = row.at(i);
+        if valid(x, i, excluded) {
+            s += (x - m).exp();
+        }
+    }
+    // e^(m - m) = 1 exactly, as in the general path.
+    let prob = 1.0 / s;
+    let extra = match extra {
+        Extra::None => 0.0,
+        Extra::Margin => 1.0 / s - (m2 - m).exp() / s,
+        Extra::Entropy | Extra::NegEntropyEps => {
+            let mut acc = 0.0f64;
+            for i in 0..v {
+                let x = row.at(i);
+                if valid(x, i, excluded) {
+                    let p = (x - m).exp() / s;
+                    if extra == Extra::NegEntropyEps {
+                        acc += p * (p + 1e-10).ln();
+                    } else if p > 0.0 {
+                        acc += p * p.ln();
+                    }
+                }
+            }
+            if extra == Extra::Entropy {
+                -acc
+            } else {
+                acc
+            }
+        }
+    };
+    Ok(Proposal {
+        token: arg,
+        prob,
+        extra,
+    })
+}
+
+/// Sorts `idx` by (score desc, position asc); NaN scores sort last.
+pub(crate) fn sort_desc(idx: &mut [usize], score: impl Fn(usize) -> f64) {
+    idx.sort_by(|&a, &b| {
+        let (sa, sb) = (score(a), score(b));
+        let (sa, sb) = (
+            if sa.is_nan() { f64::NEG_INFINITY } else { sa },
+            if sb.is_nan() { f64::NEG_INFINITY } else { sb },
+        );
+        desc((sa, a), (sb, b))
+    });
+}
+
+/// Splits `total` into `parts` (base = total / parts, the first total % parts parts get one more).
+pub(crate) fn split_quota(total: usize, parts: usize) -> Vec<usize> {
+    let (base, rem) = (total / parts, total % parts);
+    (0..parts).map(|i| base + usize::from(i < rem)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(t: f64, k: Option<usize>, p: Option<f64>) -> DistSpec {
+        DistSpec {
+            temperature: t,
+            top_k: k,
+            top_p: p,
+            order: FilterOrder::TopKThenTopP,
+            filter_greedy: false,
+        }
+    }
+
+    #[test]
+    fn greedy_ties_lowest_and_skips_nan_and_mask() {
+        let mut s = Scorer::default();
+        let mut r = Rng::new(0);
+        let row: &[f32] = &[1.0, f32::NAN, 3.0, 3.0, 5.0];
+        let p = s
+            .propose(row, Some(4), &spec(0.0, None, None), Extra::None, &mut r, 0)
+            .unwrap();
+        assert_eq!(p.token, 2);
+        // softmax over [1, 3, 3] (NaN and the excluded mask are out)
+        let want = 1.0 / ((1.0f64 - 3.0).exp() + 2.0);
+        assert!((p.prob - want).abs() < 1e-15);
+    }
+
+    #[test]
+    fn all_invalid_is_an_error() {
+        let mut s = Scorer::default();
+        let row: &[f32] = &[f32::NAN, f32::NEG_INFINITY];
+        assert!(s
+            .propose(
+                row,
+                None,
+                &spec(1.0, None, None),
+                Extra::None,
+                &mut Rng::new(0),
+                7
+            )
+            .is_err());
+        assert!(s
+            .propose(
+                row,
+                None,
+                &spec(0.0, None, None),
+                Extra::None,
+                &mut Rng::new(0),
+                7
+            )
+            .is_err());
+    }
+
+    #[test]
+    fn sampling_frequencies_follow_softmax() {
+        let mut s = Scorer::default();
+        let mut r = Rng::new(3);
+        let row: &[f32] = &[0.0, (2.0f32).ln(), f32::NAN];
+        let n = 20000;
+        let ones = (0..n)
+            .filter(|_| {
+                s.propose(row, None, &spec(1.0, None, None), Extra::None, &mut r, 0)
+                    .unwrap()
+                    .token
+                    == 1
+            })
+            .count();
+        let frac = ones as f64 / n as f64;
+        assert!((frac - 2.0 / 3.0).abs() < 0.02, "{frac}");
+    }
+
+    #[test]
+    fn top_k_and_top_p_restrict_support() {
+        let mut s = Scorer::default();
+        let mut r = Rng::new(5);
+        let row: &[f32] = &[4.0, 3.0, 2.0, 1.0];
+        for _ in 0..200 {
+            let p = s
+                .propose(row, None, &spec(1.0, Some(2), None), Extra::None, &mut r, 0)
+                .unwrap();
+            assert!(p.token < 2);
+            // p(0) = 0.64: mass before token 1 is 0.64 > 0.5 so only token 0 survives top-p 0.5
+            let q = s
+                .propose(
+                    row,
+                    None,
+                    &spec(1.0, None, Some(0.5)),
+                    Extra::None,
+                    &mut r,
+                    0,
+                )
+                .unwrap();
+            assert_eq!((q.token, q.prob), (0, 1.0));
+        }
+    }
+
+    #[test]
+    fn chunked_top_p_equals_full_sort() {
+        let mut r = Rng::new(11);
+        let mut s = Scorer::default();
+        for trial in 0..50 {
+            let v = 50 + trial * 37;
+            let row: Vec<f32> = (0..v)
+                .map(|_| ((r.next_f64() * 8.0) as f32).round() / 2.0)
+                .collect();
+            for &p in &[0.05, 0.5, 0.9, 0.999] {
+                // Naive nucleus: full sort by (z desc, index asc).
+                let z: Vec<f64> = row.iter().map(|&x| x as f64).collect();
+                let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let tot: f64 = z.iter().map(|x| (x - m).exp()).sum();
+                let mut idx: Vec<usize> = (0..v).collect();
+                idx.sort_by(|&a, &b| desc((z[a], a), (z[b], b)));
+                let mut want = vec![false; v];
+                let mut cum = 0.0;
+                for &i in &idx {
+                    if cum > p {
+                        break;
+                    }
+                    want[i] = true;
+                    cum += (z[i] - m).exp() / tot;
+                }
+                s.z = z.clone();
+                s.kept = (0..v as u32).collect();
+                s.top_p(Some(p));
+                let got: Vec<usize> = s.kept.iter().map(|&i| i as usize).collect();
+                let want: Vec<usize> = (0..v).filter(|&i| want[i]).collect();
+                assert_eq!(got, want, "v={v} p={p}");
+            }
+        }
+    }
+
+    #[test]
+    fn margin_and_entropy() {
+        let mut s = Scorer::default();
+        let row: &[f32] = &[0.0, 0.0];
+        let p = s
+            .propose(
+                row,
+                None,
+                &spec(0.0, None, None),
+                Extra::Margin,
+                &mut Rng::new(0),
+                0,
+            )
+            .unwrap();
+        assert_eq!(p.extra, 0.0);
+        let p = s
+            .propose(
+                row,
+                None,
+                &spec(0.0, None, None),
+                Extra::Entropy,
+                &mut Rng::new(0),
+                0,
+            )
+            .unwrap();
+        assert!((p.extra - 2f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn quota_front_loads_remainder() {
+        assert_eq!(split_quota(10, 4), vec![3, 3, 2, 2]);
+        assert_eq!(split_quota(4, 4), vec![1, 1, 1, 1]);
+    }
+}

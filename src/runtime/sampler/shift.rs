@@ -1,0 +1,21 @@
+//! Where a canvas position's logits live in a forward's output.
+//!
+//! Unshifted families (SDAR, LLaDA): position j reads row j. Shifted families (Fast-dLLM v2,
+//! Dream): the model predicts token j from the hidden state at j − 1, so j reads row j − 1 of
+//! the same forward. There is no wrap-around: a position whose predecessor is not in the
+//! forward has no logits (the engines never ask for one; the prototype silently used the block's
+//! last row instead).
+
+/// Row of the output that holds the logits for absolute position `pos`, for a forward whose
+/// first input token sits at absolute position `start`.
+///
+/// ```
+/// use diffulex_edge::runtime::sampler::shift::logit_row;
+/// assert_eq!(logit_row(10, 8, false), Some(2));
+/// assert_eq!(logit_row(10, 8, true), Some(1));
+/// assert_eq!(logit_row(8, 8, true), None);
+/// ```
+pub fn logit_row(pos: usize, start: usize, shifted: bool) -> Option<usize> {
+    let src = if shifted { pos.checked_sub(1)? } else { pos };
+    src.checked_sub(start)
+}

@@ -1,0 +1,324 @@
+#!/usr/bin/env python3
+"""Write decoding goldens for tests/engine_parity.rs.
+
+For every fixture, runs the reference decoders (python/diffulex_export/reference) for every
+mode the engine offers, greedy and seeded sampling, on fixed prompts, and writes
+tests/fixtures/goldens/<fixture>.json with the prompt, config, expected tokens and stop reason.
+
+Fixtures:
+  * hash_<family>: the synthetic HashModel (twin of src/runtime/hash_model.rs), always written;
+    it needs no weights and covers stop tokens, ties and the KV-cache contract.
+  * every tests/fixtures/pte/*.pte: the forward is the .pte itself run by ExecuTorch's Python
+    runtime (same kernels as the Rust engine). For greedy cases the tokens are also recomputed
+    with the PyTorch module (diffulex_export.models.load_model on tests/fixtures/ckpt/<family>)
+    and mismatches are reported (and fail the run unless --allow-torch-mismatch).
+
+Usage: python tools/make_goldens.py [--only NAME] [--skip-hash] [--skip-pte] [--allow-torch-mismatch]
+                                    [--check] [--pte-dir DIR] [--ckpt-dir DIR]
+--check recomputes everything and fails if a committed golden differs (nothing is written).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+from diffulex_export import reference  # noqa: E402
+from diffulex_export.reference import HashModel  # noqa: E402
+
+OUT = os.path.join(ROOT, "tests", "fixtures", "goldens")
+FAMILY_NAMES = {0: "sdar", 1: "fast_dllm_v2", 2: "llada", 3: "dream"}
+
+
+def prompts_for(meta):
+    """Fixed prompts: short, block-aligned and non-aligned lengths (ids avoid mask/eos)."""
+    v, mask, eos = int(meta["vocab_size"]), int(meta["mask_token_id"]), set(meta["eos_ids"])
+    bs = int(meta["block_size"]) or 8
+
+    def mk(n, salt):
+        out, x = [], salt
+        while len(out) < n:
+            x = (x * 1103515245 + 12345) % (1 << 31)
+            t = 4 + x % (v - 8)
+            if t != mask and t not in eos:
+                out.append(t)
+        return out
+
+    lens = sorted({1, 3, bs, bs + 3, 2 * bs})
+    return {n: mk(n, 17 + n) for n in lens}
+
+
+def cases_for(meta):
+    fam = meta["family"]
+    bs = int(meta["block_size"])
+    cached = bool(meta["use_kv_cache"])
+    P = prompts_for(meta)
+    lens = sorted(P)
+    out = []
+
+    def add(name, prompt_len, n, sampler, seed=0, kv=(True, False), stop_ids=None):
+        for use_kv in kv:
+            if use_kv and not cached:
+                continue
+            out.append(dict(name=f"{name}/p{prompt_len}" + ("/kv" if use_kv else "/nokv"),
+                            prompt=P[prompt_len], max_new_tokens=n, seed=seed, stop_ids=stop_ids,
+                            use_kv_cache=use_kv, sampler=dict(sampler)))
+
+    if fam == "sdar":
+        n = 4 * bs + 2
+        for st in ("low_confidence_dynamic", "low_confidence_static", "sequential", "entropy_bounded"):
+            for pl in (lens[1], lens[3]):
+                add(f"{st}/greedy", pl, n, dict(strategy=st))
+                add(f"{st}/t1", pl, n, dict(strategy=st, temperature=1.0), seed=11)
+            add(f"{st}/t0.8k20p0.9", lens[2], n, dict(strategy=st, temperature=0.8, top_k=20, top_p=0.9), seed=5)
+        add("dynamic/thr0.3/steps_half", lens[0], n, dict(threshold=0.3, denoising_steps=max(bs // 2, 1)))
+        add("dynamic/thr0.3/steps_half/t1", lens[4], n, dict(threshold=0.3, denoising_steps=max(bs // 2, 1),
+                                                             temperature=1.0), seed=3)
+        add("static/steps1", lens[1], n, dict(strategy="low_confidence_static", denoising_steps=1))
+        add("entropy/eb2", lens[1], n, dict(strategy="entropy_bounded", eb_threshold=2.0), seed=2)
+        add("no_stop", lens[1], n, dict(), stop_ids=[])
+    elif fam == "fast_dllm_v2":
+        n = 3 * bs + 5
+        for pl in lens:
+            add("thr0.95/greedy", pl, n, dict())
+        for pl in (lens[1], lens[2]):
+            add("thr0.5/greedy", pl, n, dict(threshold=0.5))
+            add("thr1/greedy", pl, n, dict(threshold=1.0))
+            add("thr0.9/t1p0.95", pl, n, dict(threshold=0.9, temperature=1.0), seed=7)
+            add("thr0.5/t0.7nop", pl, n, dict(threshold=0.5, temperature=0.7, top_p=None), seed=8)
+        add("no_stop", lens[1], n, dict(threshold=0.5), stop_ids=[])
+    elif fam == "llada":
+        n = 24
+        for pl in (lens[0], lens[2]):
+            add("lowconf/greedy/steps24", pl, n, dict())
+            add("lowconf/greedy/bl8/steps12", pl, n, dict(block_length=8, steps=12))
+            add("lowconf/t1/bl8", pl, n, dict(block_length=8, steps=24, temperature=1.0), seed=4)
+            add("random/greedy/bl8", pl, n, dict(block_length=8, steps=12, remasking="random"), seed=6)
+            add("random/t0.5", pl, n, dict(steps=12, remasking="random", temperature=0.5), seed=6)
+            add("cfg1/greedy/bl8", pl, n, dict(block_length=8, steps=12, cfg_scale=1.0))
+            add("logits_eos_inf", pl, n, dict(block_length=12, steps=12, logits_eos_inf=True))
+            add("conf_eos_eot_inf/greedy", pl, n, dict(block_length=8, steps=24, confidence_eos_eot_inf=True))
+            add("conf_eos_eot_inf/t1", pl, n, dict(block_length=8, steps=24, confidence_eos_eot_inf=True,
+                                                    temperature=1.0), seed=9)
+            add("threshold0.9/bl8", pl, n, dict(block_length=8, threshold=0.9))
+            add("threshold0.3/t1/bl8", pl, n, dict(block_length=8, threshold=0.3, temperature=1.0), seed=10)
+        add("no_stop", lens[1], n, dict(block_length=8, steps=12), stop_ids=[])
+    elif fam == "dream":
+        n = 20
+        for pl in (lens[0], lens[2]):
+            for alg in ("origin", "maskgit_plus", "topk_margin", "entropy"):
+                add(f"{alg}/greedy", pl, n, dict(alg=alg), seed=1)
+                add(f"{alg}/t0.2p0.95", pl, n, dict(alg=alg, temperature=0.2, top_p=0.95), seed=12)
+            add("entropy/t1k10/steps10", pl, n, dict(alg="entropy", temperature=1.0, top_k=10, steps=10), seed=13)
+            add("maskgit/algtemp0.5", pl, n, dict(alg="maskgit_plus", alg_temp=0.5), seed=14)
+            add("margin/greedy/p0.5/steps7/eps0.05", pl, n, dict(alg="topk_margin", top_p=0.5, steps=7, eps=0.05))
+        add("no_stop", lens[1], n, dict(alg="entropy"), stop_ids=[])
+    return out
+
+
+def run_cases(f_factory, meta, cases, label):
+    t0 = time.time()
+    for c in cases:
+        f = f_factory()
+        res = reference.generate(f, meta, c["prompt"], c["max_new_tokens"], c["sampler"], c["seed"],
+                                 c["stop_ids"], c["use_kv_cache"])
+        c["expected"] = dict(tokens=res["tokens"], stop_reason=res["stop_reason"], stop_token=res["stop_token"])
+    print(f"{label}: {len(cases)} cases in {time.time() - t0:.1f}s", flush=True)
+
+
+def check_cache_consistency(cases, label):
+    """Greedy block-causal cases: the KV-cache path must give the uncached path's tokens."""
+    by = {}
+    for c in cases:
+        base = c["name"].rsplit("/", 1)[0]
+        by.setdefault(base, {})[c["use_kv_cache"]] = c
+    bad = [b for b, d in by.items() if len(d) == 2 and d[True]["expected"] != d[False]["expected"]
+           and d[True]["sampler"].get("temperature", 0.0) == 0.0]
+    if bad:
+        print(f"WARNING {label}: cached != uncached for greedy cases: {bad}", flush=True)
+    return bad
+
+
+HASH_METAS = {
+    "sdar": dict(family="sdar", max_seq_len=96, vocab_size=48, mask_token_id=47, eos_ids=[2], block_size=4,
+                 sub_block_size=0, use_kv_cache=True, shift_logits=False, pad_id=0),
+    "fast_dllm_v2": dict(family="fast_dllm_v2", max_seq_len=128, vocab_size=48, mask_token_id=47, eos_ids=[2],
+                         block_size=16, sub_block_size=4, use_kv_cache=True, shift_logits=True, pad_id=0),
+    "llada": dict(family="llada", max_seq_len=64, vocab_size=48, mask_token_id=47, eos_ids=[2, 3], block_size=0,
+                  sub_block_size=0, use_kv_cache=False, shift_logits=False, pad_id=0),
+    "dream": dict(family="dream", max_seq_len=64, vocab_size=48, mask_token_id=47, eos_ids=[2], block_size=0,
+                  sub_block_size=0, use_kv_cache=False, shift_logits=True, pad_id=0),
+}
+
+
+CHECK = {"enabled": False, "stale": []}
+
+
+def write(name, doc):
+    path = os.path.join(OUT, f"{name}.json")
+    if CHECK["enabled"]:
+        with open(path) as fh:
+            old = json.load(fh)
+        if old != json.loads(json.dumps(doc)):
+            CHECK["stale"].append(name)
+            print(f"STALE {os.path.relpath(path, ROOT)}", flush=True)
+        else:
+            print(f"up to date {os.path.relpath(path, ROOT)}", flush=True)
+        return
+    with open(path, "w") as fh:
+        json.dump(doc, fh, indent=1)
+        fh.write("\n")
+    print(f"wrote {os.path.relpath(path, ROOT)}", flush=True)
+
+
+def make_hash(only):
+    for fam, meta in HASH_METAS.items():
+        name = f"hash_{fam}"
+        if only and only != name:
+            continue
+        seed = 1234
+        cases = cases_for(meta)
+        run_cases(lambda: HashModel(meta, seed), meta, cases, name)
+        check_cache_consistency(cases, name)
+        write(name, dict(fixture=name, source="hash_model", hash_seed=seed, meta=meta, cases=cases))
+
+
+class PteForward:
+    """The .pte's `forward` through ExecuTorch's Python runtime (fresh program = fresh KV cache)."""
+
+    def __init__(self, path, cached):
+        from executorch.runtime import Runtime
+
+        self.program = Runtime.get().load_program(path)
+        self.method = self.program.load_method("forward")
+        self.cached = cached
+
+    def __call__(self, tokens, input_pos=None):
+        import torch
+
+        args = [tokens]
+        if self.cached:
+            args.append(input_pos if input_pos is not None else torch.zeros(1, dtype=torch.long))
+        return self.method.execute(args)[0]
+
+
+def pte_meta(path):
+    from executorch.runtime import Runtime
+
+    prog = Runtime.get().load_program(path)
+
+    def const(name):
+        out = prog.load_method(name).execute([])
+        vals = [o.item() if hasattr(o, "item") else o for o in out]
+        return vals
+
+    meta = dict(
+        family=FAMILY_NAMES[int(const("get_family_id")[0])],
+        max_seq_len=int(const("get_max_seq_len")[0]),
+        vocab_size=int(const("get_vocab_size")[0]),
+        mask_token_id=int(const("get_mask_token_id")[0]),
+        eos_ids=[int(x) for x in const("get_eos_ids")],
+        block_size=int(const("get_block_size")[0]),
+        sub_block_size=int(const("get_sub_block_size")[0]),
+        use_kv_cache=bool(const("use_kv_cache")[0]),
+        shift_logits=bool(const("shift_logits")[0]),
+        pad_id=int(const("get_pad_id")[0]),
+    )
+    return meta
+
+
+def torch_forward_factory(family, meta, ckpt_root):
+    """PyTorch module with the same weights, or None when unavailable."""
+    ckpt = os.path.join(ckpt_root, family)
+    if not os.path.isdir(ckpt):
+        return None
+    try:
+        from diffulex_export.models import load_model
+    except Exception as e:  # export package not present
+        print(f"  (no torch cross-check: {e})")
+        return None
+
+    def make():
+        import torch
+
+        m = load_model(ckpt, family=family, max_seq_len=meta["max_seq_len"], kv_cache=meta["use_kv_cache"])
+        m.eval()
+
+        def f(tokens, input_pos=None):
+            with torch.no_grad():
+                if meta["use_kv_cache"] and input_pos is None:
+                    input_pos = torch.zeros(1, dtype=torch.long)
+                return m(tokens, input_pos)
+
+        return f
+
+    return make
+
+
+def make_pte(only, allow_mismatch, pdir, ckpt_root):
+    if not os.path.isdir(pdir):
+        print("no tests/fixtures/pte; only hash goldens written")
+        return 0
+    mismatches = 0
+    manifest = {}
+    if os.path.exists(os.path.join(pdir, "manifest.json")):
+        with open(os.path.join(pdir, "manifest.json")) as fh:
+            manifest = json.load(fh)
+    for fn in sorted(os.listdir(pdir)):
+        if not fn.endswith(".pte"):
+            continue
+        name = fn[:-4]
+        if only and only != name:
+            continue
+        path = os.path.join(pdir, fn)
+        meta = pte_meta(path)
+        cases = cases_for(meta)
+        run_cases(lambda: PteForward(path, meta["use_kv_cache"]), meta, cases, name)
+        bad = check_cache_consistency(cases, name)
+        mismatches += len(bad)
+        quant = manifest.get(name, {}).get("quantize", "none")
+        # A quantized .pte legitimately differs from the float PyTorch module.
+        tf = torch_forward_factory(meta["family"], meta, ckpt_root) if quant == "none" else None
+        torch_report = [] if quant == "none" else [f"skipped: quantized ({quant})"]
+        if tf is not None:
+            for c in cases:
+                greedy = c["sampler"].get("temperature", 0.0) == 0.0 and c["sampler"].get("remasking") != "random"
+                if not greedy or c["sampler"].get("alg") == "origin" or c["sampler"].get("alg_temp"):
+                    continue
+                res = reference.generate(tf(), meta, c["prompt"], c["max_new_tokens"], c["sampler"], c["seed"],
+                                         c["stop_ids"], c["use_kv_cache"])
+                if res["tokens"] != c["expected"]["tokens"]:
+                    torch_report.append(c["name"])
+            print(f"  torch cross-check: {len(torch_report)} greedy mismatches {torch_report[:8]}", flush=True)
+            mismatches += 0 if allow_mismatch else len(torch_report)
+        write(name, dict(fixture=name, source="pte", pte=f"tests/fixtures/pte/{fn}", meta=meta, cases=cases,
+                         torch_greedy_mismatches=torch_report))
+    return mismatches
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only")
+    ap.add_argument("--skip-hash", action="store_true")
+    ap.add_argument("--skip-pte", action="store_true")
+    ap.add_argument("--allow-torch-mismatch", action="store_true")
+    ap.add_argument("--check", action="store_true", help="compare with the committed goldens, write nothing")
+    ap.add_argument("--pte-dir", default=os.path.join(ROOT, "tests", "fixtures", "pte"))
+    ap.add_argument("--ckpt-dir", default=os.path.join(ROOT, "tests", "fixtures", "ckpt"))
+    a = ap.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    CHECK["enabled"] = a.check
+    if not a.skip_hash:
+        make_hash(a.only)
+    bad = 0 if a.skip_pte else make_pte(a.only, a.allow_torch_mismatch, a.pte_dir, a.ckpt_dir)
+    if bad or CHECK["stale"]:
+        print(f"FAILED: {bad} mismatches, stale goldens: {CHECK['stale']}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
