@@ -14,6 +14,7 @@ SDAR's reference loop runs (an engine can fold the append into the next block's 
 Run:
     /work/.venv/bin/python training/eval_default.py --ckpt models/default/ckpt
     /work/.venv/bin/python training/eval_default.py --ckpt models/default/ckpt --check-hf
+    /work/.venv/bin/python training/eval_default.py --ckpt models/default/ckpt --pte models/default/model.pte
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sdar_decode import answer_text, decode  # noqa: E402
+from sdar_decode import PteRunner, TorchRunner, answer_text, decode  # noqa: E402
 from sdar_tiny import block_causal_mask, load_checkpoint  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -45,6 +46,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--strategies", default="low_confidence_static,low_confidence_dynamic")
     p.add_argument("--check-hf", action="store_true", help="also check logits against transformers Qwen3ForCausalLM")
     p.add_argument("--show-errors", type=int, default=5)
+    p.add_argument("--pte", help="decode with this exported .pte (ExecuTorch runtime) instead of PyTorch")
     return p.parse_args()
 
 
@@ -99,6 +101,8 @@ def main() -> None:
         if diff > 1e-4:
             raise SystemExit("mismatch against transformers Qwen3ForCausalLM")
 
+    runner = PteRunner(args.pte) if args.pte else TorchRunner(model)
+    print(f"backend: {'pte ' + args.pte if args.pte else 'pytorch ' + str(ckpt)}")
     problems = [json.loads(line) for line in open(args.eval)]
     if args.limit:
         problems = problems[: args.limit]
@@ -109,7 +113,7 @@ def main() -> None:
         errors = []
         for p in problems:
             r = decode(
-                model,
+                runner,
                 tok.encode(p["prompt"]).ids,
                 mask_id=mask_id,
                 eos_ids=eos_ids,

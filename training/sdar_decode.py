@@ -55,9 +55,54 @@ def select(conf: torch.Tensor, masked: torch.Tensor, quota: int, strategy: str, 
     return top & masked
 
 
+class TorchRunner:
+    """Runs SdarTiny with an explicit per-layer K/V cache of whole clean blocks."""
+
+    def __init__(self, model: SdarTiny):
+        self.model = model
+        self.block_size = model.cfg.block_size
+        self.caches = None
+
+    def reset(self) -> None:
+        self.caches = None
+
+    def __call__(self, tokens: torch.Tensor, start: int, commit: bool) -> torch.Tensor:
+        """Logits [T, V] for tokens at absolute positions [start, start+T); the cache must hold
+        exactly positions [0, start). commit=True appends this call's K/V to the cache."""
+        mask = block_causal_mask(len(tokens), self.block_size, offset=start)
+        pos = torch.arange(start, start + len(tokens))
+        logits, kv = self.model(tokens[None], mask, pos, self.caches, return_kv=True)
+        if commit:
+            self.caches = kv if self.caches is None else [
+                (torch.cat((ck, k), 2), torch.cat((cv, v), 2)) for (ck, cv), (k, v) in zip(self.caches, kv)
+            ]
+        return logits[0]
+
+
+class PteRunner:
+    """Runs an exported .pte (docs/pte-contract.md: forward(tokens [1,T], input_pos [1]), KV cache in
+    mutable buffers, block-causal by absolute position) through ExecuTorch's Python runtime.
+    Every call writes K/V at [start, start+T); a denoising call's K/V are stale but are rewritten
+    by the block's next call and never read before that, so commit needs no special handling."""
+
+    def __init__(self, pte_path: str):
+        from executorch.runtime import Runtime
+
+        program = Runtime.get().load_program(pte_path)
+        self.method = program.load_method("forward")
+        self.block_size = int(program.load_method("get_block_size").execute([])[0])
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, tokens: torch.Tensor, start: int, commit: bool) -> torch.Tensor:
+        out = self.method.execute([tokens[None].contiguous(), torch.tensor([start], dtype=torch.long)])
+        return out[0][0]
+
+
 @torch.no_grad()
 def decode(
-    model: SdarTiny,
+    model,
     prompt: list[int],
     *,
     mask_id: int,
@@ -67,7 +112,10 @@ def decode(
     strategy: str = "low_confidence_static",
     threshold: float = 0.9,
 ) -> DecodeResult:
-    bs = model.cfg.block_size
+    """model: SdarTiny, or a runner (TorchRunner / PteRunner)."""
+    run = TorchRunner(model) if isinstance(model, SdarTiny) else model
+    run.reset()
+    bs = run.block_size
     steps = bs if steps is None else steps
     quotas = step_quotas(bs, steps)
     lp = len(prompt)
@@ -75,16 +123,10 @@ def decode(
     x = torch.full((nb * bs,), mask_id, dtype=torch.long)
     x[:lp] = torch.tensor(prompt, dtype=torch.long)
     pf = (lp // bs) * bs
-    caches = None
     denoise = cache_fw = decoded = 0
 
-    def run(tokens: torch.Tensor, start: int):
-        mask = block_causal_mask(len(tokens), bs, offset=start)
-        pos = torch.arange(start, start + len(tokens))
-        return model(tokens[None], mask, pos, caches, return_kv=True)
-
     if pf > 0:
-        _, caches = run(x[:pf], 0)
+        run(x[:pf], 0, commit=True)
         cache_fw += 1
     for b in range(pf // bs, nb):
         start = b * bs
@@ -92,15 +134,12 @@ def decode(
         for step in range(steps + 1):
             masked = cur == mask_id
             if not bool(masked.any()):
-                _, kv = run(cur, start)
+                run(cur, start, commit=True)  # append the finished block's clean K/V
                 cache_fw += 1
-                caches = kv if caches is None else [
-                    (torch.cat((ck, k), 2), torch.cat((cv, v), 2)) for (ck, cv), (k, v) in zip(caches, kv)
-                ]
                 break
-            logits, _ = run(cur, start)
+            logits = run(cur, start, commit=False)
             denoise += 1
-            probs = torch.softmax(logits[0].float(), dim=-1)
+            probs = torch.softmax(logits.float(), dim=-1)
             conf, x0 = probs.max(dim=-1)  # max returns the first (lowest) index among ties
             conf = torch.where(masked, conf, torch.full_like(conf, -torch.inf))
             quota = quotas[step] if step < steps else int(masked.sum())
