@@ -10,7 +10,7 @@ the cross-entropy of the unshifted logits at masked positions (no 1/t weight: we
 accuracy at every noise level equally). Blocks after EOS (EOS padding) are trained too, so the
 model learns to fill the final block with EOS and stop.
 
-Run (CPU, seeded, 2 threads):
+Run (CPU, seeded, 1 thread by default; see --threads):
     /work/.venv/bin/python training/train_default.py --out models/default/ckpt
 
 Writes config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
