@@ -15,7 +15,7 @@ Example:
     >>> from sdar_tiny import load_checkpoint
     >>> model = load_checkpoint("models/default/ckpt")                          # doctest: +SKIP
     >>> decode(model, [5, 6, 14, 9, 15], mask_id=2, eos_ids={1}).tokens         # doctest: +SKIP
-    [5, 12, 1, 1, 1]
+    [5, 11, 1]
 """
 
 from __future__ import annotations
