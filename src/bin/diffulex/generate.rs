@@ -40,9 +40,9 @@ pub struct GenerateArgs {
     /// Context limit for prompt + generation (default and maximum: the model's own bound).
     #[arg(long)]
     pub max_seq_len: Option<usize>,
-    /// Tokens to generate at most.
-    #[arg(long, default_value_t = 64)]
-    pub max_new_tokens: usize,
+    /// Tokens to generate at most (default: 64, or what is left of the context if less).
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
     /// Seed for sampling (temperature > 0, random remasking, ...).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -228,17 +228,10 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     if prompt.is_empty() {
         bail!("the prompt tokenizes to nothing: give some text");
     }
-    if prompt.len() + args.max_new_tokens > max_seq_len {
-        bail!(
-            "prompt ({} tokens) + --max-new-tokens ({}) = {} exceeds the context limit of {max_seq_len}: shorten the prompt or lower --max-new-tokens",
-            prompt.len(),
-            args.max_new_tokens,
-            prompt.len() + args.max_new_tokens
-        );
-    }
+    let max_new_tokens = new_token_budget(prompt.len(), args.max_new_tokens, max_seq_len)?;
 
     let config = DiffusionGenerationConfig {
-        max_new_tokens: args.max_new_tokens,
+        max_new_tokens,
         seed: args.seed,
         sampler: Some(args.decode.sampler_for(meta.family)?),
         ..Default::default()
@@ -283,6 +276,24 @@ fn context_limit(requested: Option<usize>, model_bound: usize) -> Result<usize> 
             "--max-seq-len {n} is larger than the model's bound of {model_bound} (fixed at export): use at most {model_bound} or re-export with a larger --max-seq-len"
         ),
         Some(n) => Ok(n),
+    }
+}
+
+/// How many tokens to generate: the user's number if it fits after the prompt, else the default
+/// of 64 shortened to what the context leaves.
+fn new_token_budget(prompt_len: usize, requested: Option<usize>, max_seq_len: usize) -> Result<usize> {
+    let left = max_seq_len.saturating_sub(prompt_len);
+    match requested {
+        Some(0) => bail!("--max-new-tokens must be at least 1"),
+        Some(n) if n > left => bail!(
+            "prompt ({prompt_len} tokens) + --max-new-tokens ({n}) = {} exceeds the context limit of {max_seq_len}: shorten the prompt or lower --max-new-tokens to at most {left}",
+            prompt_len + n
+        ),
+        Some(n) => Ok(n),
+        None if left == 0 => bail!(
+            "the prompt ({prompt_len} tokens) fills the whole context of {max_seq_len}: shorten it"
+        ),
+        None => Ok(left.min(64)),
     }
 }
 
