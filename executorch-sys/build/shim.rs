@@ -4,9 +4,43 @@ use std::path::PathBuf;
 
 use crate::{plan, source, vars, Runtime};
 
-/// Generates `$OUT_DIR/bindings.rs` from `shim/diffulex_et.h` (plain C, no ExecuTorch headers).
+/// The bindgen output for 64-bit targets, committed so that a machine without libclang still
+/// builds (the README's commands must work on a fresh machine). Regenerate it by building with
+/// libclang installed and copying `$OUT_DIR/bindings.rs` here; a test fails while they differ.
+const COMMITTED_BINDINGS: &str = "src/bindings_64.rs";
+
+/// Writes `$OUT_DIR/bindings.rs`: bindgen over `shim/diffulex_et.h` when libclang is available,
+/// otherwise the committed copy (64-bit targets only: the header's layout depends on pointer
+/// width). Emits `cfg(dlx_bindgen_ran)` when bindgen ran, so the staleness test knows.
 pub fn generate_bindings() {
+    println!("cargo::rustc-check-cfg=cfg(dlx_bindgen_ran)");
     let manifest = PathBuf::from(vars::cargo("CARGO_MANIFEST_DIR"));
+    let out = PathBuf::from(vars::cargo("OUT_DIR")).join("bindings.rs");
+    println!("cargo:rerun-if-env-changed=LIBCLANG_PATH");
+    if clang_sys::load().is_ok() {
+        run_bindgen(&manifest, &out);
+        println!("cargo:rustc-cfg=dlx_bindgen_ran");
+        return;
+    }
+    let header = manifest.join("shim").join("diffulex_et.h");
+    if vars::cargo("CARGO_CFG_TARGET_POINTER_WIDTH") != "64" {
+        crate::fail(&format!(
+            "bindgen needs libclang to generate bindings for {} on this 32-bit target \
+             (the committed bindings are for 64-bit targets).\n  Install it (Debian/Ubuntu: \
+             `apt-get install libclang-dev`) or set LIBCLANG_PATH.",
+            header.display()
+        ));
+    }
+    crate::log("libclang not found: using the committed bindings (src/bindings_64.rs)");
+    if let Err(e) = std::fs::copy(manifest.join(COMMITTED_BINDINGS), &out) {
+        crate::fail(&format!(
+            "copying {COMMITTED_BINDINGS} to {}: {e}",
+            out.display()
+        ));
+    }
+}
+
+fn run_bindgen(manifest: &std::path::Path, out: &std::path::Path) {
     let header = manifest.join("shim").join("diffulex_et.h");
     let mut builder = bindgen::Builder::default()
         .header(header.display().to_string())
@@ -30,8 +64,7 @@ pub fn generate_bindings() {
             header.display()
         ))
     });
-    let out = PathBuf::from(vars::cargo("OUT_DIR")).join("bindings.rs");
-    if let Err(e) = bindings.write_to_file(&out) {
+    if let Err(e) = bindings.write_to_file(out) {
         crate::fail(&format!("writing {}: {e}", out.display()));
     }
 }

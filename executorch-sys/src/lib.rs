@@ -19,6 +19,12 @@
 //!
 //! `EXECUTORCH_SYS_LINK=0` (or `DOCS_RS`) only generates bindings.
 //!
+//! # Bindings
+//! With libclang available (`apt-get install libclang-dev`, or `LIBCLANG_PATH`) the build runs
+//! bindgen over the header. Without it, 64-bit targets use the committed bindgen output
+//! `src/bindings_64.rs`, so a fresh machine builds with no extra install; a test (run in CI,
+//! where libclang is installed) fails if that copy no longer matches the header.
+//!
 //! # Linking a final binary
 //! With a shared runtime the kernel and delegate libraries register themselves from static
 //! initializers, so they must be linked with `--no-as-needed`. Stable Cargo cannot pass that
@@ -57,6 +63,19 @@ mod bindings {
     include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 }
 pub use bindings::*;
+
+/// The committed bindings (used where libclang is missing) must equal what bindgen generates
+/// from the header; CI installs libclang so this runs there.
+#[cfg(all(test, dlx_bindgen_ran, target_arch = "x86_64"))]
+#[test]
+fn committed_bindings_match_the_header() {
+    let generated = include_str!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+    let committed = include_str!("bindings_64.rs");
+    assert!(
+        generated == committed,
+        "src/bindings_64.rs is stale: copy $OUT_DIR/bindings.rs over it"
+    );
+}
 
 /// The build script's pure decision logic, compiled here only so it is unit-tested.
 #[cfg(test)]
