@@ -20,8 +20,14 @@ fn mlp_bytes() -> Vec<u8> {
 #[test]
 fn missing_file() {
     let err = PteModule::load("/definitely/not/here.pte").unwrap_err();
-    assert!(matches!(&err, PteError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound), "{err}");
-    assert!(err.to_string().contains("/definitely/not/here.pte"), "{err}");
+    assert!(
+        matches!(&err, PteError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("/definitely/not/here.pte"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -29,7 +35,10 @@ fn empty_file() {
     let path = temp_file("empty.pte", b"");
     let err = PteModule::load(&path).unwrap_err();
     assert!(matches!(err, PteError::EmptyFile { .. }), "{err}");
-    assert!(matches!(PteModule::from_bytes(Vec::new()), Err(PteError::EmptyFile { .. })));
+    assert!(matches!(
+        PteModule::from_bytes(Vec::new()),
+        Err(PteError::EmptyFile { .. })
+    ));
 }
 
 #[test]
@@ -39,7 +48,10 @@ fn truncated_program() {
         let path = temp_file(&format!("truncated-{keep}.pte"), &bytes[..keep]);
         let err = PteModule::load(&path).unwrap_err();
         assert!(err.code().is_some(), "truncated to {keep}: {err}");
-        assert!(err.to_string().contains("truncated"), "error names the file: {err}");
+        assert!(
+            err.to_string().contains("truncated"),
+            "error names the file: {err}"
+        );
     }
 }
 
@@ -57,8 +69,9 @@ fn bit_flipped_magic_is_rejected() {
 /// out of range" followed by a crash, or a fatal `toTensor()` assert). That is an upstream
 /// limitation: ExecuTorch does not check a program's semantics against corruption.
 /// Found by running every offset in a child process; the fixture is byte-for-byte reproducible.
-const UPSTREAM_CRASH_OFFSETS: [usize; 15] =
-    [1636, 1676, 1680, 1712, 1713, 1714, 1715, 1720, 1753, 1754, 1755, 1804, 1820, 1824, 1884];
+const UPSTREAM_CRASH_OFFSETS: [usize; 15] = [
+    1636, 1676, 1680, 1712, 1713, 1714, 1715, 1720, 1753, 1754, 1755, 1804, 1820, 1824, 1884,
+];
 
 /// Flipping a bit anywhere else gives a clean error or a (possibly wrong) result, never a crash.
 #[test]
@@ -87,7 +100,8 @@ fn not_a_program() {
     let err = PteModule::load(&json).unwrap_err();
     assert!(err.code().is_some(), "{err}");
     assert!(err.to_string().contains("mlp.json"), "{err}");
-    let err = PteModule::from_bytes(b"#!/bin/sh\necho this is not a program\n".to_vec()).unwrap_err();
+    let err =
+        PteModule::from_bytes(b"#!/bin/sh\necho this is not a program\n".to_vec()).unwrap_err();
     assert!(err.code().is_some(), "{err}");
 }
 
@@ -102,8 +116,14 @@ fn unknown_method() {
         }
         other => panic!("unexpected {other}"),
     }
-    assert!(matches!(m.method_meta("backward"), Err(PteError::UnknownMethod { .. })));
-    assert!(matches!(m.constant_i64("nope"), Err(PteError::UnknownMethod { .. })));
+    assert!(matches!(
+        m.method_meta("backward"),
+        Err(PteError::UnknownMethod { .. })
+    ));
+    assert!(matches!(
+        m.constant_i64("nope"),
+        Err(PteError::UnknownMethod { .. })
+    ));
 }
 
 #[test]
@@ -112,27 +132,84 @@ fn wrong_input_count() {
     let x = [0f32; 16];
     let t = Tensor::f32(&x, &[2, 8]);
     let err = m.execute("forward", &[t.clone(), t]).unwrap_err();
-    assert!(matches!(err, PteError::InputCount { expected: 1, got: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            PteError::InputCount {
+                expected: 1,
+                got: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = m.execute("forward", &[]).unwrap_err();
-    assert!(matches!(err, PteError::InputCount { expected: 1, got: 0, .. }), "{err}");
-    let err = m.execute("get_answer", &[Tensor::f32(&x, &[2, 8])]).unwrap_err();
-    assert!(matches!(err, PteError::InputCount { expected: 0, got: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            PteError::InputCount {
+                expected: 1,
+                got: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = m
+        .execute("get_answer", &[Tensor::f32(&x, &[2, 8])])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PteError::InputCount {
+                expected: 0,
+                got: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn wrong_dtype() {
     let mut m = PteModule::load(fixture("mlp.pte")).unwrap();
     let x = [0f64; 16];
-    let err = m.execute("forward", &[Tensor::new(&x, &[2, 8])]).unwrap_err();
+    let err = m
+        .execute("forward", &[Tensor::new(&x, &[2, 8])])
+        .unwrap_err();
     assert!(
-        matches!(&err, PteError::InputDType { index: 0, expected: DType::F32, got: DType::F64, .. }),
+        matches!(
+            &err,
+            PteError::InputDType {
+                index: 0,
+                expected: DType::F32,
+                got: DType::F64,
+                ..
+            }
+        ),
         "{err}"
     );
-    assert_eq!(err.to_string(), "method `forward` input 0: expected dtype f32, got f64");
+    assert_eq!(
+        err.to_string(),
+        "method `forward` input 0: expected dtype f32, got f64"
+    );
     let mut d = PteModule::load(fixture("dynamic.pte")).unwrap();
     let tokens = [1i32, 2];
-    let err = d.execute("forward", &[Tensor::i32(&tokens, &[1, 2])]).unwrap_err();
-    assert!(matches!(err, PteError::InputDType { expected: DType::I64, got: DType::I32, .. }), "{err}");
+    let err = d
+        .execute("forward", &[Tensor::i32(&tokens, &[1, 2])])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PteError::InputDType {
+                expected: DType::I64,
+                got: DType::I32,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -140,22 +217,77 @@ fn wrong_rank_or_shape() {
     let mut m = PteModule::load(fixture("mlp.pte")).unwrap();
     let x = [0f32; 16];
     let err = m.execute("forward", &[Tensor::f32(&x, &[16])]).unwrap_err();
-    assert!(matches!(err, PteError::InputRank { index: 0, expected: 2, got: 1, .. }), "{err}");
-    let err = m.execute("forward", &[Tensor::f32(&x, &[4, 4])]).unwrap_err();
-    assert!(matches!(&err, PteError::InputShape { index: 0, dim: 0, .. }), "{err}");
-    assert!(err.to_string().contains("expected shape [2, 8], got [4, 4]"), "{err}");
-    let err = m.execute("forward", &[Tensor::f32(&x[..15], &[2, 8])]).unwrap_err();
-    assert!(matches!(err, PteError::InputDataLength { expected: 16, got: 15, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            PteError::InputRank {
+                index: 0,
+                expected: 2,
+                got: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = m
+        .execute("forward", &[Tensor::f32(&x, &[4, 4])])
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            PteError::InputShape {
+                index: 0,
+                dim: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("expected shape [2, 8], got [4, 4]"),
+        "{err}"
+    );
+    let err = m
+        .execute("forward", &[Tensor::f32(&x[..15], &[2, 8])])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PteError::InputDataLength {
+                expected: 16,
+                got: 15,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn dynamic_dimension_past_its_bound() {
     let mut m = PteModule::load(fixture("dynamic.pte")).unwrap();
     let tokens = vec![1i64; 17];
-    let err = m.execute("forward", &[Tensor::i64(&tokens, &[1, 17])]).unwrap_err();
-    assert!(matches!(err, PteError::DimAboveBound { index: 0, dim: 1, bound: 16, got: 17, .. }), "{err}");
+    let err = m
+        .execute("forward", &[Tensor::i64(&tokens, &[1, 17])])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PteError::DimAboveBound {
+                index: 0,
+                dim: 1,
+                bound: 16,
+                got: 17,
+                ..
+            }
+        ),
+        "{err}"
+    );
     // The module still works afterwards.
-    let out = m.execute("forward", &[Tensor::i64(&tokens[..16], &[1, 16])]).unwrap();
+    let out = m
+        .execute("forward", &[Tensor::i64(&tokens[..16], &[1, 16])])
+        .unwrap();
     assert_eq!(out.get(0).unwrap().shape(), &[1, 16, 12]);
 }
 
@@ -165,15 +297,44 @@ fn output_misuse() {
     let x = [0f32; 16];
     let out = m.execute("forward", &[Tensor::f32(&x, &[2, 8])]).unwrap();
     let err = out.get(0).unwrap().as_i64().unwrap_err();
-    assert!(matches!(err, PteError::OutputDType { requested: DType::I64, actual: DType::F32, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            PteError::OutputDType {
+                requested: DType::I64,
+                actual: DType::F32,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = out.get(1).unwrap_err();
-    assert!(matches!(err, PteError::OutputIndex { index: 1, len: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            PteError::OutputIndex {
+                index: 1,
+                len: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn constant_helpers_reject_non_constants() {
     let mut m = PteModule::load(fixture("mlp.pte")).unwrap();
-    assert!(matches!(m.constant_i64("forward"), Err(PteError::Constant { .. })));
-    assert!(matches!(m.constant_i64("get_scale"), Err(PteError::Constant { .. })));
-    assert!(matches!(m.constant_f64("use_kv_cache"), Err(PteError::Constant { .. })));
+    assert!(matches!(
+        m.constant_i64("forward"),
+        Err(PteError::Constant { .. })
+    ));
+    assert!(matches!(
+        m.constant_i64("get_scale"),
+        Err(PteError::Constant { .. })
+    ));
+    assert!(matches!(
+        m.constant_f64("use_kv_cache"),
+        Err(PteError::Constant { .. })
+    ));
 }

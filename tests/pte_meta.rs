@@ -11,11 +11,18 @@ fn backends_match_the_export() {
         let spec = spec(name);
         let m = PteModule::load(fixture(&spec.file)).unwrap();
         for (method, backends) in &spec.backends {
-            assert_eq!(&m.method_meta(method).unwrap().backends, backends, "{name}::{method}");
+            assert_eq!(
+                &m.method_meta(method).unwrap().backends,
+                backends,
+                "{name}::{method}"
+            );
         }
     }
     let m = PteModule::load(fixture("xnnpack.pte")).unwrap();
-    assert_eq!(m.method_meta("forward").unwrap().backends, ["XnnpackBackend"]);
+    assert_eq!(
+        m.method_meta("forward").unwrap().backends,
+        ["XnnpackBackend"]
+    );
 }
 
 #[test]
@@ -44,7 +51,10 @@ fn constant_methods() {
     let mut m = PteModule::load(fixture("mlp.pte")).unwrap();
     let mut constants = m.constant_method_names().unwrap();
     constants.sort();
-    assert_eq!(constants, ["get_answer", "get_eos_ids", "get_scale", "use_kv_cache"]);
+    assert_eq!(
+        constants,
+        ["get_answer", "get_eos_ids", "get_scale", "use_kv_cache"]
+    );
     let meta = m.method_meta("get_answer").unwrap();
     assert!(meta.inputs.is_empty());
     assert_eq!(meta.outputs[0].kind, ValueKind::Int);
@@ -81,8 +91,20 @@ fn from_bytes_matches_load() {
     let mut b = PteModule::from_bytes(std::fs::read(fixture("xnnpack.pte")).unwrap()).unwrap();
     assert_eq!(a.method_names().unwrap(), b.method_names().unwrap());
     assert_eq!(a.file_size(), b.file_size());
-    let ya = a.execute("forward", &[Tensor::f32(&x, &[2, 8])]).unwrap().get(0).unwrap().to_owned().unwrap();
-    let yb = b.execute("forward", &[Tensor::f32(&x, &[2, 8])]).unwrap().get(0).unwrap().to_owned().unwrap();
+    let ya = a
+        .execute("forward", &[Tensor::f32(&x, &[2, 8])])
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .to_owned()
+        .unwrap();
+    let yb = b
+        .execute("forward", &[Tensor::f32(&x, &[2, 8])])
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .to_owned()
+        .unwrap();
     assert_eq!(ya, yb);
 }
 
@@ -90,12 +112,30 @@ fn from_bytes_matches_load() {
 fn owned_copies_survive_the_next_call() {
     let mut m = PteModule::load(fixture("dynamic.pte")).unwrap();
     let t3 = [1i64, 2, 3];
-    let first = m.execute("forward", &[Tensor::i64(&t3, &[1, 3])]).unwrap().get(0).unwrap().to_owned().unwrap();
+    let first = m
+        .execute("forward", &[Tensor::i64(&t3, &[1, 3])])
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .to_owned()
+        .unwrap();
     let t5 = [4i64, 5, 6, 7, 8];
-    let second = m.execute("forward", &[Tensor::i64(&t5, &[1, 5])]).unwrap().get(0).unwrap().to_owned().unwrap();
+    let second = m
+        .execute("forward", &[Tensor::i64(&t5, &[1, 5])])
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .to_owned()
+        .unwrap();
     assert_eq!(first.shape(), &[1, 3, 12]);
     assert_eq!(second.shape(), &[1, 5, 12]);
-    let again = m.execute("forward", &[Tensor::i64(&t3, &[1, 3])]).unwrap().get(0).unwrap().to_owned().unwrap();
+    let again = m
+        .execute("forward", &[Tensor::i64(&t3, &[1, 3])])
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .to_owned()
+        .unwrap();
     assert_eq!(first, again);
     // The owned copy can be fed back as an input elsewhere.
     assert_eq!(first.as_tensor().dtype(), DType::F32);

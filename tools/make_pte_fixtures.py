@@ -3,7 +3,10 @@
 
 Run with the project venv (torch 2.14.1, executorch 1.5.1):
 
-    /work/.venv/bin/python tools/make_pte_fixtures.py [--out tests/fixtures/basic]
+    /work/.venv/bin/python tools/make_pte_fixtures.py [--out tests/fixtures/basic] [--check]
+
+`--check` exports into a temporary directory and fails unless every file is byte-identical
+to the committed one (the export is deterministic with these pinned versions).
 
 For every fixture `NAME.pte` it writes `NAME.json` next to it: an ordered list of calls
 (method, inputs, expected outputs computed by PyTorch eager on the same module) that the
@@ -23,8 +26,11 @@ Scalars returned by constant methods appear as outputs with `"shape": []`.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -280,11 +286,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_out = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "basic"
     parser.add_argument("--out", type=Path, default=default_out)
+    parser.add_argument("--check", action="store_true", help="verify the committed files are reproduced")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    for fixture in (mlp, xnnpack, dynamic, stateful, dtypes, quantized):
-        fixture(args.out)
+    fixtures = (mlp, xnnpack, dynamic, stateful, dtypes, quantized)
+    if not args.check:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for fixture in fixtures:
+            fixture(args.out)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for fixture in fixtures:
+            fixture(Path(tmp))
+        names = sorted(p.name for p in Path(tmp).iterdir())
+        _, mismatch, errors = filecmp.cmpfiles(args.out, tmp, names, shallow=False)
+        if mismatch or errors:
+            print(f"differs from {args.out}: {mismatch + errors}", file=sys.stderr)
+            sys.exit(1)
+        print(f"all {len(names)} files reproduced byte for byte")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ pub fn fetch(target: &str) -> Result<Runtime, String> {
         unpack(&wheel, &cache, &pin)?;
         let _ = fs::remove_dir_all(cache.join("download"));
     }
-    let mut runtime = prebuilt::from_dir(&prebuilt::root_of_unpacked(&cache), "download cache", false)?;
+    let mut runtime =
+        prebuilt::from_dir(&prebuilt::root_of_unpacked(&cache), "download cache", false)?;
     runtime.origin = format!(
         "prebuilt {} wheel ({}) cached in {}",
         version::EXECUTORCH_VERSION,
@@ -71,7 +72,9 @@ fn cache_dir(target: &str) -> Result<PathBuf, String> {
             .ok_or("cannot find a cache directory: set EXECUTORCH_CACHE_DIR (or HOME)")?
             .join("diffulex-edge")
     };
-    Ok(base.join(format!("executorch-{}", version::EXECUTORCH_VERSION)).join(target))
+    Ok(base
+        .join(format!("executorch-{}", version::EXECUTORCH_VERSION))
+        .join(target))
 }
 
 fn is_complete(cache: &Path, pin: &WheelPin) -> bool {
@@ -83,9 +86,19 @@ fn pip_download(cache: &Path, pin: &WheelPin) -> Result<PathBuf, String> {
     fs::create_dir_all(&dl).map_err(|e| format!("creating {}: {e}", dl.display()))?;
     let python = vars::get(vars::EXECUTORCH_PYTHON).unwrap_or_else(|| "python3".into());
     let spec = format!("executorch=={}", version::EXECUTORCH_VERSION);
-    crate::log(&format!("downloading {spec} for {} with {python} -m pip download", pin.platform));
+    crate::log(&format!(
+        "downloading {spec} for {} with {python} -m pip download",
+        pin.platform
+    ));
     let status = Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--platform"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--platform",
+        ])
         .arg(pin.platform)
         .args(["--python-version", "3.11", &spec, "-d"])
         .arg(&dl)
@@ -103,27 +116,42 @@ fn pip_download(cache: &Path, pin: &WheelPin) -> Result<PathBuf, String> {
             pin.platform
         ));
     }
-    let wanted = format!("executorch-{}-cp311-cp311-{}.whl", version::EXECUTORCH_VERSION, pin.platform);
+    let wanted = format!(
+        "executorch-{}-cp311-cp311-{}.whl",
+        version::EXECUTORCH_VERSION,
+        pin.platform
+    );
     let wheel = dl.join(&wanted);
     if wheel.is_file() {
         Ok(wheel)
     } else {
-        Err(format!("pip did not produce {} in {}", wanted, dl.display()))
+        Err(format!(
+            "pip did not produce {} in {}",
+            wanted,
+            dl.display()
+        ))
     }
 }
 
 fn verify(wheel: &Path, pin: &WheelPin) -> Result<(), String> {
-    let mut file = fs::File::open(wheel).map_err(|e| format!("opening {}: {e}", wheel.display()))?;
+    let mut file =
+        fs::File::open(wheel).map_err(|e| format!("opening {}: {e}", wheel.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = file.read(&mut buf).map_err(|e| format!("reading {}: {e}", wheel.display()))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| format!("reading {}: {e}", wheel.display()))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
     }
-    let got: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let got: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     if got == pin.sha256 {
         Ok(())
     } else {
@@ -141,29 +169,44 @@ fn verify(wheel: &Path, pin: &WheelPin) -> Result<(), String> {
 /// place, so a concurrent or interrupted build never sees a half-unpacked runtime.
 fn unpack(wheel: &Path, cache: &Path, pin: &WheelPin) -> Result<(), String> {
     let file = fs::File::open(wheel).map_err(|e| format!("opening {}: {e}", wheel.display()))?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| format!("reading {}: {e}", wheel.display()))?;
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| format!("reading {}: {e}", wheel.display()))?;
     let staging = cache.join(format!("staging-{}", std::process::id()));
     let _ = fs::remove_dir_all(&staging);
     for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(|e| format!("wheel entry {i}: {e}"))?;
-        let Some(rel) = entry.enclosed_name() else { continue };
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| format!("wheel entry {i}: {e}"))?;
+        let Some(rel) = entry.enclosed_name() else {
+            continue;
+        };
         if !wanted(&rel) || entry.is_dir() {
             continue;
         }
         let dest = staging.join(&rel);
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+            fs::create_dir_all(parent)
+                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
         }
-        let mut out = fs::File::create(&dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
-        std::io::copy(&mut entry, &mut out).map_err(|e| format!("extracting {}: {e}", rel.display()))?;
+        let mut out =
+            fs::File::create(&dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
+        std::io::copy(&mut entry, &mut out)
+            .map_err(|e| format!("extracting {}: {e}", rel.display()))?;
     }
     let final_dir = prebuilt::root_of_unpacked(cache);
     let _ = fs::remove_dir_all(&final_dir);
-    fs::rename(staging.join("executorch"), &final_dir)
-        .map_err(|e| format!("moving the unpacked runtime to {}: {e}", final_dir.display()))?;
+    fs::rename(staging.join("executorch"), &final_dir).map_err(|e| {
+        format!(
+            "moving the unpacked runtime to {}: {e}",
+            final_dir.display()
+        )
+    })?;
     let _ = fs::remove_dir_all(&staging);
     fs::write(cache.join(MARKER), pin.sha256).map_err(|e| format!("writing marker: {e}"))?;
-    crate::log(&format!("unpacked the runtime into {}", final_dir.display()));
+    crate::log(&format!(
+        "unpacked the runtime into {}",
+        final_dir.display()
+    ));
     Ok(())
 }
 

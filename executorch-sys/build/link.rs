@@ -21,7 +21,11 @@ pub fn emit(runtime: &Runtime) {
 
     if runtime.static_libs {
         for lib in &runtime.libs {
-            let kind = if lib.whole { "static:+whole-archive,-bundle" } else { "static:-bundle" };
+            let kind = if lib.whole {
+                "static:+whole-archive,-bundle"
+            } else {
+                "static:-bundle"
+            };
             println!("cargo:rustc-link-lib={kind}={}", lib.name);
         }
         println!("cargo:link_kind=static");

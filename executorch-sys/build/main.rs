@@ -44,7 +44,9 @@ fn main() {
     // Bindings depend only on the shim header, so they are generated on every path.
     shim::generate_bindings();
 
-    if vars::get(vars::DOCS_RS).is_some() || vars::get(vars::EXECUTORCH_SYS_LINK).as_deref() == Some("0") {
+    if vars::get(vars::DOCS_RS).is_some()
+        || vars::get(vars::EXECUTORCH_SYS_LINK).as_deref() == Some("0")
+    {
         log("linking disabled (DOCS_RS or EXECUTORCH_SYS_LINK=0): bindings only");
         return;
     }
@@ -53,7 +55,11 @@ fn main() {
         Ok(runtime) => runtime,
         Err(message) => fail(&message),
     };
-    log(&format!("ExecuTorch {}: {}", version::EXECUTORCH_VERSION, runtime.origin));
+    log(&format!(
+        "ExecuTorch {}: {}",
+        version::EXECUTORCH_VERSION,
+        runtime.origin
+    ));
     shim::compile(&runtime);
     link::emit(&runtime);
 }
@@ -75,7 +81,12 @@ fn find_runtime() -> Result<Runtime, String> {
     println!("cargo:rerun-if-changed={}", checkout.display());
     let source = vars::get(vars::EXECUTORCH_SOURCE_DIR)
         .map(PathBuf::from)
-        .or_else(|| checkout.join("CMakeLists.txt").is_file().then_some(checkout));
+        .or_else(|| {
+            checkout
+                .join("CMakeLists.txt")
+                .is_file()
+                .then_some(checkout)
+        });
     if let Some(src) = source {
         return source::build(&src, &target, vulkan);
     }
@@ -99,5 +110,8 @@ pub fn log(message: &str) {
 /// Stops the build with a multi-line explanation.
 pub fn fail(message: &str) -> ! {
     eprintln!("\n[executorch-sys] error: {message}\n");
-    panic!("[executorch-sys] {}", message.lines().next().unwrap_or(message));
+    panic!(
+        "[executorch-sys] {}",
+        message.lines().next().unwrap_or(message)
+    );
 }

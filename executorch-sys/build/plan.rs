@@ -77,13 +77,20 @@ impl AndroidToolchain {
             abi: android_abi(triple)?,
             api,
             host_tag: ndk_host_tag(host),
-            stl: if static_stl { "c++_static" } else { "c++_shared" },
+            stl: if static_stl {
+                "c++_static"
+            } else {
+                "c++_shared"
+            },
         })
     }
 
     /// The NDK's CMake toolchain file.
     pub fn toolchain_file(&self) -> PathBuf {
-        self.ndk.join("build").join("cmake").join("android.toolchain.cmake")
+        self.ndk
+            .join("build")
+            .join("cmake")
+            .join("android.toolchain.cmake")
     }
 
     /// The sysroot bindgen's clang needs for the C headers.
@@ -187,7 +194,10 @@ pub fn cmake_defines(
     }
     if triple.contains("android") {
         let tc = android.ok_or_else(|| format!("target {triple} needs an Android NDK"))?;
-        set("CMAKE_TOOLCHAIN_FILE", &tc.toolchain_file().display().to_string());
+        set(
+            "CMAKE_TOOLCHAIN_FILE",
+            &tc.toolchain_file().display().to_string(),
+        );
         set("ANDROID_ABI", tc.abi);
         set("ANDROID_PLATFORM", &format!("android-{}", tc.api));
         set("ANDROID_STL", tc.stl);
@@ -195,7 +205,11 @@ pub fn cmake_defines(
             set("ANDROID_ARM_NEON", "ON");
         }
     } else if triple.contains("apple-darwin") {
-        let arch = if triple.starts_with("aarch64") { "arm64" } else { "x86_64" };
+        let arch = if triple.starts_with("aarch64") {
+            "arm64"
+        } else {
+            "x86_64"
+        };
         set("CMAKE_OSX_ARCHITECTURES", arch);
     } else if triple.contains("linux") && triple != host {
         // A Linux cross build: say which processor, so XNNPACK picks its microkernels for the
@@ -269,12 +283,18 @@ pub fn static_link_plan(available: &[String], vulkan: bool) -> Vec<LinkLib> {
     let mut plan = Vec::new();
     for name in STATIC_REGISTRATION {
         if (*name != "vulkan_backend" || vulkan) && has(name) {
-            plan.push(LinkLib { name: name.to_string(), whole: true });
+            plan.push(LinkLib {
+                name: name.to_string(),
+                whole: true,
+            });
         }
     }
     for name in STATIC_ORDER {
         if has(name) && !STATIC_EXCLUDED.contains(name) {
-            plan.push(LinkLib { name: name.to_string(), whole: false });
+            plan.push(LinkLib {
+                name: name.to_string(),
+                whole: false,
+            });
         }
     }
     plan
@@ -294,10 +314,16 @@ pub fn shared_link_plan(available: &[String]) -> Option<Vec<LinkLib>> {
     if !available.iter().any(|a| a == "executorch") {
         return None;
     }
-    let mut plan = vec![LinkLib { name: "executorch".into(), whole: false }];
+    let mut plan = vec![LinkLib {
+        name: "executorch".into(),
+        whole: false,
+    }];
     for name in SHARED_REGISTRATION {
         if available.iter().any(|a| a == name) {
-            plan.push(LinkLib { name: name.to_string(), whole: true });
+            plan.push(LinkLib {
+                name: name.to_string(),
+                whole: true,
+            });
         }
     }
     Some(plan)
@@ -312,7 +338,8 @@ pub fn lib_names<'a>(files: impl IntoIterator<Item = &'a str>, static_libs: bool
             if static_libs {
                 stem.strip_suffix(".a")
             } else {
-                stem.strip_suffix(".so").or_else(|| stem.strip_suffix(".dylib"))
+                stem.strip_suffix(".so")
+                    .or_else(|| stem.strip_suffix(".dylib"))
             }
         })
         .map(str::to_string)
@@ -326,7 +353,10 @@ pub fn lib_names<'a>(files: impl IntoIterator<Item = &'a str>, static_libs: bool
 /// `ET_USE_THREADPOOL` only when the runtime ships its thread pool, as the wheel's CMake
 /// config does.
 pub fn cpp_defines(has_threadpool: bool) -> Vec<&'static str> {
-    let mut d = vec!["C10_USING_CUSTOM_GENERATED_MACROS", "ET_EVENT_TRACER_ENABLED"];
+    let mut d = vec![
+        "C10_USING_CUSTOM_GENERATED_MACROS",
+        "ET_EVENT_TRACER_ENABLED",
+    ];
     if has_threadpool {
         d.push("ET_USE_THREADPOOL");
     }
@@ -353,16 +383,30 @@ mod tests {
 
     #[test]
     fn wheels_pinned_for_three_targets_only() {
-        assert_eq!(wheel_for("x86_64-unknown-linux-gnu").unwrap().platform, "manylinux_2_28_x86_64");
+        assert_eq!(
+            wheel_for("x86_64-unknown-linux-gnu").unwrap().platform,
+            "manylinux_2_28_x86_64"
+        );
         assert_eq!(
             wheel_for("aarch64-unknown-linux-gnu").unwrap().platform,
             "manylinux_2_28_aarch64"
         );
-        assert_eq!(wheel_for("aarch64-apple-darwin").unwrap().platform, "macosx_14_0_arm64");
-        for t in ["aarch64-linux-android", "armv7-linux-androideabi", "x86_64-apple-darwin"] {
+        assert_eq!(
+            wheel_for("aarch64-apple-darwin").unwrap().platform,
+            "macosx_14_0_arm64"
+        );
+        for t in [
+            "aarch64-linux-android",
+            "armv7-linux-androideabi",
+            "x86_64-apple-darwin",
+        ] {
             assert_eq!(wheel_for(t), None, "{t}");
         }
-        for t in ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "aarch64-apple-darwin"] {
+        for t in [
+            "x86_64-unknown-linux-gnu",
+            "aarch64-unknown-linux-gnu",
+            "aarch64-apple-darwin",
+        ] {
             let sha = wheel_for(t).unwrap().sha256;
             assert_eq!(sha.len(), 64);
             assert!(sha.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -379,7 +423,11 @@ mod tests {
         assert_eq!(get(&d, "EXECUTORCH_BUILD_PYBIND"), Some("OFF"));
         assert_eq!(get(&d, "CMAKE_BUILD_TYPE"), Some("Release"));
         assert_eq!(get(&d, "CMAKE_TOOLCHAIN_FILE"), None);
-        assert_eq!(get(&d, "CMAKE_SYSTEM_PROCESSOR"), None, "native build needs no cross settings");
+        assert_eq!(
+            get(&d, "CMAKE_SYSTEM_PROCESSOR"),
+            None,
+            "native build needs no cross settings"
+        );
     }
 
     #[test]
@@ -397,8 +445,16 @@ mod tests {
     #[test]
     fn android_abis_and_toolchain() {
         for (triple, abi, clang) in [
-            ("aarch64-linux-android", "arm64-v8a", "aarch64-linux-android26"),
-            ("armv7-linux-androideabi", "armeabi-v7a", "armv7a-linux-androideabi26"),
+            (
+                "aarch64-linux-android",
+                "arm64-v8a",
+                "aarch64-linux-android26",
+            ),
+            (
+                "armv7-linux-androideabi",
+                "armeabi-v7a",
+                "armv7a-linux-androideabi26",
+            ),
             ("x86_64-linux-android", "x86_64", "x86_64-linux-android26"),
         ] {
             let tc = android(triple, false);
@@ -410,7 +466,10 @@ mod tests {
                 get(&d, "CMAKE_TOOLCHAIN_FILE"),
                 Some("/ndk/build/cmake/android.toolchain.cmake")
             );
-            assert_eq!(get(&d, "ANDROID_ARM_NEON"), (abi == "armeabi-v7a").then_some("ON"));
+            assert_eq!(
+                get(&d, "ANDROID_ARM_NEON"),
+                (abi == "armeabi-v7a").then_some("ON")
+            );
             assert_eq!(tc.clang_args()[0], format!("--target={clang}"));
             assert_eq!(
                 tc.clang_args()[1],
@@ -450,6 +509,59 @@ mod tests {
         no_glslc.glslc = None;
         let err = cmake_defines(HOST, HOST, &no_glslc, None).unwrap_err();
         assert!(err.contains("glslc"), "{err}");
+    }
+
+    /// Every target x vulkan x STL combination: invariants that must hold everywhere.
+    #[test]
+    fn full_matrix() {
+        let targets = [
+            "x86_64-unknown-linux-gnu",
+            "aarch64-unknown-linux-gnu",
+            "aarch64-linux-android",
+            "armv7-linux-androideabi",
+            "x86_64-linux-android",
+        ];
+        for triple in targets {
+            for vulkan in [false, true] {
+                for static_stl in [false, true] {
+                    let tc = AndroidToolchain::new(triple, Path::new("/ndk"), 28, HOST, static_stl);
+                    let d = cmake_defines(triple, HOST, &opts(vulkan), tc.as_ref()).unwrap();
+                    let what = format!("{triple} vulkan={vulkan} static_stl={static_stl}");
+                    assert_eq!(get(&d, "EXECUTORCH_BUILD_XNNPACK"), Some("ON"), "{what}");
+                    assert_eq!(
+                        get(&d, "EXECUTORCH_BUILD_KERNELS_QUANTIZED"),
+                        Some("ON"),
+                        "{what}"
+                    );
+                    assert_eq!(get(&d, "EXECUTORCH_BUILD_TESTS"), Some("OFF"), "{what}");
+                    let want_vulkan = if vulkan { "ON" } else { "OFF" };
+                    assert_eq!(
+                        get(&d, "EXECUTORCH_BUILD_VULKAN"),
+                        Some(want_vulkan),
+                        "{what}"
+                    );
+                    let android = triple.contains("android");
+                    assert_eq!(get(&d, "CMAKE_TOOLCHAIN_FILE").is_some(), android, "{what}");
+                    if android {
+                        assert_eq!(get(&d, "ANDROID_PLATFORM"), Some("android-28"), "{what}");
+                        let stl = if static_stl {
+                            "c++_static"
+                        } else {
+                            "c++_shared"
+                        };
+                        assert_eq!(get(&d, "ANDROID_STL"), Some(stl), "{what}");
+                    } else {
+                        assert_eq!(get(&d, "ANDROID_STL"), None, "{what}");
+                    }
+                    // Every key is set once.
+                    let mut keys: Vec<&str> = d.iter().map(|(k, _)| k.as_str()).collect();
+                    keys.sort_unstable();
+                    let n = keys.len();
+                    keys.dedup();
+                    assert_eq!(keys.len(), n, "{what}: duplicate cache entries");
+                }
+            }
+        }
     }
 
     #[test]
@@ -493,10 +605,15 @@ mod tests {
             ]
         );
         assert!(plan[..3].iter().all(|l| l.whole) && plan[3..].iter().all(|l| !l.whole));
-        assert!(!names.contains(&"portable_ops_lib"), "would register operators twice");
+        assert!(
+            !names.contains(&"portable_ops_lib"),
+            "would register operators twice"
+        );
         assert!(STATIC_EXCLUDED.contains(&"portable_ops_lib"));
         let with_vulkan = static_link_plan(&available, true);
-        assert!(with_vulkan.iter().any(|l| l.name == "vulkan_backend" && l.whole));
+        assert!(with_vulkan
+            .iter()
+            .any(|l| l.name == "vulkan_backend" && l.whole));
     }
 
     #[test]
@@ -514,9 +631,16 @@ mod tests {
             false,
         );
         let plan = shared_link_plan(&available).unwrap();
-        let kept: Vec<&str> = plan.iter().filter(|l| l.whole).map(|l| l.name.as_str()).collect();
+        let kept: Vec<&str> = plan
+            .iter()
+            .filter(|l| l.whole)
+            .map(|l| l.name.as_str())
+            .collect();
         assert_eq!(kept, SHARED_REGISTRATION);
-        assert!(!plan.iter().any(|l| l.name.contains("openvino")), "optional backends are not linked");
+        assert!(
+            !plan.iter().any(|l| l.name.contains("openvino")),
+            "optional backends are not linked"
+        );
         assert_eq!(shared_link_plan(&["executorch_threadpool".into()]), None);
     }
 
@@ -524,7 +648,11 @@ mod tests {
     fn defines_match_the_wheel_cmake_config() {
         assert_eq!(
             cpp_defines(true),
-            ["C10_USING_CUSTOM_GENERATED_MACROS", "ET_EVENT_TRACER_ENABLED", "ET_USE_THREADPOOL"]
+            [
+                "C10_USING_CUSTOM_GENERATED_MACROS",
+                "ET_EVENT_TRACER_ENABLED",
+                "ET_USE_THREADPOOL"
+            ]
         );
         assert_eq!(cpp_defines(false).len(), 2);
     }

@@ -11,7 +11,12 @@ pub fn from_dir(dir: &Path, what: &str, vulkan: bool) -> Result<Runtime, String>
     // Accept both `.../executorch` and its parent (site-packages), as users point at either.
     let root = if dir.join("include").join("executorch").is_dir() {
         dir.to_path_buf()
-    } else if dir.join("executorch").join("include").join("executorch").is_dir() {
+    } else if dir
+        .join("executorch")
+        .join("include")
+        .join("executorch")
+        .is_dir()
+    {
         dir.join("executorch")
     } else {
         return Err(format!(
@@ -25,7 +30,12 @@ pub fn from_dir(dir: &Path, what: &str, vulkan: bool) -> Result<Runtime, String>
         .iter()
         .map(|l| root.join(l))
         .find(|p| p.is_dir())
-        .ok_or_else(|| format!("{what}={}: no lib/ directory next to include/", root.display()))?;
+        .ok_or_else(|| {
+            format!(
+                "{what}={}: no lib/ directory next to include/",
+                root.display()
+            )
+        })?;
     let files = list(&lib_dir);
     let names = || files.iter().map(String::as_str);
 
@@ -79,7 +89,10 @@ fn check_version(root: &Path) {
         root.join("share/cmake/executorch-config-version.cmake"),
         root.join("lib/cmake/executorch/executorch-config-version.cmake"),
     ];
-    let Some(text) = candidates.iter().find_map(|p| std::fs::read_to_string(p).ok()) else {
+    let Some(text) = candidates
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+    else {
         return;
     };
     let found: Option<String> = text

@@ -13,6 +13,9 @@ pub fn generate_bindings() {
         .allowlist_function("dlx_.*")
         .allowlist_type("dlx_.*")
         .allowlist_var("DLX_.*")
+        // Freestanding: clang's own stdint.h/stddef.h suffice, so bindings need no target
+        // sysroot (cross and Android builds) for this libc-free header.
+        .clang_arg("-ffreestanding")
         .prepend_enum_name(false)
         .layout_tests(true)
         .generate_cstr(true);
@@ -36,10 +39,7 @@ pub fn generate_bindings() {
 /// Compiles the shim against the runtime's headers.
 pub fn compile(runtime: &Runtime) {
     let manifest = PathBuf::from(vars::cargo("CARGO_MANIFEST_DIR"));
-    let has_threadpool = runtime
-        .libs
-        .iter()
-        .any(|l| l.name.contains("threadpool"));
+    let has_threadpool = runtime.libs.iter().any(|l| l.name.contains("threadpool"));
     let mut build = cc::Build::new();
     build
         .cpp(true)

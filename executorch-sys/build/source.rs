@@ -20,11 +20,18 @@ pub fn build(src: &Path, target: &str, vulkan: bool) -> Result<Runtime, String> 
     let opts = SourceOptions {
         vulkan,
         build_type: vars::get(vars::EXECUTORCH_BUILD_TYPE).unwrap_or_else(|| "Release".into()),
-        glslc: if vulkan { find_glslc(android.as_ref()) } else { None },
+        glslc: if vulkan {
+            find_glslc(android.as_ref())
+        } else {
+            None
+        },
     };
     let defines = plan::cmake_defines(target, &host, &opts, android.as_ref())?;
 
-    crate::log(&format!("building ExecuTorch from source at {} for {target}", src.display()));
+    crate::log(&format!(
+        "building ExecuTorch from source at {} for {target}",
+        src.display()
+    ));
     let mut config = cmake::Config::new(src);
     // Release by default: a Debug ExecuTorch is many times slower, whatever the Cargo profile.
     config.profile(&opts.build_type);
@@ -32,15 +39,23 @@ pub fn build(src: &Path, target: &str, vulkan: bool) -> Result<Runtime, String> 
         config.define(key, value);
     }
     let prefix = config.build();
-    let mut runtime = prebuilt::from_dir(&prefix, "the CMake install", vulkan)?;
+    let mut runtime = prebuilt::from_dir(&prefix, "CMAKE_INSTALL_PREFIX", vulkan)?;
     if !runtime.static_libs {
         crate::log("the source build installed shared libraries; linking them as shared");
     }
     if let Some(tc) = &android {
         // The C++ runtime the NDK build used; cc links the same one for the shim.
-        runtime.origin = format!("source build for {} ({}, API {})", tc.abi, tc.stl_lib(), tc.api);
+        runtime.origin = format!(
+            "source build for {} ({}, API {})",
+            tc.abi,
+            tc.stl_lib(),
+            tc.api
+        );
     } else {
-        runtime.origin = format!("source build for {target} installed in {}", prefix.display());
+        runtime.origin = format!(
+            "source build for {target} installed in {}",
+            prefix.display()
+        );
     }
     Ok(runtime)
 }
@@ -67,7 +82,9 @@ pub fn android_toolchain(target: &str, host: &str) -> Result<Option<AndroidToolc
         ));
     }
     let api = match vars::get(vars::EXECUTORCH_ANDROID_API) {
-        Some(v) => v.parse().map_err(|_| format!("EXECUTORCH_ANDROID_API={v} is not a number"))?,
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("EXECUTORCH_ANDROID_API={v} is not a number"))?,
         None => 26,
     };
     let static_stl = vars::cargo("CARGO_FEATURE_ANDROID_STATIC_STL") == "1";

@@ -21,7 +21,12 @@ pub const CARGO_NET_OFFLINE: &str = "CARGO_NET_OFFLINE";
 /// Set by docs.rs: no native build is possible there.
 pub const DOCS_RS: &str = "DOCS_RS";
 /// NDK locations, in the order they are tried.
-pub const NDK_VARS: [&str; 4] = ["ANDROID_NDK_HOME", "ANDROID_NDK", "ANDROID_NDK_ROOT", "NDK_HOME"];
+pub const NDK_VARS: [&str; 4] = [
+    "ANDROID_NDK_HOME",
+    "ANDROID_NDK",
+    "ANDROID_NDK_ROOT",
+    "NDK_HOME",
+];
 /// Path of the Vulkan shader compiler, if not on `PATH`.
 pub const GLSLC: &str = "GLSLC";
 

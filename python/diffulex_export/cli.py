@@ -79,6 +79,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .models import load_model
 
     _check_output(args.output)
+    if not args.checkpoint.is_dir():
+        raise ExportError(f"checkpoint directory {args.checkpoint} does not exist")
     if not args.skip_tokenizer and not (args.checkpoint / "tokenizer.json").is_file():
         raise ExportError(
             f"{args.checkpoint} has no tokenizer.json (the engine needs it beside the .pte); "

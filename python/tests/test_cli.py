@@ -31,19 +31,23 @@ def _tokens(n, seed=0):
     return torch.randint(0, 512, (1, n), generator=torch.Generator().manual_seed(seed))
 
 
-# family -> (extra CLI args, kv_cache the .pte should have, dtype, tolerance vs the fp32 module)
+# family -> (extra CLI args, kv_cache of the .pte, dtype, quantize, max and mean |logit diff| allowed)
+# vs the PyTorch module (quantized the same way when the .pte is).
 CASES = {
-    "sdar": ([], True, torch.float32, 1e-4),
-    "fast_dllm_v2": (["--backend", "portable", "--no-kv-cache"], False, torch.float32, 1e-4),
-    "llada": (["--backend", "portable"], False, torch.float32, 1e-4),
-    # fp16 weights and activations: compared with the fp32 module at an fp16-sized tolerance.
-    "dream": (["--family", "dream", "--dtype", "fp16"], False, torch.float16, 5e-2),
+    # 4-bit weights: XNNPACK's blockwise kernels differ from torchao's eager math (measured
+    # max 0.09, mean 0.015), while 4-bit quantization itself moves logits by mean 0.2 vs fp32:
+    # the bounds catch a program that was not quantized as well as a wrong one.
+    "sdar": (["--quantize", "8da4w"], True, torch.float32, "8da4w", 0.3, 0.05),
+    "fast_dllm_v2": (["--backend", "portable", "--no-kv-cache"], False, torch.float32, "none", 1e-4, 1e-4),
+    "llada": (["--backend", "portable"], False, torch.float32, "none", 1e-4, 1e-4),
+    # fp16 weights and activations, compared with the fp32 module at an fp16-sized tolerance.
+    "dream": (["--family", "dream", "--dtype", "fp16"], False, torch.float16, "none", 5e-2, 1e-2),
 }
 
 
 @pytest.mark.parametrize("family", sorted(CASES))
 def test_export_each_family(family, tiny_ckpts, tmp_path, capsys):
-    extra, kv, dtype, tol = CASES[family]
+    extra, kv, dtype, quant, max_diff, mean_diff = CASES[family]
     out = tmp_path / "model.pte"
     code, stdout, stderr = _run(
         ["export", "--checkpoint", tiny_ckpts[family], "--max-seq-len", 64, *extra, "-o", out], capsys
@@ -56,30 +60,15 @@ def test_export_each_family(family, tiny_ckpts, tmp_path, capsys):
 
     ref = load_model(tiny_ckpts[family], max_seq_len=64, kv_cache=kv)
     assert read_metadata(out) == constant_methods(ref)
+    quantize_model(ref, quant)
     tokens = _tokens(21, seed=7)
     args = [tokens, torch.tensor([0])] if kv else [tokens]
     got = load_pte_method(out).execute(args)[0]
     with torch.no_grad():
         want = ref(*args)
-    assert got.dtype == torch.float32
-    torch.testing.assert_close(got, want, atol=tol, rtol=0)
-
-
-def test_export_8da4w(tiny_ckpts, tmp_path, capsys):
-    """4-bit weights: XNNPACK's blockwise kernels differ from torchao's eager math by a few
-    hundredths (measured max 0.1 on logits of std ~1), so this uses a looser tolerance."""
-    out = tmp_path / "q.pte"
-    code, _, stderr = _run(
-        ["export", "--checkpoint", tiny_ckpts["sdar"], "--max-seq-len", 64, "--quantize", "8da4w", "-o", out], capsys
-    )
-    assert code == 0, stderr
-    ref = load_model(tiny_ckpts["sdar"], max_seq_len=64, kv_cache=True)
-    quantize_model(ref, "8da4w")
-    tokens = _tokens(16, seed=3)
-    got = load_pte_method(out).execute([tokens, torch.tensor([0])])[0]
-    with torch.no_grad():
-        want = ref(tokens, torch.tensor([0]))
-    torch.testing.assert_close(got, want, atol=0.3, rtol=0)
+    assert got.dtype == torch.float32 and got.shape == (1, 21, 512)
+    diff = (got - want).abs()
+    assert diff.max().item() <= max_diff and diff.mean().item() <= mean_diff, (diff.max(), diff.mean())
 
 
 def test_python_m_entry_point():
@@ -231,3 +220,9 @@ def test_failed_export_keeps_previous_file(tiny_ckpts, out_dir, capsys):
     assert code == 1
     assert previous.read_bytes() == b"previous model"
     assert [p.name for p in out_dir.iterdir()] == ["m.pte"]
+
+
+def test_missing_checkpoint_directory(tmp_path, out_dir, capsys):
+    code, _, err = _run(["export", "--checkpoint", tmp_path / "nothing", "--max-seq-len", 8, "-o", out_dir / "m.pte"], capsys)
+    assert code == 1 and "checkpoint directory" in err and "does not exist" in err
+    _assert_nothing_written(out_dir)

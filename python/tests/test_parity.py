@@ -5,15 +5,17 @@ writes, a rewrite of the same block, a 1-token call, a full-length call) on one
 loaded method, so the KV buffers carry state across calls exactly as in the engine.
 The int8 fixture is compared with the torchao-quantized PyTorch module (the same
 quantized graph run eagerly). XNNPACK computes the dynamic activation scales with
-its own float arithmetic, so an activation lying within an ulp of a rounding
-boundary can land one int8 step apart and shift that row's logits by a few
-hundredths: int8 must match to 1e-4 on at least 95% of the logits and to
-INT8_MAX_DIFF everywhere (measured: 0.065 max, 2.3% of elements, over 256 tokens).
+its own float arithmetic, so an activation within an ulp of a rounding boundary can
+land one int8 step apart; in a cached program that row's K/V then differs for all
+later calls. Measured over 8 seeds: max 0.07, mean <= 0.004 (pte vs quantized
+module), while quantization itself moves the logits by mean ~0.018 (vs fp32). The
+bounds below sit between the two: a program that skipped quantization would fail.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 
 import pytest
 import torch
@@ -24,7 +26,7 @@ from diffulex_export.models import load_model
 
 TOL = 1e-4
 INT8_MAX_DIFF = 0.15
-INT8_MIN_EXACT_FRACTION = 0.95
+INT8_MEAN_DIFF = 0.008
 MANIFEST = FIXTURES / "pte" / "manifest.json"
 
 
@@ -51,7 +53,7 @@ def test_pte_matches_module(name):
     model = load_model(REPO / entry["checkpoint"], max_seq_len=entry["max_seq_len"], kv_cache=entry["kv_cache"])
     quantize_model(model, entry["quantize"])
     method = load_pte_method(pte)
-    gen = torch.Generator().manual_seed(hash(name) % 1000)
+    gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
     max_len = entry["max_seq_len"]
     if entry["kv_cache"]:
         steps = [(torch.randint(0, 512, (1, t), generator=gen), pos) for pos, t in cached_calls(model.spec.block_size, max_len)]
@@ -67,9 +69,9 @@ def test_pte_matches_module(name):
             torch.testing.assert_close(got, want, atol=TOL, rtol=0, msg=lambda m: f"{name} call {i} (pos {pos}): {m}")
         else:
             diff = (got - want).abs()
-            exact = (diff <= TOL).float().mean().item()
-            assert diff.max().item() <= INT8_MAX_DIFF, f"{name} call {i}: max diff {diff.max().item()}"
-            assert exact >= INT8_MIN_EXACT_FRACTION, f"{name} call {i}: only {exact:.3f} of logits within {TOL}"
+            stats = f"{name} call {i} (pos {pos}): max {diff.max().item():.4f}, mean {diff.mean().item():.5f}"
+            assert diff.max().item() <= INT8_MAX_DIFF, stats
+            assert diff.mean().item() <= INT8_MEAN_DIFF, stats
 
 
 @pytest.mark.parametrize("name", sorted(_manifest()))

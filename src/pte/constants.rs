@@ -7,13 +7,19 @@ use super::module::PteModule;
 use super::output::Output;
 
 fn constant_error(method: &str, reason: impl Into<String>) -> PteError {
-    PteError::Constant { method: method.to_string(), reason: reason.into() }
+    PteError::Constant {
+        method: method.to_string(),
+        reason: reason.into(),
+    }
 }
 
 /// Reads a single-element output as f64 (ints, floats and bools).
 fn scalar_of(method: &str, out: &Output<'_>) -> Result<f64> {
     if out.numel() != 1 {
-        return Err(constant_error(method, format!("output has shape {:?}, expected one value", out.shape())));
+        return Err(constant_error(
+            method,
+            format!("output has shape {:?}, expected one value", out.shape()),
+        ));
     }
     let owned = out.to_owned()?;
     Ok(owned.to_f64_vec()[0])
@@ -23,9 +29,18 @@ fn int_of(method: &str, out: &Output<'_>) -> Result<i64> {
     match out.dtype() {
         DType::I64 => Ok(out.as_i64()?[0]),
         DType::I32 => Ok(i64::from(out.as_i32()?[0])),
-        other => Err(constant_error(method, format!("output is {other}, expected an integer"))),
+        other => Err(constant_error(
+            method,
+            format!("output is {other}, expected an integer"),
+        )),
     }
-    .and_then(|v| if out.numel() == 1 { Ok(v) } else { Err(constant_error(method, "expected one value")) })
+    .and_then(|v| {
+        if out.numel() == 1 {
+            Ok(v)
+        } else {
+            Err(constant_error(method, "expected one value"))
+        }
+    })
 }
 
 impl PteModule {
@@ -100,7 +115,10 @@ impl PteModule {
             return match out.dtype() {
                 DType::I64 => Ok(out.as_i64()?.to_vec()),
                 DType::I32 => Ok(out.as_i32()?.iter().map(|&v| i64::from(v)).collect()),
-                other => Err(constant_error(method, format!("output is {other}, expected integers"))),
+                other => Err(constant_error(
+                    method,
+                    format!("output is {other}, expected integers"),
+                )),
             };
         }
         outputs.iter().map(|o| int_of(method, &o?)).collect()
@@ -122,7 +140,10 @@ impl PteModule {
         let out = outputs.get(0)?;
         match out.dtype() {
             DType::Bool | DType::I64 | DType::I32 => Ok(scalar_of(method, &out)? != 0.0),
-            other => Err(constant_error(method, format!("output is {other}, expected a bool"))),
+            other => Err(constant_error(
+                method,
+                format!("output is {other}, expected a bool"),
+            )),
         }
     }
 

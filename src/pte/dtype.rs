@@ -78,7 +78,10 @@ impl DType {
     pub fn scalar_type(self) -> i32 {
         match self {
             DType::Other(c) => c,
-            known => TABLE.iter().find(|row| row.1 == known).map_or(-1, |row| row.0),
+            known => TABLE
+                .iter()
+                .find(|row| row.1 == known)
+                .map_or(-1, |row| row.0),
         }
     }
 
@@ -89,7 +92,10 @@ impl DType {
     /// assert_eq!(DType::BF16.size(), 2);
     /// ```
     pub fn size(self) -> usize {
-        TABLE.iter().find(|row| row.1 == self).map_or(0, |row| row.2)
+        TABLE
+            .iter()
+            .find(|row| row.1 == self)
+            .map_or(0, |row| row.2)
     }
 
     /// Short lowercase name (`f32`, `i64`, `bool`, ...).
@@ -100,7 +106,10 @@ impl DType {
     /// assert_eq!(DType::BF16.name(), "bf16");
     /// ```
     pub fn name(self) -> &'static str {
-        TABLE.iter().find(|row| row.1 == self).map_or("other", |row| row.3)
+        TABLE
+            .iter()
+            .find(|row| row.1 == self)
+            .map_or("other", |row| row.3)
     }
 
     /// Parses a short name as produced by [`DType::name`].
@@ -128,7 +137,7 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// A Rust element type with a matching [`DType`]: `f32`, [`f16`], [`bf16`], `f64`, `i64`,
+/// A Rust element type with a matching [`DType`]: `f32`, [`half::f16`], [`half::bf16`], `f64`, `i64`,
 /// `i32`, `i16`, `i8`, `u8`, `bool`. Sealed; used by the generic tensor constructors and views.
 ///
 /// ```

@@ -119,7 +119,10 @@ impl ErrorCode {
     pub fn code(self) -> u32 {
         match self {
             ErrorCode::Unknown(c) => c,
-            known => CODES.iter().find(|(_, e)| *e == known).map_or(0, |(c, _)| *c),
+            known => CODES
+                .iter()
+                .find(|(_, e)| *e == known)
+                .map_or(0, |(c, _)| *c),
         }
     }
 }
@@ -167,11 +170,16 @@ impl fmt::Display for Operation {
 }
 
 fn file_prefix(file: &Option<PathBuf>) -> String {
-    file.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default()
+    file.as_ref()
+        .map(|p| format!("{}: ", p.display()))
+        .unwrap_or_default()
 }
 
 fn method_suffix(method: &Option<String>) -> String {
-    method.as_ref().map(|m| format!(" method `{m}`")).unwrap_or_default()
+    method
+        .as_ref()
+        .map(|m| format!(" method `{m}`"))
+        .unwrap_or_default()
 }
 
 /// An error from loading or running a `.pte` program.
@@ -214,7 +222,11 @@ pub enum PteError {
         path: PathBuf,
     },
     /// The ExecuTorch runtime reported an error.
-    #[error("{}{operation}{}: {code}: {message}", file_prefix(file), method_suffix(method))]
+    #[error(
+        "{}{operation}{}: {code}: {message}",
+        file_prefix(file),
+        method_suffix(method)
+    )]
     Runtime {
         /// The ExecuTorch error code.
         code: ErrorCode,

@@ -58,7 +58,10 @@ impl ValueKind {
     /// assert!(!ValueKind::String.is_readable());
     /// ```
     pub fn is_readable(self) -> bool {
-        matches!(self, ValueKind::Tensor | ValueKind::Double | ValueKind::Int | ValueKind::Bool)
+        matches!(
+            self,
+            ValueKind::Tensor | ValueKind::Double | ValueKind::Int | ValueKind::Bool
+        )
     }
 }
 
@@ -135,7 +138,13 @@ impl std::fmt::Display for TensorInfo {
         let dims: Vec<String> = self
             .shape
             .iter()
-            .map(|d| if self.dynamic && *d > 1 { format!("<={d}") } else { d.to_string() })
+            .map(|d| {
+                if self.dynamic && *d > 1 {
+                    format!("<={d}")
+                } else {
+                    d.to_string()
+                }
+            })
             .collect();
         write!(f, "{}[{}]", self.dtype, dims.join(", "))
     }

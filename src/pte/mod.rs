@@ -16,6 +16,8 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 mod constants;
 mod dtype;
 mod error;

@@ -30,7 +30,10 @@ impl AlignedBytes {
         for (chunk, src) in chunks.iter_mut().zip(bytes.chunks(64)) {
             chunk.0[..src.len()].copy_from_slice(src);
         }
-        AlignedBytes { chunks, len: bytes.len() }
+        AlignedBytes {
+            chunks,
+            len: bytes.len(),
+        }
     }
 
     fn as_ptr(&self) -> *const u8 {
@@ -52,6 +55,11 @@ impl AlignedBytes {
 /// [`execute`](PteModule::execute) takes `&mut self`, and the outputs it returns borrow the
 /// module until the next call, because the runtime reuses that memory. To use a model from
 /// several threads, load one module per thread or put it behind a `Mutex`.
+///
+/// ```compile_fail
+/// fn shared<T: Sync>() {}
+/// shared::<diffulex_edge::pte::PteModule>(); // not Sync
+/// ```
 ///
 /// ```
 /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
@@ -107,7 +115,10 @@ impl PteModule {
     /// ```
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let io = |source| PteError::Io { path: path.to_path_buf(), source };
+        let io = |source| PteError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let meta = std::fs::metadata(path).map_err(io)?;
         if meta.is_dir() {
             return Err(io(std::io::Error::other("is a directory")));
@@ -115,7 +126,9 @@ impl PteModule {
         // Open once for reading so a permission problem is reported as an I/O error.
         std::fs::File::open(path).map_err(io)?;
         if meta.len() == 0 {
-            return Err(PteError::EmptyFile { path: path.to_path_buf() });
+            return Err(PteError::EmptyFile {
+                path: path.to_path_buf(),
+            });
         }
         let c_path = path_to_c(path)?;
         let raw = RawModule::load_file(&c_path, true)
@@ -140,7 +153,9 @@ impl PteModule {
     /// ```
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
         if bytes.is_empty() {
-            return Err(PteError::EmptyFile { path: PathBuf::from("<memory>") });
+            return Err(PteError::EmptyFile {
+                path: PathBuf::from("<memory>"),
+            });
         }
         let aligned = AlignedBytes::copy_of(&bytes);
         drop(bytes);
@@ -153,11 +168,23 @@ impl PteModule {
         Self::finish(raw, Some(aligned), None, len)
     }
 
-    fn finish(raw: RawModule, bytes: Option<AlignedBytes>, path: Option<PathBuf>, file_size: u64) -> Result<Self> {
+    fn finish(
+        raw: RawModule,
+        bytes: Option<AlignedBytes>,
+        path: Option<PathBuf>,
+        file_size: u64,
+    ) -> Result<Self> {
         let names = raw
             .method_names()
             .map_err(|e| runtime(e, Operation::MethodNames, path.as_deref(), None))?;
-        Ok(PteModule { raw, _bytes: bytes, path, file_size, names, metas: RefCell::new(HashMap::new()) })
+        Ok(PteModule {
+            raw,
+            _bytes: bytes,
+            path,
+            file_size,
+            names,
+            metas: RefCell::new(HashMap::new()),
+        })
     }
 
     /// The file this module was loaded from (`None` for [`PteModule::from_bytes`]).
@@ -238,19 +265,33 @@ impl PteModule {
             return Ok(());
         }
         if !self.has_method(name) {
-            return Err(PteError::UnknownMethod { method: name.to_string(), available: self.names.clone() });
+            return Err(PteError::UnknownMethod {
+                method: name.to_string(),
+                available: self.names.clone(),
+            });
         }
         let err = |e| runtime(e, Operation::MethodMeta, self.path.as_deref(), Some(name));
         let c = c_method(name, &self.names)?;
         let (n_in, n_out, n_backends) = self.raw.method_counts(&c).map_err(err)?;
         let info = |output, i| self.raw.value_info(&c, output, i).map(tensor_info);
-        let inputs = (0..n_in).map(|i| info(false, i)).collect::<Result<Vec<_>, _>>().map_err(err)?;
-        let outputs = (0..n_out).map(|i| info(true, i)).collect::<Result<Vec<_>, _>>().map_err(err)?;
+        let inputs = (0..n_in)
+            .map(|i| info(false, i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        let outputs = (0..n_out)
+            .map(|i| info(true, i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
         let backends = (0..n_backends)
             .map(|i| self.raw.backend_name(&c, i))
             .collect::<Result<Vec<_>, _>>()
             .map_err(err)?;
-        let meta = MethodMeta { name: name.to_string(), inputs, outputs, backends };
+        let meta = MethodMeta {
+            name: name.to_string(),
+            inputs,
+            outputs,
+            backends,
+        };
         self.metas.borrow_mut().insert(name.to_string(), meta);
         Ok(())
     }
@@ -285,7 +326,12 @@ impl PteModule {
         let c = c_method(method, &self.names)?;
         let sizes: Vec<Vec<i64>> = inputs
             .iter()
-            .map(|t| t.shape().iter().map(|&d| i64::try_from(d).unwrap_or(i64::MAX)).collect())
+            .map(|t| {
+                t.shape()
+                    .iter()
+                    .map(|&d| i64::try_from(d).unwrap_or(i64::MAX))
+                    .collect()
+            })
             .collect();
         let raw_inputs: Vec<sys::dlx_tensor_in> = inputs
             .iter()
@@ -316,7 +362,12 @@ fn tensor_info(raw: raw::RawValue) -> TensorInfo {
     }
 }
 
-fn runtime(e: RawError, operation: Operation, file: Option<&Path>, method: Option<&str>) -> PteError {
+fn runtime(
+    e: RawError,
+    operation: Operation,
+    file: Option<&Path>,
+    method: Option<&str>,
+) -> PteError {
     PteError::Runtime {
         code: e.code,
         operation,
@@ -327,18 +378,25 @@ fn runtime(e: RawError, operation: Operation, file: Option<&Path>, method: Optio
 }
 
 fn c_method(name: &str, names: &[String]) -> Result<std::ffi::CString> {
-    raw::c_name(name).ok_or_else(|| PteError::UnknownMethod { method: name.to_string(), available: names.to_vec() })
+    raw::c_name(name).ok_or_else(|| PteError::UnknownMethod {
+        method: name.to_string(),
+        available: names.to_vec(),
+    })
 }
 
 #[cfg(unix)]
 fn path_to_c(path: &Path) -> Result<std::ffi::CString> {
     use std::os::unix::ffi::OsStrExt;
-    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| PteError::InvalidPath { path: path.to_path_buf() })
+    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| PteError::InvalidPath {
+        path: path.to_path_buf(),
+    })
 }
 
 #[cfg(not(unix))]
 fn path_to_c(path: &Path) -> Result<std::ffi::CString> {
     path.to_str()
         .and_then(|s| std::ffi::CString::new(s).ok())
-        .ok_or_else(|| PteError::InvalidPath { path: path.to_path_buf() })
+        .ok_or_else(|| PteError::InvalidPath {
+            path: path.to_path_buf(),
+        })
 }

@@ -34,7 +34,11 @@ pub struct Outputs<'m> {
 
 impl<'m> Outputs<'m> {
     pub(crate) fn new(module: &'m RawModule, method: String, len: usize) -> Self {
-        Outputs { module, method, len }
+        Outputs {
+            module,
+            method,
+            len,
+        }
     }
 
     /// Number of outputs.
@@ -88,7 +92,11 @@ impl<'m> Outputs<'m> {
     /// ```
     pub fn get(&self, index: usize) -> Result<Output<'m>> {
         if index >= self.len {
-            return Err(PteError::OutputIndex { method: self.method.clone(), index, len: self.len });
+            return Err(PteError::OutputIndex {
+                method: self.method.clone(),
+                index,
+                len: self.len,
+            });
         }
         let raw = self.module.output(index).map_err(|e| PteError::Runtime {
             code: e.code,
@@ -133,6 +141,21 @@ impl<'m> Outputs<'m> {
 /// assert_eq!(values.len(), 8);
 /// # Ok(()) }
 /// ```
+///
+/// A view cannot be used after the next `execute` (the runtime reuses the memory), so this
+/// does not compile; copy with [`Output::to_owned`] instead:
+///
+/// ```compile_fail
+/// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+/// # use diffulex_edge::pte::{PteModule, Tensor};
+/// # let mut m = PteModule::load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/basic/mlp.pte"))?;
+/// let x = [1.0f32; 16];
+/// let first = m.execute("forward", &[Tensor::f32(&x, &[2, 8])])?.get(0)?;
+/// let view = first.as_f32()?;
+/// m.execute("forward", &[Tensor::f32(&x, &[2, 8])])?; // error: `m` is still borrowed
+/// println!("{view:?}");
+/// # Ok(()) }
+/// ```
 pub struct Output<'m> {
     raw: RawValue,
     shape: Vec<usize>,
@@ -143,8 +166,18 @@ pub struct Output<'m> {
 
 impl<'m> Output<'m> {
     fn new(raw: RawValue, method: String, index: usize) -> Self {
-        let shape = raw.sizes.iter().map(|&s| usize::try_from(s).unwrap_or(0)).collect();
-        Output { raw, shape, method, index, _module: PhantomData }
+        let shape = raw
+            .sizes
+            .iter()
+            .map(|&s| usize::try_from(s).unwrap_or(0))
+            .collect();
+        Output {
+            raw,
+            shape,
+            method,
+            index,
+            _module: PhantomData,
+        }
     }
 
     /// Element type.
@@ -218,7 +251,10 @@ impl<'m> Output<'m> {
             reason,
         };
         if !self.kind().is_readable() {
-            return Err(unsupported(format!("{:?} values cannot be viewed as a slice", self.kind())));
+            return Err(unsupported(format!(
+                "{:?} values cannot be viewed as a slice",
+                self.kind()
+            )));
         }
         if self.dtype() != T::DTYPE {
             return Err(PteError::OutputDType {
@@ -240,14 +276,18 @@ impl<'m> Output<'m> {
             )));
         }
         if (self.raw.data as usize) % std::mem::align_of::<T>() != 0 {
-            return Err(unsupported("data is not aligned for its element type".into()));
+            return Err(unsupported(
+                "data is not aligned for its element type".into(),
+            ));
         }
         if T::DTYPE == DType::Bool {
             // SAFETY: `data` is non-null and holds at least `numel` bytes (checked above) that
             // the module keeps alive for 'm; reading them as u8 is always valid.
             let bytes = unsafe { std::slice::from_raw_parts(self.raw.data, numel) };
             if bytes.iter().any(|&b| b > 1) {
-                return Err(unsupported("bool tensor holds bytes other than 0 and 1".into()));
+                return Err(unsupported(
+                    "bool tensor holds bytes other than 0 and 1".into(),
+                ));
             }
         }
         // SAFETY: non-null, aligned for T, at least numel * size_of::<T>() bytes, and of dtype
@@ -370,7 +410,10 @@ impl<'m> Output<'m> {
     /// ```
     pub fn to_owned(&self) -> Result<OwnedTensor> {
         fn copy<T: Element>(o: &Output<'_>) -> Result<OwnedTensor> {
-            Ok(OwnedTensor::new(o.as_slice::<T>()?.to_vec(), o.shape.clone()))
+            Ok(OwnedTensor::new(
+                o.as_slice::<T>()?.to_vec(),
+                o.shape.clone(),
+            ))
         }
         match self.dtype() {
             DType::F32 => copy::<f32>(self),
@@ -406,6 +449,9 @@ impl std::fmt::Debug for Output<'_> {
 
 impl std::fmt::Debug for Outputs<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outputs").field("method", &self.method).field("len", &self.len).finish()
+        f.debug_struct("Outputs")
+            .field("method", &self.method)
+            .field("len", &self.len)
+            .finish()
     }
 }

@@ -28,7 +28,10 @@ pub(crate) struct RawValue {
 }
 
 fn empty_error() -> sys::dlx_error {
-    sys::dlx_error { code: 0, message: [0; sys::DLX_ERROR_MESSAGE_LEN as usize] }
+    sys::dlx_error {
+        code: 0,
+        message: [0; sys::DLX_ERROR_MESSAGE_LEN as usize],
+    }
 }
 
 /// Turns a shim status into a `Result`; the single place where statuses are read.
@@ -38,8 +41,13 @@ fn check(status: i32, err: &sys::dlx_error) -> Result<(), RawError> {
     }
     // SAFETY: the shim always NUL-terminates `message` within its fixed-size buffer (it was
     // zero-initialised here and `write_error` truncates to LEN - 1).
-    let message = unsafe { CStr::from_ptr(err.message.as_ptr()) }.to_string_lossy().into_owned();
-    Err(RawError { code: ErrorCode::from_code(status as u32), message })
+    let message = unsafe { CStr::from_ptr(err.message.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    Err(RawError {
+        code: ErrorCode::from_code(status as u32),
+        message,
+    })
 }
 
 /// Applies `DIFFULEX_ET_LOG` (debug|info|error|fatal|off) once per process.
@@ -116,12 +124,15 @@ impl RawModule {
         let mut n = 0usize;
         let mut err = empty_error();
         // SAFETY: the handle is live (owned by self); out-pointers are valid.
-        check(unsafe { sys::dlx_module_num_methods(self.ptr(), &mut n, &mut err) }, &err)?;
+        let status = unsafe { sys::dlx_module_num_methods(self.ptr(), &mut n, &mut err) };
+        check(status, &err)?;
         (0..n)
             .map(|i| {
                 let mut name: *const c_char = ptr::null();
                 // SAFETY: as above; `i` is in range (the shim checks anyway).
-                check(unsafe { sys::dlx_module_method_name(self.ptr(), i, &mut name, &mut err) }, &err)?;
+                let status =
+                    unsafe { sys::dlx_module_method_name(self.ptr(), i, &mut name, &mut err) };
+                check(status, &err)?;
                 Ok(owned_str(name))
             })
             .collect()
@@ -133,19 +144,39 @@ impl RawModule {
         let mut err = empty_error();
         // SAFETY: live handle, NUL-terminated name, valid out-pointers. Loading a method mutates
         // the C++ module; callers hold the non-Sync PteModule, so no call runs concurrently.
-        let status =
-            unsafe { sys::dlx_method_counts(self.ptr(), method.as_ptr(), &mut i, &mut o, &mut b, &mut err) };
+        let status = unsafe {
+            sys::dlx_method_counts(
+                self.ptr(),
+                method.as_ptr(),
+                &mut i,
+                &mut o,
+                &mut b,
+                &mut err,
+            )
+        };
         check(status, &err)?;
         Ok((i, o, b))
     }
 
     /// Metadata of input or output `index` of a loaded method.
-    pub fn value_info(&self, method: &CStr, output: bool, index: usize) -> Result<RawValue, RawError> {
+    pub fn value_info(
+        &self,
+        method: &CStr,
+        output: bool,
+        index: usize,
+    ) -> Result<RawValue, RawError> {
         let mut info = empty_info();
         let mut err = empty_error();
         // SAFETY: live handle, NUL-terminated name, valid out-pointers.
         let status = unsafe {
-            sys::dlx_method_value_info(self.ptr(), method.as_ptr(), i32::from(output), index, &mut info, &mut err)
+            sys::dlx_method_value_info(
+                self.ptr(),
+                method.as_ptr(),
+                i32::from(output),
+                index,
+                &mut info,
+                &mut err,
+            )
         };
         check(status, &err)?;
         Ok(raw_value(&info))
@@ -156,21 +187,33 @@ impl RawModule {
         let mut name: *const c_char = ptr::null();
         let mut err = empty_error();
         // SAFETY: live handle, NUL-terminated name, valid out-pointers.
-        let status =
-            unsafe { sys::dlx_method_backend_name(self.ptr(), method.as_ptr(), index, &mut name, &mut err) };
+        let status = unsafe {
+            sys::dlx_method_backend_name(self.ptr(), method.as_ptr(), index, &mut name, &mut err)
+        };
         check(status, &err)?;
         Ok(owned_str(name))
     }
 
     /// Runs `method`; returns the number of outputs, readable with [`RawModule::output`] until
     /// the next call that takes `&mut self`.
-    pub fn execute(&mut self, method: &CStr, inputs: &[sys::dlx_tensor_in]) -> Result<usize, RawError> {
+    pub fn execute(
+        &mut self,
+        method: &CStr,
+        inputs: &[sys::dlx_tensor_in],
+    ) -> Result<usize, RawError> {
         let mut n = 0usize;
         let mut err = empty_error();
         // SAFETY: live handle; `inputs` point to dtype/sizes/data the caller keeps borrowed for
         // this call (the shim copies what it needs beyond it); out-pointers are valid.
         let status = unsafe {
-            sys::dlx_module_execute(self.ptr(), method.as_ptr(), inputs.as_ptr(), inputs.len(), &mut n, &mut err)
+            sys::dlx_module_execute(
+                self.ptr(),
+                method.as_ptr(),
+                inputs.as_ptr(),
+                inputs.len(),
+                &mut n,
+                &mut err,
+            )
         };
         check(status, &err)?;
         Ok(n)
@@ -182,7 +225,8 @@ impl RawModule {
         let mut info = empty_info();
         let mut err = empty_error();
         // SAFETY: live handle, valid out-pointers.
-        check(unsafe { sys::dlx_module_output(self.ptr(), index, &mut info, &mut err) }, &err)?;
+        let status = unsafe { sys::dlx_module_output(self.ptr(), index, &mut info, &mut err) };
+        check(status, &err)?;
         Ok(raw_value(&info))
     }
 }
@@ -241,7 +285,9 @@ fn owned_str(ptr: *const c_char) -> String {
     }
     // SAFETY: non-null strings from the shim are NUL-terminated and live as long as the module;
     // they are copied immediately.
-    unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(ptr) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// A NUL-free C string for a method name.

@@ -80,7 +80,11 @@ impl<'a> Tensor<'a> {
     /// assert_eq!(Tensor::new(&data, &[2, 3]).len(), 6);
     /// ```
     pub fn new<T: Element>(data: &'a [T], shape: &[usize]) -> Self {
-        Tensor { data: T::borrow(data), dtype: T::DTYPE, shape: shape.to_vec() }
+        Tensor {
+            data: T::borrow(data),
+            dtype: T::DTYPE,
+            shape: shape.to_vec(),
+        }
     }
 
     /// A `float32` tensor.
@@ -239,7 +243,11 @@ impl OwnedTensor {
     /// assert_eq!(OwnedTensor::new(vec![1i64], vec![]).shape(), &[] as &[usize]);
     /// ```
     pub fn new<T: Element>(data: Vec<T>, shape: Vec<usize>) -> Self {
-        OwnedTensor { dtype: T::DTYPE, shape, data: T::own(data) }
+        OwnedTensor {
+            dtype: T::DTYPE,
+            shape,
+            data: T::own(data),
+        }
     }
 
     /// The element type.
@@ -329,6 +337,10 @@ impl OwnedTensor {
             OwnedData::U8(v) => TensorData::U8(v),
             OwnedData::Bool(v) => TensorData::Bool(v),
         };
-        Tensor { data, dtype: self.dtype, shape: self.shape.clone() }
+        Tensor {
+            data,
+            dtype: self.dtype,
+            shape: self.shape.clone(),
+        }
     }
 }

@@ -10,14 +10,27 @@ use super::tensor::Tensor;
 pub(crate) fn check_inputs(meta: &MethodMeta, inputs: &[Tensor<'_>]) -> Result<()> {
     let method = || meta.name.clone();
     if inputs.len() != meta.inputs.len() {
-        return Err(PteError::InputCount { method: method(), expected: meta.inputs.len(), got: inputs.len() });
+        return Err(PteError::InputCount {
+            method: method(),
+            expected: meta.inputs.len(),
+            got: inputs.len(),
+        });
     }
     for (index, (info, input)) in meta.inputs.iter().zip(inputs).enumerate() {
         if info.kind != ValueKind::Tensor {
-            return Err(PteError::InputKind { method: method(), index, kind: info.kind });
+            return Err(PteError::InputKind {
+                method: method(),
+                index,
+                kind: info.kind,
+            });
         }
         if input.dtype() != info.dtype {
-            return Err(PteError::InputDType { method: method(), index, expected: info.dtype, got: input.dtype() });
+            return Err(PteError::InputDType {
+                method: method(),
+                index,
+                expected: info.dtype,
+                got: input.dtype(),
+            });
         }
         let shape = input.shape();
         let expected_len = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
@@ -92,7 +105,11 @@ mod tests {
     fn accepts_matching_and_bounded_inputs() {
         let data = [0i64; 8];
         check_inputs(&meta(Dynamism::Static), &[Tensor::i64(&data, &[1, 8])]).unwrap();
-        check_inputs(&meta(Dynamism::Bounded), &[Tensor::i64(&data[..3], &[1, 3])]).unwrap();
+        check_inputs(
+            &meta(Dynamism::Bounded),
+            &[Tensor::i64(&data[..3], &[1, 3])],
+        )
+        .unwrap();
     }
 
     #[test]
@@ -101,14 +118,36 @@ mod tests {
         let f = [0f32; 8];
         let cases: Vec<(Dynamism, Vec<Tensor<'_>>, &str)> = vec![
             (Dynamism::Static, vec![], "takes 1 input(s), got 0"),
-            (Dynamism::Static, vec![Tensor::f32(&f, &[1, 8])], "expected dtype i64, got f32"),
-            (Dynamism::Static, vec![Tensor::i64(&data[..8], &[8])], "expected rank 2"),
-            (Dynamism::Static, vec![Tensor::i64(&data[..4], &[1, 4])], "expected shape [1, 8], got [1, 4]"),
-            (Dynamism::Bounded, vec![Tensor::i64(&data, &[1, 9])], "above its upper bound 8"),
-            (Dynamism::Static, vec![Tensor::i64(&data[..5], &[1, 8])], "needs 8 elements, the data has 5"),
+            (
+                Dynamism::Static,
+                vec![Tensor::f32(&f, &[1, 8])],
+                "expected dtype i64, got f32",
+            ),
+            (
+                Dynamism::Static,
+                vec![Tensor::i64(&data[..8], &[8])],
+                "expected rank 2",
+            ),
+            (
+                Dynamism::Static,
+                vec![Tensor::i64(&data[..4], &[1, 4])],
+                "expected shape [1, 8], got [1, 4]",
+            ),
+            (
+                Dynamism::Bounded,
+                vec![Tensor::i64(&data, &[1, 9])],
+                "above its upper bound 8",
+            ),
+            (
+                Dynamism::Static,
+                vec![Tensor::i64(&data[..5], &[1, 8])],
+                "needs 8 elements, the data has 5",
+            ),
         ];
         for (dynamism, inputs, needle) in cases {
-            let err = check_inputs(&meta(dynamism), &inputs).unwrap_err().to_string();
+            let err = check_inputs(&meta(dynamism), &inputs)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("method `forward`"), "{err}");
             assert!(err.contains(needle), "{err} should contain {needle}");
         }

@@ -10,7 +10,9 @@ use serde::Deserialize;
 
 /// Path of a committed fixture.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/basic").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/basic")
+        .join(name)
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,14 +90,21 @@ pub fn tensor<'a>(store: &'a Store, shape: &[usize]) -> Tensor<'a> {
 /// Compares one output with its expectation: dtype, shape, and every value within `tol`
 /// (absolute, relative to max(1, |expected|)).
 pub fn assert_output(out: &Output<'_>, want: &Value, tol: f64, what: &str) {
-    assert_eq!(out.dtype(), DType::parse(&want.dtype).expect("dtype"), "{what}: dtype");
+    assert_eq!(
+        out.dtype(),
+        DType::parse(&want.dtype).expect("dtype"),
+        "{what}: dtype"
+    );
     assert_eq!(out.shape(), want.shape.as_slice(), "{what}: shape");
     let got = out.to_owned().expect("readable output").to_f64_vec();
     let exp = want.numbers();
     assert_eq!(got.len(), exp.len(), "{what}: element count");
     for (i, (g, e)) in got.iter().zip(&exp).enumerate() {
         let err = (g - e).abs() / e.abs().max(1.0);
-        assert!(err <= tol, "{what}: element {i}: got {g}, expected {e} (error {err:e} > {tol:e})");
+        assert!(
+            err <= tol,
+            "{what}: element {i}: got {g}, expected {e} (error {err:e} > {tol:e})"
+        );
     }
 }
 
@@ -105,15 +114,27 @@ pub fn replay(name: &str, tol: f64) -> PteModule {
     let mut module = PteModule::load(fixture(&spec.file)).expect("load fixture");
     for (k, call) in spec.calls.iter().enumerate() {
         let stores: Vec<Store> = call.inputs.iter().map(Value::store).collect();
-        let inputs: Vec<Tensor<'_>> =
-            stores.iter().zip(&call.inputs).map(|(s, v)| tensor(s, &v.shape)).collect();
+        let inputs: Vec<Tensor<'_>> = stores
+            .iter()
+            .zip(&call.inputs)
+            .map(|(s, v)| tensor(s, &v.shape))
+            .collect();
         let outputs = module
             .execute(&call.method, &inputs)
             .unwrap_or_else(|e| panic!("{name} call {k} ({}): {e}", call.method));
-        assert_eq!(outputs.len(), call.outputs.len(), "{name} call {k}: output count");
+        assert_eq!(
+            outputs.len(),
+            call.outputs.len(),
+            "{name} call {k}: output count"
+        );
         for (i, want) in call.outputs.iter().enumerate() {
             let out = outputs.get(i).expect("output");
-            assert_output(&out, want, tol, &format!("{name} call {k} `{}` output {i}", call.method));
+            assert_output(
+                &out,
+                want,
+                tol,
+                &format!("{name} call {k} `{}` output {i}", call.method),
+            );
         }
     }
     module

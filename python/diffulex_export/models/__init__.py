@@ -128,7 +128,13 @@ def load_model(
             f"export it without a KV cache (--no-kv-cache)"
         )
     store = WeightStore(ckpt_dir)
-    model = DiffusionLM(spec, max_seq_len=max_seq_len, kv_cache=kv_cache, dtype=dtype)
+    # Built on the meta device and materialised empty: every parameter is then
+    # overwritten from the checkpoint (a missing one is an error), so random
+    # initialisation of billions of weights would be wasted time.
+    with torch.device("meta"):
+        model = DiffusionLM(spec, max_seq_len=max_seq_len, kv_cache=kv_cache, dtype=dtype)
+    model = model.to_empty(device="cpu")
+    model.init_buffers()
     _load_weights(model, store, spec.family)
     model.eval()
     model.requires_grad_(False)

@@ -7,8 +7,8 @@ those differences live in the family modules as a `ModelSpec` and a name map.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
@@ -58,16 +58,10 @@ class ModelSpec:
     tie_embeddings: bool = False
     logit_scale: float = 1.0
     embed_scale: float = 1.0
-    extra: Dict[str, object] = field(default_factory=dict)
 
     @property
     def family_id(self) -> int:
         return FAMILY_IDS[self.family]
-
-
-# A name map turns a canonical parameter name (this module's state_dict key)
-# into the name the published checkpoint uses.
-NameMap = Callable[[str], str]
 
 
 class DiffusionLM(nn.Module):
@@ -114,14 +108,23 @@ class DiffusionLM(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.norm = RMSNorm(spec.hidden, spec.rms_eps, bias=spec.norm_bias)
         self.lm_head = nn.Linear(spec.hidden, spec.vocab_size, bias=False)
-        cos, sin = rope_tables(spec.head_dim, spec.rope_theta, max_seq_len)
         # Non-persistent: derived from the config, never read from or saved to a checkpoint.
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        self.register_buffer("rope_cos", torch.empty(max_seq_len, spec.head_dim), persistent=False)
+        self.register_buffer("rope_sin", torch.empty(max_seq_len, spec.head_dim), persistent=False)
         self.to(dtype)
         if kv_cache:
             for layer in self.layers:
                 layer.attn.cache = KVCache(spec.n_kv_heads, max_seq_len, spec.head_dim, dtype)
+        if self.rope_cos.device.type != "meta":
+            self.init_buffers()
+
+    def init_buffers(self) -> None:
+        """Fill the RoPE tables and zero the caches (needed again after `to_empty`)."""
+        cos, sin = rope_tables(self.spec.head_dim, self.spec.rope_theta, self.max_seq_len)
+        with torch.no_grad():
+            self.rope_cos.copy_(cos.to(self.rope_cos.dtype))
+            self.rope_sin.copy_(sin.to(self.rope_sin.dtype))
+        self.reset_cache()
 
     @property
     def meta(self) -> Dict[str, object]:

@@ -1,0 +1,340 @@
+//! `diffulex generate`: prompt text in, generated text out, streamed as blocks are committed.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use diffulex_edge::runtime::{
+    BlockEvent, Control, DiffusionEngine, DiffusionGenerationConfig, GenerationObserver,
+    GenerationOutput, ModelType, StepEvent,
+};
+use diffulex_edge::runtime::{DiffusionModel, PteModel};
+use diffulex_edge::text::{ChatTemplate, StreamDecoder, TextTokenizer};
+
+use crate::sampling::DecodeArgs;
+
+/// Flags of `diffulex generate`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  diffulex generate --prompt '12+34='                      # bundled default model
+  echo '7+8=' | diffulex generate --json                   # prompt from stdin, JSON out
+  diffulex generate --model sdar.pte --chat --prompt 'Hi' --threshold 0.9
+  diffulex generate --model dream.pte --alg entropy --steps 64 --max-new-tokens 64 --visual")]
+pub struct GenerateArgs {
+    /// The `.pte` model (default: the bundled model in models/default).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Hugging Face tokenizer.json (default: tokenizer.json beside the model).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Prompt text; read from stdin when omitted.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Wrap the prompt in the model's chat template (tokenizer_config.json beside the tokenizer).
+    #[arg(long)]
+    pub chat: bool,
+    /// Expected family: auto (read from the .pte), sdar, fast_dllm_v2, llada or dream.
+    #[arg(long, default_value = "auto")]
+    pub model_type: String,
+    /// Context limit for prompt + generation (default and maximum: the model's own bound).
+    #[arg(long)]
+    pub max_seq_len: Option<usize>,
+    /// Tokens to generate at most (default: 64, or what is left of the context if less).
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Seed for sampling (temperature > 0, random remasking, ...).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Recompute the whole sequence every forward instead of using the KV cache.
+    #[arg(long)]
+    pub no_kv_cache: bool,
+    /// Print one JSON object (tokens, text, stop reason, stats) instead of streaming text.
+    #[arg(long, conflicts_with = "visual")]
+    pub json: bool,
+    /// Redraw the denoising canvas after every step (masked positions shown as `_`).
+    #[arg(long)]
+    pub visual: bool,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+}
+
+/// The bundled model: next to the executable first (installed layout), then the source tree.
+fn default_model() -> Result<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            candidates.push(dir.join("models/default/model.pte"));
+        }
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default/model.pte"));
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .with_context(|| {
+            format!(
+                "no --model given and the bundled model is missing (looked at {}); pass --model PATH.pte",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
+fn read_prompt(args: &GenerateArgs) -> Result<String> {
+    if let Some(p) = &args.prompt {
+        return Ok(p.clone());
+    }
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        bail!("no prompt: pass --prompt TEXT or pipe the prompt on stdin");
+    }
+    let mut text = String::new();
+    stdin
+        .read_to_string(&mut text)
+        .context("cannot read the prompt from stdin")?;
+    let text = text.trim_end_matches(['\n', '\r']).to_string();
+    if text.is_empty() {
+        bail!("the prompt on stdin is empty: pass --prompt TEXT or pipe some text");
+    }
+    Ok(text)
+}
+
+/// Streams committed text to stdout, or redraws the canvas with `--visual`.
+struct Printer<'t> {
+    tokenizer: &'t TextTokenizer,
+    stream: StreamDecoder,
+    visual: bool,
+    quiet: bool,
+    stop_ids: Vec<i64>,
+    done: bool,
+    error: Option<anyhow::Error>,
+}
+
+impl Printer<'_> {
+    fn emit(&mut self, ids: &[i64]) {
+        if self.quiet || self.visual || self.done {
+            return;
+        }
+        // Nothing after a stop id is part of the answer; the engine truncates the same way.
+        let end = ids
+            .iter()
+            .position(|t| self.stop_ids.contains(t))
+            .map_or(ids.len(), |i| {
+                self.done = true;
+                i + 1
+            });
+        match self.stream.push(self.tokenizer, &ids[..end]) {
+            Ok(text) => {
+                print!("{text}");
+                let _ = std::io::stdout().flush();
+            }
+            Err(e) => self.error = Some(e.into()),
+        }
+    }
+
+    fn draw(&self, event: &StepEvent<'_>) {
+        let mut line = String::new();
+        for &t in event.canvas {
+            if t == event.mask_token_id {
+                line.push('_');
+            } else {
+                line += &self
+                    .tokenizer
+                    .decode(&[t], false)
+                    .unwrap_or_else(|_| "?".into());
+            }
+        }
+        print!(
+            "\x1b[2J\x1b[Hstep {:>4}  block {:>3}\n{line}\n",
+            event.step, event.block
+        );
+        let _ = std::io::stdout().flush();
+    }
+}
+
+impl GenerationObserver for Printer<'_> {
+    fn on_step(&mut self, event: &StepEvent<'_>) -> Control {
+        if self.visual {
+            self.draw(event);
+        }
+        Control::Continue
+    }
+
+    fn on_block(&mut self, event: &BlockEvent<'_>) -> Control {
+        self.emit(event.tokens);
+        if self.error.is_some() {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    }
+}
+
+/// Runs `diffulex generate`.
+pub fn run(args: &GenerateArgs) -> Result<()> {
+    let model_path = match &args.model {
+        Some(p) => p.clone(),
+        None => default_model()?,
+    };
+    if !model_path.is_file() {
+        bail!(
+            "model {} not found: pass --model PATH.pte (export one with `diffulex-export export`)",
+            model_path.display()
+        );
+    }
+    let tokenizer_path = match &args.tokenizer {
+        Some(p) => p.clone(),
+        None => model_path.with_file_name("tokenizer.json"),
+    };
+    if !tokenizer_path.is_file() {
+        bail!(
+            "tokenizer {} not found: pass --tokenizer PATH/tokenizer.json",
+            tokenizer_path.display()
+        );
+    }
+    let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
+    let prompt_text = read_prompt(args)?;
+    let model_type: ModelType = args
+        .model_type
+        .parse()
+        .context("bad --model-type (use auto, sdar, fast_dllm_v2, llada or dream)")?;
+
+    let model = PteModel::load(&model_path)
+        .with_context(|| format!("cannot open {}", model_path.display()))?;
+    let meta = model.metadata().clone();
+    let max_seq_len = context_limit(args.max_seq_len, meta.max_seq_len)?;
+    let use_kv_cache = meta.use_kv_cache && !args.no_kv_cache;
+    let mut engine = DiffusionEngine::from_model(model, model_type, use_kv_cache)?;
+    if tokenizer.max_id() as usize >= meta.vocab_size {
+        bail!(
+            "tokenizer {} has ids up to {} but the model's vocabulary has {} entries: use the tokenizer.json exported with this model",
+            tokenizer_path.display(),
+            tokenizer.max_id(),
+            meta.vocab_size
+        );
+    }
+
+    let text = if args.chat {
+        let config = tokenizer_path.with_file_name("tokenizer_config.json");
+        ChatTemplate::from_tokenizer_config(&config)?.render_user(&prompt_text)?
+    } else {
+        prompt_text
+    };
+    let prompt = tokenizer.encode(&text, false)?;
+    if prompt.is_empty() {
+        bail!("the prompt tokenizes to nothing: give some text");
+    }
+    let max_new_tokens = new_token_budget(prompt.len(), args.max_new_tokens, max_seq_len)?;
+
+    let config = DiffusionGenerationConfig {
+        max_new_tokens,
+        seed: args.seed,
+        sampler: Some(args.decode.sampler_for(meta.family)?),
+        ..Default::default()
+    };
+    let mut printer = Printer {
+        tokenizer: &tokenizer,
+        stream: StreamDecoder::new(true),
+        visual: args.visual,
+        quiet: args.json,
+        stop_ids: meta.eos_ids.clone(),
+        done: false,
+        error: None,
+    };
+    let out = engine.generate_with(&prompt, &config, &mut printer)?;
+    if let Some(e) = printer.error.take() {
+        return Err(e);
+    }
+    let answer = tokenizer.decode(&out.tokens, true)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json_report(&prompt, &answer, &out))?
+        );
+    } else {
+        if args.visual {
+            print!("{answer}");
+        } else {
+            print!("{}", printer.stream.finish(&tokenizer)?);
+        }
+        println!();
+        eprintln!("{}", stats_line(&out));
+    }
+    Ok(())
+}
+
+/// The context limit: the model's own bound, or a smaller one the user asked for.
+fn context_limit(requested: Option<usize>, model_bound: usize) -> Result<usize> {
+    match requested {
+        None => Ok(model_bound),
+        Some(0) => bail!("--max-seq-len must be at least 1"),
+        Some(n) if n > model_bound => bail!(
+            "--max-seq-len {n} is larger than the model's bound of {model_bound} (fixed at export): use at most {model_bound} or re-export with a larger --max-seq-len"
+        ),
+        Some(n) => Ok(n),
+    }
+}
+
+/// How many tokens to generate: the user's number if it fits after the prompt, else the default
+/// of 64 shortened to what the context leaves.
+fn new_token_budget(prompt_len: usize, requested: Option<usize>, max_seq_len: usize) -> Result<usize> {
+    let left = max_seq_len.saturating_sub(prompt_len);
+    match requested {
+        Some(0) => bail!("--max-new-tokens must be at least 1"),
+        Some(n) if n > left => bail!(
+            "prompt ({prompt_len} tokens) + --max-new-tokens ({n}) = {} exceeds the context limit of {max_seq_len}: shorten the prompt or lower --max-new-tokens to at most {left}",
+            prompt_len + n
+        ),
+        Some(n) => Ok(n),
+        None if left == 0 => bail!(
+            "the prompt ({prompt_len} tokens) fills the whole context of {max_seq_len}: shorten it"
+        ),
+        None => Ok(left.min(64)),
+    }
+}
+
+fn json_report(prompt: &[i64], text: &str, out: &GenerationOutput) -> serde_json::Value {
+    let s = &out.stats;
+    serde_json::json!({
+        "prompt_tokens": prompt,
+        "tokens": out.tokens,
+        "text": text,
+        "stop_reason": format!("{:?}", out.stop_reason),
+        "stats": {
+            "forwards": s.forwards,
+            "prefill_forwards": s.prefill_forwards,
+            "decode_forwards": s.decode_forwards,
+            "commit_forwards": s.commit_forwards,
+            "tokens_generated": s.tokens_generated,
+            "tokens_committed": s.tokens_committed,
+            "tokens_per_forward": s.tokens_per_forward(),
+            "tokens_per_second": s.tokens_per_second(),
+            "prefill_ms": s.prefill_time.as_secs_f64() * 1e3,
+            "decode_ms": s.decode_time.as_secs_f64() * 1e3,
+            "execute_ms": s.execute_time.as_secs_f64() * 1e3,
+            "engine_ms": s.engine_time().as_secs_f64() * 1e3,
+            "total_ms": s.total_time.as_secs_f64() * 1e3,
+        }
+    })
+}
+
+fn stats_line(out: &GenerationOutput) -> String {
+    let s = &out.stats;
+    format!(
+        "[{} tokens, stop: {:?} | {} forwards ({} decode), {:.2} tokens/forward | {:.1} tokens/s | prefill {:.1} ms, decode {:.1} ms, execute {:.1} ms, engine {:.1} ms]",
+        s.tokens_generated,
+        out.stop_reason,
+        s.forwards,
+        s.decode_forwards,
+        s.tokens_per_forward(),
+        s.tokens_per_second(),
+        s.prefill_time.as_secs_f64() * 1e3,
+        s.decode_time.as_secs_f64() * 1e3,
+        s.execute_time.as_secs_f64() * 1e3,
+        s.engine_time().as_secs_f64() * 1e3,
+    )
+}
