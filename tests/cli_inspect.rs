@@ -72,7 +72,10 @@ fn log_level_from_the_environment() {
         .unwrap();
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("[executorch I "), "Info lines are shown on request: {err}");
+    assert!(
+        err.contains("[executorch I "),
+        "Info lines are shown on request: {err}"
+    );
 }
 
 #[test]

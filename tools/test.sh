@@ -14,4 +14,4 @@ export PATH="$PWD/.venv/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
-python -m pytest -q python/tests
+(cd python && python -m pytest -q)

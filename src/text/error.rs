@@ -4,7 +4,7 @@ use std::path::PathBuf;
 ///
 /// ```
 /// use diffulex_edge::text::{TextError, TextTokenizer};
-/// let err = TextTokenizer::from_file("/no/such/tokenizer.json").unwrap_err();
+/// let err = TextTokenizer::from_file("/no/such/tokenizer.json").err().unwrap();
 /// assert!(matches!(err, TextError::Load { .. }));
 /// ```
 #[derive(Debug, thiserror::Error)]

@@ -118,7 +118,8 @@ impl TextTokenizer {
 fn to_u32(ids: &[i64]) -> Result<Vec<u32>, TextError> {
     ids.iter()
         .map(|&id| {
-            u32::try_from(id).map_err(|_| TextError::Decode(format!("token id {id} is out of range")))
+            u32::try_from(id)
+                .map_err(|_| TextError::Decode(format!("token id {id} is out of range")))
         })
         .collect()
 }

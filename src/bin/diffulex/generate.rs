@@ -281,7 +281,11 @@ fn context_limit(requested: Option<usize>, model_bound: usize) -> Result<usize> 
 
 /// How many tokens to generate: the user's number if it fits after the prompt, else the default
 /// of 64 shortened to what the context leaves.
-fn new_token_budget(prompt_len: usize, requested: Option<usize>, max_seq_len: usize) -> Result<usize> {
+fn new_token_budget(
+    prompt_len: usize,
+    requested: Option<usize>,
+    max_seq_len: usize,
+) -> Result<usize> {
     let left = max_seq_len.saturating_sub(prompt_len);
     match requested {
         Some(0) => bail!("--max-new-tokens must be at least 1"),

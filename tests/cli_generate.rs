@@ -1,0 +1,251 @@
+//! Drives `diffulex generate` as a user would: the bundled model answers held-out problems
+//! (checked against the answer key), `--json` carries the engine's tokens (checked against the
+//! Python reference goldens), and every user error is one line with a non-zero exit.
+
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn root() -> &'static str {
+    env!("CARGO_MANIFEST_DIR")
+}
+
+fn diffulex(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_diffulex"))
+        .args(args)
+        .env_remove("LD_LIBRARY_PATH")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run diffulex");
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        pipe.write_all(text.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The first held-out problems with their golden tokens (threshold mode, the SDAR default).
+fn problems(n: usize) -> Vec<(String, String, Vec<i64>)> {
+    let path = format!("{}/tests/fixtures/goldens/default_model.json", root());
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    golden["problems"].as_array().unwrap()[..n]
+        .iter()
+        .map(|p| {
+            (
+                p["prompt"].as_str().unwrap().to_string(),
+                p["answer"].as_str().unwrap().to_string(),
+                serde_json::from_value(p["expected"]["dynamic_0.9"].clone()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn bundled_model_answers_held_out_problems() {
+    for (prompt, answer, _) in problems(5) {
+        let out = diffulex(&["generate", "--prompt", &prompt], None);
+        assert!(out.status.success(), "{prompt}: {}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), answer, "{prompt}");
+        assert!(stderr(&out).contains("tokens/forward"), "stats on stderr");
+    }
+}
+
+#[test]
+fn prompt_from_stdin_and_chat_template() {
+    let (prompt, answer, _) = problems(1).remove(0);
+    let out = diffulex(&["generate"], Some(&format!("{prompt}\n")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), answer);
+    // The bundled model's chat template joins the message contents.
+    let out = diffulex(&["generate", "--chat", "--prompt", &prompt], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), answer);
+}
+
+#[test]
+fn json_report_has_tokens_text_and_stats() {
+    for (prompt, answer, tokens) in problems(3) {
+        let out = diffulex(&["generate", "--json", "--prompt", &prompt], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+        assert_eq!(v["text"], answer.as_str());
+        let got: Vec<i64> = serde_json::from_value(v["tokens"].clone()).unwrap();
+        assert_eq!(got, tokens, "{prompt}: engine tokens vs Python reference");
+        assert!(v["stop_reason"].as_str().unwrap().starts_with("Eos"));
+        for key in [
+            "forwards",
+            "decode_forwards",
+            "tokens_per_forward",
+            "prefill_ms",
+            "execute_ms",
+            "engine_ms",
+        ] {
+            assert!(v["stats"][key].is_number(), "stats.{key} in {v}");
+        }
+    }
+}
+
+#[test]
+fn visual_mode_draws_masked_canvas() {
+    let (prompt, answer, _) = problems(1).remove(0);
+    let out = diffulex(
+        &[
+            "generate",
+            "--visual",
+            "--strategy",
+            "sequential",
+            "--prompt",
+            &prompt,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("step"), "{text}");
+    assert!(text.contains('_'), "masked positions shown: {text}");
+    assert!(text.trim_end().ends_with(&answer), "{text}");
+}
+
+#[test]
+fn every_family_fixture_generates() {
+    for (pte, ckpt) in [
+        ("sdar_cached", "sdar"),
+        ("fast_dllm_v2_cached", "fast_dllm_v2"),
+        ("llada", "llada"),
+        ("dream", "dream"),
+    ] {
+        let model = format!("{}/tests/fixtures/pte/{pte}.pte", root());
+        let tok = format!("{}/tests/fixtures/ckpt/{ckpt}/tokenizer.json", root());
+        let out = diffulex(
+            &[
+                "generate",
+                "--model",
+                &model,
+                "--tokenizer",
+                &tok,
+                "--prompt",
+                "hello",
+                "--max-new-tokens",
+                "16",
+                "--json",
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{pte}: {}", stderr(&out));
+        let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let tokens = v["tokens"].as_array().unwrap();
+        assert!(!tokens.is_empty() && tokens.len() <= 16, "{pte}: {v}");
+    }
+}
+
+/// Each user error: non-zero exit, one `error:` line naming the problem, no panic.
+#[test]
+fn user_errors_are_one_clear_line() {
+    let bundled = format!("{}/models/default/model.pte", root());
+    let other_tok = format!("{}/tests/fixtures/ckpt/sdar/tokenizer.json", root());
+    let not_a_model = format!("{}/tests/fixtures/basic/mlp.pte", root());
+    let dir = std::env::temp_dir().join(format!("diffulex-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let corrupt = dir.join("corrupt.pte");
+    std::fs::write(&corrupt, b"this is not a flatbuffer program").unwrap();
+    std::fs::copy(
+        format!("{}/models/default/tokenizer.json", root()),
+        dir.join("tokenizer.json"),
+    )
+    .unwrap();
+    let corrupt = corrupt.to_str().unwrap().to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--model", "/no/such/model.pte", "--prompt", "1+1="],
+            "not found",
+        ),
+        (
+            vec![
+                "--model",
+                &bundled,
+                "--tokenizer",
+                "/no/tokenizer.json",
+                "--prompt",
+                "1+1=",
+            ],
+            "tokenizer",
+        ),
+        (
+            vec![
+                "--model",
+                &bundled,
+                "--tokenizer",
+                &other_tok,
+                "--prompt",
+                "1+1=",
+            ],
+            "vocabulary",
+        ),
+        (
+            vec!["--prompt", "1+1=", "--max-new-tokens", "100"],
+            "context limit",
+        ),
+        (vec!["--prompt", "1+1=", "--max-seq-len", "1000"], "bound"),
+        (
+            vec!["--prompt", "1+1=", "--cfg-scale", "2"],
+            "does not apply",
+        ),
+        (vec!["--prompt", "1+1=", "--top-k", "5"], "--temperature"),
+        (
+            vec!["--prompt", "1+1=", "--strategy", "fastest"],
+            "strategy",
+        ),
+        (vec!["--prompt", "1+1=", "--threshold", "1.5"], "threshold"),
+        (vec!["--prompt", "1+1=", "--model-type", "llada"], "llada"),
+        (
+            vec!["--prompt", "1+1=", "--model-type", "gpt"],
+            "model-type",
+        ),
+        (vec!["--model", &corrupt, "--prompt", "1+1="], "corrupt.pte"),
+        (
+            vec![
+                "--model",
+                &not_a_model,
+                "--prompt",
+                "1+1=",
+                "--tokenizer",
+                &other_tok,
+            ],
+            "mlp.pte",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut full = vec!["generate"];
+        full.extend(args.iter().copied());
+        let out = diffulex(&full, None);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?} should mention {needle:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // clap's own usage errors (conflicting flags) exit with 2 and name both flags.
+    let out = diffulex(&["generate", "--json", "--visual", "--prompt", "1"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--visual"), "{}", stderr(&out));
+    // No prompt at all (empty stdin).
+    let out = diffulex(&["generate"], Some(""));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("prompt"), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).ok();
+}
