@@ -29,6 +29,8 @@ def propose(row, excluded, rng, temperature=0.0, top_k=None, top_p=None, order="
     """
     sampling = temperature > 0.0
     filtering = (sampling or filter_greedy) and (top_k is not None or (top_p is not None and top_p < 1.0))
+    if not sampling and not filtering:
+        return _greedy_fast(row, excluded, extra)
     z = {}
     kept = []
     for i, x in enumerate(row):
@@ -81,6 +83,45 @@ def propose(row, excluded, rng, temperature=0.0, top_k=None, top_p=None, order="
     else:
         x = 0.0
     return token, prob, x
+
+
+def online_softmax(row, excluded):
+    """One fused pass: (max, first argmax, second largest, sum of exp(x - max)), rescaling the sum
+    when the maximum grows; twin of `online_softmax` in base.rs."""
+    m, arg, m2, s = NEG_INF, None, NEG_INF, 0.0
+    for i, x in enumerate(row):
+        if not math.isfinite(x) or i == excluded:
+            continue
+        if x > m:
+            s = s * math.exp(m - x) + 1.0
+            m2, m, arg = m, x, i
+        else:
+            s += math.exp(x - m)
+            if x > m2:
+                m2 = x
+    return m, arg, m2, s
+
+
+def _greedy_fast(row, excluded, extra):
+    m, arg, m2, s = online_softmax(row, excluded)
+    if arg is None:
+        raise ValueError("no valid token")
+    prob = 1.0 / s
+    if extra == MARGIN:
+        x = 1.0 / s - math.exp(m2 - m) / s
+    elif extra in (ENTROPY, NEG_ENTROPY_EPS):
+        acc = 0.0
+        for i, v in enumerate(row):
+            if math.isfinite(v) and i != excluded:
+                p = math.exp(v - m) / s
+                if extra == NEG_ENTROPY_EPS:
+                    acc += p * math.log(p + 1e-10)
+                elif p > 0.0:
+                    acc += p * math.log(p)
+        x = -acc if extra == ENTROPY else acc
+    else:
+        x = 0.0
+    return arg, prob, x
 
 
 def _top_k(z, kept, k):

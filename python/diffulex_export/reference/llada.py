@@ -81,42 +81,45 @@ def generate(f, meta, prompt, max_new_tokens, sampler=None, seed=0, stop_ids=Non
 
 
 def _propose(cfg, row, excl, conf_excl, rng):
+    """One fused pass (twin of LLaDASampler::propose): proposal + online softmax normaliser."""
     T = cfg["temperature"]
+    sampling = T > 0.0
+    want_conf = cfg["remasking"] != "random"
 
     def ok(i, x, ex):
         return math.isfinite(x) and i not in ex
 
-    def argmax():
-        best, arg = NEG_INF, None
-        for i, x in enumerate(row):
-            if ok(i, x, excl) and x > best:
-                best, arg = x, i
-        return arg
-
-    if T > 0.0:
-        best, arg = NEG_INF, None
-        for i, x in enumerate(row):
-            u = rng.next_f64()
-            if ok(i, x, excl):
-                gn = math.inf if u == 0.0 else math.log(-math.log(u))
-                score = x - T * gn
-                if score > best:
-                    best, arg = score, i
-        token = arg if arg is not None else argmax()
-    else:
-        token = argmax()
-    if token is None:
-        raise ValueError("no valid token")
-    if cfg["remasking"] == "random":
-        conf = rng.next_f64()
-    else:
-        m = NEG_INF
-        for i, x in enumerate(row):
-            if ok(i, x, conf_excl) and x > m:
+    best, arg = NEG_INF, None
+    m, s = NEG_INF, 0.0
+    for i, x in enumerate(row):
+        u = rng.next_f64() if sampling else 0.0
+        if not ok(i, x, excl):
+            continue
+        if sampling:
+            gn = math.inf if u == 0.0 else math.log(-math.log(u))
+            score = x - T * gn
+        else:
+            score = x
+        if score > best:
+            best, arg = score, i
+        if want_conf and i not in conf_excl:
+            if x > m:
+                s = s * math.exp(m - x) + 1.0
                 m = x
-        s = 0.0
-        for i, x in enumerate(row):
-            if ok(i, x, conf_excl):
+            else:
                 s += math.exp(x - m)
-        conf = 0.0 if (token in conf_excl or s == 0.0) else math.exp(row[token] - m) / s
+    if arg is None:
+        b = NEG_INF
+        for i, x in enumerate(row):
+            if ok(i, x, excl) and x > b:
+                b, arg = x, i
+    if arg is None:
+        raise ValueError("no valid token")
+    token = arg
+    if not want_conf:
+        conf = rng.next_f64()
+    elif token in conf_excl or s == 0.0:
+        conf = 0.0
+    else:
+        conf = math.exp(row[token] - m) / s
     return token, conf

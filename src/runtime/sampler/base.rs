@@ -10,7 +10,7 @@ use crate::runtime::rng::Rng;
 use std::cmp::Ordering;
 
 /// A row of logits, float32 (model output) or float64 (CFG-combined).
-pub(crate) trait LogitRow {
+pub(crate) trait LogitRow: Copy {
     fn len(&self) -> usize;
     fn at(&self, i: usize) -> f64;
 }
@@ -278,7 +278,37 @@ fn max2(it: impl Iterator<Item = (f64, usize)>) -> (f64, usize, f64) {
     (m, arg, m2)
 }
 
-/// Greedy proposal without buffers: pass 1 max/argmax, pass 2 sum of exp (index order).
+/// One fused pass over a row: (max, first argmax, second largest, Σ exp(x − max)) over valid
+/// entries in index order, with the sum rescaled whenever the maximum grows ("online softmax").
+/// The Python reference repeats exactly these operations.
+pub(crate) fn online_softmax<R: LogitRow>(
+    row: R,
+    excluded: Option<usize>,
+) -> (f64, usize, f64, f64) {
+    let (mut m, mut arg, mut m2, mut s) =
+        (f64::NEG_INFINITY, usize::MAX, f64::NEG_INFINITY, 0.0f64);
+    for i in 0..row.len() {
+        let x = row.at(i);
+        if !valid(x, i, excluded) {
+            continue;
+        }
+        if x > m {
+            s = s * (m - x).exp() + 1.0;
+            m2 = m;
+            m = x;
+            arg = i;
+        } else {
+            s += (x - m).exp();
+            if x > m2 {
+                m2 = x;
+            }
+        }
+    }
+    (m, arg, m2, s)
+}
+
+/// Greedy proposal without buffers: one fused pass (max, argmax, second max, softmax
+/// normaliser); entropy modes add a second pass over the row.
 fn greedy_fast<R: LogitRow>(
     row: R,
     excluded: Option<usize>,
@@ -286,21 +316,11 @@ fn greedy_fast<R: LogitRow>(
     position: usize,
 ) -> Result<Proposal> {
     let v = row.len();
-    let (m, arg, m2) = max2((0..v).filter_map(|i| {
-        let x = row.at(i);
-        valid(x, i, excluded).then_some((x, i))
-    }));
+    let (m, arg, m2, s) = online_softmax(row, excluded);
     if arg == usize::MAX {
         return Err(EngineError::NoValidToken { position });
     }
-    let mut s = 0.0f64;
-    for i in 0..v {
-        let x = row.at(i);
-        if valid(x, i, excluded) {
-            s += (x - m).exp();
-        }
-    }
-    // e^(m - m) = 1 exactly, as in the general path.
+    // The argmax contributes e^(m - m) = 1 to the sum.
     let prob = 1.0 / s;
     let extra = match extra {
         Extra::None => 0.0,

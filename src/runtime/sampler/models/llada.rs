@@ -270,58 +270,55 @@ impl LLaDASampler {
     ) -> Result<(usize, f64)> {
         let v = row.len();
         let ok = |i: usize, x: f64, ex: &[usize]| x.is_finite() && !ex.contains(&i);
-        let argmax = || {
-            let (mut best, mut arg) = (f64::NEG_INFINITY, None);
-            for i in 0..v {
-                let x = row.at(i);
-                if ok(i, x, excl) && x > best {
-                    best = x;
-                    arg = Some(i);
-                }
+        let want_conf = self.remasking == LLaDARemasking::LowConfidence;
+        let sampling = self.temperature > 0.0;
+        // One fused pass: the proposal (plain or Gumbel argmax over `excl`) and the online
+        // softmax normaliser of the confidence distribution (over `conf_excl`, a superset).
+        let (mut best, mut arg) = (f64::NEG_INFINITY, None);
+        let (mut m, mut s) = (f64::NEG_INFINITY, 0.0f64);
+        for i in 0..v {
+            let u = if sampling { rng.next_f64() } else { 0.0 };
+            let x = row.at(i);
+            if !ok(i, x, excl) {
+                continue;
             }
-            arg
-        };
-        let token = if self.temperature > 0.0 {
-            let (mut best, mut arg) = (f64::NEG_INFINITY, None);
-            for i in 0..v {
-                let u = rng.next_f64();
-                let x = row.at(i);
-                if ok(i, x, excl) {
-                    let score = x - self.temperature * (-(u.ln())).ln();
-                    if score > best {
-                        best = score;
-                        arg = Some(i);
-                    }
-                }
+            let score = if sampling {
+                x - self.temperature * (-(u.ln())).ln()
+            } else {
+                x
+            };
+            if score > best {
+                best = score;
+                arg = Some(i);
             }
-            arg.or_else(argmax)
-        } else {
-            argmax()
-        }
-        .ok_or(EngineError::NoValidToken { position })?;
-        let conf = match self.remasking {
-            LLaDARemasking::Random => rng.next_f64(),
-            LLaDARemasking::LowConfidence => {
-                let mut m = f64::NEG_INFINITY;
-                for i in 0..v {
-                    let x = row.at(i);
-                    if ok(i, x, conf_excl) && x > m {
-                        m = x;
-                    }
-                }
-                let mut s = 0.0f64;
-                for i in 0..v {
-                    let x = row.at(i);
-                    if ok(i, x, conf_excl) {
-                        s += (x - m).exp();
-                    }
-                }
-                if conf_excl.contains(&token) || s == 0.0 {
-                    0.0
+            if want_conf && !conf_excl.contains(&i) {
+                if x > m {
+                    s = s * (m - x).exp() + 1.0;
+                    m = x;
                 } else {
-                    (row.at(token) - m).exp() / s
+                    s += (x - m).exp();
                 }
             }
+        }
+        // Every Gumbel score was -inf (a draw of exactly 0): fall back to the plain argmax.
+        let arg = arg.or_else(|| {
+            let (mut b, mut a) = (f64::NEG_INFINITY, None);
+            for i in 0..v {
+                let x = row.at(i);
+                if ok(i, x, excl) && x > b {
+                    b = x;
+                    a = Some(i);
+                }
+            }
+            a
+        });
+        let token = arg.ok_or(EngineError::NoValidToken { position })?;
+        let conf = if !want_conf {
+            rng.next_f64()
+        } else if conf_excl.contains(&token) || s == 0.0 {
+            0.0
+        } else {
+            (row.at(token) - m).exp() / s
         };
         Ok((token, conf))
     }
