@@ -102,7 +102,9 @@ pub enum EngineError {
         position: usize,
     },
     /// An ExecuTorch call failed.
-    #[error("ExecuTorch error in {context}: {source}")]
+    // The source is printed by whoever walks the error chain (`{:#}` in anyhow); repeating it
+    // here would print it twice.
+    #[error("ExecuTorch error in {context}")]
     Pte {
         /// Which call failed.
         context: String,
@@ -111,7 +113,7 @@ pub enum EngineError {
         source: crate::pte::PteError,
     },
     /// The model backend failed.
-    #[error("model backend error in {context}: {source}")]
+    #[error("model backend error in {context}")]
     Backend {
         /// Which call failed.
         context: String,

@@ -70,6 +70,15 @@ impl PteModel {
     /// assert!(m.module().file_size() > 0);
     /// ```
     pub fn from_module(mut module: PteModule) -> Result<Self> {
+        if !module.has_method("get_contract_version") {
+            let what = module
+                .path()
+                .map_or("this program".to_string(), |p| p.display().to_string());
+            return Err(EngineError::Metadata(format!(
+                "{what} is not a DiffuLex model (it has no `get_contract_version` method): \
+                 export it with `diffulex-export export` (see docs/pte-contract.md)"
+            )));
+        }
         let m = &mut module;
         let version = m
             .constant_i64("get_contract_version")

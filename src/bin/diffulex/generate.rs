@@ -203,8 +203,12 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         .parse()
         .context("bad --model-type (use auto, sdar, fast_dllm_v2, llada or dream)")?;
 
-    let model = PteModel::load(&model_path)
-        .with_context(|| format!("cannot open {}", model_path.display()))?;
+    let model = PteModel::load(&model_path).with_context(|| {
+        format!(
+            "cannot use {} (expected a .pte exported by diffulex-export for ExecuTorch 1.5.1)",
+            model_path.display()
+        )
+    })?;
     let meta = model.metadata().clone();
     let max_seq_len = context_limit(args.max_seq_len, meta.max_seq_len)?;
     let use_kv_cache = meta.use_kv_cache && !args.no_kv_cache;
