@@ -64,6 +64,9 @@ fn json_report_has_every_measurement() {
         assert!((exec + engine - total).abs() < 1e-6 * total.max(1.0), "{r}");
         assert!(r["first_token_ms"].as_f64().unwrap() <= total);
     }
+    assert_eq!(v["tokens"].as_array().unwrap().len(), 8);
+    let prompt = v["prompt_tokens"].as_array().unwrap();
+    assert_eq!(prompt.len(), 8);
     // Greedy decoding of a fixed prompt does the same forwards every run.
     assert_eq!(runs[0]["forwards"], runs[1]["forwards"]);
     let m = &v["median"];
@@ -129,4 +132,27 @@ fn unsupported_requests_fail_with_a_reason() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such.pte"));
     let out = bench(&["--model", &model, "--cfg-scale", "1"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cfg-scale"));
+}
+
+#[test]
+fn kv_cache_and_recompute_decode_the_same_tokens() {
+    let model = fixture("sdar_cached.pte");
+    let args = [
+        "--model",
+        &model,
+        "--prompt-len",
+        "6",
+        "--gen-len",
+        "12",
+        "--runs",
+        "1",
+        "--json",
+    ];
+    let cached = json(&args);
+    let mut uncached_args = args.to_vec();
+    uncached_args.push("--no-kv-cache");
+    let uncached = json(&uncached_args);
+    assert_eq!(cached["prompt_tokens"], uncached["prompt_tokens"]);
+    assert_eq!(cached["tokens"], uncached["tokens"]);
+    assert_eq!(cached["tokens"].as_array().unwrap().len(), 12);
 }

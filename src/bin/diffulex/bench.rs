@@ -244,6 +244,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     let bar = progress((args.runs * args.gen_len) as u64);
     let mut runs = Vec::new();
+    let mut tokens = Vec::new();
     for i in 0..args.runs {
         bar.set_message(format!("run {}/{}", i + 1, args.runs));
         let mut watch = Watch {
@@ -255,6 +256,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .generate_with(&prompt, &config, &mut watch)
             .with_context(|| format!("run {}", i + 1))?;
         runs.push(run_of(&out, prompt.len(), watch.first_block));
+        if i == 0 {
+            tokens = out.tokens;
+        }
     }
     bar.finish_and_clear();
     let mem_end = Memory::now();
@@ -294,6 +298,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "private_end_over_file": mem_end.private as f64 / file_size.max(1) as f64,
         },
         "per_run": runs,
+        // The first run's output, to check that two configurations decode the same tokens.
+        "prompt_tokens": prompt,
+        "tokens": tokens,
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
