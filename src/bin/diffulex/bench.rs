@@ -55,16 +55,18 @@ pub struct BenchArgs {
 }
 
 /// Memory counters of this process, in bytes (Linux `/proc`; zero where unavailable).
+/// "private" counts file-backed pages mapped only by this process too (the mmapped .pte pages
+/// touched so far), which is why "anonymous" is reported beside it.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct Memory {
+struct Memory {
     /// Resident set size now (`VmRSS`).
-    pub rss: u64,
+    rss: u64,
     /// Peak resident set size (`VmHWM`).
-    pub peak_rss: u64,
+    peak_rss: u64,
     /// Anonymous memory (`Anonymous` in smaps_rollup): heap, packed weights, KV cache, arena.
-    pub anonymous: u64,
+    anonymous: u64,
     /// Private pages, clean + dirty (file-backed private pages included).
-    pub private: u64,
+    private: u64,
 }
 
 fn proc_kb(text: &str, key: &str) -> u64 {
@@ -76,7 +78,7 @@ fn proc_kb(text: &str, key: &str) -> u64 {
 
 impl Memory {
     /// Reads `/proc/self/status` and `/proc/self/smaps_rollup`.
-    pub fn now() -> Memory {
+    fn now() -> Memory {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
         Memory {
