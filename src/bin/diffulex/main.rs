@@ -2,6 +2,7 @@
 //!
 //! One module per subcommand; `main` only parses arguments and dispatches.
 
+mod bench;
 mod generate;
 mod inspect;
 mod sampling;
@@ -21,6 +22,8 @@ struct Cli {
 enum Commands {
     /// Generate text from a prompt with a diffusion LM (streams blocks as they are committed).
     Generate(Box<generate::GenerateArgs>),
+    /// Measure load time, latency, throughput, engine overhead and memory of a .pte model.
+    Bench(Box<bench::BenchArgs>),
     /// Show a .pte program's methods, their inputs/outputs, delegates and constant values.
     Inspect(inspect::Args),
 }
@@ -42,5 +45,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Commands::Generate(args) => generate::run(&args),
         Commands::Inspect(args) => inspect::run(&args),
+        Commands::Bench(args) => bench::run(&args),
     }
 }

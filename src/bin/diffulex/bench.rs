@@ -1,0 +1,391 @@
+//! `diffulex bench`: load time, latency, throughput, engine overhead and memory of one `.pte`.
+//!
+//! Every run decodes a fixed amount of work (random prompt, no early stop) so runs are
+//! comparable; the medians over `--runs` are reported, after one warm-up forward that pays the
+//! lazy method load (XNNPACK weight packing) and is reported on its own.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use diffulex_edge::runtime::rng::Rng;
+use diffulex_edge::runtime::{
+    BlockEvent, Control, DiffusionEngine, DiffusionGenerationConfig, DiffusionModel,
+    GenerationObserver, GenerationOutput, ModelMetadata, ModelType, PteModel,
+};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::sampling::DecodeArgs;
+
+/// Flags of `diffulex bench`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  diffulex bench --model models/default/model.pte
+  diffulex bench --model sdar.pte --prompt-len 256 --gen-len 256 --runs 3 --json
+  diffulex bench --model sdar.pte --no-kv-cache --threshold 0.9")]
+pub struct BenchArgs {
+    /// The `.pte` model.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Prompt length in tokens (random ids, never the mask or an eos id).
+    #[arg(long, default_value_t = 64)]
+    pub prompt_len: usize,
+    /// Tokens generated per run (eos does not stop a benchmark run).
+    #[arg(long, default_value_t = 64)]
+    pub gen_len: usize,
+    /// Timed runs; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Seed of the prompt ids and of sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// XNNPACK thread count. Not supported yet: the runtime sizes its thread pool once at start
+    /// (one thread per performance core) and the C shim exposes no call to resize it.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Recompute the whole sequence every forward instead of using the KV cache.
+    #[arg(long)]
+    pub no_kv_cache: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+}
+
+/// Memory counters of this process, in bytes (Linux `/proc`; zero where unavailable).
+/// "private" counts file-backed pages mapped only by this process too (the mmapped .pte pages
+/// touched so far), which is why "anonymous" is reported beside it.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+struct Memory {
+    /// Resident set size now (`VmRSS`).
+    rss: u64,
+    /// Peak resident set size (`VmHWM`).
+    peak_rss: u64,
+    /// Anonymous memory (`Anonymous` in smaps_rollup): heap, packed weights, KV cache, arena.
+    anonymous: u64,
+    /// Private pages, clean + dirty (file-backed private pages included).
+    private: u64,
+}
+
+fn proc_kb(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+impl Memory {
+    /// Reads `/proc/self/status` and `/proc/self/smaps_rollup`.
+    fn now() -> Memory {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+        Memory {
+            rss: proc_kb(&status, "VmRSS"),
+            peak_rss: proc_kb(&status, "VmHWM"),
+            anonymous: proc_kb(&rollup, "Anonymous"),
+            private: proc_kb(&rollup, "Private_Clean") + proc_kb(&rollup, "Private_Dirty"),
+        }
+    }
+}
+
+/// Times the first committed block and ticks the progress bar.
+struct Watch<'p> {
+    start: Instant,
+    first_block: Option<Duration>,
+    bar: &'p ProgressBar,
+}
+
+impl GenerationObserver for Watch<'_> {
+    fn on_block(&mut self, event: &BlockEvent<'_>) -> Control {
+        self.first_block.get_or_insert_with(|| self.start.elapsed());
+        self.bar.inc(event.tokens.len() as u64);
+        Control::Continue
+    }
+}
+
+/// One timed generation.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Run {
+    total_ms: f64,
+    first_token_ms: f64,
+    prefill_ms: f64,
+    decode_ms: f64,
+    execute_ms: f64,
+    engine_ms: f64,
+    forwards: usize,
+    decode_forwards: usize,
+    tokens: usize,
+    tokens_per_forward: f64,
+    prefill_tokens_per_s: f64,
+    decode_tokens_per_s: f64,
+    engine_overhead: f64,
+}
+
+fn per_s(n: usize, d: Duration) -> f64 {
+    let s = d.as_secs_f64();
+    if s > 0.0 {
+        n as f64 / s
+    } else {
+        0.0
+    }
+}
+
+fn run_of(out: &GenerationOutput, prompt_len: usize, first: Option<Duration>) -> Run {
+    let s = &out.stats;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    Run {
+        total_ms: ms(s.total_time),
+        first_token_ms: first.map_or(f64::NAN, ms),
+        prefill_ms: ms(s.prefill_time),
+        decode_ms: ms(s.decode_time),
+        execute_ms: ms(s.execute_time),
+        engine_ms: ms(s.engine_time()),
+        forwards: s.forwards,
+        decode_forwards: s.decode_forwards,
+        tokens: s.tokens_generated,
+        tokens_per_forward: s.tokens_per_forward(),
+        prefill_tokens_per_s: if s.prefill_forwards > 0 {
+            per_s(prompt_len, s.prefill_time)
+        } else {
+            f64::NAN
+        },
+        decode_tokens_per_s: per_s(s.tokens_generated, s.decode_time),
+        engine_overhead: s.engine_time().as_secs_f64() / s.total_time.as_secs_f64().max(1e-12),
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.retain(|x| x.is_finite());
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// `len` seeded random prompt ids that are neither the mask nor an eos id.
+fn random_prompt(meta: &ModelMetadata, len: usize, seed: u64) -> Result<Vec<i64>> {
+    let allowed = (0..meta.vocab_size as i64)
+        .filter(|t| *t != meta.mask_token_id && !meta.eos_ids.contains(t))
+        .count();
+    if allowed == 0 {
+        bail!("the vocabulary has no token that is neither the mask nor an eos id");
+    }
+    let mut rng = Rng::new(seed ^ 0xBE7C_0DE5);
+    let mut prompt = Vec::with_capacity(len);
+    while prompt.len() < len {
+        let t = (rng.next_u64() % meta.vocab_size as u64) as i64;
+        if t != meta.mask_token_id && !meta.eos_ids.contains(&t) {
+            prompt.push(t);
+        }
+    }
+    Ok(prompt)
+}
+
+/// A bar on stderr (indicatif draws nothing when stderr is not a terminal, so JSON on stdout
+/// and captured output stay clean).
+fn progress(total: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} tokens {elapsed}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Runs `diffulex bench`.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    if let Some(n) = args.threads {
+        bail!(
+            "--threads {n}: thread control is not available: ExecuTorch's XNNPACK thread pool is created once with one thread per performance core, and the C shim (executorch-sys/shim) exposes no call to resize it; run under `taskset` to restrict cores instead"
+        );
+    }
+    if args.runs == 0 || args.gen_len == 0 || args.prompt_len == 0 {
+        bail!("--runs, --gen-len and --prompt-len must be at least 1");
+    }
+    if !args.model.is_file() {
+        bail!(
+            "model {} not found: pass --model PATH.pte",
+            args.model.display()
+        );
+    }
+    let file_size = std::fs::metadata(&args.model)?.len();
+    let mem_start = Memory::now();
+    let t0 = Instant::now();
+    let mut model = PteModel::load(&args.model)
+        .with_context(|| format!("cannot open {}", args.model.display()))?;
+    let load = t0.elapsed();
+    let mem_load = Memory::now();
+    let meta = model.metadata().clone();
+    let use_kv_cache = meta.use_kv_cache && !args.no_kv_cache;
+    let prompt = random_prompt(&meta, args.prompt_len, args.seed)?;
+    // The first forward loads the method (XNNPACK packs its weights here); one token keeps the
+    // compute part negligible. Cached models get position 0, which the prefill overwrites.
+    let t1 = Instant::now();
+    model
+        .forward(&prompt[..1], meta.use_kv_cache.then_some(0))
+        .context("warm-up forward")?;
+    let method_load = t1.elapsed();
+    let mem_method = Memory::now();
+
+    let mut engine = DiffusionEngine::from_model(model, ModelType::Auto, use_kv_cache)?;
+    let config = DiffusionGenerationConfig {
+        max_new_tokens: args.gen_len,
+        seed: args.seed,
+        stop_ids: Some(vec![]),
+        clamp_to_max_seq_len: false,
+        sampler: Some(args.decode.sampler_for(meta.family)?),
+    };
+    let bar = progress((args.runs * args.gen_len) as u64);
+    let mut runs = Vec::new();
+    let mut tokens = Vec::new();
+    for i in 0..args.runs {
+        bar.set_message(format!("run {}/{}", i + 1, args.runs));
+        let mut watch = Watch {
+            start: Instant::now(),
+            first_block: None,
+            bar: &bar,
+        };
+        let out = engine
+            .generate_with(&prompt, &config, &mut watch)
+            .with_context(|| format!("run {}", i + 1))?;
+        runs.push(run_of(&out, prompt.len(), watch.first_block));
+        if i == 0 {
+            tokens = out.tokens;
+        }
+    }
+    bar.finish_and_clear();
+    let mem_end = Memory::now();
+
+    let med = |f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
+    let summary = serde_json::json!({
+        "model": args.model.display().to_string(),
+        "file_size": file_size,
+        "family": meta.family.name(),
+        "vocab_size": meta.vocab_size,
+        "block_size": meta.block_size,
+        "kv_cache": use_kv_cache,
+        "prompt_len": args.prompt_len,
+        "gen_len": args.gen_len,
+        "runs": args.runs,
+        "threads": serde_json::Value::Null,
+        "load_ms": load.as_secs_f64() * 1e3,
+        "method_load_ms": method_load.as_secs_f64() * 1e3,
+        "median": {
+            "total_ms": med(|r| r.total_ms),
+            "first_token_ms": med(|r| r.first_token_ms),
+            "prefill_tokens_per_s": med(|r| r.prefill_tokens_per_s),
+            "decode_tokens_per_s": med(|r| r.decode_tokens_per_s),
+            "tokens_per_forward": med(|r| r.tokens_per_forward),
+            "forwards": med(|r| r.forwards as f64),
+            "engine_overhead": med(|r| r.engine_overhead),
+            "engine_ms": med(|r| r.engine_ms),
+            "execute_ms": med(|r| r.execute_ms),
+        },
+        "memory": {
+            "start": mem_start,
+            "after_load": mem_load,
+            "after_method_load": mem_method,
+            "end": mem_end,
+            "peak_rss": mem_end.peak_rss,
+            "private_after_load_over_file": mem_load.private as f64 / file_size.max(1) as f64,
+            "private_end_over_file": mem_end.private as f64 / file_size.max(1) as f64,
+        },
+        "per_run": runs,
+        // The first run's output, to check that two configurations decode the same tokens.
+        "prompt_tokens": prompt,
+        "tokens": tokens,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_table(&summary);
+    }
+    Ok(())
+}
+
+fn print_table(s: &serde_json::Value) {
+    let m = &s["median"];
+    let mem = &s["memory"];
+    let mib = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0) / (1024.0 * 1024.0);
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    println!(
+        "model        {} ({:.1} MiB, {}, vocab {}, block {}, kv cache {})",
+        s["model"].as_str().unwrap_or(""),
+        mib(&s["file_size"]),
+        s["family"].as_str().unwrap_or(""),
+        s["vocab_size"],
+        s["block_size"],
+        s["kv_cache"]
+    );
+    println!(
+        "workload     prompt {} + {} new tokens, {} runs (medians below)",
+        s["prompt_len"], s["gen_len"], s["runs"]
+    );
+    println!("load         {:.2} ms", f(&s["load_ms"]));
+    println!(
+        "method load  {:.2} ms (first forward, incl. XNNPACK weight packing)",
+        f(&s["method_load_ms"])
+    );
+    println!("first token  {:.2} ms", f(&m["first_token_ms"]));
+    println!("prefill      {:.1} tokens/s", f(&m["prefill_tokens_per_s"]));
+    println!("decode       {:.1} tokens/s", f(&m["decode_tokens_per_s"]));
+    println!(
+        "forwards     {:.0} ({:.2} tokens per denoising forward)",
+        f(&m["forwards"]),
+        f(&m["tokens_per_forward"])
+    );
+    println!(
+        "engine       {:.2}% of wall time outside execute ({:.2} ms of {:.2} ms)",
+        f(&m["engine_overhead"]) * 100.0,
+        f(&m["engine_ms"]),
+        f(&m["total_ms"])
+    );
+    println!(
+        "memory       peak RSS {:.1} MiB; private {:.1} MiB after load, {:.1} MiB after method load, {:.1} MiB at end (anonymous {:.1} MiB)",
+        mib(&mem["peak_rss"]),
+        mib(&mem["after_load"]["private"]),
+        mib(&mem["after_method_load"]["private"]),
+        mib(&mem["end"]["private"]),
+        mib(&mem["end"]["anonymous"]),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diffulex_edge::runtime::Family;
+
+    #[test]
+    fn proc_fields_parse_in_bytes() {
+        let text = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
+        assert_eq!(proc_kb(text, "VmRSS"), 1024 * 1024);
+        assert_eq!(proc_kb(text, "VmHWM"), 2048 * 1024);
+        assert_eq!(proc_kb(text, "Missing"), 0);
+    }
+
+    #[test]
+    fn median_skips_nan() {
+        assert_eq!(median(vec![3.0, f64::NAN, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0]), 2.5);
+        assert!(median(vec![f64::NAN]).is_nan());
+    }
+
+    #[test]
+    fn prompt_avoids_mask_and_eos_and_is_seeded() {
+        let meta = ModelMetadata::for_family(Family::Sdar, 64, 4, 3, vec![1], 4);
+        let p = random_prompt(&meta, 200, 7).unwrap();
+        assert!(p.iter().all(|t| *t == 0 || *t == 2));
+        assert_eq!(p, random_prompt(&meta, 200, 7).unwrap());
+        let only_bad = ModelMetadata::for_family(Family::Sdar, 64, 2, 1, vec![0], 4);
+        assert!(random_prompt(&only_bad, 3, 0).is_err());
+    }
+}

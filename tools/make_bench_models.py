@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Export random-weight benchmark models at real vocabulary sizes into bench-models/ (not committed).
+
+    /work/.venv/bin/python tools/make_bench_models.py [--out bench-models] [--only NAME ...]
+                                                       [--list] [--force]
+
+Each model is an HF-layout checkpoint (config.json, generation_config.json, model.safetensors
+of seeded random weights, written with the toolkit's own tiny-checkpoint writer at bigger
+dimensions), then exported with the toolkit's `load_model` + `export_model` (XNNPACK). The
+shapes follow the real families where the runtime cost lives (vocabulary = logits width and
+lm_head size, block size); depth and width are reduced so one block forward takes tens of ms
+on a 2-core x86_64 machine. The export time of every file is printed (and appended to
+bench-models/export_times.json). No tokenizer is written: `diffulex bench` uses random ids.
+
+Models (NAME: family, vocab, block, kv cache, quantization):
+    sdar_v152k_b4[_int8|_8da4w]     sdar, 151,936, block 4, cached   (SDAR / Qwen vocabulary)
+    fdllm_v152k_b32[_int8]          fast_dllm_v2, 151,936, block 32, cached (tied embeddings)
+    llada_v126k                     llada, 126,464, uncached
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "python"))
+
+from safetensors.torch import save_file  # noqa: E402
+
+from diffulex_export import tiny  # noqa: E402
+
+# Shape of the transformer body shared by all bench models (Qwen-like ratios, shallower).
+BODY = dict(HIDDEN=512, LAYERS=4, HEADS=8, KV_HEADS=4, HEAD_DIM=64, INTERMEDIATE=1536, MAX_POS=1024)
+MAX_SEQ_LEN = 640  # 256-token prompt + 256 new tokens, rounded up to whole 32-blocks, with room
+
+MODELS = {
+    "sdar_v152k_b4": ("sdar", 151_936, 4, "none"),
+    "sdar_v152k_b4_int8": ("sdar", 151_936, 4, "int8"),
+    "sdar_v152k_b4_8da4w": ("sdar", 151_936, 4, "8da4w"),
+    "fdllm_v152k_b32": ("fast_dllm_v2", 151_936, 32, "none"),
+    "fdllm_v152k_b32_int8": ("fast_dllm_v2", 151_936, 32, "int8"),
+    "llada_v126k": ("llada", 126_464, 0, "none"),
+}
+
+
+def write_checkpoint(out: Path, family: str, vocab: int, block: int, seed: int = 0) -> Path:
+    """tiny.write_checkpoint's config and weights at the bench dimensions (no tokenizer).
+
+    The special ids stay those of the tiny tokenizer (mask 3 etc.), which is all the runtime
+    needs; the mask id is put into config.json for every family so no tokenizer is required.
+    """
+    saved = {k: getattr(tiny, k) for k in (*BODY, "VOCAB")}
+    try:
+        for k, v in BODY.items():
+            setattr(tiny, k, v)
+        tiny.VOCAB = vocab
+        out.mkdir(parents=True, exist_ok=True)
+        cfg = tiny._config(family, block)
+        cfg["mask_token_id"] = tiny.token_id(family, tiny.MASK_TEXT[family])
+        tiny._dump(out / "config.json", cfg)
+        tiny._dump(out / "generation_config.json", tiny._generation_config(family))
+        save_file(tiny.weights(family, seed), str(out / "model.safetensors"), metadata={"format": "pt"})
+    finally:
+        for k, v in saved.items():
+            setattr(tiny, k, v)
+    return out
+
+
+def export_one(name: str, out_dir: Path, force: bool) -> dict:
+    from diffulex_export.export import export_model
+    from diffulex_export.models import load_model
+
+    family, vocab, block, quant = MODELS[name]
+    pte = out_dir / f"{name}.pte"
+    if pte.is_file() and not force:
+        print(f"{name}: exists ({pte}), skipping (--force to redo)")
+        return {}
+    ckpt = out_dir / "ckpt" / f"{family}_v{vocab}_b{block}"
+    if not (ckpt / "model.safetensors").is_file():
+        write_checkpoint(ckpt, family, vocab, block)
+    t0 = time.time()
+    model = load_model(ckpt, family=family, max_seq_len=MAX_SEQ_LEN)
+    export_model(model, pte, backend="xnnpack", quantize=quant)
+    secs = time.time() - t0
+    size = pte.stat().st_size
+    print(f"{name}: {pte} {size / 2**20:.1f} MiB, exported in {secs:.0f} s", flush=True)
+    return {"name": name, "family": family, "vocab": vocab, "block": block, "quantize": quant,
+            "bytes": size, "export_s": round(secs, 1), **{k.lower(): v for k, v in BODY.items()}}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=ROOT / "bench-models")
+    p.add_argument("--only", nargs="+", choices=sorted(MODELS), help="export only these models")
+    p.add_argument("--list", action="store_true", help="list the models and exit")
+    p.add_argument("--force", action="store_true", help="re-export existing files")
+    args = p.parse_args()
+    if args.list:
+        for name, spec in MODELS.items():
+            print(name, *spec)
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "export_times.json"
+    times = json.loads(log.read_text()) if log.is_file() else {}
+    for name in args.only or list(MODELS):
+        rec = export_one(name, args.out, args.force)
+        if rec:
+            times[name] = rec
+            log.write_text(json.dumps(times, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
