@@ -409,3 +409,14 @@ fn constant_helpers_reject_non_constants() {
         Err(PteError::Constant { .. })
     ));
 }
+
+#[test]
+fn lost_named_data_table_is_rejected() {
+    // This flip in xnnpack.pte's root vtable drops the program's named data table, which holds
+    // the XNNPACK weights; the backend then dereferenced a missing data map (segfault).
+    let mut bytes = std::fs::read(fixture("xnnpack.pte")).unwrap();
+    bytes[58] ^= 0x04;
+    let err = PteModule::from_bytes(bytes).unwrap_err();
+    assert!(matches!(err, PteError::CorruptProgram { .. }), "{err}");
+    assert!(err.to_string().contains("is not referenced"), "{err}");
+}

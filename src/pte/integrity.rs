@@ -109,6 +109,9 @@ pub(crate) fn check_program(buf: &[u8], file: Option<PathBuf>) -> Result<(), Pte
     };
     let n_inline = n(3, 4).map_err(|e| c.oob("program delegate data", e))?;
     let n_segments = n(4, 4).map_err(|e| c.oob("program segments", e))?;
+    // Segments referenced by anything; an unreferenced one means a reference was lost (e.g.
+    // the named data table XNNPACK reads its weights from, which it dereferences unchecked).
+    let mut used = check_segment_refs(&c, program, n_segments)?;
     let Some(plans) = program
         .vector(1, 4)
         .map_err(|e| c.oob("program execution plans", e))?
@@ -124,15 +127,78 @@ pub(crate) fn check_program(buf: &[u8], file: Option<PathBuf>) -> Result<(), Pte
             .map_err(|e| c.oob(&format!("execution plan {p} name"), e))?;
         c.place.method = Some(name.unwrap_or_else(|| format!("<plan {p}>")));
         c.place.instruction = None;
-        check_plan(&mut c, plan, n_inline, n_segments)?;
+        check_plan(&mut c, plan, n_inline, n_segments, &mut used)?;
+    }
+    c.place.method = None;
+    c.place.instruction = None;
+    if let Some(orphan) = (0..n_segments).find(|s| !used.contains(s)) {
+        return Err(c.err(
+            format!("segment {orphan}"),
+            "is not referenced by any delegate, constant table or named data entry (a reference to it is missing)".into(),
+        ));
     }
     Ok(())
+}
+
+/// Named data entries (weights shared with delegates, e.g. XNNPACK's), mutable data and the
+/// constant segment must name existing segments; returns the segments they use.
+fn check_segment_refs(c: &Checker, program: Table<'_>, n_segments: usize) -> Checked<Vec<usize>> {
+    let segment = |t: Table<'_>, slot: usize, what: &str| -> Checked<usize> {
+        let idx = t.u32(slot, 0).map_err(|e| c.oob(what, e))?;
+        if usize::try_from(idx).map_or(true, |i| i >= n_segments) {
+            return Err(c.err(
+                what.to_string(),
+                format!(
+                    "segment index {idx} is out of range (the program has {n_segments} segments)"
+                ),
+            ));
+        }
+        Ok(usize::try_from(idx).unwrap_or(usize::MAX))
+    };
+    let mut used = Vec::new();
+    if let Some(named) = program.vector(7, 4).map_err(|e| c.oob("named data", e))? {
+        for i in 0..named.len() {
+            let what = format!("named data entry {i}");
+            let entry = named.table(i).map_err(|e| c.oob(&what, e))?;
+            if entry.string(0).map_err(|e| c.oob(&what, e))?.is_none() {
+                return Err(c.err(what, "has no key".into()));
+            }
+            used.push(segment(entry, 1, &what)?);
+        }
+    }
+    if let Some(mutable) = program
+        .vector(6, 4)
+        .map_err(|e| c.oob("mutable data segments", e))?
+    {
+        for i in 0..mutable.len() {
+            let what = format!("mutable data segment entry {i}");
+            let entry = mutable.table(i).map_err(|e| c.oob(&what, e))?;
+            used.push(segment(entry, 0, &what)?);
+        }
+    }
+    if let Some(constants) = program.table(5).map_err(|e| c.oob("constant segment", e))? {
+        // An empty offset list means there are no constants, and no segment is needed.
+        let used_by_constants = constants
+            .vector(1, 8)
+            .map_err(|e| c.oob("constant segment", e))?
+            .is_some_and(|o| o.len() > 0);
+        if used_by_constants {
+            used.push(segment(constants, 0, "constant segment")?);
+        }
+    }
+    Ok(used)
 }
 
 /// `R` with the location already attached.
 type Checked<T> = Result<T, PteError>;
 
-fn check_plan(c: &mut Checker, plan: Table<'_>, n_inline: usize, n_segments: usize) -> Checked<()> {
+fn check_plan(
+    c: &mut Checker,
+    plan: Table<'_>,
+    n_inline: usize,
+    n_segments: usize,
+    used_segments: &mut Vec<usize>,
+) -> Checked<()> {
     let values = plan
         .vector(2, 4)
         .map_err(|e| c.oob("value table", e))?
@@ -189,7 +255,7 @@ fn check_plan(c: &mut Checker, plan: Table<'_>, n_inline: usize, n_segments: usi
             _ => name,
         });
     }
-    let n_delegates = check_delegates(c, plan, n_inline, n_segments)?;
+    let n_delegates = check_delegates(c, plan, n_inline, n_segments, used_segments)?;
 
     let Some(chains) = plan.vector(5, 4).map_err(|e| c.oob("chains", e))? else {
         return Ok(());
@@ -353,6 +419,7 @@ fn check_delegates(
     plan: Table<'_>,
     n_inline: usize,
     n_segments: usize,
+    used_segments: &mut Vec<usize>,
 ) -> Checked<usize> {
     let Some(delegates) = plan.vector(7, 4).map_err(|e| c.oob("delegate table", e))? else {
         return Ok(0);
@@ -381,6 +448,9 @@ fn check_delegates(
             return Err(bad(&format!(
                 "processed data index {index} is out of range (the program has {len} {what})"
             )));
+        }
+        if location == 1 {
+            used_segments.push(index);
         }
         let specs = delegate
             .vector(2, 4)
