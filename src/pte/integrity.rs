@@ -590,3 +590,39 @@ fn check_kernel_args(c: &Checker, loc: &str, op: &str, args: &[usize], tags: &[u
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mlp() -> Vec<u8> {
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/basic/mlp.pte"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn accepts_an_exported_program() {
+        check_program(&mlp(), None).unwrap();
+    }
+
+    /// Arbitrary bytes give `Ok` or an error, never a panic (debug builds also trap overflow).
+    #[test]
+    fn never_panics_on_corrupted_bytes() {
+        let original = mlp();
+        let mut caught = 0;
+        for pos in 0..original.len() {
+            for value in [0x00, 0xff, original[pos] ^ 0x80, original[pos] ^ 0x01] {
+                let mut bytes = original.clone();
+                bytes[pos] = value;
+                caught += usize::from(check_program(&bytes, None).is_err());
+            }
+        }
+        for keep in 0..original.len() {
+            let _ = check_program(&original[..keep], None);
+        }
+        assert!(caught > 0);
+    }
+}
