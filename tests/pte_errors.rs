@@ -420,3 +420,15 @@ fn lost_named_data_table_is_rejected() {
     assert!(matches!(err, PteError::CorruptProgram { .. }), "{err}");
     assert!(err.to_string().contains("is not referenced"), "{err}");
 }
+
+#[test]
+fn freeing_a_planned_tensor_is_rejected() {
+    // A KernelCall's type tag flipped to FreeCall: it would free tensor 2, whose null data
+    // pointer the next kernel dereferenced (segfault).
+    let err = corrupt_mlp(1703, 0x04);
+    assert_corrupt(
+        &err,
+        2,
+        "frees value 2, a constant or memory-planned Tensor",
+    );
+}

@@ -13,7 +13,7 @@
 //! - every value has a known type tag and a payload; tensors have a known scalar type and
 //!   dynamism, non-negative sizes, and a `dim_order` that is a permutation of the sizes' dims;
 //!   int lists reference ints, tensor lists tensors, optional tensor lists tensors or None;
-//! - freed values are tensors; operators have names; delegates have an id, compile specs and
+//! - freed values are tensors that are neither constant nor memory-planned; operators have names; delegates have an id, compile specs and
 //!   processed data that points at an existing inline blob or segment;
 //! - kernel calls to an operator whose schema is known (`op_schemas`, generated from the
 //!   kernel libraries' schemas) have the schema's argument count, and each argument has an
@@ -220,9 +220,20 @@ fn check_plan(
         tags.push(t);
         payloads.push(payload);
     }
+    // Tensors a FreeCall may free: neither constant nor memory-planned (freeing those would
+    // leave a null data pointer that later kernels dereference).
+    let mut freeable = vec![false; tags.len()];
     for (v, (&t, payload)) in tags.iter().zip(&payloads).enumerate() {
         if let Some(payload) = payload {
             check_value(c, v, t, *payload, &tags)?;
+            if t == tag::TENSOR {
+                let oob = |e| c.oob(&format!("value {v} (Tensor)"), e);
+                let constant = payload.u32(5, 0).map_err(oob)? != 0;
+                let planned = payload.table(6).map_err(oob)?.is_some();
+                if let Some(f) = freeable.get_mut(v) {
+                    *f = !constant && !planned;
+                }
+            }
         }
     }
     let index_list = |c: &Checker, slot: usize, t: Table<'_>, what: &str| -> Checked<()> {
@@ -274,7 +285,13 @@ fn check_plan(
         };
         for i in 0..instructions.len() {
             c.place.instruction = Some(i);
-            check_instruction(c, &tags, &op_names, n_delegates, instructions, ch, i)?;
+            let tables = Tables {
+                tags: &tags,
+                freeable: &freeable,
+                op_names: &op_names,
+                n_delegates,
+            };
+            check_instruction(c, &tables, instructions, ch, i)?;
         }
         c.place.instruction = None;
     }
@@ -475,15 +492,27 @@ const MOVE_CALL: u8 = 3;
 const JUMP_FALSE_CALL: u8 = 4;
 const FREE_CALL: u8 = 5;
 
+/// What instructions are checked against.
+struct Tables<'t> {
+    tags: &'t [u8],
+    freeable: &'t [bool],
+    op_names: &'t [String],
+    n_delegates: usize,
+}
+
 fn check_instruction(
     c: &Checker,
-    tags: &[u8],
-    op_names: &[String],
-    n_delegates: usize,
+    tables: &Tables<'_>,
     instructions: Vector<'_>,
     ch: usize,
     i: usize,
 ) -> Checked<()> {
+    let Tables {
+        tags,
+        freeable,
+        op_names,
+        n_delegates,
+    } = *tables;
     let loc = format!("chain {ch} instruction {i}");
     let oob = |e| c.oob(&loc, e);
     let bad = |problem: String| c.err(loc.clone(), problem);
@@ -550,7 +579,10 @@ fn check_instruction(
         FREE_CALL => {
             let v = value(0, "freed value")?;
             match tags.get(v) {
-                Some(&tag::TENSOR) => Ok(()),
+                Some(&tag::TENSOR) if freeable.get(v) == Some(&true) => Ok(()),
+                Some(&tag::TENSOR) => Err(bad(format!(
+                    "frees value {v}, a constant or memory-planned Tensor"
+                ))),
                 other => Err(bad(format!(
                     "frees value {v}, {}, not a Tensor",
                     tag_name(other.copied().unwrap_or(0))
