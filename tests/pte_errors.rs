@@ -63,28 +63,25 @@ fn bit_flipped_magic_is_rejected() {
     assert_eq!(err.code(), Some(ErrorCode::InvalidProgram), "{err}");
 }
 
-/// Single-bit flips at these byte offsets of mlp.pte (all inside the execution plan's
-/// instruction and value tables) pass ExecuTorch 1.5.1's flatbuffer verification and then make
-/// the runtime itself segfault or abort while loading/running the method (e.g. "Op index ...
-/// out of range" followed by a crash, or a fatal `toTensor()` assert). That is an upstream
-/// limitation: ExecuTorch does not check a program's semantics against corruption.
-/// Found by running every offset in a child process; the fixture is byte-for-byte reproducible.
-const UPSTREAM_CRASH_OFFSETS: [usize; 15] = [
-    1636, 1676, 1680, 1712, 1713, 1714, 1715, 1720, 1753, 1754, 1755, 1804, 1820, 1824, 1884,
-];
-
-/// Flipping a bit anywhere else gives a clean error or a (possibly wrong) result, never a crash.
+/// Flipping one bit of every byte (bit `pos % 8`) gives a clean error or a (possibly wrong)
+/// result, never a crash. Some flips pass ExecuTorch's own flatbuffer verification and would
+/// make the runtime segfault or abort; the integrity checks of `PteModule::load` reject those.
 #[test]
 fn bit_flips_do_not_crash() {
     let original = mlp_bytes();
     let x = [0.5f32; 16];
-    let (mut rejected, mut ran) = (0, 0);
-    for pos in (0..original.len()).filter(|p| !UPSTREAM_CRASH_OFFSETS.contains(p)) {
+    let (mut rejected, mut corrupt, mut ran) = (0, 0, 0);
+    for pos in 0..original.len() {
         let mut bytes = original.clone();
         bytes[pos] ^= 1 << (pos % 8);
-        let Ok(mut m) = PteModule::from_bytes(bytes) else {
-            rejected += 1;
-            continue;
+        let mut m = match PteModule::from_bytes(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                assert!(e.code().is_some(), "offset {pos}: {e}");
+                corrupt += usize::from(matches!(e, PteError::CorruptProgram { .. }));
+                rejected += 1;
+                continue;
+            }
         };
         match m.execute("forward", &[Tensor::f32(&x, &[2, 8])]) {
             Ok(_) => ran += 1,
@@ -92,6 +89,80 @@ fn bit_flips_do_not_crash() {
         }
     }
     assert!(rejected > 0, "some flips must be detected ({ran} ran)");
+    assert!(
+        corrupt >= 15,
+        "the integrity checks caught only {corrupt} flips"
+    );
+}
+
+/// Flips `mask` at `pos` of mlp.pte and returns the load error.
+fn corrupt_mlp(pos: usize, mask: u8) -> PteError {
+    let mut bytes = mlp_bytes();
+    bytes[pos] ^= mask;
+    let path = temp_file(&format!("corrupt-{pos}-{mask}.pte"), &bytes);
+    PteModule::load(&path).unwrap_err()
+}
+
+fn assert_corrupt(err: &PteError, instruction: usize, needle: &str) {
+    match err {
+        PteError::CorruptProgram {
+            file,
+            method,
+            instruction: at,
+            ..
+        } => {
+            assert!(file.is_some(), "{err}");
+            assert_eq!(method.as_deref(), Some("forward"), "{err}");
+            assert_eq!(*at, Some(instruction), "{err}");
+        }
+        other => panic!("expected CorruptProgram, got {other}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("corrupt-"), "names the file: {text}");
+    assert!(text.contains(needle), "{text} should contain {needle}");
+    assert!(
+        text.contains("not produced by a compatible exporter"),
+        "{text}"
+    );
+    assert_eq!(err.code(), Some(ErrorCode::InvalidProgram));
+}
+
+// The byte offsets below are inside mlp.pte's instruction and value tables (the fixture is
+// byte-for-byte reproducible); each flip used to crash ExecuTorch 1.5.1.
+
+#[test]
+fn operator_index_out_of_range_is_rejected() {
+    // KernelCall.op_index 2 -> 514: ExecuTorch indexed its operator table with it (segfault).
+    let err = corrupt_mlp(1713, 0x02);
+    assert_corrupt(
+        &err,
+        2,
+        "operator index 514 is out of range (the method has 3 operators)",
+    );
+}
+
+#[test]
+fn kernel_argument_of_wrong_type_is_rejected() {
+    // permute_copy's self argument now refers to an Int value: fatal toTensor() assert.
+    let err = corrupt_mlp(1676, 0x10);
+    assert_corrupt(
+        &err,
+        3,
+        "argument 0: is value 18, an Int, where the kernel expects a Tensor",
+    );
+    // addmm's beta (a Scalar) now refers to a Tensor: fatal toScalar() assert.
+    let err = corrupt_mlp(1636, 0x10);
+    assert_corrupt(&err, 4, "expects a Scalar");
+    // permute_copy's dims (an IntList) now refers to a Tensor: fatal toIntList() assert.
+    let err = corrupt_mlp(1680, 0x01);
+    assert_corrupt(&err, 3, "expects an IntList");
+}
+
+#[test]
+fn value_of_wrong_type_is_rejected() {
+    // A Tensor value's type tag changed, so the kernel reading it would assert.
+    let err = corrupt_mlp(1884, 1 << (1884 % 8));
+    assert_corrupt(&err, 0, "where the kernel expects a Tensor");
 }
 
 #[test]
@@ -337,4 +408,27 @@ fn constant_helpers_reject_non_constants() {
         m.constant_f64("use_kv_cache"),
         Err(PteError::Constant { .. })
     ));
+}
+
+#[test]
+fn lost_named_data_table_is_rejected() {
+    // This flip in xnnpack.pte's root vtable drops the program's named data table, which holds
+    // the XNNPACK weights; the backend then dereferenced a missing data map (segfault).
+    let mut bytes = std::fs::read(fixture("xnnpack.pte")).unwrap();
+    bytes[58] ^= 0x04;
+    let err = PteModule::from_bytes(bytes).unwrap_err();
+    assert!(matches!(err, PteError::CorruptProgram { .. }), "{err}");
+    assert!(err.to_string().contains("is not referenced"), "{err}");
+}
+
+#[test]
+fn freeing_a_planned_tensor_is_rejected() {
+    // A KernelCall's type tag flipped to FreeCall: it would free tensor 2, whose null data
+    // pointer the next kernel dereferenced (segfault).
+    let err = corrupt_mlp(1703, 0x04);
+    assert_corrupt(
+        &err,
+        2,
+        "frees value 2, a constant or memory-planned Tensor",
+    );
 }

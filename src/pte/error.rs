@@ -369,6 +369,25 @@ pub enum PteError {
         /// Why.
         reason: String,
     },
+    /// The program passed ExecuTorch's structural verification but is internally
+    /// inconsistent (an index out of range, a value of the wrong type), which would crash the
+    /// runtime when the method is loaded or run. Found by the checks of `PteModule::load`.
+    #[error(
+        "{}corrupt program{}: {detail}; the file is corrupt or was not produced by a compatible exporter (ExecuTorch 1.5)",
+        file_prefix(file),
+        method.as_ref().map(|m| format!(", method `{m}`")).unwrap_or_default()
+    )]
+    CorruptProgram {
+        /// The program file, if loaded from one.
+        file: Option<PathBuf>,
+        /// The method (execution plan) with the defect, if it is inside one.
+        method: Option<String>,
+        /// Index of the defective instruction, if the defect is in one.
+        instruction: Option<usize>,
+        /// Where the defect is and what is wrong, e.g. `chain 0 instruction 3: operator
+        /// index 514 is out of range (the method has 3 operators)`.
+        detail: String,
+    },
     /// A constant-method helper found something other than the expected constant.
     #[error("method `{method}` is not a usable constant: {reason}")]
     Constant {
@@ -380,7 +399,8 @@ pub enum PteError {
 }
 
 impl PteError {
-    /// The ExecuTorch error code, for runtime errors.
+    /// The ExecuTorch error code, for runtime errors; [`PteError::CorruptProgram`] reports
+    /// [`ErrorCode::InvalidProgram`], the code ExecuTorch itself uses for malformed programs.
     ///
     /// ```
     /// use diffulex_edge::pte::PteModule;
@@ -390,6 +410,7 @@ impl PteError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             PteError::Runtime { code, .. } => Some(*code),
+            PteError::CorruptProgram { .. } => Some(ErrorCode::InvalidProgram),
             _ => None,
         }
     }

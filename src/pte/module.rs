@@ -12,7 +12,7 @@ use super::meta::{Dynamism, MethodMeta, TensorInfo, ValueKind};
 use super::output::Outputs;
 use super::raw::{self, RawError, RawModule};
 use super::tensor::Tensor;
-use super::validate;
+use super::{integrity, validate};
 
 /// A program copied into memory aligned for any tensor type, for [`PteModule::from_bytes`].
 #[repr(C, align(64))]
@@ -104,7 +104,8 @@ impl PteModule {
     /// # Errors
     /// [`PteError::Io`] if the file cannot be read, [`PteError::EmptyFile`], or
     /// [`PteError::Runtime`] (typically [`ErrorCode::InvalidProgram`](super::ErrorCode::InvalidProgram)) if it is not a valid
-    /// program.
+    /// program, or [`PteError::CorruptProgram`] if it is structurally valid but inconsistent
+    /// in a way that would crash the runtime (see the module docs, "Corrupt programs").
     ///
     /// ```
     /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
@@ -133,6 +134,8 @@ impl PteModule {
         let c_path = path_to_c(path)?;
         let raw = RawModule::load_file(&c_path, true)
             .map_err(|e| runtime(e, Operation::Load, Some(path), None))?;
+        let program = program_bytes(path, meta.len()).map_err(io)?;
+        integrity::check_program(&program, Some(path.to_path_buf()))?;
         Self::finish(raw, None, Some(path.to_path_buf()), meta.len())
     }
 
@@ -140,7 +143,8 @@ impl PteModule {
     /// owned by the module (ExecuTorch reads tensors in place and needs them aligned).
     ///
     /// # Errors
-    /// [`PteError::Runtime`] if the bytes are not a valid program.
+    /// [`PteError::Runtime`] if the bytes are not a valid program, [`PteError::CorruptProgram`]
+    /// if they fail the integrity checks (as for [`PteModule::load`]).
     ///
     /// ```
     /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
@@ -158,12 +162,13 @@ impl PteModule {
             });
         }
         let aligned = AlignedBytes::copy_of(&bytes);
-        drop(bytes);
         // SAFETY: `aligned` is moved into the returned module, whose `raw` field is declared
         // (and therefore dropped) before it, so the buffer outlives the C++ module; it is never
         // written after this point.
         let raw = unsafe { RawModule::load_buffer(aligned.as_ptr(), aligned.len, true) }
             .map_err(|e| runtime(e, Operation::Load, None, None))?;
+        integrity::check_program(&bytes, None)?;
+        drop(bytes);
         let len = aligned.len as u64;
         Self::finish(raw, Some(aligned), None, len)
     }
@@ -349,6 +354,28 @@ impl PteModule {
             .map_err(|e| runtime(e, Operation::Execute, self.path.as_deref(), Some(method)))?;
         Ok(Outputs::new(&self.raw, method.to_string(), n))
     }
+}
+
+/// Reads the flatbuffer part of the program at `path` for the integrity checks: up to the
+/// extended header's `program_size` when there is one (the segments after it hold weights and
+/// delegate blobs, which the checks do not need), else the whole file.
+fn program_bytes(path: &Path, file_len: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut head = Vec::with_capacity(32);
+    (&mut file).take(32).read_to_end(&mut head)?;
+    // Extended header at byte 8: b"eh00", header length (u32), program_size (u64), ...
+    let program_size = match (head.get(8..12), head.get(16..24)) {
+        (Some(b"eh00"), Some(size)) => {
+            u64::from_le_bytes(size.try_into().unwrap_or_default()).min(file_len)
+        }
+        _ => file_len,
+    };
+    let mut rest = Vec::new();
+    file.take(program_size.saturating_sub(head.len() as u64))
+        .read_to_end(&mut rest)?;
+    head.extend_from_slice(&rest);
+    Ok(head)
 }
 
 fn tensor_info(raw: raw::RawValue) -> TensorInfo {

@@ -1,0 +1,660 @@
+//! Semantic checks of a program before ExecuTorch loads any of its methods.
+//!
+//! ExecuTorch 1.5.1 verifies a program's flatbuffer structure (`InternalConsistency`) but
+//! trusts its contents when it builds a method: an operator index past the operator table is
+//! dereferenced (segfault), and a kernel argument that is not the EValue type the kernel
+//! expects hits a fatal `toTensor()`/`toIntList()`/`toScalar()` assert (abort). So a single
+//! flipped bit can kill the process. This pass walks every execution plan and rejects such a
+//! program with [`PteError::CorruptProgram`] instead:
+//!
+//! - every value index (plan and chain inputs/outputs, instruction arguments, list items,
+//!   move/free/jump operands) is inside the plan's value table, every operator and delegate
+//!   index inside its table, every jump destination inside its chain;
+//! - every value has a known type tag and a payload; tensors have a known scalar type and
+//!   dynamism, non-negative sizes, and a `dim_order` that is a permutation of the sizes' dims;
+//!   int lists reference ints, tensor lists tensors, optional tensor lists tensors or None;
+//! - freed values are tensors that are neither constant nor memory-planned; operators have names; delegates have an id, compile specs and
+//!   processed data that points at an existing inline blob or segment;
+//! - kernel calls to an operator whose schema is known (`op_schemas`, generated from the
+//!   kernel libraries' schemas) have the schema's argument count, and each argument has an
+//!   EValue type the kernel's unboxing accepts. Calls to operators outside that table (custom
+//!   operator libraries) get only the range checks.
+
+use std::path::PathBuf;
+
+use super::error::PteError;
+use super::flatbuf::{OutOfBounds, Table, Vector};
+use super::op_schemas;
+
+/// EValue type tags of the program schema (`KernelTypes` union).
+mod tag {
+    pub const NULL: u8 = 1;
+    pub const INT: u8 = 2;
+    pub const BOOL: u8 = 3;
+    pub const DOUBLE: u8 = 4;
+    pub const TENSOR: u8 = 5;
+    pub const STRING: u8 = 6;
+    pub const INT_LIST: u8 = 7;
+    pub const DOUBLE_LIST: u8 = 8;
+    pub const BOOL_LIST: u8 = 9;
+    pub const TENSOR_LIST: u8 = 10;
+    pub const OPTIONAL_TENSOR_LIST: u8 = 11;
+}
+
+/// The type's name with its article, for messages ("an Int", "a Tensor").
+fn tag_name(t: u8) -> &'static str {
+    match t {
+        tag::NULL => "None",
+        tag::INT => "an Int",
+        tag::BOOL => "a Bool",
+        tag::DOUBLE => "a Double",
+        tag::TENSOR => "a Tensor",
+        tag::STRING => "a String",
+        tag::INT_LIST => "an IntList",
+        tag::DOUBLE_LIST => "a DoubleList",
+        tag::BOOL_LIST => "a BoolList",
+        tag::TENSOR_LIST => "a TensorList",
+        tag::OPTIONAL_TENSOR_LIST => "an OptionalTensorList",
+        _ => "an unknown value",
+    }
+}
+
+/// `ScalarType` values of ExecuTorch 1.5.1's schema (`scalar_type.fbs`).
+const SCALAR_TYPES: [i8; 23] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 14, 15, 16, 17, 22, 23, 24, 25, 26, 27, 28, 29,
+];
+
+/// Largest tensor rank accepted (ExecuTorch's `kTensorDimensionLimit` is 16).
+const MAX_RANK: usize = 16;
+
+/// Where a defect was found, for the error message.
+struct Place {
+    method: Option<String>,
+    instruction: Option<usize>,
+}
+
+struct Checker {
+    file: Option<PathBuf>,
+    place: Place,
+}
+
+impl Checker {
+    fn err(&self, location: String, problem: String) -> PteError {
+        PteError::CorruptProgram {
+            file: self.file.clone(),
+            method: self.place.method.clone(),
+            instruction: self.place.instruction,
+            detail: format!("{location}: {problem}"),
+        }
+    }
+
+    fn oob(&self, location: &str, e: OutOfBounds) -> PteError {
+        self.err(location.to_string(), e.to_string())
+    }
+}
+
+/// Checks the program flatbuffer in `buf` (the file's first bytes, at least the flatbuffer
+/// part). `file` only labels errors.
+pub(crate) fn check_program(buf: &[u8], file: Option<PathBuf>) -> Result<(), PteError> {
+    let mut c = Checker {
+        file,
+        place: Place {
+            method: None,
+            instruction: None,
+        },
+    };
+    let program = Table::root(buf).map_err(|e| c.oob("program", e))?;
+    let n = |slot, size| -> Result<usize, OutOfBounds> {
+        Ok(program.vector(slot, size)?.map_or(0, |v| v.len()))
+    };
+    let n_inline = n(3, 4).map_err(|e| c.oob("program delegate data", e))?;
+    let n_segments = n(4, 4).map_err(|e| c.oob("program segments", e))?;
+    // Segments referenced by anything; an unreferenced one means a reference was lost (e.g.
+    // the named data table XNNPACK reads its weights from, which it dereferences unchecked).
+    let mut used = check_segment_refs(&c, program, n_segments)?;
+    let Some(plans) = program
+        .vector(1, 4)
+        .map_err(|e| c.oob("program execution plans", e))?
+    else {
+        return Ok(());
+    };
+    for p in 0..plans.len() {
+        let plan = plans
+            .table(p)
+            .map_err(|e| c.oob(&format!("execution plan {p}"), e))?;
+        let name = plan
+            .string(0)
+            .map_err(|e| c.oob(&format!("execution plan {p} name"), e))?;
+        c.place.method = Some(name.unwrap_or_else(|| format!("<plan {p}>")));
+        c.place.instruction = None;
+        check_plan(&mut c, plan, n_inline, n_segments, &mut used)?;
+    }
+    c.place.method = None;
+    c.place.instruction = None;
+    if let Some(orphan) = (0..n_segments).find(|s| !used.contains(s)) {
+        return Err(c.err(
+            format!("segment {orphan}"),
+            "is not referenced by any delegate, constant table or named data entry (a reference to it is missing)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Named data entries (weights shared with delegates, e.g. XNNPACK's), mutable data and the
+/// constant segment must name existing segments; returns the segments they use.
+fn check_segment_refs(c: &Checker, program: Table<'_>, n_segments: usize) -> Checked<Vec<usize>> {
+    let segment = |t: Table<'_>, slot: usize, what: &str| -> Checked<usize> {
+        let idx = t.u32(slot, 0).map_err(|e| c.oob(what, e))?;
+        if usize::try_from(idx).map_or(true, |i| i >= n_segments) {
+            return Err(c.err(
+                what.to_string(),
+                format!(
+                    "segment index {idx} is out of range (the program has {n_segments} segments)"
+                ),
+            ));
+        }
+        Ok(usize::try_from(idx).unwrap_or(usize::MAX))
+    };
+    let mut used = Vec::new();
+    if let Some(named) = program.vector(7, 4).map_err(|e| c.oob("named data", e))? {
+        for i in 0..named.len() {
+            let what = format!("named data entry {i}");
+            let entry = named.table(i).map_err(|e| c.oob(&what, e))?;
+            if entry.string(0).map_err(|e| c.oob(&what, e))?.is_none() {
+                return Err(c.err(what, "has no key".into()));
+            }
+            used.push(segment(entry, 1, &what)?);
+        }
+    }
+    if let Some(mutable) = program
+        .vector(6, 4)
+        .map_err(|e| c.oob("mutable data segments", e))?
+    {
+        for i in 0..mutable.len() {
+            let what = format!("mutable data segment entry {i}");
+            let entry = mutable.table(i).map_err(|e| c.oob(&what, e))?;
+            used.push(segment(entry, 0, &what)?);
+        }
+    }
+    if let Some(constants) = program.table(5).map_err(|e| c.oob("constant segment", e))? {
+        // An empty offset list means there are no constants, and no segment is needed.
+        let used_by_constants = constants
+            .vector(1, 8)
+            .map_err(|e| c.oob("constant segment", e))?
+            .is_some_and(|o| o.len() > 0);
+        if used_by_constants {
+            used.push(segment(constants, 0, "constant segment")?);
+        }
+    }
+    Ok(used)
+}
+
+/// `R` with the location already attached.
+type Checked<T> = Result<T, PteError>;
+
+fn check_plan(
+    c: &mut Checker,
+    plan: Table<'_>,
+    n_inline: usize,
+    n_segments: usize,
+    used_segments: &mut Vec<usize>,
+) -> Checked<()> {
+    let values = plan
+        .vector(2, 4)
+        .map_err(|e| c.oob("value table", e))?
+        .ok_or_else(|| c.err("value table".into(), "is missing".into()))?;
+    // First pass: every value's type tag, so references can be checked against it.
+    let mut tags = Vec::with_capacity(values.len());
+    let mut payloads = Vec::with_capacity(values.len());
+    for v in 0..values.len() {
+        let loc = || format!("value {v}");
+        let value = values.table(v).map_err(|e| c.oob(&loc(), e))?;
+        let t = value.u8(0, 0).map_err(|e| c.oob(&loc(), e))?;
+        if !(tag::NULL..=tag::OPTIONAL_TENSOR_LIST).contains(&t) {
+            return Err(c.err(loc(), format!("has unknown type tag {t}")));
+        }
+        let payload = value.table(1).map_err(|e| c.oob(&loc(), e))?;
+        if payload.is_none() && t != tag::NULL {
+            return Err(c.err(loc(), format!("is {} without data", tag_name(t))));
+        }
+        tags.push(t);
+        payloads.push(payload);
+    }
+    // Tensors a FreeCall may free: neither constant nor memory-planned (freeing those would
+    // leave a null data pointer that later kernels dereference).
+    let mut freeable = vec![false; tags.len()];
+    for (v, (&t, payload)) in tags.iter().zip(&payloads).enumerate() {
+        if let Some(payload) = payload {
+            check_value(c, v, t, *payload, &tags)?;
+            if t == tag::TENSOR {
+                let oob = |e| c.oob(&format!("value {v} (Tensor)"), e);
+                let constant = payload.u32(5, 0).map_err(oob)? != 0;
+                let planned = payload.table(6).map_err(oob)?.is_some();
+                if let Some(f) = freeable.get_mut(v) {
+                    *f = !constant && !planned;
+                }
+            }
+        }
+    }
+    let index_list = |c: &Checker, slot: usize, t: Table<'_>, what: &str| -> Checked<()> {
+        if let Some(list) = t.vector(slot, 4).map_err(|e| c.oob(what, e))? {
+            for i in 0..list.len() {
+                let idx = list.i32(i).map_err(|e| c.oob(what, e))?;
+                value_index(c, &tags, idx, &format!("{what} entry {i}"))?;
+            }
+        }
+        Ok(())
+    };
+    index_list(c, 3, plan, "method inputs")?;
+    index_list(c, 4, plan, "method outputs")?;
+
+    let operators = match plan.vector(6, 4).map_err(|e| c.oob("operator table", e))? {
+        Some(ops) => ops,
+        None => empty_tables(),
+    };
+    let mut op_names = Vec::with_capacity(operators.len());
+    for o in 0..operators.len() {
+        let loc = || format!("operator {o}");
+        let op = operators.table(o).map_err(|e| c.oob(&loc(), e))?;
+        let name = op
+            .string(0)
+            .map_err(|e| c.oob(&loc(), e))?
+            .ok_or_else(|| c.err(loc(), "has no name".into()))?;
+        let overload = op.string(1).map_err(|e| c.oob(&loc(), e))?;
+        op_names.push(match overload {
+            Some(o) if !o.is_empty() => format!("{name}.{o}"),
+            _ => name,
+        });
+    }
+    let n_delegates = check_delegates(c, plan, n_inline, n_segments, used_segments)?;
+
+    let Some(chains) = plan.vector(5, 4).map_err(|e| c.oob("chains", e))? else {
+        return Ok(());
+    };
+    for ch in 0..chains.len() {
+        let chain = chains
+            .table(ch)
+            .map_err(|e| c.oob(&format!("chain {ch}"), e))?;
+        index_list(c, 0, chain, &format!("chain {ch} inputs"))?;
+        index_list(c, 1, chain, &format!("chain {ch} outputs"))?;
+        let Some(instructions) = chain
+            .vector(2, 4)
+            .map_err(|e| c.oob(&format!("chain {ch} instructions"), e))?
+        else {
+            continue;
+        };
+        for i in 0..instructions.len() {
+            c.place.instruction = Some(i);
+            let tables = Tables {
+                tags: &tags,
+                freeable: &freeable,
+                op_names: &op_names,
+                n_delegates,
+            };
+            check_instruction(c, &tables, instructions, ch, i)?;
+        }
+        c.place.instruction = None;
+    }
+    Ok(())
+}
+
+/// A stand-in for an absent vector of tables.
+fn empty_tables() -> Vector<'static> {
+    Vector::empty()
+}
+
+fn value_index(c: &Checker, tags: &[u8], idx: i32, what: &str) -> Checked<usize> {
+    usize::try_from(idx)
+        .ok()
+        .filter(|&i| i < tags.len())
+        .ok_or_else(|| {
+            c.err(
+                what.to_string(),
+                format!(
+                    "value index {idx} is out of range (the method has {} values)",
+                    tags.len()
+                ),
+            )
+        })
+}
+
+fn check_value(c: &Checker, v: usize, t: u8, payload: Table<'_>, tags: &[u8]) -> Checked<()> {
+    let loc = format!(
+        "value {v} ({})",
+        tag_name(t)
+            .trim_start_matches("an ")
+            .trim_start_matches("a ")
+    );
+    let oob = |e| c.oob(&loc, e);
+    let items_refer_to = |allowed: &[u8], allow_minus_one: bool| -> Checked<()> {
+        let items = payload
+            .vector(0, 4)
+            .map_err(oob)?
+            .ok_or_else(|| c.err(loc.clone(), "has no items".into()))?;
+        for i in 0..items.len() {
+            let idx = items.i32(i).map_err(oob)?;
+            if allow_minus_one && idx == -1 {
+                continue;
+            }
+            let target = value_index(c, tags, idx, &format!("{loc} item {i}"))?;
+            let got = tags.get(target).copied().unwrap_or(0);
+            if !allowed.contains(&got) {
+                return Err(c.err(
+                    format!("{loc} item {i}"),
+                    format!("refers to value {target}, {}", tag_name(got)),
+                ));
+            }
+        }
+        Ok(())
+    };
+    match t {
+        tag::TENSOR => check_tensor(c, &loc, payload),
+        // IntList items are value indices (boxed ints), read with toInt() at execution.
+        tag::INT_LIST => {
+            let items = payload
+                .vector(0, 8)
+                .map_err(oob)?
+                .ok_or_else(|| c.err(loc.clone(), "has no items".into()))?;
+            for i in 0..items.len() {
+                let idx = items.i64(i).map_err(oob)?;
+                let target = i32::try_from(idx).unwrap_or(-1);
+                let target = value_index(c, tags, target, &format!("{loc} item {i}"))?;
+                let got = tags.get(target).copied().unwrap_or(0);
+                if got != tag::INT {
+                    return Err(c.err(
+                        format!("{loc} item {i}"),
+                        format!("refers to value {target}, {}, not an Int", tag_name(got)),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        tag::TENSOR_LIST => items_refer_to(&[tag::TENSOR], false),
+        tag::OPTIONAL_TENSOR_LIST => items_refer_to(&[tag::TENSOR, tag::NULL], true),
+        tag::STRING | tag::DOUBLE_LIST | tag::BOOL_LIST => {
+            let size = if t == tag::DOUBLE_LIST { 8 } else { 1 };
+            payload
+                .vector(0, size)
+                .map_err(oob)?
+                .ok_or_else(|| c.err(loc.clone(), "has no data".into()))?;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_tensor(c: &Checker, loc: &str, t: Table<'_>) -> Checked<()> {
+    let oob = |e| c.oob(loc, e);
+    let bad = |problem: String| c.err(loc.to_string(), problem);
+    let scalar_type = t.u8(0, 0).map_err(oob)? as i8;
+    if !SCALAR_TYPES.contains(&scalar_type) {
+        return Err(bad(format!("has unknown scalar type {scalar_type}")));
+    }
+    let dynamism = t.u8(8, 0).map_err(oob)?;
+    if dynamism > 2 {
+        return Err(bad(format!("has unknown shape dynamism {dynamism}")));
+    }
+    let sizes = t
+        .vector(2, 4)
+        .map_err(oob)?
+        .ok_or_else(|| bad("has no sizes".into()))?;
+    let dim_order = t
+        .vector(3, 1)
+        .map_err(oob)?
+        .ok_or_else(|| bad("has no dim_order".into()))?;
+    let rank = sizes.len();
+    if rank > MAX_RANK {
+        return Err(bad(format!("has rank {rank}, above {MAX_RANK}")));
+    }
+    if dim_order.len() != rank {
+        return Err(bad(format!(
+            "has {} dim_order entries for {rank} sizes",
+            dim_order.len()
+        )));
+    }
+    let mut seen = [false; MAX_RANK];
+    for d in 0..rank {
+        let size = sizes.i32(d).map_err(oob)?;
+        if size < 0 {
+            return Err(bad(format!("has negative size {size} in dimension {d}")));
+        }
+        let dim = usize::from(dim_order.u8(d).map_err(oob)?);
+        match seen.get_mut(dim) {
+            Some(s) if dim < rank && !*s => *s = true,
+            _ => {
+                return Err(bad(format!(
+                    "dim_order is not a permutation of 0..{rank} (entry {d} is {dim})"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_delegates(
+    c: &Checker,
+    plan: Table<'_>,
+    n_inline: usize,
+    n_segments: usize,
+    used_segments: &mut Vec<usize>,
+) -> Checked<usize> {
+    let Some(delegates) = plan.vector(7, 4).map_err(|e| c.oob("delegate table", e))? else {
+        return Ok(0);
+    };
+    for d in 0..delegates.len() {
+        let loc = format!("delegate {d}");
+        let oob = |e| c.oob(&loc, e);
+        let bad = |problem: &str| c.err(loc.clone(), problem.to_string());
+        let delegate = delegates.table(d).map_err(oob)?;
+        delegate
+            .string(0)
+            .map_err(oob)?
+            .ok_or_else(|| bad("has no backend id"))?;
+        let processed = delegate
+            .table(1)
+            .map_err(oob)?
+            .ok_or_else(|| bad("has no processed data reference"))?;
+        let location = processed.u8(0, 0).map_err(oob)?;
+        let index = usize::try_from(processed.u32(1, 0).map_err(oob)?).unwrap_or(usize::MAX);
+        let (what, len) = match location {
+            0 => ("inline delegate blobs", n_inline),
+            1 => ("segments", n_segments),
+            other => return Err(bad(&format!("has unknown data location {other}"))),
+        };
+        if index >= len {
+            return Err(bad(&format!(
+                "processed data index {index} is out of range (the program has {len} {what})"
+            )));
+        }
+        if location == 1 {
+            used_segments.push(index);
+        }
+        let specs = delegate
+            .vector(2, 4)
+            .map_err(oob)?
+            .ok_or_else(|| bad("has no compile specs list"))?;
+        for s in 0..specs.len() {
+            let spec = specs.table(s).map_err(oob)?;
+            let key = spec.string(0).map_err(oob)?;
+            let value = spec.vector(1, 1).map_err(oob)?;
+            if key.is_none() || value.is_none() {
+                return Err(bad(&format!("compile spec {s} lacks its key or value")));
+            }
+        }
+    }
+    Ok(delegates.len())
+}
+
+/// Union tags of `InstructionArguments`.
+const KERNEL_CALL: u8 = 1;
+const DELEGATE_CALL: u8 = 2;
+const MOVE_CALL: u8 = 3;
+const JUMP_FALSE_CALL: u8 = 4;
+const FREE_CALL: u8 = 5;
+
+/// What instructions are checked against.
+struct Tables<'t> {
+    tags: &'t [u8],
+    freeable: &'t [bool],
+    op_names: &'t [String],
+    n_delegates: usize,
+}
+
+fn check_instruction(
+    c: &Checker,
+    tables: &Tables<'_>,
+    instructions: Vector<'_>,
+    ch: usize,
+    i: usize,
+) -> Checked<()> {
+    let Tables {
+        tags,
+        freeable,
+        op_names,
+        n_delegates,
+    } = *tables;
+    let loc = format!("chain {ch} instruction {i}");
+    let oob = |e| c.oob(&loc, e);
+    let bad = |problem: String| c.err(loc.clone(), problem);
+    let instruction = instructions.table(i).map_err(oob)?;
+    let kind = instruction.u8(0, 0).map_err(oob)?;
+    let args = instruction
+        .table(1)
+        .map_err(oob)?
+        .ok_or_else(|| bad(format!("has no arguments (type tag {kind})")))?;
+    let value = |slot: usize, what: &str| -> Checked<usize> {
+        let idx = args.i32(slot, 0).map_err(oob)?;
+        value_index(c, tags, idx, &format!("{loc} {what}"))
+    };
+    let arg_list = |what: &str| -> Checked<Vec<usize>> {
+        let Some(list) = args.vector(1, 4).map_err(oob)? else {
+            return Ok(Vec::new());
+        };
+        (0..list.len())
+            .map(|a| {
+                let idx = list.i32(a).map_err(oob)?;
+                value_index(c, tags, idx, &format!("{loc} ({what}) argument {a}"))
+            })
+            .collect()
+    };
+    match kind {
+        KERNEL_CALL => {
+            let op = args.i32(0, 0).map_err(oob)?;
+            let name = usize::try_from(op)
+                .ok()
+                .and_then(|o| op_names.get(o))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "operator index {op} is out of range (the method has {} operators)",
+                        op_names.len()
+                    ))
+                })?;
+            let arg_values = arg_list(name)?;
+            check_kernel_args(c, &loc, name, &arg_values, tags)
+        }
+        DELEGATE_CALL => {
+            let d = args.i32(0, 0).map_err(oob)?;
+            if usize::try_from(d).map_or(true, |d| d >= n_delegates) {
+                return Err(bad(format!(
+                    "delegate index {d} is out of range (the method has {n_delegates} delegates)"
+                )));
+            }
+            arg_list("delegate call").map(drop)
+        }
+        MOVE_CALL => {
+            value(0, "move source")?;
+            value(1, "move destination").map(drop)
+        }
+        JUMP_FALSE_CALL => {
+            value(0, "jump condition")?;
+            let dest = args.i32(1, 0).map_err(oob)?;
+            if usize::try_from(dest).map_or(true, |d| d >= instructions.len()) {
+                return Err(bad(format!(
+                    "jump destination {dest} is out of range (the chain has {} instructions)",
+                    instructions.len()
+                )));
+            }
+            Ok(())
+        }
+        FREE_CALL => {
+            let v = value(0, "freed value")?;
+            match tags.get(v) {
+                Some(&tag::TENSOR) if freeable.get(v) == Some(&true) => Ok(()),
+                Some(&tag::TENSOR) => Err(bad(format!(
+                    "frees value {v}, a constant or memory-planned Tensor"
+                ))),
+                other => Err(bad(format!(
+                    "frees value {v}, {}, not a Tensor",
+                    tag_name(other.copied().unwrap_or(0))
+                ))),
+            }
+        }
+        other => Err(bad(format!("has unknown instruction type {other}"))),
+    }
+}
+
+fn check_kernel_args(c: &Checker, loc: &str, op: &str, args: &[usize], tags: &[u8]) -> Checked<()> {
+    let Some(schema) = op_schemas::lookup(op) else {
+        return Ok(());
+    };
+    if schema.len() != args.len() {
+        return Err(c.err(
+            format!("{loc} ({op})"),
+            format!(
+                "passes {} arguments, the operator takes {}",
+                args.len(),
+                schema.len()
+            ),
+        ));
+    }
+    for (a, (&kind, &v)) in schema.as_bytes().iter().zip(args).enumerate() {
+        let got = tags.get(v).copied().unwrap_or(0);
+        if !op_schemas::accepts(kind, got) {
+            return Err(c.err(
+                format!("{loc} ({op}) argument {a}"),
+                format!(
+                    "is value {v}, {}, where the kernel expects {}",
+                    tag_name(got),
+                    op_schemas::describe(kind)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mlp() -> Vec<u8> {
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/basic/mlp.pte"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn accepts_an_exported_program() {
+        check_program(&mlp(), None).unwrap();
+    }
+
+    /// Arbitrary bytes give `Ok` or an error, never a panic (debug builds also trap overflow).
+    #[test]
+    fn never_panics_on_corrupted_bytes() {
+        let original = mlp();
+        let mut caught = 0;
+        for pos in 0..original.len() {
+            for value in [0x00, 0xff, original[pos] ^ 0x80, original[pos] ^ 0x01] {
+                let mut bytes = original.clone();
+                bytes[pos] = value;
+                caught += usize::from(check_program(&bytes, None).is_err());
+            }
+        }
+        for keep in 0..original.len() {
+            let _ = check_program(&original[..keep], None);
+        }
+        assert!(caught > 0);
+    }
+}
