@@ -40,11 +40,18 @@ fn check_common(row: &[f32], got: Result<usize, EngineError>) -> Option<usize> {
     match got {
         Ok(i) => {
             assert!(i < row.len(), "index {i} outside row of {}", row.len());
-            assert!(row[i].is_finite(), "chose non-finite logit {} at {i}", row[i]);
+            assert!(
+                row[i].is_finite(),
+                "chose non-finite logit {} at {i}",
+                row[i]
+            );
             Some(i)
         }
         Err(EngineError::NoValidToken { .. }) => {
-            assert!(!has_finite(row), "NoValidToken although {row:?} has a finite entry");
+            assert!(
+                !has_finite(row),
+                "NoValidToken although {row:?} has a finite entry"
+            );
             None
         }
         Err(e) => panic!("unexpected error {e}"),
