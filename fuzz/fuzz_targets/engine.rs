@@ -49,14 +49,26 @@ impl DiffusionModel for Bytes {
         pos: Option<usize>,
     ) -> diffulex_edge::runtime::error::Result<LogitsView<'_>> {
         let m = &self.meta;
-        assert_eq!(pos.is_some(), m.use_kv_cache, "input_pos on the wrong model kind");
+        assert_eq!(
+            pos.is_some(),
+            m.use_kv_cache,
+            "input_pos on the wrong model kind"
+        );
         assert!(!tokens.is_empty() && pos.unwrap_or(0) + tokens.len() <= m.max_seq_len);
-        assert!(tokens.iter().all(|&t| t >= 0 && (t as usize) < m.vocab_size));
+        assert!(tokens
+            .iter()
+            .all(|&t| t >= 0 && (t as usize) < m.vocab_size));
         let n = tokens.len() * m.vocab_size;
         self.out.clear();
         let src = &self.logits;
         let off = self.calls.wrapping_mul(7919);
-        self.out.extend((0..n).map(|i| if src.is_empty() { 0.0 } else { src[(i + off) % src.len()] }));
+        self.out.extend((0..n).map(|i| {
+            if src.is_empty() {
+                0.0
+            } else {
+                src[(i + off) % src.len()]
+            }
+        }));
         self.calls += 1;
         LogitsView::new(&self.out, tokens.len(), m.vocab_size)
     }
@@ -91,7 +103,11 @@ fn sampler(family: Family, inp: &Input) -> BlockSampler {
             block_length: n1,
             temperature: b,
             cfg_scale: c,
-            remasking: if inp.strategy % 2 == 0 { LLaDARemasking::LowConfidence } else { LLaDARemasking::Random },
+            remasking: if inp.strategy % 2 == 0 {
+                LLaDARemasking::LowConfidence
+            } else {
+                LLaDARemasking::Random
+            },
             logits_eos_inf: inp.flags[0],
             confidence_eos_eot_inf: inp.flags[1],
             threshold: inp.flags[2].then_some(a),
@@ -123,19 +139,35 @@ fuzz_target!(|inp: Input| {
     let bs = 1usize << (1 + inp.block_pow % 4);
     let mut meta = ModelMetadata::for_family(family, 96, vocab, vocab as i64 - 1, vec![1], bs);
     meta.use_kv_cache = inp.cached && family.block_causal();
-    let prompt: Vec<i64> = inp.prompt.iter().take(40).map(|&t| i64::from(t) % (vocab as i64 - 1)).collect();
-    let model = Bytes { meta, logits: inp.logits.clone(), out: Vec::new(), calls: 0 };
+    let prompt: Vec<i64> = inp
+        .prompt
+        .iter()
+        .take(40)
+        .map(|&t| i64::from(t) % (vocab as i64 - 1))
+        .collect();
+    let model = Bytes {
+        meta,
+        logits: inp.logits.clone(),
+        out: Vec::new(),
+        calls: 0,
+    };
     let cached = inp.cached && family.block_causal();
     let mut e = DiffusionEngine::from_model(model, family, cached).expect("valid metadata");
     let mut cfg = DiffusionGenerationConfig::new(usize::from(inp.max_new % 64))
         .with_seed(inp.seed)
         .with_sampler(sampler(family, &inp));
     cfg.clamp_to_max_seq_len = inp.clamp;
-    cfg.stop_ids = inp.stop_ids.as_ref().map(|v| v.iter().map(|&x| i64::from(x)).collect());
+    cfg.stop_ids = inp
+        .stop_ids
+        .as_ref()
+        .map(|v| v.iter().map(|&x| i64::from(x)).collect());
     match e.generate(&prompt, &cfg) {
         Ok(out) => {
             assert!(out.tokens.len() <= cfg.max_new_tokens);
-            assert!(out.tokens.iter().all(|&t| t >= 0 && (t as usize) < vocab && t != vocab as i64 - 1));
+            assert!(out
+                .tokens
+                .iter()
+                .all(|&t| t >= 0 && (t as usize) < vocab && t != vocab as i64 - 1));
         }
         Err(
             EngineError::InvalidConfig { .. }

@@ -11,7 +11,11 @@ use libfuzzer_sys::fuzz_target;
 const MAX_ELEMS: usize = 1 << 16;
 
 fn shape(info: &diffulex_edge::pte::TensorInfo) -> Option<Vec<usize>> {
-    let dims: Option<Vec<usize>> = info.shape.iter().map(|&d| usize::try_from(d).ok()).collect();
+    let dims: Option<Vec<usize>> = info
+        .shape
+        .iter()
+        .map(|&d| usize::try_from(d).ok())
+        .collect();
     let dims = dims?;
     let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
     (n <= MAX_ELEMS).then_some(dims)

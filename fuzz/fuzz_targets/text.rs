@@ -20,7 +20,10 @@ struct Input {
 fn tokenizer() -> &'static TextTokenizer {
     static TOK: OnceLock<TextTokenizer> = OnceLock::new();
     TOK.get_or_init(|| {
-        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/default/tokenizer.json");
+        let p = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../models/default/tokenizer.json"
+        );
         TextTokenizer::from_file(p).expect("bundled tokenizer")
     })
 }
@@ -32,7 +35,10 @@ fuzz_target!(|inp: Input| {
     }
     // Ids: arbitrary, and also folded into the vocabulary so decoding succeeds often.
     let v = tok.vocab_size().max(1) as i64;
-    for ids in [inp.ids.clone(), inp.ids.iter().map(|i| i.rem_euclid(v)).collect()] {
+    for ids in [
+        inp.ids.clone(),
+        inp.ids.iter().map(|i| i.rem_euclid(v)).collect(),
+    ] {
         let whole = tok.decode(&ids, inp.skip_special);
         let mut s = StreamDecoder::new(inp.skip_special);
         let mut streamed = String::new();
