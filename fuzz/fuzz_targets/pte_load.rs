@@ -33,11 +33,11 @@ fn run(m: &mut PteModule, meta: &MethodMeta) {
         }
     }
     let zeros = Zeros::default();
-    let inputs: Vec<Tensor<'_>> = shapes
+    let inputs: Option<Vec<Tensor<'_>>> = shapes
         .iter()
         .map(|(dt, s)| {
             let n = s.iter().product::<usize>();
-            match dt {
+            Some(match dt {
                 DType::F32 => Tensor::new(&zeros.f32[..n], s),
                 DType::F64 => Tensor::new(&zeros.f64[..n], s),
                 DType::F16 => Tensor::new(&zeros.f16[..n], s),
@@ -48,9 +48,12 @@ fn run(m: &mut PteModule, meta: &MethodMeta) {
                 DType::I8 => Tensor::new(&zeros.i8[..n], s),
                 DType::U8 => Tensor::new(&zeros.u8[..n], s),
                 DType::Bool => Tensor::new(&zeros.bool[..n], s),
-            }
+                // A dtype added later: nothing to feed.
+                _ => return None,
+            })
         })
         .collect();
+    let Some(inputs) = inputs else { return };
     if let Ok(out) = m.execute(&meta.name, &inputs) {
         for i in 0..out.len() {
             if let Ok(o) = out.get(i) {
