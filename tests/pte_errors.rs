@@ -21,7 +21,7 @@ fn mlp_bytes() -> Vec<u8> {
 fn missing_file() {
     let err = PteModule::load("/definitely/not/here.pte").unwrap_err();
     assert!(
-        matches!(&err, PteError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+        matches!(&err, PteError::Io { error, .. } if error.kind() == std::io::ErrorKind::NotFound),
         "{err}"
     );
     assert!(

@@ -202,12 +202,14 @@ fn method_suffix(method: &Option<String>) -> String {
 #[non_exhaustive]
 pub enum PteError {
     /// The file could not be opened or read.
-    #[error("cannot read {}: {source}", path.display())]
+    // The OS error is part of this message and deliberately not an error `source`: printing
+    // the chain would repeat it.
+    #[error("cannot read {}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is empty, so it cannot be a program.
     #[error("{}: empty file, not an ExecuTorch program", path.display())]

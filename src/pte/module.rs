@@ -116,9 +116,9 @@ impl PteModule {
     /// ```
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let io = |source| PteError::Io {
+        let io = |error| PteError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let meta = std::fs::metadata(path).map_err(io)?;
         if meta.is_dir() {
