@@ -113,8 +113,9 @@ cross_cargo test --no-fail-fast --workspace "${TEST_ARGS[@]}" || TESTS_FAILED=1
 ARM_BIN="$ROOT/target/cross-aarch64/$TRIPLE/debug/diffulex"
 # ELF e_machine 0xb7 = AArch64.
 [ "$(od -An -tx1 -j18 -N2 "$ARM_BIN" | tr -d ' ')" = b700 ] || { echo "$ARM_BIN is not aarch64" >&2; exit 1; }
-phase "x86_64 reference build (host toolchain: $(cargo --version))"
-cargo build --locked -j"$JOBS" --bin diffulex
+phase "x86_64 reference build (host toolchain: $(env -u RUSTC cargo --version))"
+# Without the RUSTC set above, so the build of tools/test.sh in target/ is reused.
+env -u RUSTC -u RUSTDOC cargo build --locked -j"$JOBS" --bin diffulex
 X86_BIN="$ROOT/target/debug/diffulex"
 
 OUT=$(mktemp -d)
