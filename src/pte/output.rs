@@ -275,7 +275,7 @@ impl<'m> Output<'m> {
                 self.raw.nbytes
             )));
         }
-        if (self.raw.data as usize) % std::mem::align_of::<T>() != 0 {
+        if !(self.raw.data as usize).is_multiple_of(std::mem::align_of::<T>()) {
             return Err(unsupported(
                 "data is not aligned for its element type".into(),
             ));

@@ -269,7 +269,7 @@ impl ModelMetadata {
             return bad(format!("{} needs a block size > 0", self.family));
         }
         if self.family == Family::FastDllmV2
-            && (self.sub_block_size == 0 || self.block_size % self.sub_block_size != 0)
+            && (self.sub_block_size == 0 || !self.block_size.is_multiple_of(self.sub_block_size))
         {
             return bad(format!(
                 "fast_dllm_v2 sub_block_size {} must divide block_size {}",

@@ -111,7 +111,7 @@ impl FastdLLMV2Sampler {
         let full = d.full_pos();
         // An aligned prompt (including exactly one block, which the official code ignores) is
         // encoded whole; its last row gives the first generated token.
-        if lp % bs == 0 {
+        if lp.is_multiple_of(bs) {
             let view = forward(
                 &mut *d.model,
                 &mut d.stats,

@@ -107,7 +107,7 @@ impl LLaDASampler {
             check_threshold("threshold", t)?;
         }
         let bl = self.block_length.unwrap_or(n);
-        if bl == 0 || n % bl != 0 {
+        if bl == 0 || !n.is_multiple_of(bl) {
             return Err(invalid(
                 "block_length",
                 bl,
@@ -116,7 +116,7 @@ impl LLaDASampler {
         }
         let nb = n / bl;
         let steps = self.steps.unwrap_or(n);
-        if self.threshold.is_none() && (steps == 0 || steps % nb != 0) {
+        if self.threshold.is_none() && (steps == 0 || !steps.is_multiple_of(nb)) {
             return Err(invalid(
                 "steps",
                 steps,
