@@ -80,11 +80,7 @@ impl TokenSampler for GreedySampler {
 /// ```
 #[derive(Debug)]
 pub struct TopKSampler {
-    k: usize,
-    temperature: f64,
-    seed: u64,
-    rng: Rng,
-    scorer: Scorer,
+    draw: SeededDraw,
 }
 
 impl TopKSampler {
@@ -97,11 +93,7 @@ impl TopKSampler {
         check_top_k(Some(k))?;
         check_positive_temperature(temperature)?;
         Ok(TopKSampler {
-            k,
-            temperature,
-            seed: 0,
-            rng: Rng::new(0),
-            scorer: Scorer::default(),
+            draw: SeededDraw::new(temperature, Some(k), None),
         })
     }
 
@@ -114,28 +106,17 @@ impl TopKSampler {
     /// assert_eq!(a, TopKSampler::new(4, 1.0).unwrap().with_seed(5).sample(&l).unwrap());
     /// ```
     pub fn with_seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self.rng = Rng::new(seed);
+        self.draw.reseed(seed);
         self
     }
 }
 
 impl TokenSampler for TopKSampler {
     fn sample(&mut self, logits: &[f32]) -> Result<usize> {
-        let spec = DistSpec {
-            temperature: self.temperature,
-            top_k: Some(self.k),
-            top_p: None,
-            order: FilterOrder::TopKThenTopP,
-            filter_greedy: false,
-        };
-        Ok(self
-            .scorer
-            .propose(logits, None, &spec, Extra::None, &mut self.rng, 0)?
-            .token)
+        self.draw.sample(logits)
     }
     fn reset(&mut self) {
-        self.rng = Rng::new(self.seed);
+        self.draw.reset();
     }
 }
 
@@ -149,11 +130,7 @@ impl TokenSampler for TopKSampler {
 /// ```
 #[derive(Debug)]
 pub struct TopPSampler {
-    p: f64,
-    temperature: f64,
-    seed: u64,
-    rng: Rng,
-    scorer: Scorer,
+    draw: SeededDraw,
 }
 
 impl TopPSampler {
@@ -166,11 +143,7 @@ impl TopPSampler {
         check_top_p(Some(p))?;
         check_positive_temperature(temperature)?;
         Ok(TopPSampler {
-            p,
-            temperature,
-            seed: 0,
-            rng: Rng::new(0),
-            scorer: Scorer::default(),
+            draw: SeededDraw::new(temperature, None, Some(p)),
         })
     }
 
@@ -183,28 +156,60 @@ impl TopPSampler {
     /// assert_eq!(a, TopPSampler::new(0.9, 1.0).unwrap().with_seed(5).sample(&l).unwrap());
     /// ```
     pub fn with_seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self.rng = Rng::new(seed);
+        self.draw.reseed(seed);
         self
     }
 }
 
 impl TokenSampler for TopPSampler {
     fn sample(&mut self, logits: &[f32]) -> Result<usize> {
-        let spec = DistSpec {
-            temperature: self.temperature,
-            top_k: None,
-            top_p: Some(self.p),
-            order: FilterOrder::TopKThenTopP,
-            filter_greedy: false,
-        };
-        Ok(self
-            .scorer
-            .propose(logits, None, &spec, Extra::None, &mut self.rng, 0)?
-            .token)
+        self.draw.sample(logits)
     }
     fn reset(&mut self) {
+        self.draw.reset();
+    }
+}
+
+/// The state both sampling samplers share: a fixed distribution spec, the seeded stream and the
+/// scorer's reusable buffers.
+#[derive(Debug)]
+struct SeededDraw {
+    spec: DistSpec,
+    seed: u64,
+    rng: Rng,
+    scorer: Scorer,
+}
+
+impl SeededDraw {
+    fn new(temperature: f64, top_k: Option<usize>, top_p: Option<f64>) -> Self {
+        SeededDraw {
+            spec: DistSpec {
+                temperature,
+                top_k,
+                top_p,
+                order: FilterOrder::TopKThenTopP,
+                filter_greedy: false,
+            },
+            seed: 0,
+            rng: Rng::new(0),
+            scorer: Scorer::default(),
+        }
+    }
+
+    fn reseed(&mut self, seed: u64) {
+        self.seed = seed;
+        self.reset();
+    }
+
+    fn reset(&mut self) {
         self.rng = Rng::new(self.seed);
+    }
+
+    fn sample(&mut self, logits: &[f32]) -> Result<usize> {
+        Ok(self
+            .scorer
+            .propose(logits, None, &self.spec, Extra::None, &mut self.rng, 0)?
+            .token)
     }
 }
 
