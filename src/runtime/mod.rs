@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod hash_model;
 pub mod model;
+pub mod parallel;
 pub mod pte_model;
 pub mod rng;
 pub mod sampler;

@@ -30,7 +30,9 @@ class Rows:
         self.out = out[0]
 
     def row(self, i):
-        return self.out[i].tolist()
+        from .dist import F32Row
+
+        return F32Row(self.out[i].numpy())
 
 
 class Decoder:

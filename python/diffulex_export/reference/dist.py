@@ -1,12 +1,127 @@
-"""Per-position scoring, operation-for-operation twin of src/runtime/sampler/base.rs.
+"""Per-position scoring, operation-for-operation twin of src/runtime/sampler/base.rs and
+src/runtime/sampler/softmax_f32.rs.
 
-All math is float64 (Python floats) on float32 logits, with sums in index order and
-`math.exp`/`math.log` (the same libm the Rust code calls), so results are bit-identical.
+Greedy scoring of a model's float32 row (an `F32Row`) uses the vectorized float32 statistics
+(`row_stats_f32`), repeated here with numpy float32/float64 operations in the same order. All
+other math is float64 (Python floats) with sums in index order and `math.exp`/`math.log` (the
+same libm the Rust code calls). Either way the results are bit-identical.
 """
 
 import math
 
+import numpy as np
+
 NEG_INF = float("-inf")
+
+
+class F32Row(list):
+    """A model output row: the float32 values (`.np`) and, as a list, the same values as floats."""
+
+    def __init__(self, values):
+        arr = np.ascontiguousarray(values, dtype=np.float32)
+        super().__init__(arr.tolist())
+        self.np = arr
+
+
+LANES = 8
+
+
+def _f32(bits):
+    return np.array([bits], dtype=np.uint32).view(np.float32)[0]
+
+
+# Same bit patterns as the constants of softmax_f32.rs.
+_EXP_FLUSH = _f32(0xC2AE0000)  # -87.0
+_ROUND_MAGIC = _f32(0x4B400000)  # 1.5 * 2**23
+_LOG2_E = _f32(0x3FB8AA3B)
+_LN2_HI = _f32(0x3F318000)
+_LN2_LO = _f32(0xB95E8083)
+_POLY = [_f32(b) for b in (0x39506967, 0x3AB743CE, 0x3C088908, 0x3D2AA9C1, 0x3E2AAAAA, 0x3F000000)]
+_ONE = np.float32(1.0)
+
+
+def exp_f32(d):
+    """e**d for float32 d <= 0 (array), twin of `exp_f32`; below -87 the result is 0."""
+    d = np.asarray(d, dtype=np.float32)
+    c = np.where(d > _EXP_FLUSH, d, _EXP_FLUSH).astype(np.float32)
+    t = c * _LOG2_E
+    shifted = t + _ROUND_MAGIC
+    n = shifted - _ROUND_MAGIC
+    r = (c - n * _LN2_HI) - n * _LN2_LO
+    p = np.full_like(r, _POLY[0])
+    for k in _POLY[1:]:
+        p = p * r + k
+    p = (p * r) * r + r + _ONE
+    # The integer n (in [-126, 0]) from the low mantissa bits; int64 avoids unsigned wrap-around
+    # (the Rust code's wrapping u32 arithmetic gives the same bits for these n).
+    n_int = shifted.view(np.uint32).astype(np.int64) - int(_ROUND_MAGIC.view(np.uint32))
+    scale = ((n_int + 127) << 23).astype(np.uint32).view(np.float32)
+    return np.where(d >= _EXP_FLUSH, p * scale, np.float32(0.0)).astype(np.float32)
+
+
+def _clean_f32(x, excluded):
+    xc = np.where(np.isfinite(x), x, np.float32(NEG_INF)).astype(np.float32)
+    for e in excluded:
+        if e is not None and 0 <= e < len(xc):
+            xc[e] = NEG_INF
+    return xc
+
+
+def top2_f32(x, excluded):
+    """(max, first argmax or None, multiset second largest) over the valid entries of a float32
+    array; twin of `softmax_f32::top2`."""
+    xc = _clean_f32(x, excluded)
+    if len(xc) == 0 or xc.max() == NEG_INF:
+        return np.float32(NEG_INF), None, np.float32(NEG_INF)
+    m = xc.max()
+    arg = int(np.argmax(xc))
+    rest = xc.copy()
+    rest[arg] = NEG_INF
+    m2 = rest.max() if len(rest) > 1 else np.float32(NEG_INF)
+    return m, arg, m2
+
+
+def sum_exp_f32(x, excluded, m):
+    """Sum of exp_f32(x - m) over valid entries, one float64 accumulator per lane (element i in
+    lane i % 8), lanes combined pairwise; twin of `softmax_f32::sum_exp`."""
+    e = exp_f32(_clean_f32(x, excluded) - m).astype(np.float64)
+    pad = (-len(e)) % LANES
+    e = np.concatenate([e, np.zeros(pad)]).reshape(-1, LANES)
+    a = np.cumsum(e, axis=0)[-1].tolist()  # sequential per lane
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
+
+
+def row_stats_f32(x, excluded):
+    """(max, arg, second, sum) of a float32 row; twin of `softmax_f32::row_stats`."""
+    m, arg, m2 = top2_f32(x, excluded)
+    s = sum_exp_f32(x, excluded, m) if arg is not None else 0.0
+    return m, arg, m2, s
+
+
+def _greedy_f32(row, excluded, extra):
+    x = row.np
+    ex = [excluded]
+    m, arg, m2, s = row_stats_f32(x, ex)
+    if arg is None:
+        raise ValueError("no valid token")
+    prob = 1.0 / s
+    if extra == MARGIN:
+        v = 1.0 / s - float(exp_f32(np.float32(m2) - m)) / s
+    elif extra in (ENTROPY, NEG_ENTROPY_EPS):
+        valid = np.isfinite(x)
+        if excluded is not None and 0 <= excluded < len(x):
+            valid[excluded] = False
+        probs = (exp_f32(np.where(valid, x, m) - m).astype(np.float64) / s)[valid].tolist()
+        acc = 0.0
+        for p in probs:
+            if extra == NEG_ENTROPY_EPS:
+                acc += p * math.log(p + 1e-10)
+            elif p > 0.0:
+                acc += p * math.log(p)
+        v = -acc if extra == ENTROPY else acc
+    else:
+        v = 0.0
+    return arg, prob, v
 
 NONE, MARGIN, ENTROPY, NEG_ENTROPY_EPS = "none", "margin", "entropy", "neg_entropy_eps"
 
@@ -30,6 +145,8 @@ def propose(row, excluded, rng, temperature=0.0, top_k=None, top_p=None, order="
     sampling = temperature > 0.0
     filtering = (sampling or filter_greedy) and (top_k is not None or (top_p is not None and top_p < 1.0))
     if not sampling and not filtering:
+        if isinstance(row, F32Row):
+            return _greedy_f32(row, excluded, extra)
         return _greedy_fast(row, excluded, extra)
     z = {}
     kept = []

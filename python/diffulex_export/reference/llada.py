@@ -3,7 +3,7 @@
 import math
 
 from .common import Decoder
-from .dist import sort_desc, split_quota
+from .dist import F32Row, exp_f32, row_stats_f32, sort_desc, split_quota, top2_f32
 
 DEFAULTS = dict(steps=None, block_length=None, temperature=0.0, cfg_scale=0.0, remasking="low_confidence",
                 logits_eos_inf=False, confidence_eos_eot_inf=False, threshold=None, eos_id=None, eot_id=None)
@@ -89,6 +89,9 @@ def _propose(cfg, row, excl, conf_excl, rng):
     def ok(i, x, ex):
         return math.isfinite(x) and i not in ex
 
+    if not sampling and isinstance(row, F32Row):
+        return _propose_greedy_f32(row.np, excl, conf_excl, want_conf, rng)
+
     best, arg = NEG_INF, None
     m, s = NEG_INF, 0.0
     for i, x in enumerate(row):
@@ -122,4 +125,23 @@ def _propose(cfg, row, excl, conf_excl, rng):
         conf = 0.0
     else:
         conf = math.exp(row[token] - m) / s
+    return token, conf
+
+
+def _propose_greedy_f32(x, excl, conf_excl, want_conf, rng):
+    """Twin of LLaDASampler::propose_greedy_f32: argmax over `excl`, the token's probability
+    under the float32-statistics softmax over `conf_excl`."""
+    st = row_stats_f32(x, conf_excl) if want_conf else None
+    if st is not None and list(excl) == list(conf_excl):
+        token = st[1]
+    else:
+        token = top2_f32(x, excl)[1]
+    if token is None:
+        raise ValueError("no valid token")
+    if st is None:
+        conf = rng.next_f64()
+    elif token in conf_excl or st[3] == 0.0:
+        conf = 0.0
+    else:
+        conf = float(exp_f32(x[token] - st[0])) / st[3]
     return token, conf

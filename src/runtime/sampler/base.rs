@@ -1,18 +1,24 @@
 //! Per-position scoring: the one place where logits become a proposed token and a confidence.
 //!
-//! All probability math is float64 on float32 logits, in a fixed order that the Python
-//! reference (`diffulex_export.reference.dist`) repeats operation by operation, so both give
+//! Greedy scoring of a model's float32 row goes through the vectorized statistics of
+//! [`super::softmax_f32`]; sampling and float64 rows (CFG-combined) use float64 math with
+//! libm. Either way the order of operations is fixed and the Python reference
+//! (`diffulex_export.reference.dist`) repeats it operation by operation, so both give
 //! bit-identical results (docs/decoding.md, "Exact arithmetic"). Invalid entries (NaN, ±inf,
 //! the mask token) are never proposed.
 
 use crate::runtime::error::{EngineError, Result};
+use crate::runtime::parallel;
 use crate::runtime::rng::Rng;
+use crate::runtime::sampler::softmax_f32::{self, exp_f32};
 use std::cmp::Ordering;
 
 /// A row of logits, float32 (model output) or float64 (CFG-combined).
 pub(crate) trait LogitRow: Copy {
     fn len(&self) -> usize;
     fn at(&self, i: usize) -> f64;
+    /// The row itself when it is the model's float32 output (the vectorized greedy path).
+    fn as_f32(&self) -> Option<&[f32]>;
 }
 
 impl LogitRow for &[f32] {
@@ -22,6 +28,9 @@ impl LogitRow for &[f32] {
     fn at(&self, i: usize) -> f64 {
         self[i] as f64
     }
+    fn as_f32(&self) -> Option<&[f32]> {
+        Some(self)
+    }
 }
 
 impl LogitRow for &[f64] {
@@ -30,6 +39,9 @@ impl LogitRow for &[f64] {
     }
     fn at(&self, i: usize) -> f64 {
         self[i]
+    }
+    fn as_f32(&self) -> Option<&[f32]> {
+        None
     }
 }
 
@@ -53,6 +65,17 @@ pub(crate) struct DistSpec {
 }
 
 impl DistSpec {
+    /// Whether top-k / top-p apply under this spec.
+    fn filters(&self) -> bool {
+        (self.temperature > 0.0 || self.filter_greedy)
+            && (self.top_k.is_some() || self.top_p.is_some_and(|p| p < 1.0))
+    }
+
+    /// Plain argmax: no draw, no filter, so rows can be scored in any order (and in parallel).
+    pub(crate) fn is_plain_greedy(&self) -> bool {
+        self.temperature <= 0.0 && !self.filters()
+    }
+
     pub(crate) fn greedy() -> Self {
         DistSpec {
             temperature: 0.0,
@@ -119,8 +142,7 @@ impl Scorer {
         position: usize,
     ) -> Result<Proposal> {
         let sampling = spec.temperature > 0.0;
-        let filtering = (sampling || spec.filter_greedy)
-            && (spec.top_k.is_some() || spec.top_p.is_some_and(|p| p < 1.0));
+        let filtering = spec.filters();
         if !sampling && !filtering {
             return greedy_fast(row, excluded, extra, position);
         }
@@ -196,6 +218,38 @@ impl Scorer {
             }
         };
         Ok(Proposal { token, prob, extra })
+    }
+
+    /// Proposals for the rows of one step, in `positions` order, into `out`. Plain greedy
+    /// rows draw nothing, so they are scored on [`parallel::map_rows`]'s threads; otherwise
+    /// rows go one by one (the draws must follow position order). Returns the error of the
+    /// first failing position.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn propose_rows<'r>(
+        &mut self,
+        positions: &[usize],
+        row_of: impl Fn(usize) -> &'r [f32] + Sync,
+        excluded: Option<usize>,
+        spec: &DistSpec,
+        extra: Extra,
+        rng: &mut Rng,
+        out: &mut Vec<Proposal>,
+    ) -> Result<()> {
+        out.clear();
+        if spec.is_plain_greedy() {
+            let vocab = positions.first().map_or(0, |&p| row_of(p).len());
+            let scored = parallel::map_rows(positions.len(), vocab, |k| {
+                greedy_f32(row_of(positions[k]), excluded, extra, positions[k])
+            });
+            for proposal in scored {
+                out.push(proposal?);
+            }
+        } else {
+            for &p in positions {
+                out.push(self.propose(row_of(p), excluded, spec, extra, rng, p)?);
+            }
+        }
+        Ok(())
     }
 
     /// Keeps tokens whose value is >= the k-th largest (ties at the boundary all kept).
@@ -315,6 +369,9 @@ fn greedy_fast<R: LogitRow>(
     extra: Extra,
     position: usize,
 ) -> Result<Proposal> {
+    if let Some(r) = row.as_f32() {
+        return greedy_f32(r, excluded, extra, position);
+    }
     let v = row.len();
     let (m, arg, m2, s) = online_softmax(row, excluded);
     if arg == usize::MAX {
@@ -350,6 +407,43 @@ fn greedy_fast<R: LogitRow>(
         prob,
         extra,
     })
+}
+
+/// Greedy proposal for a float32 row: the vectorized max / argmax / Σ exp pass, then a
+/// second pass only for the entropy statistics.
+fn greedy_f32(
+    row: &[f32],
+    excluded: Option<usize>,
+    extra: Extra,
+    position: usize,
+) -> Result<Proposal> {
+    let excluded = excluded.as_slice();
+    let st = softmax_f32::row_stats(row, excluded);
+    let token = st.arg.ok_or(EngineError::NoValidToken { position })?;
+    let s = st.sum;
+    // The argmax contributes exp_f32(0) = 1 exactly.
+    let prob = 1.0 / s;
+    let extra = match extra {
+        Extra::None => 0.0,
+        Extra::Margin => 1.0 / s - exp_f32(st.second - st.max) as f64 / s,
+        Extra::Entropy => {
+            let mut acc = 0.0f64;
+            softmax_f32::for_each_prob(row, excluded, &st, |_, p| {
+                if p > 0.0 {
+                    acc += p * p.ln();
+                }
+            });
+            -acc
+        }
+        Extra::NegEntropyEps => {
+            let mut acc = 0.0f64;
+            softmax_f32::for_each_prob(row, excluded, &st, |_, p| {
+                acc += p * (p + 1e-10).ln();
+            });
+            acc
+        }
+    };
+    Ok(Proposal { token, prob, extra })
 }
 
 /// Sorts `idx` by (score desc, position asc); NaN scores sort last.
@@ -393,9 +487,10 @@ mod tests {
             .propose(row, Some(4), &spec(0.0, None, None), Extra::None, &mut r, 0)
             .unwrap();
         assert_eq!(p.token, 2);
-        // softmax over [1, 3, 3] (NaN and the excluded mask are out)
+        // softmax over [1, 3, 3] (NaN and the excluded mask are out); float32 rows use the
+        // float32 exponential, accurate to a few ulp.
         let want = 1.0 / ((1.0f64 - 3.0).exp() + 2.0);
-        assert!((p.prob - want).abs() < 1e-15);
+        assert!((p.prob - want).abs() < 1e-6 * want);
     }
 
     #[test]

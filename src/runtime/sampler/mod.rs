@@ -4,6 +4,7 @@
 pub mod base;
 pub mod models;
 pub mod shift;
+mod softmax_f32;
 pub mod token;
 
 pub use models::dream::{DreamAlg, DreamSampler};

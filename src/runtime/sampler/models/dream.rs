@@ -207,11 +207,15 @@ impl DreamSampler {
                     picks.push((p, pr.token as i64));
                 }
             } else {
-                props.clear();
-                for &p in &positions {
-                    let row = view.row(logit_row(p, 0, true).unwrap_or(0));
-                    props.push(d.scorer.propose(row, mask, &spec, extra, &mut d.rng, p)?);
-                }
+                d.scorer.propose_rows(
+                    &positions,
+                    |p| view.row(logit_row(p, 0, true).unwrap_or(0)),
+                    mask,
+                    &spec,
+                    extra,
+                    &mut d.rng,
+                    &mut props,
+                )?;
                 let conf = |k: usize| {
                     if extra == Extra::None {
                         props[k].prob

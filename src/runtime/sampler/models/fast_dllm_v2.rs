@@ -168,20 +168,17 @@ impl FastdLLMV2Sampler {
                         &d.canvas.tokens()[start..e],
                         pos,
                     )?;
-                    props.clear();
-                    for &p in &positions {
-                        // p > s always: the block's first position holds the prompt tail or the
-                        // carried token, so the shifted row p - 1 lies inside this forward.
-                        let row = view.row(logit_row(p, start, true).unwrap_or(0));
-                        props.push(d.scorer.propose(
-                            row,
-                            mask,
-                            &spec,
-                            Extra::None,
-                            &mut d.rng,
-                            p,
-                        )?);
-                    }
+                    // p > s always: the block's first position holds the prompt tail or the
+                    // carried token, so the shifted row p - 1 lies inside this forward.
+                    d.scorer.propose_rows(
+                        &positions,
+                        |p| view.row(logit_row(p, start, true).unwrap_or(0)),
+                        mask,
+                        &spec,
+                        Extra::None,
+                        &mut d.rng,
+                        &mut props,
+                    )?;
                     let mut best = 0;
                     for (i, pr) in props.iter().enumerate() {
                         if pr.prob > props[best].prob {

@@ -11,8 +11,10 @@
 
 use crate::runtime::diffusion::{forward, Control, Decoder, Pass};
 use crate::runtime::error::{invalid, EngineError, Result};
+use crate::runtime::parallel;
 use crate::runtime::rng::Rng;
 use crate::runtime::sampler::base::{sort_desc, split_quota, LogitRow};
+use crate::runtime::sampler::softmax_f32::{self, exp_f32};
 use crate::runtime::sampler::{check_temperature, check_threshold};
 
 /// How a step ranks masked positions.
@@ -214,8 +216,25 @@ impl LLaDASampler {
                         d.canvas.tokens(),
                         pos,
                     )?;
-                    for &p in &positions {
-                        cands.push(self.propose(view.row(p), &excl, &conf_excl, &mut d.rng, p)?);
+                    if self.temperature <= 0.0 && self.remasking == LLaDARemasking::LowConfidence {
+                        let vocab = d.meta.vocab_size;
+                        let scored = parallel::map_rows(positions.len(), vocab, |k| {
+                            let p = positions[k];
+                            Self::greedy_with_confidence(view.row(p), &excl, &conf_excl, p)
+                        });
+                        for c in scored {
+                            cands.push(c?);
+                        }
+                    } else {
+                        for &p in &positions {
+                            cands.push(self.propose(
+                                view.row(p),
+                                &excl,
+                                &conf_excl,
+                                &mut d.rng,
+                                p,
+                            )?);
+                        }
                     }
                 }
                 order.clear();
@@ -272,6 +291,9 @@ impl LLaDASampler {
         let ok = |i: usize, x: f64, ex: &[usize]| x.is_finite() && !ex.contains(&i);
         let want_conf = self.remasking == LLaDARemasking::LowConfidence;
         let sampling = self.temperature > 0.0;
+        if let (false, Some(r)) = (sampling, row.as_f32()) {
+            return Self::propose_greedy_f32(r, excl, conf_excl, want_conf, rng, position);
+        }
         // One fused pass: the proposal (plain or Gumbel argmax over `excl`) and the online
         // softmax normaliser of the confidence distribution (over `conf_excl`, a superset).
         let (mut best, mut arg) = (f64::NEG_INFINITY, None);
@@ -319,6 +341,49 @@ impl LLaDASampler {
             0.0
         } else {
             (row.at(token) - m).exp() / s
+        };
+        Ok((token, conf))
+    }
+
+    /// Greedy proposal for the model's float32 row through the vectorized statistics: the
+    /// argmax over `excl`, and its confidence (a fresh uniform for random remasking).
+    fn propose_greedy_f32(
+        row: &[f32],
+        excl: &[usize],
+        conf_excl: &[usize],
+        want_conf: bool,
+        rng: &mut Rng,
+        position: usize,
+    ) -> Result<(usize, f64)> {
+        if want_conf {
+            return Self::greedy_with_confidence(row, excl, conf_excl, position);
+        }
+        let token = softmax_f32::top2(row, excl)
+            .1
+            .ok_or(EngineError::NoValidToken { position })?;
+        Ok((token, rng.next_f64()))
+    }
+
+    /// Argmax over `excl` and its probability under the softmax over `conf_excl`. Draws
+    /// nothing, so the rows of a step can be scored on several threads.
+    fn greedy_with_confidence(
+        row: &[f32],
+        excl: &[usize],
+        conf_excl: &[usize],
+        position: usize,
+    ) -> Result<(usize, f64)> {
+        let st = softmax_f32::row_stats(row, conf_excl);
+        let token = if excl == conf_excl {
+            // Same exclusions: the confidence pass already found the argmax.
+            st.arg
+        } else {
+            softmax_f32::top2(row, excl).1
+        }
+        .ok_or(EngineError::NoValidToken { position })?;
+        let conf = if conf_excl.contains(&token) || st.sum == 0.0 {
+            0.0
+        } else {
+            exp_f32(row[token] - st.max) as f64 / st.sum
         };
         Ok((token, conf))
     }

@@ -223,11 +223,15 @@ impl SDARSampler {
                     &d.canvas.tokens()[start..e],
                     pos,
                 )?;
-                props.clear();
-                for &p in &positions {
-                    let row = view.row(logit_row(p, start, false).unwrap_or(0));
-                    props.push(d.scorer.propose(row, mask, &spec, extra, &mut d.rng, p)?);
-                }
+                d.scorer.propose_rows(
+                    &positions,
+                    |p| view.row(logit_row(p, start, false).unwrap_or(0)),
+                    mask,
+                    &spec,
+                    extra,
+                    &mut d.rng,
+                    &mut props,
+                )?;
                 let q = quota[step.min(steps - 1)].min(positions.len());
                 self.select(q, &props, &mut order);
                 picks.clear();

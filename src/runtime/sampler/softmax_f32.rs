@@ -1,0 +1,327 @@
+//! Softmax statistics of one float32 logits row, written so the compiler vectorizes them.
+//!
+//! The engine's hot loop at a 152k vocabulary is "max, argmax and Σ exp(x − max) over every
+//! masked position's row". Calling libm's scalar `exp` per logit made that loop cost 6–19% of
+//! the wall time of a decode (BENCHMARKS.md). Here the row is processed in chunks of
+//! [`LANES`] float32 values with a branch-free exponential ([`exp_f32`]) and one float64
+//! accumulator per lane, which the optimizer turns into SIMD code on any target.
+//!
+//! The result is still exactly reproducible: every step is a plain IEEE operation (no fused
+//! multiply-add, no target-dependent reduction order), so SSE2, AVX2 and NEON builds agree bit
+//! for bit, and the Python reference (`diffulex_export.reference.dist.row_stats_f32`) repeats
+//! the same operations in numpy float32/float64. docs/decoding.md ("Exact arithmetic")
+//! states the contract.
+
+/// Accumulator lanes: element `i` of a row is summed into lane `i % LANES`.
+pub(crate) const LANES: usize = 8;
+
+// Constants are given by their float32 bit patterns so that the Python twin, which spells the
+// same bits, cannot end up one rounding away (a decimal literal rounds differently when it goes
+// through float64 first).
+
+/// Below this argument the exponential is flushed to 0 (e^-87 ≈ 1.6e-38 keeps the power of
+/// two scale a normal float32).
+const EXP_FLUSH: f32 = f32::from_bits(0xc2ae_0000); // -87.0
+/// 1.5 · 2^23: adding and subtracting it rounds a float32 of magnitude < 2^22 to the nearest
+/// integer (ties to even), without a float-to-int conversion.
+const ROUND_MAGIC: f32 = f32::from_bits(0x4b40_0000); // 12582912.0
+const LOG2_E: f32 = f32::from_bits(0x3fb8_aa3b); // 1.44269502
+/// ln 2 split in two (Cody–Waite): the high part has few significant bits, so `n · LN2_HI`
+/// is exact for every exponent `n` this function meets.
+const LN2_HI: f32 = f32::from_bits(0x3f31_8000); // 0.693359375
+const LN2_LO: f32 = f32::from_bits(0xb95e_8083); // -2.12194442e-4
+/// Minimax coefficients of (e^r − 1 − r) / r² on [−ln2/2, ln2/2], highest degree first.
+const POLY: [f32; 6] = [
+    f32::from_bits(0x3950_6967), // 1.98756912e-4
+    f32::from_bits(0x3ab7_43ce), // 1.39819994e-3
+    f32::from_bits(0x3c08_8908), // 8.33345205e-3
+    f32::from_bits(0x3d2a_a9c1), // 4.16657962e-2
+    f32::from_bits(0x3e2a_aaaa), // 1.66666657e-1
+    f32::from_bits(0x3f00_0000), // 0.5
+];
+
+/// e^d for d ≤ 0 in float32, accurate to about 2 ulp; arguments below −87 (and −inf) give 0.
+///
+/// Branch-free and built from IEEE operations only, so it vectorizes and gives the same bits
+/// on every target (and in the numpy twin).
+#[inline(always)]
+pub(crate) fn exp_f32(d: f32) -> f32 {
+    let c = if d > EXP_FLUSH { d } else { EXP_FLUSH };
+    let t = c * LOG2_E;
+    let shifted = t + ROUND_MAGIC;
+    let n = shifted - ROUND_MAGIC;
+    let r = (c - n * LN2_HI) - n * LN2_LO;
+    let mut p = POLY[0];
+    for k in &POLY[1..] {
+        p = p * r + k;
+    }
+    let p = (p * r) * r + r + 1.0;
+    // `shifted`'s low mantissa bits hold n (in [−126, 0]) as a two's complement offset.
+    let n_int = shifted.to_bits().wrapping_sub(ROUND_MAGIC.to_bits());
+    let scale = f32::from_bits(n_int.wrapping_add(127) << 23);
+    if d >= EXP_FLUSH {
+        p * scale
+    } else {
+        0.0
+    }
+}
+
+/// Softmax statistics of a row over its valid entries (finite and not excluded).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RowStats {
+    /// Largest valid value (−inf when no entry is valid).
+    pub max: f32,
+    /// First index holding `max`; `None` when no entry is valid.
+    pub arg: Option<usize>,
+    /// Second largest valid value as a multiset (equals `max` when the maximum is repeated;
+    /// −inf with fewer than two valid entries).
+    pub second: f32,
+    /// Σ exp_f32(x − max) over valid entries, float64, lane sums combined pairwise.
+    pub sum: f64,
+}
+
+/// Chunk `c` of a row (the last one padded) with invalid entries (NaN, ±inf, excluded ids)
+/// replaced by −inf, which every statistic below ignores.
+#[inline(always)]
+fn chunk_lanes(chunk: &[f32], start: usize, excluded: &[usize]) -> [f32; LANES] {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    for (l, &x) in lanes.iter_mut().zip(chunk) {
+        *l = if x.is_finite() { x } else { f32::NEG_INFINITY };
+    }
+    for &e in excluded {
+        if e >= start && e - start < chunk.len() {
+            lanes[e - start] = f32::NEG_INFINITY;
+        }
+    }
+    lanes
+}
+
+/// Folds every chunk of the row (as [`chunk_lanes`]) into `state`. A plain function taking
+/// `step` by value so the optimizer inlines it into the loop (a closure called from two sites
+/// was left as a call, which blocked vectorization).
+#[inline(always)]
+fn fold_chunks<S>(row: &[f32], excluded: &[usize], state: &mut S, step: fn(&mut S, &[f32; LANES])) {
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for (c, chunk) in chunks.enumerate() {
+        step(state, &chunk_lanes(chunk, c * LANES, excluded));
+    }
+    if !tail.is_empty() {
+        step(state, &chunk_lanes(tail, row.len() - tail.len(), excluded));
+    }
+}
+
+#[inline(always)]
+fn top2_step(m: &mut ([f32; LANES], [f32; LANES]), x: &[f32; LANES]) {
+    let (m1, m2) = m;
+    for ((&x, m1), m2) in x.iter().zip(m1.iter_mut()).zip(m2.iter_mut()) {
+        let lo = if x < *m1 { x } else { *m1 };
+        *m2 = if lo > *m2 { lo } else { *m2 };
+        *m1 = if x > *m1 { x } else { *m1 };
+    }
+}
+
+/// Largest, first argmax and multiset second largest over the valid entries of `row`.
+#[multiversion::multiversion(targets("x86_64+avx2", "x86_64+avx"))]
+pub(crate) fn top2(row: &[f32], excluded: &[usize]) -> (f32, Option<usize>, f32) {
+    let mut m = ([f32::NEG_INFINITY; LANES], [f32::NEG_INFINITY; LANES]);
+    fold_chunks(row, excluded, &mut m, top2_step);
+    let (m1, m2) = m;
+    let mut max = f32::NEG_INFINITY;
+    for &v in &m1 {
+        max = if v > max { v } else { max };
+    }
+    if max == f32::NEG_INFINITY {
+        return (max, None, f32::NEG_INFINITY);
+    }
+    // The multiset second largest is the best of the owner lane's runner-up and of the other
+    // lanes' maxima.
+    let owner = m1.iter().position(|&v| v == max).unwrap_or(0);
+    let mut second = f32::NEG_INFINITY;
+    for l in 0..LANES {
+        let cand = if l == owner { m2[l] } else { m1[l] };
+        second = if cand > second { cand } else { second };
+    }
+    let arg = row
+        .iter()
+        .enumerate()
+        .position(|(i, &x)| x == max && !excluded.contains(&i));
+    (max, arg, second)
+}
+
+/// Rows are exponentiated in blocks of this many values into a stack buffer: a plain
+/// element-wise loop the optimizer vectorizes, then a lane-wise float64 accumulation.
+const BLOCK: usize = 512;
+
+/// Σ exp_f32(x − max) over the valid entries of `row`, one float64 accumulator per lane,
+/// combined as ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)).
+///
+/// Compiled for several instruction sets, picked at run time (AVX2 doubles the lanes of
+/// the baseline SSE2). The results do not depend on the choice: no fused multiply-add is ever
+/// formed and the lane structure is fixed by [`LANES`], not by the vector width.
+#[multiversion::multiversion(targets("x86_64+avx2", "x86_64+avx"))]
+pub(crate) fn sum_exp(row: &[f32], excluded: &[usize], max: f32) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let mut buf = [0.0f32; BLOCK];
+    for (b, block) in row.chunks(BLOCK).enumerate() {
+        let (start, n) = (b * BLOCK, block.len());
+        for (o, &x) in buf.iter_mut().zip(block) {
+            // −inf (invalid) gives exp_f32(−inf) = 0.
+            let x = if x.is_finite() { x } else { f32::NEG_INFINITY };
+            *o = exp_f32(x - max);
+        }
+        for &e in excluded {
+            if e >= start && e - start < n {
+                buf[e - start] = 0.0;
+            }
+        }
+        let padded = n.div_ceil(LANES) * LANES;
+        buf[n..padded].fill(0.0);
+        for c in buf[..padded].chunks_exact(LANES) {
+            for l in 0..LANES {
+                acc[l] += c[l] as f64;
+            }
+        }
+    }
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+}
+
+/// [`RowStats`] of `row` over entries that are finite and not in `excluded`.
+pub(crate) fn row_stats(row: &[f32], excluded: &[usize]) -> RowStats {
+    let (max, arg, second) = top2(row, excluded);
+    let sum = if arg.is_some() {
+        sum_exp(row, excluded, max)
+    } else {
+        0.0
+    };
+    RowStats {
+        max,
+        arg,
+        second,
+        sum,
+    }
+}
+
+/// Calls `f(index, p)` for every valid entry in index order, p = exp_f32(x − max) / sum
+/// (float64): the per-entry probabilities the entropy statistics need.
+pub(crate) fn for_each_prob(
+    row: &[f32],
+    excluded: &[usize],
+    stats: &RowStats,
+    mut f: impl FnMut(usize, f64),
+) {
+    for (i, &x) in row.iter().enumerate() {
+        if x.is_finite() && !excluded.contains(&i) {
+            f(i, exp_f32(x - stats.max) as f64 / stats.sum);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_libm_to_a_few_ulp() {
+        let mut worst = 0.0f64;
+        let mut d = 0.0f32;
+        while d > -87.0 {
+            let got = exp_f32(d) as f64;
+            let want = (d as f64).exp();
+            worst = worst.max(((got - want) / want).abs());
+            d -= 0.000_731;
+        }
+        assert!(
+            worst < 4.0 * f32::EPSILON as f64,
+            "worst relative error {worst:e}"
+        );
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(-87.5), 0.0);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn stats_agree_with_a_direct_computation() {
+        let row: Vec<f32> = (0..37)
+            .map(|i| ((i * 7919) % 23) as f32 * 0.37 - 3.0)
+            .chain([f32::NAN, f32::INFINITY, 9.0, f32::NEG_INFINITY])
+            .collect();
+        let excluded = [39usize, 3];
+        let valid: Vec<(usize, f32)> = row
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|&(i, x)| x.is_finite() && !excluded.contains(&i))
+            .collect();
+        let st = row_stats(&row, &excluded);
+        let max = valid.iter().map(|v| v.1).fold(f32::NEG_INFINITY, f32::max);
+        assert_eq!(st.max, max);
+        assert_eq!(st.arg, valid.iter().find(|v| v.1 == max).map(|v| v.0));
+        let mut sorted: Vec<f32> = valid.iter().map(|v| v.1).collect();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        assert_eq!(st.second, sorted[1]);
+        let direct: f64 = valid.iter().map(|v| ((v.1 - max) as f64).exp()).sum();
+        assert!((st.sum - direct).abs() < 1e-6 * direct);
+    }
+
+    #[test]
+    fn repeated_maximum_is_its_own_runner_up_and_first_index_wins() {
+        let row = [1.0f32, 5.0, 2.0, 5.0, 0.0, 0.0, 0.0, 0.0, 5.0];
+        let st = row_stats(&row, &[]);
+        assert_eq!((st.max, st.arg, st.second), (5.0, Some(1), 5.0));
+        let st = row_stats(&row, &[1, 3]);
+        assert_eq!((st.max, st.arg, st.second), (5.0, Some(8), 2.0));
+    }
+
+    /// tests/fixtures/goldens/softmax_f32.json is written by tools/make_softmax_goldens.py from
+    /// the numpy twin (`diffulex_export.reference.dist`); every float is compared as bits.
+    #[test]
+    fn matches_the_python_twin_bit_for_bit() {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            row: Vec<u32>,
+            excluded: Vec<usize>,
+            max: u32,
+            arg: Option<usize>,
+            second: u32,
+            sum: u64,
+        }
+        #[derive(serde::Deserialize)]
+        struct Goldens {
+            exp_f32: Vec<(u32, u32)>,
+            rows: Vec<Row>,
+        }
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/goldens/softmax_f32.json"
+        );
+        let text = std::fs::read_to_string(path).expect("softmax goldens present");
+        let g: Goldens = serde_json::from_str(&text).expect("softmax goldens parse");
+        for (arg, want) in g.exp_f32 {
+            let got = exp_f32(f32::from_bits(arg)).to_bits();
+            assert_eq!(got, want, "exp_f32({})", f32::from_bits(arg));
+        }
+        assert!(g.rows.len() > 20);
+        for (k, c) in g.rows.iter().enumerate() {
+            let row: Vec<f32> = c.row.iter().map(|&b| f32::from_bits(b)).collect();
+            let st = row_stats(&row, &c.excluded);
+            assert_eq!(st.max.to_bits(), c.max, "row {k}: max");
+            assert_eq!(st.arg, c.arg, "row {k}: arg");
+            assert_eq!(st.second.to_bits(), c.second, "row {k}: second");
+            assert_eq!(
+                st.sum.to_bits(),
+                c.sum,
+                "row {k}: sum {} vs {}",
+                st.sum,
+                f64::from_bits(c.sum)
+            );
+        }
+    }
+
+    #[test]
+    fn no_valid_entry() {
+        let st = row_stats(&[f32::NAN, 1.0], &[1]);
+        assert_eq!((st.arg, st.sum), (None, 0.0));
+        assert_eq!(row_stats(&[], &[]).arg, None);
+    }
+}
