@@ -45,8 +45,12 @@ pub fn scoring_threads() -> usize {
     }
 }
 
-/// `(0..n).map(f)`, split into contiguous ranges over [`scoring_threads`] threads when the
-/// step is big enough (`n * logits_per_item`); the output is in index order either way.
+/// `(0..n).map(f)` on up to [`scoring_threads`] threads when the step is big enough
+/// (`n * logits_per_item`); the output is in index order either way.
+///
+/// Threads take the next index from a shared counter rather than a fixed range: when the
+/// machine is busy and a helper thread starts late, the calling thread simply does more of
+/// the rows instead of waiting for the helper's share.
 pub(crate) fn map_rows<T: Send>(
     n: usize,
     logits_per_item: usize,
@@ -56,23 +60,31 @@ pub(crate) fn map_rows<T: Send>(
     if threads <= 1 || n.saturating_mul(logits_per_item) < MIN_PARALLEL_LOGITS {
         return (0..n).map(f).collect();
     }
-    let per = n.div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|s| {
-        // The calling thread takes the first range; the others run on scoped threads.
-        let handles: Vec<_> = (1..threads)
-            .map(|t| s.spawn(move || (t * per..((t + 1) * per).min(n)).map(f).collect::<Vec<T>>()))
-            .collect();
-        let mut out: Vec<T> = (0..per.min(n)).map(f).collect();
-        for h in handles {
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                return done;
+            }
+            done.push((i, f(i)));
+        }
+    };
+    let mut parts = std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut parts = work();
+        for h in helpers {
             match h.join() {
-                Ok(part) => out.extend(part),
+                Ok(part) => parts.extend(part),
                 // A panic in scoring is a bug; surface it on the caller's thread.
                 Err(payload) => std::panic::resume_unwind(payload),
             }
         }
-        out
-    })
+        parts
+    });
+    parts.sort_unstable_by_key(|&(i, _)| i);
+    parts.into_iter().map(|(_, v)| v).collect()
 }
 
 #[cfg(test)]
