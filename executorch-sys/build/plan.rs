@@ -151,8 +151,8 @@ pub struct SourceOptions {
 /// With `static_build`, `BUILD_SHARED_LIBS=OFF` makes every library an archive.
 /// Position-independent code is on in every build because Rust links position-independent
 /// executables by default, and the archives end up inside one. No `CMAKE_EXE_LINKER_FLAGS`
-/// (`-static-libstdc++`): ExecuTorch builds only libraries here; the one executable is linked
-/// by rustc, which gets the C++ runtime from [`cxx_runtime_plan`]. On Android the STL comes from
+/// (`-static-libstdc++`): the executable that ships is linked by rustc, which gets the C++
+/// runtime from [`cxx_runtime_plan`] (ExecuTorch's own Vulkan runner is not used). On Android the STL comes from
 /// the toolchain (`ANDROID_STL`).
 pub fn cmake_defines(
     triple: &str,
@@ -995,7 +995,7 @@ mod tests {
         let d = cmake_defines(HOST, HOST, &o, None).unwrap();
         assert_eq!(get(&d, "BUILD_SHARED_LIBS"), Some("OFF"));
         assert_eq!(get(&d, "CMAKE_POSITION_INDEPENDENT_CODE"), Some("ON"));
-        // Only libraries are built; rustc links the one executable.
+        // rustc links the executable that ships; no linker flags for CMake executables.
         assert_eq!(get(&d, "CMAKE_EXE_LINKER_FLAGS"), None);
         let dynamic = cmake_defines(HOST, HOST, &opts(false), None).unwrap();
         assert_eq!(
