@@ -26,8 +26,9 @@
 //! `libgcc_s` stay shared; musl targets end up fully static), the NDK's `c++_static` on Android
 //! (it implies `android-static-stl`), the system `libc++` on Apple targets. Without a source
 //! checkout it fails before downloading the wheel (shared libraries only), naming
-//! `EXECUTORCH_SOURCE_DIR` and `cmake`; Windows is refused. Trade-offs and commands:
-//! `docs/cross-compiling.md`, "Static single-file build".
+//! `EXECUTORCH_SOURCE_DIR` and `cmake`; Windows is refused. Dependents' build scripts see the
+//! outcome as `DEP_EXECUTORCH_LINK_KIND` and `DEP_EXECUTORCH_CXX_RUNTIME` (`static` or
+//! `shared`). Trade-offs and commands: `docs/cross-compiling.md`, "Static single-file build".
 //!
 //! # Bindings
 //! With libclang available (`apt-get install libclang-dev`, or `LIBCLANG_PATH`) the build runs
