@@ -7,10 +7,10 @@
 //! targets, so the list is also exported as `DEP_EXECUTORCH_NO_AS_NEEDED` for the final
 //! package's build script to repeat (the root `build.rs` of diffulex-edge does).
 
-use crate::{vars, Runtime};
+use crate::{plan::CxxRuntimePlan, vars, Runtime};
 
-/// Emits everything Cargo needs to link `runtime`.
-pub fn emit(runtime: &Runtime) {
+/// Emits everything Cargo needs to link `runtime`, with the C++ runtime of `cxx` last.
+pub fn emit(runtime: &Runtime, cxx: &CxxRuntimePlan) {
     let dir = runtime.lib_dir.display().to_string();
     let target_os = vars::cargo("CARGO_CFG_TARGET_OS");
     println!("cargo:rustc-link-search=native={dir}");
@@ -28,6 +28,7 @@ pub fn emit(runtime: &Runtime) {
             };
             println!("cargo:rustc-link-lib={kind}={}", lib.name);
         }
+        emit_cxx(cxx);
         println!("cargo:link_kind=static");
         if target_os == "android" {
             println!("cargo:rustc-link-lib=log");
@@ -42,6 +43,7 @@ pub fn emit(runtime: &Runtime) {
             keep.push(lib.name.clone());
         }
     }
+    emit_cxx(cxx);
     println!("cargo:link_kind=shared");
     println!("cargo:no_as_needed={}", keep.join(","));
     if target_os == "linux" || target_os == "android" {
@@ -55,4 +57,19 @@ pub fn emit(runtime: &Runtime) {
     if target_os == "linux" || target_os == "android" || target_os == "macos" {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
     }
+}
+
+/// The static C++ runtime, after every library that needs it (order matters to GNU ld).
+fn emit_cxx(cxx: &CxxRuntimePlan) {
+    for lib in cxx.link_libs.iter().flatten() {
+        println!("cargo:rustc-link-lib={lib}");
+    }
+    println!(
+        "cargo:cxx_runtime={}",
+        if cxx.link_libs.is_some() {
+            "static"
+        } else {
+            "shared"
+        }
+    );
 }

@@ -9,6 +9,10 @@
 //!    (XNNPACK; Vulkan with the `vulkan` feature; Android through the NDK).
 //! 3. Otherwise the pinned 1.5.1 wheel for the target, fetched once with `pip download`,
 //!    verified by SHA-256 and unpacked into a per-user cache.
+//!
+//! Feature `static` (one self-contained executable) accepts only static archives: it refuses the
+//! wheel (shared libraries only) before downloading it, and links the C++ runtime statically
+//! where the target allows (`plan::cxx_runtime_plan`).
 
 mod download;
 mod link;
@@ -51,7 +55,13 @@ fn main() {
         return;
     }
 
-    let runtime = match find_runtime() {
+    let request = static_request();
+    // Decided first: an unsupported target fails before anything is downloaded or built.
+    let cxx = match plan::cxx_runtime_plan(&vars::cargo("TARGET"), request) {
+        Ok(cxx) => cxx,
+        Err(message) => fail(&message),
+    };
+    let runtime = match find_runtime(request) {
         Ok(runtime) => runtime,
         Err(message) => fail(&message),
     };
@@ -60,12 +70,34 @@ fn main() {
         version::EXECUTORCH_VERSION,
         runtime.origin
     ));
-    shim::compile(&runtime);
-    link::emit(&runtime);
+    if !cxx.note.is_empty() {
+        log(cxx.note);
+    }
+    shim::compile(&runtime, &cxx);
+    link::emit(&runtime, &cxx);
+}
+
+/// The features `static` and `android-static-stl`.
+pub fn static_request() -> plan::StaticRequest {
+    plan::StaticRequest {
+        single_file: vars::cargo("CARGO_FEATURE_STATIC") == "1",
+        android_static_stl: vars::cargo("CARGO_FEATURE_ANDROID_STATIC_STL") == "1",
+    }
+}
+
+/// Under feature `static`, refuses a runtime made of shared libraries.
+fn require_static(request: plan::StaticRequest, runtime: Runtime) -> Result<Runtime, String> {
+    let kind = if runtime.static_libs {
+        plan::RuntimeKind::StaticInstall
+    } else {
+        plan::RuntimeKind::SharedInstall
+    };
+    plan::static_check(request.single_file, kind)?;
+    Ok(runtime)
 }
 
 /// The decision list, top to bottom.
-fn find_runtime() -> Result<Runtime, String> {
+fn find_runtime(request: plan::StaticRequest) -> Result<Runtime, String> {
     let target = vars::cargo("TARGET");
     let vulkan = vars::cargo("CARGO_FEATURE_VULKAN") == "1";
 
@@ -73,7 +105,8 @@ fn find_runtime() -> Result<Runtime, String> {
         if vulkan {
             log("feature `vulkan` is ignored with EXECUTORCH_DIR: the prebuilt runtime decides");
         }
-        return prebuilt::from_dir(&PathBuf::from(dir), "EXECUTORCH_DIR", vulkan);
+        let runtime = prebuilt::from_dir(&PathBuf::from(dir), "EXECUTORCH_DIR", vulkan)?;
+        return require_static(request, runtime);
     }
 
     let manifest = PathBuf::from(vars::cargo("CARGO_MANIFEST_DIR"));
@@ -88,7 +121,7 @@ fn find_runtime() -> Result<Runtime, String> {
                 .then_some(checkout)
         });
     if let Some(src) = source {
-        return source::build(&src, &target, vulkan);
+        return require_static(request, source::build(&src, &target, vulkan, request)?);
     }
 
     if vulkan {
@@ -99,6 +132,8 @@ fn find_runtime() -> Result<Runtime, String> {
             version::EXECUTORCH_VERSION
         ));
     }
+    // Before the download: the wheel has shared libraries only.
+    plan::static_check(request.single_file, plan::RuntimeKind::Wheel)?;
     download::fetch(&target)
 }
 

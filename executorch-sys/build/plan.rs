@@ -1,5 +1,6 @@
 //! Pure decisions of the build script: target triple -> wheel platform, CMake options, Android
-//! toolchain and link plan. No I/O here, so every combination is unit-tested (the library
+//! toolchain, link plan and how the C++ runtime is linked (features `static` and
+//! `android-static-stl`). No I/O here, so every combination is unit-tested (the library
 //! includes this file under `cfg(test)`; run `cargo test -p executorch-sys`).
 
 use std::path::{Path, PathBuf};
@@ -137,6 +138,8 @@ pub struct SourceOptions {
     pub build_type: String,
     /// Path of `glslc` (required with `vulkan`).
     pub glslc: Option<PathBuf>,
+    /// Feature `static`: ExecuTorch must come out as static archives only.
+    pub static_build: bool,
 }
 
 /// CMake cache entries for building ExecuTorch from source for `triple` on `host`.
@@ -144,6 +147,13 @@ pub struct SourceOptions {
 /// XNNPACK, the optimized and quantized kernels and the module/data-loader/tensor extensions
 /// are always on; upstream tests, runners and Python bindings are always off. The event tracer
 /// is on because the shim compiles with `ET_EVENT_TRACER_ENABLED` (class layouts depend on it).
+///
+/// With `static_build`, `BUILD_SHARED_LIBS=OFF` makes every library an archive.
+/// Position-independent code is on in every build because Rust links position-independent
+/// executables by default, and the archives end up inside one. No `CMAKE_EXE_LINKER_FLAGS`
+/// (`-static-libstdc++`): the executable that ships is linked by rustc, which gets the C++
+/// runtime from [`cxx_runtime_plan`] (ExecuTorch's own Vulkan runner is not used). On Android the STL comes from
+/// the toolchain (`ANDROID_STL`).
 pub fn cmake_defines(
     triple: &str,
     host: &str,
@@ -154,6 +164,9 @@ pub fn cmake_defines(
     let mut set = |k: &str, v: &str| d.push((k.to_string(), v.to_string()));
     set("CMAKE_BUILD_TYPE", &opts.build_type);
     set("CMAKE_POSITION_INDEPENDENT_CODE", "ON");
+    if opts.static_build {
+        set("BUILD_SHARED_LIBS", "OFF");
+    }
     for on in [
         "EXECUTORCH_BUILD_XNNPACK",
         "EXECUTORCH_BUILD_KERNELS_OPTIMIZED",
@@ -363,6 +376,155 @@ pub fn cpp_defines(has_threadpool: bool) -> Vec<&'static str> {
     d
 }
 
+/// What the features ask of the build: one self-contained executable, or just Android's static
+/// STL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StaticRequest {
+    /// Feature `static`: ExecuTorch linked from static archives and the C++ runtime linked
+    /// statically where the target allows.
+    pub single_file: bool,
+    /// Feature `android-static-stl` (implied by `static`): the NDK's `c++_static` on Android.
+    pub android_static_stl: bool,
+}
+
+impl StaticRequest {
+    /// Whether an Android build uses `c++_static` (either feature asks for it).
+    pub fn static_stl(&self) -> bool {
+        self.single_file || self.android_static_stl
+    }
+}
+
+/// How the C++ standard library gets into the executable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CxxRuntimePlan {
+    /// `cargo:rustc-link-lib` values for the C++ standard library, emitted after ExecuTorch's
+    /// own libraries (GNU ld resolves archives left to right, and the ExecuTorch archives need
+    /// the C++ runtime too, not only the shim). `None`: the `cc` crate links its default (the
+    /// platform's shared C++ library) for the shim, as without any feature.
+    pub link_libs: Option<Vec<&'static str>>,
+    /// What stays dynamic and why, for the build log; empty when nothing was asked.
+    pub note: &'static str,
+}
+
+/// libstdc++ as an archive the final link resolves (`-bundle`: the toolchain's linker finds
+/// `libstdc++.a` in its own search path; rustc adds the `-Bstatic` hint).
+const STATIC_LIBSTDCXX: &str = "static:-bundle=stdc++";
+
+/// Decides how the C++ runtime is linked for `triple` under `req`.
+///
+/// - Linux glibc: `libstdc++.a`. glibc (`libc`, `libm`, the loader) stays shared, and so does
+///   `libgcc_s`: Rust's standard library links it itself (`-lgcc_s`, with `-nodefaultlibs`), so
+///   `-static-libgcc` (and `-static-libstdc++`, which only changes what a C++ compiler driver
+///   adds by itself) would change nothing on rustc's link line.
+/// - Linux musl: `libstdc++.a` of a musl C++ toolchain; Rust links musl targets fully statically
+///   already, so the executable has no dynamic dependency at all. Untested here.
+/// - Android: the NDK's `c++_static` plus `c++abi` (the NDK's `libc++.a` is a linker script
+///   naming both; `libc++_static.a` alone misses the ABI half). Bionic stays shared (it always
+///   is).
+/// - Apple: `libc++` stays the shared system library: it lives in the OS (dyld shared cache),
+///   Apple ships no static `libc++` to link against and does not support static executables.
+/// - Windows and everything else: an error, since the source build (which `static` needs) is
+///   not set up for them.
+///
+/// # Examples
+/// ```ignore
+/// let req = StaticRequest { single_file: true, android_static_stl: true };
+/// let plan = cxx_runtime_plan("x86_64-unknown-linux-gnu", req).unwrap();
+/// assert_eq!(plan.link_libs, Some(vec!["static:-bundle=stdc++"]));
+/// ```
+pub fn cxx_runtime_plan(triple: &str, req: StaticRequest) -> Result<CxxRuntimePlan, String> {
+    let dynamic = |note| CxxRuntimePlan {
+        link_libs: None,
+        note,
+    };
+    if triple.contains("android") {
+        return Ok(if req.static_stl() {
+            CxxRuntimePlan {
+                link_libs: Some(vec!["static:-bundle=c++_static", "static:-bundle=c++abi"]),
+                note: "C++ runtime: the NDK's c++_static (+ c++abi) linked in; Bionic (libc, \
+                       libm, libdl, liblog) stays shared",
+            }
+        } else {
+            dynamic("")
+        });
+    }
+    if !req.single_file {
+        // `android-static-stl` alone means nothing off Android.
+        return Ok(dynamic(""));
+    }
+    if triple.contains("-linux-gnu") {
+        Ok(CxxRuntimePlan {
+            link_libs: Some(vec![STATIC_LIBSTDCXX]),
+            note: "C++ runtime: libstdc++.a linked in; glibc (libc, libm, ld-linux) and \
+                   libgcc_s (Rust's own unwinder) stay shared",
+        })
+    } else if triple.contains("-linux-musl") {
+        Ok(CxxRuntimePlan {
+            link_libs: Some(vec![STATIC_LIBSTDCXX]),
+            note: "C++ runtime: libstdc++.a of the musl toolchain linked in; musl targets link \
+                   fully statically (ExecuTorch and XNNPACK on musl are untested)",
+        })
+    } else if triple.contains("apple") {
+        Ok(dynamic(
+            "C++ runtime: libc++ stays the shared system library on Apple targets (part of \
+             the OS; no static libc++ is shipped to link against)",
+        ))
+    } else {
+        Err(format!(
+            "feature `static` is not supported for target {triple}: it needs ExecuTorch built \
+             from source, and the source build is set up for Linux, Android and macOS targets \
+             only (on Windows a static CRT, /MT, would also have to match how ExecuTorch was \
+             compiled, which nothing here controls). Build without `--features static`."
+        ))
+    }
+}
+
+/// Where the runtime came from, as far as the `static` feature cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// The pinned 1.5.1 wheel would be downloaded (shared libraries only).
+    Wheel,
+    /// `EXECUTORCH_DIR` or a source build that holds shared libraries.
+    SharedInstall,
+    /// Static archives (`libexecutorch.a`, ...): a static source build or install prefix.
+    StaticInstall,
+}
+
+/// Refuses the `static` feature where it cannot hold, before anything is downloaded or linked.
+///
+/// # Examples
+/// ```ignore
+/// assert!(static_check(true, RuntimeKind::Wheel).is_err());
+/// assert!(static_check(false, RuntimeKind::Wheel).is_ok());
+/// ```
+pub fn static_check(single_file: bool, kind: RuntimeKind) -> Result<(), String> {
+    if !single_file {
+        return Ok(());
+    }
+    match kind {
+        RuntimeKind::StaticInstall => Ok(()),
+        RuntimeKind::Wheel => Err(
+            "feature `static` asks for one self-contained executable, but no ExecuTorch source \
+             is configured, and the prebuilt executorch==1.5.1 wheel this build would otherwise \
+             download ships only shared libraries (libexecutorch.so and the kernel/delegate \
+             .so files), so the binary would still need them beside it at run time. Set \
+             EXECUTORCH_SOURCE_DIR to an ExecuTorch 1.5.1 source checkout with its submodules \
+             (or clone it into third_party/executorch) and install the `cmake` tool (on PATH, \
+             or set CMAKE to its path): ExecuTorch is then built as static archives and linked \
+             in. Or build without `--features static` to link the wheel's shared libraries."
+                .to_string(),
+        ),
+        RuntimeKind::SharedInstall => Err(
+            "feature `static` asks for one self-contained executable, but the ExecuTorch \
+             runtime found holds shared libraries (lib*.so / lib*.dylib), which would stay \
+             outside the binary. Unset EXECUTORCH_DIR and set EXECUTORCH_SOURCE_DIR to an \
+             ExecuTorch 1.5.1 source checkout (with the `cmake` tool installed), or point \
+             EXECUTORCH_DIR at an install prefix of a static build (BUILD_SHARED_LIBS=OFF)."
+                .to_string(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +534,7 @@ mod tests {
             vulkan,
             build_type: "Release".into(),
             glslc: vulkan.then(|| PathBuf::from("/usr/bin/glslc")),
+            static_build: false,
         }
     }
 
@@ -511,22 +674,53 @@ mod tests {
         assert!(err.contains("glslc"), "{err}");
     }
 
-    /// Every target x vulkan x STL combination: invariants that must hold everywhere.
+    /// (feature `static`, feature `android-static-stl`), all four.
+    const FEATURE_COMBOS: [(bool, bool); 4] =
+        [(false, false), (false, true), (true, false), (true, true)];
+
+    /// Every target x vulkan x (static, android-static-stl) combination: invariants that must
+    /// hold everywhere.
     #[test]
     fn full_matrix() {
         let targets = [
             "x86_64-unknown-linux-gnu",
             "aarch64-unknown-linux-gnu",
+            "x86_64-unknown-linux-musl",
             "aarch64-linux-android",
             "armv7-linux-androideabi",
             "x86_64-linux-android",
         ];
         for triple in targets {
             for vulkan in [false, true] {
-                for static_stl in [false, true] {
-                    let tc = AndroidToolchain::new(triple, Path::new("/ndk"), 28, HOST, static_stl);
-                    let d = cmake_defines(triple, HOST, &opts(vulkan), tc.as_ref()).unwrap();
-                    let what = format!("{triple} vulkan={vulkan} static_stl={static_stl}");
+                for (single_file, android_static_stl) in FEATURE_COMBOS {
+                    let req = StaticRequest {
+                        single_file,
+                        android_static_stl,
+                    };
+                    let tc = AndroidToolchain::new(
+                        triple,
+                        Path::new("/ndk"),
+                        28,
+                        HOST,
+                        req.static_stl(),
+                    );
+                    let mut o = opts(vulkan);
+                    o.static_build = single_file;
+                    let d = cmake_defines(triple, HOST, &o, tc.as_ref()).unwrap();
+                    let what = format!("{triple} vulkan={vulkan} {req:?}");
+                    // `static` implies the static STL, as the feature does in Cargo.toml.
+                    let static_stl = single_file || android_static_stl;
+                    assert_eq!(
+                        get(&d, "BUILD_SHARED_LIBS"),
+                        single_file.then_some("OFF"),
+                        "{what}"
+                    );
+                    assert_eq!(
+                        get(&d, "CMAKE_POSITION_INDEPENDENT_CODE"),
+                        Some("ON"),
+                        "{what}"
+                    );
+                    assert_eq!(get(&d, "CMAKE_EXE_LINKER_FLAGS"), None, "{what}");
                     assert_eq!(get(&d, "EXECUTORCH_BUILD_XNNPACK"), Some("ON"), "{what}");
                     assert_eq!(
                         get(&d, "EXECUTORCH_BUILD_KERNELS_QUANTIZED"),
@@ -642,6 +836,188 @@ mod tests {
             "optional backends are not linked"
         );
         assert_eq!(shared_link_plan(&["executorch_threadpool".into()]), None);
+    }
+
+    /// The expected C++ runtime for one target under each of [`FEATURE_COMBOS`].
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Cxx {
+        /// `cc`'s default shared library.
+        Shared,
+        /// `libstdc++.a` after the runtime.
+        Libstdcxx,
+        /// The NDK's `c++_static` + `c++abi` after the runtime.
+        NdkStatic,
+        /// Refused.
+        Refused,
+    }
+    use Cxx::*;
+
+    /// Written out per target (not derived from the function's own rules), one column per
+    /// entry of `FEATURE_COMBOS`: (no feature, android-static-stl, static, both).
+    const CXX_TABLE: &[(&str, [Cxx; 4])] = &[
+        (
+            "x86_64-unknown-linux-gnu",
+            [Shared, Shared, Libstdcxx, Libstdcxx],
+        ),
+        (
+            "aarch64-unknown-linux-gnu",
+            [Shared, Shared, Libstdcxx, Libstdcxx],
+        ),
+        (
+            "armv7-unknown-linux-gnueabihf",
+            [Shared, Shared, Libstdcxx, Libstdcxx],
+        ),
+        (
+            "x86_64-unknown-linux-musl",
+            [Shared, Shared, Libstdcxx, Libstdcxx],
+        ),
+        (
+            "aarch64-unknown-linux-musl",
+            [Shared, Shared, Libstdcxx, Libstdcxx],
+        ),
+        (
+            "aarch64-linux-android",
+            [Shared, NdkStatic, NdkStatic, NdkStatic],
+        ),
+        (
+            "armv7-linux-androideabi",
+            [Shared, NdkStatic, NdkStatic, NdkStatic],
+        ),
+        (
+            "x86_64-linux-android",
+            [Shared, NdkStatic, NdkStatic, NdkStatic],
+        ),
+        ("aarch64-apple-darwin", [Shared, Shared, Shared, Shared]),
+        ("x86_64-apple-darwin", [Shared, Shared, Shared, Shared]),
+        ("x86_64-pc-windows-msvc", [Shared, Shared, Refused, Refused]),
+        ("x86_64-pc-windows-gnu", [Shared, Shared, Refused, Refused]),
+        ("x86_64-unknown-freebsd", [Shared, Shared, Refused, Refused]),
+    ];
+
+    #[test]
+    fn cxx_runtime_every_target_and_feature() {
+        for (triple, row) in CXX_TABLE {
+            for ((single_file, android_static_stl), want) in FEATURE_COMBOS.into_iter().zip(row) {
+                let req = StaticRequest {
+                    single_file,
+                    android_static_stl,
+                };
+                let what = format!("{triple} {req:?}");
+                let got = cxx_runtime_plan(triple, req);
+                let libs = got.as_ref().map(|p| p.link_libs.clone());
+                match want {
+                    Shared => assert_eq!(libs, Ok(None), "{what}"),
+                    Libstdcxx => {
+                        assert_eq!(libs, Ok(Some(vec!["static:-bundle=stdc++"])), "{what}")
+                    }
+                    NdkStatic => assert_eq!(
+                        libs,
+                        Ok(Some(vec![
+                            "static:-bundle=c++_static",
+                            "static:-bundle=c++abi"
+                        ])),
+                        "{what}"
+                    ),
+                    Refused => {
+                        let err = got.unwrap_err();
+                        assert!(err.contains(triple) && err.contains("`static`"), "{err}");
+                    }
+                }
+                // Nothing asked, nothing said; anything static says what stays shared.
+                if let Ok(plan) = cxx_runtime_plan(triple, req) {
+                    assert_eq!(
+                        plan.note.is_empty(),
+                        *want == Shared && !(single_file && triple.contains("apple")),
+                        "{what}: {}",
+                        plan.note
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cxx_runtime_notes_say_what_stays_shared() {
+        let both = StaticRequest {
+            single_file: true,
+            android_static_stl: true,
+        };
+        let note = |t| cxx_runtime_plan(t, both).unwrap().note;
+        assert!(note("x86_64-unknown-linux-gnu").contains("libgcc_s"));
+        assert!(note("x86_64-unknown-linux-gnu").contains("glibc"));
+        assert!(note("x86_64-unknown-linux-musl").contains("untested"));
+        assert!(note("aarch64-apple-darwin").contains("libc++"));
+        assert!(note("aarch64-linux-android").contains("c++_static"));
+    }
+
+    #[test]
+    fn static_feature_refuses_shared_runtimes() {
+        for kind in [
+            RuntimeKind::Wheel,
+            RuntimeKind::SharedInstall,
+            RuntimeKind::StaticInstall,
+        ] {
+            assert_eq!(
+                static_check(false, kind),
+                Ok(()),
+                "{kind:?} without `static`"
+            );
+        }
+        assert_eq!(static_check(true, RuntimeKind::StaticInstall), Ok(()));
+
+        let wheel = static_check(true, RuntimeKind::Wheel).unwrap_err();
+        for needed in [
+            "EXECUTORCH_SOURCE_DIR",
+            "`cmake`",
+            "shared libraries",
+            "third_party/executorch",
+            "without `--features static`",
+        ] {
+            assert!(wheel.contains(needed), "missing {needed:?}: {wheel}");
+        }
+        assert!(!wheel.contains('\n'), "one paragraph: {wheel}");
+
+        let shared = static_check(true, RuntimeKind::SharedInstall).unwrap_err();
+        for needed in [
+            "EXECUTORCH_DIR",
+            "EXECUTORCH_SOURCE_DIR",
+            "BUILD_SHARED_LIBS=OFF",
+        ] {
+            assert!(shared.contains(needed), "missing {needed:?}: {shared}");
+        }
+        assert!(!shared.contains('\n'), "one paragraph: {shared}");
+    }
+
+    #[test]
+    fn static_build_cmake_entries() {
+        let mut o = opts(false);
+        o.static_build = true;
+        let d = cmake_defines(HOST, HOST, &o, None).unwrap();
+        assert_eq!(get(&d, "BUILD_SHARED_LIBS"), Some("OFF"));
+        assert_eq!(get(&d, "CMAKE_POSITION_INDEPENDENT_CODE"), Some("ON"));
+        // rustc links the executable that ships; no linker flags for CMake executables.
+        assert_eq!(get(&d, "CMAKE_EXE_LINKER_FLAGS"), None);
+        let dynamic = cmake_defines(HOST, HOST, &opts(false), None).unwrap();
+        assert_eq!(
+            get(&dynamic, "BUILD_SHARED_LIBS"),
+            None,
+            "without `static`, ExecuTorch's own default"
+        );
+        // musl cross build from a glibc host: configured like any Linux cross build.
+        let musl = cmake_defines("x86_64-unknown-linux-musl", HOST, &o, None).unwrap();
+        assert_eq!(get(&musl, "CMAKE_SYSTEM_NAME"), Some("Linux"));
+        assert_eq!(get(&musl, "CMAKE_SYSTEM_PROCESSOR"), Some("x86_64"));
+        assert_eq!(get(&musl, "BUILD_SHARED_LIBS"), Some("OFF"));
+        // Android: `static` alone (without the STL feature) still gets c++_static.
+        let req = StaticRequest {
+            single_file: true,
+            android_static_stl: false,
+        };
+        let tc = android("aarch64-linux-android", req.static_stl());
+        let d = cmake_defines("aarch64-linux-android", HOST, &o, Some(&tc)).unwrap();
+        assert_eq!(get(&d, "ANDROID_STL"), Some("c++_static"));
+        assert_eq!(get(&d, "BUILD_SHARED_LIBS"), Some("OFF"));
+        assert!(cmake_defines("x86_64-pc-windows-msvc", HOST, &o, None).is_err());
     }
 
     #[test]

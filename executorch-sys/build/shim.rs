@@ -69,8 +69,10 @@ fn run_bindgen(manifest: &std::path::Path, out: &std::path::Path) {
     }
 }
 
-/// Compiles the shim against the runtime's headers.
-pub fn compile(runtime: &Runtime) {
+/// Compiles the shim against the runtime's headers. When `cxx` links the C++ runtime itself
+/// (static), `cc` links none: a second, dynamic `-lstdc++` / `-lc++_shared` from `cc` would pull
+/// the shared library back in beside the static one.
+pub fn compile(runtime: &Runtime, cxx: &plan::CxxRuntimePlan) {
     let manifest = PathBuf::from(vars::cargo("CARGO_MANIFEST_DIR"));
     let has_threadpool = runtime.libs.iter().any(|l| l.name.contains("threadpool"));
     let mut build = cc::Build::new();
@@ -87,8 +89,8 @@ pub fn compile(runtime: &Runtime) {
     for define in plan::cpp_defines(has_threadpool) {
         build.define(define, None);
     }
-    if vars::cargo("CARGO_FEATURE_ANDROID_STATIC_STL") == "1" {
-        build.cpp_link_stdlib("c++_static");
+    if cxx.link_libs.is_some() {
+        build.cpp_link_stdlib(None);
     }
     // The crate version in the archive name keeps two versions of this crate in one link apart.
     build.compile(&format!(

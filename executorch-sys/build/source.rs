@@ -3,11 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::plan::{self, AndroidToolchain, SourceOptions};
+use crate::plan::{self, AndroidToolchain, SourceOptions, StaticRequest};
 use crate::{prebuilt, vars, Runtime};
 
-/// Builds and installs ExecuTorch from `src` for `target`.
-pub fn build(src: &Path, target: &str, vulkan: bool) -> Result<Runtime, String> {
+/// Builds and installs ExecuTorch from `src` for `target`; `request.single_file` (feature
+/// `static`) builds static archives only.
+pub fn build(
+    src: &Path,
+    target: &str,
+    vulkan: bool,
+    request: StaticRequest,
+) -> Result<Runtime, String> {
     if !src.join("CMakeLists.txt").is_file() {
         return Err(format!(
             "{} is not an ExecuTorch source checkout (no CMakeLists.txt); set \
@@ -16,6 +22,7 @@ pub fn build(src: &Path, target: &str, vulkan: bool) -> Result<Runtime, String> 
         ));
     }
     let host = vars::cargo("HOST");
+    check_cmake(target)?;
     let android = android_toolchain(target, &host)?;
     let opts = SourceOptions {
         vulkan,
@@ -25,6 +32,7 @@ pub fn build(src: &Path, target: &str, vulkan: bool) -> Result<Runtime, String> 
         } else {
             None
         },
+        static_build: request.single_file,
     };
     let defines = plan::cmake_defines(target, &host, &opts, android.as_ref())?;
 
@@ -87,8 +95,41 @@ pub fn android_toolchain(target: &str, host: &str) -> Result<Option<AndroidToolc
             .map_err(|_| format!("EXECUTORCH_ANDROID_API={v} is not a number"))?,
         None => 26,
     };
-    let static_stl = vars::cargo("CARGO_FEATURE_ANDROID_STATIC_STL") == "1";
+    let static_stl = crate::static_request().static_stl();
     Ok(AndroidToolchain::new(target, &ndk, api, host, static_stl))
+}
+
+/// Fails early, with what to install, when the `cmake` tool is missing: the `cmake` crate would
+/// only report a failed process spawn. Skipped when one of the variables the `cmake` crate reads
+/// names the executable.
+fn check_cmake(target: &str) -> Result<(), String> {
+    let named = [
+        "CMAKE".to_string(),
+        format!("CMAKE_{target}"),
+        format!("CMAKE_{}", target.replace('-', "_")),
+        "TARGET_CMAKE".to_string(),
+        "HOST_CMAKE".to_string(),
+    ]
+    .iter()
+    .any(|v| vars::get(v).is_some());
+    if named || on_path("cmake").is_some() {
+        return Ok(());
+    }
+    Err(
+        "building ExecuTorch from source needs the `cmake` tool, and none is on PATH: \
+         install it (Debian/Ubuntu: `apt-get install cmake`; macOS: `brew install cmake`) or \
+         set CMAKE to its path"
+            .to_string(),
+    )
+}
+
+/// The first `name` file in a `PATH` directory.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
 }
 
 /// `GLSLC`, then `glslc` on PATH, then the NDK's shader-tools.
@@ -96,12 +137,7 @@ fn find_glslc(android: Option<&AndroidToolchain>) -> Option<PathBuf> {
     if let Some(p) = vars::get(vars::GLSLC) {
         return Some(PathBuf::from(p));
     }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("glslc"))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| {
+    on_path("glslc").or_else(|| {
         let tc = android?;
         let p = tc.ndk.join("shader-tools").join(tc.host_tag).join("glslc");
         p.is_file().then_some(p)

@@ -19,6 +19,17 @@
 //!
 //! `EXECUTORCH_SYS_LINK=0` (or `DOCS_RS`) only generates bindings.
 //!
+//! # One self-contained executable: feature `static`
+//! Feature `static` accepts only a runtime of static archives (a source build, which it
+//! configures with `BUILD_SHARED_LIBS=OFF`, or an `EXECUTORCH_DIR` install prefix of one) and
+//! links the C++ runtime statically where the target allows: `libstdc++.a` on Linux (glibc and
+//! `libgcc_s` stay shared; musl targets end up fully static), the NDK's `c++_static` on Android
+//! (it implies `android-static-stl`), the system `libc++` on Apple targets. Without a source
+//! checkout it fails before downloading the wheel (shared libraries only), naming
+//! `EXECUTORCH_SOURCE_DIR` and `cmake`; Windows is refused. Dependents' build scripts see the
+//! outcome as `DEP_EXECUTORCH_LINK_KIND` and `DEP_EXECUTORCH_CXX_RUNTIME` (`static` or
+//! `shared`). Trade-offs and commands: `docs/cross-compiling.md`, "Static single-file build".
+//!
 //! # Bindings
 //! With libclang available (`apt-get install libclang-dev`, or `LIBCLANG_PATH`) the build runs
 //! bindgen over the header. Without it, 64-bit targets use the committed bindgen output
