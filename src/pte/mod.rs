@@ -50,8 +50,10 @@ mod module;
 mod op_schemas;
 mod output;
 mod raw;
+mod segments;
 mod tensor;
 mod validate;
+mod xnnpack_blob;
 
 pub use dtype::{DType, Element};
 pub use error::{ErrorCode, Operation, PteError, Result};
