@@ -13,17 +13,24 @@
 //! - the header's flatbuffer and constant ranges lie inside the payload, in order, and the
 //!   flatbuffer has XNNPACK's identifier (`XN00`/`XN01`);
 //! - every value is a known union member with its table; its datatype is in the schema's
-//!   range, its dims vector (whose length the runtime uses as the rank) has at most
-//!   XNNPACK's 6 entries whose product does
-//!   not overflow, its flags are the two external flags at most, its id is unique, and an
-//!   external id is unique, below `num_externs` and below the delegate call's argument count;
+//!   range, its dims vector (whose length the runtime uses as the rank; `num_dims` is not
+//!   read) has at most XNNPACK's 6 entries whose byte count does not overflow, its flags are
+//!   the two external flags at most, its id is unique, and an external id is unique, below
+//!   `num_externs` and below the delegate call's argument count;
 //! - a constant's bytes (inline range, named data entry, or deprecated in-flatbuffer buffer)
 //!   exist and hold at least the bytes its dims and datatype describe; quantization parameters
 //!   are present, their channel dimension is inside the tensor, their scales cover every
 //!   channel, and a block size is positive;
 //! - every node is a known union member with its table, and each value id it names is defined
-//!   (only biases may be absent); transpose permutations, pad and slice vectors have the
-//!   lengths XNNPACK reads, and a depthwise convolution's divisor is not zero.
+//!   (only biases may be absent); it reads only weights, inputs and values an earlier node
+//!   wrote, and writes only activations or outputs, each once (XNNPACK runs nodes in order;
+//!   a node writing a bias segfaulted); transpose permutations, pad and slice vectors have
+//!   the lengths XNNPACK reads, and a depthwise convolution's divisor is not zero;
+//! - an activation (neither constant nor external) holds at most the square of the largest
+//!   constant or external value's element count, or 2^20 if that is more: XNNPACK reserves
+//!   memory by the declared dims (one flipped bit asked for 16 GiB and the process was
+//!   killed), while every node it runs produces at most the product of its inputs' sizes
+//!   (the floor covers concatenations and pads of tiny tensors).
 //!
 //! What it cannot see: values that are valid but wrong (a changed weight byte, a clamp bound)
 //! run and give different numbers, and shape mismatches XNNPACK detects itself come back as
