@@ -134,6 +134,7 @@ pub(crate) fn check_program(
     else {
         return Ok(());
     };
+    let mut xnnpack = Vec::new();
     for p in 0..plans.len() {
         let plan = plans
             .table(p)
@@ -143,7 +144,9 @@ pub(crate) fn check_program(
             .map_err(|e| c.oob(&format!("execution plan {p} name"), e))?;
         c.place.method = Some(name.unwrap_or_else(|| format!("<plan {p}>")));
         c.place.instruction = None;
-        check_plan(&mut c, plan, n_inline, n_segments, &mut used, &payloads)?;
+        for payload in check_plan(&mut c, plan, n_inline, n_segments, &mut used)? {
+            xnnpack.push((c.place.method.clone(), payload));
+        }
     }
     c.place.method = None;
     c.place.instruction = None;
@@ -152,6 +155,11 @@ pub(crate) fn check_program(
             format!("segment {orphan}"),
             "is not referenced by any delegate, constant table or named data entry (a reference to it is missing)".into(),
         ));
+    }
+    // Payloads last: a lost reference above explains a payload's missing data better.
+    for (method, payload) in xnnpack {
+        c.place.method = method;
+        payloads.check_xnnpack(&c, payload)?;
     }
     Ok(())
 }
@@ -214,8 +222,7 @@ fn check_plan(
     n_inline: usize,
     n_segments: usize,
     used_segments: &mut Vec<usize>,
-    delegate_data: &Payloads<'_>,
-) -> Checked<()> {
+) -> Checked<Vec<XnnpackPayload>> {
     let values = plan
         .vector(2, 4)
         .map_err(|e| c.oob("value table", e))?
@@ -320,11 +327,11 @@ fn check_plan(
         }
         c.place.instruction = None;
     }
-    for payload in xnnpack {
-        let calls = call_args.get(payload.delegate).copied().flatten();
-        delegate_data.check_xnnpack(c, payload, calls)?;
+    let mut xnnpack = xnnpack;
+    for payload in &mut xnnpack {
+        payload.call_args = call_args.get(payload.delegate).copied().flatten();
     }
-    Ok(())
+    Ok(xnnpack)
 }
 
 /// The delegate index and argument count of instruction `i`, if it is a (checked) delegate call.
@@ -368,6 +375,8 @@ struct XnnpackPayload {
     /// 0: inline delegate data, 1: segment.
     location: u8,
     index: usize,
+    /// Fewest arguments a call of the delegate passes (`None`: never called).
+    call_args: Option<usize>,
 }
 
 /// What is needed to fetch and check delegate payloads.
@@ -379,12 +388,7 @@ struct Payloads<'p> {
 }
 
 impl Payloads<'_> {
-    fn check_xnnpack(
-        &self,
-        c: &Checker,
-        payload: XnnpackPayload,
-        call_args: Option<usize>,
-    ) -> Checked<()> {
+    fn check_xnnpack(&self, c: &Checker, payload: XnnpackPayload) -> Checked<()> {
         let loc = format!(
             "delegate {} ({})",
             payload.delegate,
@@ -392,7 +396,7 @@ impl Payloads<'_> {
         );
         let ctx = xnnpack_blob::Context {
             named_data: &self.named_data,
-            call_args,
+            call_args: payload.call_args,
         };
         let result = if payload.location == 0 {
             let inline = self
@@ -631,6 +635,7 @@ fn check_delegates(
                 delegate: d,
                 location,
                 index,
+                call_args: None,
             });
         }
         let specs = delegate
