@@ -82,3 +82,38 @@ pub(crate) fn segment_base(program: &[u8]) -> Option<u64> {
     let b: [u8; 8] = program.get(24..32)?.try_into().ok()?;
     Some(u64::from_le_bytes(b))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xnnpack() -> (Vec<u8>, PathBuf) {
+        let path = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/basic/xnnpack.pte"
+        ));
+        (std::fs::read(&path).unwrap(), path)
+    }
+
+    #[test]
+    fn memory_and_file_read_the_same_ranges() {
+        let (bytes, path) = xnnpack();
+        // The extended header puts the segments at byte 1536, after the 1448-byte program.
+        assert_eq!(segment_base(&bytes), Some(1536));
+        assert_eq!(segment_base(&bytes[..20]), None);
+        let memory = InMemory(&bytes);
+        let file = FileSegments::new(&path, bytes.len() as u64);
+        assert_eq!(memory.file_len(), file.file_len());
+        assert_eq!(memory.read(1536, 30).unwrap(), file.read(1536, 30).unwrap());
+        assert_eq!(&memory.read(1536, 8).unwrap()[4..], b"XH00");
+    }
+
+    #[test]
+    fn ranges_past_the_end_are_errors() {
+        let (bytes, path) = xnnpack();
+        let len = bytes.len() as u64;
+        assert!(InMemory(&bytes).read(len - 4, 8).is_err());
+        assert!(InMemory(&bytes).read(u64::MAX, 2).is_err());
+        assert!(FileSegments::new(&path, len).read(len - 4, 8).is_err());
+    }
+}

@@ -338,9 +338,8 @@ impl<'a, 'c> Graph<'a, 'c> {
             .map(|d| dims_vec.u32(d).map(u64::from))
             .collect::<Result<Vec<u64>, _>>()
             .map_err(oob(loc))?;
-        let bytes = tensor_bytes(&dims, datatype)
+        let (numel, bytes) = tensor_bytes(&dims, datatype)
             .ok_or_else(|| defect(loc, format!("dims {dims:?} overflow the element count")))?;
-        let numel = dims.iter().product();
         let flags = tensor.u32(5, 0).map_err(oob(loc))?;
         if flags & !EXTERNAL_FLAGS != 0 {
             return Err(defect(loc, format!("has unknown flags {flags:#x}")));
@@ -554,7 +553,10 @@ impl<'a, 'c> Graph<'a, 'c> {
             let loc = format!("{loc} (type {kind})");
             let io = self.node(kind, body, &loc)?;
             for &(slot, id) in &io.inputs {
-                let v = &self.values[&id];
+                // `node` only returns defined ids.
+                let Some(v) = self.values.get(&id) else {
+                    continue;
+                };
                 if !(v.constant || v.input || written.contains(&id)) {
                     return Err(defect(
                         &loc,
@@ -563,7 +565,9 @@ impl<'a, 'c> Graph<'a, 'c> {
                 }
             }
             for &(slot, id) in &io.outputs {
-                let v = &self.values[&id];
+                let Some(v) = self.values.get(&id) else {
+                    continue;
+                };
                 if v.constant || v.input || !written.insert(id) {
                     return Err(defect(
                         &loc,
@@ -735,17 +739,19 @@ impl<'a, 'c> Graph<'a, 'c> {
     }
 }
 
-/// Bytes a tensor of these dims and datatype occupies (4-bit types pack two per byte along
-/// the last dim, each row rounded up), or `None` if the count overflows.
-fn tensor_bytes(dims: &[u64], datatype: u16) -> Option<u64> {
+/// Element count and bytes of a tensor of these dims and datatype (4-bit types pack two per
+/// byte along the last dim, each row rounded up), or `None` if either overflows.
+fn tensor_bytes(dims: &[u64], datatype: u16) -> Option<(u64, u64)> {
     let numel = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d))?;
     let bits = DATATYPE_BITS.get(usize::from(datatype)).copied()?;
-    if bits == 4 {
+    let bytes = if bits == 4 {
         let last = dims.last().copied().unwrap_or(1);
         let rows = numel.checked_div(last).unwrap_or(0);
-        return rows.checked_mul(last.div_ceil(2));
-    }
-    numel.checked_mul(bits / 8)
+        rows.checked_mul(last.div_ceil(2))?
+    } else {
+        numel.checked_mul(bits / 8)?
+    };
+    Some((numel, bytes))
 }
 
 #[cfg(test)]
@@ -1068,6 +1074,15 @@ mod tests {
         // Without the buffer the runtime reads one scale per channel from the empty list.
         f.patch(i, scale_buffer, &0u32.to_le_bytes());
         rejected(f.check(i, None), "has 0 entries of scales where");
+    }
+
+    #[test]
+    fn tensor_bytes_counts_packed_rows_and_overflow() {
+        assert_eq!(tensor_bytes(&[2, 3], 1), Some((6, 24))); // fp32
+        assert_eq!(tensor_bytes(&[], 2), Some((1, 2))); // fp16 scalar
+        assert_eq!(tensor_bytes(&[3, 5], 8), Some((15, 9))); // qcint4: 3 rows of 3 bytes
+        assert_eq!(tensor_bytes(&[u64::from(u32::MAX); 3], 1), None);
+        assert_eq!(tensor_bytes(&[1 << 62], 1), None); // elements fit, bytes do not
     }
 
     /// Arbitrary single-byte changes give `Ok` or a defect, never a panic.
