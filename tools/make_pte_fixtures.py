@@ -206,6 +206,19 @@ def xnnpack(out_dir: Path) -> None:
     write(out_dir, "xnnpack", prog.buffer, {"backends": {"forward": ["XnnpackBackend"]}, "calls": calls})
 
 
+def xnnpack_inline(out_dir: Path) -> None:
+    """xnnpack.pte's model with the XNNPACK payload stored inline in the program flatbuffer
+    (`extract_delegate_segments=False`) instead of in a segment."""
+    torch.manual_seed(2)
+    model = Mlp().eval()
+    x = torch.randn(2, 8)
+    ep = export(model, (x,))
+    config = ExecutorchBackendConfig(extract_delegate_segments=False)
+    prog = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch(config)
+    calls = [call(model, "forward", x), call(model, "forward", torch.randn(2, 8))]
+    write(out_dir, "xnnpack_inline", prog.buffer, {"backends": {"forward": ["XnnpackBackend"]}, "calls": calls})
+
+
 def dynamic(out_dir: Path) -> None:
     torch.manual_seed(3)
     model = TinyLm().eval()
@@ -289,7 +302,7 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="verify the committed files are reproduced")
     args = parser.parse_args()
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    fixtures = (mlp, xnnpack, dynamic, stateful, dtypes, quantized)
+    fixtures = (mlp, xnnpack, xnnpack_inline, dynamic, stateful, dtypes, quantized)
     if not args.check:
         args.out.mkdir(parents=True, exist_ok=True)
         for fixture in fixtures:

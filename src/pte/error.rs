@@ -372,8 +372,9 @@ pub enum PteError {
         reason: String,
     },
     /// The program passed ExecuTorch's structural verification but is internally
-    /// inconsistent (an index out of range, a value of the wrong type), which would crash the
-    /// runtime when the method is loaded or run. Found by the checks of `PteModule::load`.
+    /// inconsistent (an index out of range, a value of the wrong type, an XNNPACK delegate
+    /// payload whose graph does not match its data), which would crash the runtime when the
+    /// method is loaded or run. Found by the checks of `PteModule::load`.
     #[error(
         "{}corrupt program{}: {detail}; the file is corrupt or was not produced by a compatible exporter (ExecuTorch 1.5)",
         file_prefix(file),
@@ -387,7 +388,9 @@ pub enum PteError {
         /// Index of the defective instruction, if the defect is in one.
         instruction: Option<usize>,
         /// Where the defect is and what is wrong, e.g. `chain 0 instruction 3: operator
-        /// index 514 is out of range (the method has 3 operators)`.
+        /// index 514 is out of range (the method has 3 operators)` or `delegate 0
+        /// (XnnpackBackend) payload value 4: dims [8196, 16] need 524544 bytes, constant 3
+        /// holds 256`.
         detail: String,
     },
     /// A constant-method helper found something other than the expected constant.

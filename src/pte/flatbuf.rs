@@ -86,14 +86,14 @@ impl<'a> Table<'a> {
                 what: "vtable",
                 at: pos,
             })?;
+        // Like flatbuffers' own verifier, only the vtable's extent is checked, not the table
+        // length it records (nothing reads that; each field read is bounds-checked itself),
+        // so a corrupted table length does not reject what the runtime would accept.
         let vtable_len = usize::from(read_u16(buf, vtable, "vtable")?);
-        let table_len = usize::from(read_u16(buf, vtable + 2, "vtable")?);
-        let vtable_ok = vtable_len >= 4
-            && vtable
-                .checked_add(vtable_len)
-                .is_some_and(|e| e <= buf.len());
-        let table_ok = pos.checked_add(table_len).is_some_and(|e| e <= buf.len());
-        if !vtable_ok || !table_ok {
+        let vtable_ok = vtable
+            .checked_add(vtable_len)
+            .is_some_and(|e| e <= buf.len());
+        if !vtable_ok {
             return Err(OutOfBounds {
                 what: "vtable",
                 at: vtable,
@@ -137,9 +137,19 @@ impl<'a> Table<'a> {
         Ok(self.scalar(slot)?.map_or(default, i32::from_le_bytes))
     }
 
+    /// A `ushort`/`short` field (or an enum of that width).
+    pub fn u16(&self, slot: usize, default: u16) -> R<u16> {
+        Ok(self.scalar(slot)?.map_or(default, u16::from_le_bytes))
+    }
+
     /// A `uint` field.
     pub fn u32(&self, slot: usize, default: u32) -> R<u32> {
         Ok(self.scalar(slot)?.map_or(default, u32::from_le_bytes))
+    }
+
+    /// A `ulong`/`uint64` field.
+    pub fn u64(&self, slot: usize, default: u64) -> R<u64> {
+        Ok(self.scalar(slot)?.map_or(default, u64::from_le_bytes))
     }
 
     /// A sub-table (or the value of a union), if present.
@@ -226,6 +236,11 @@ impl<'a> Vector<'a> {
         self.elem(i).map(i32::from_le_bytes)
     }
 
+    /// Element `i` of a `[uint]`.
+    pub fn u32(&self, i: usize) -> R<u32> {
+        self.elem(i).map(u32::from_le_bytes)
+    }
+
     /// Element `i` of a `[ubyte]`.
     pub fn u8(&self, i: usize) -> R<u8> {
         self.elem::<1>(i).map(|b| b[0])
@@ -248,6 +263,27 @@ impl<'a> Vector<'a> {
         self.buf
             .get(self.data..self.data + self.len * self.elem_size)
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+impl Table<'_> {
+    /// Absolute position of field `slot`, for tests that corrupt it.
+    pub fn position(&self, slot: usize) -> Option<usize> {
+        self.field(slot).ok().flatten()
+    }
+
+    /// Absolute position of the vtable entry of field `slot` (0 there removes the field).
+    pub fn vtable_entry(&self, slot: usize) -> usize {
+        self.vtable + 4 + 2 * slot
+    }
+}
+
+#[cfg(test)]
+impl Vector<'_> {
+    /// Absolute position of element `i` (the length precedes element 0 by 4 bytes).
+    pub fn position(&self, i: usize) -> usize {
+        self.data + i * self.elem_size
     }
 }
 

@@ -18,13 +18,18 @@
 //! - kernel calls to an operator whose schema is known (`op_schemas`, generated from the
 //!   kernel libraries' schemas) have the schema's argument count, and each argument has an
 //!   EValue type the kernel's unboxing accepts. Calls to operators outside that table (custom
-//!   operator libraries) get only the range checks.
+//!   operator libraries) get only the range checks;
+//! - every XNNPACK delegate payload, inline or in a segment, passes `xnnpack_blob::check`
+//!   (the backend trusts its graph's dims, ids and tags).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::error::PteError;
 use super::flatbuf::{OutOfBounds, Table, Vector};
 use super::op_schemas;
+use super::segments::{self, Segments};
+use super::xnnpack_blob;
 
 /// EValue type tags of the program schema (`KernelTypes` union).
 mod tag {
@@ -94,8 +99,13 @@ impl Checker {
 }
 
 /// Checks the program flatbuffer in `buf` (the file's first bytes, at least the flatbuffer
-/// part). `file` only labels errors.
-pub(crate) fn check_program(buf: &[u8], file: Option<PathBuf>) -> Result<(), PteError> {
+/// part); delegate payloads stored in segments are read from `file_bytes`. `file` only labels
+/// errors.
+pub(crate) fn check_program(
+    buf: &[u8],
+    file_bytes: &dyn Segments,
+    file: Option<PathBuf>,
+) -> Result<(), PteError> {
     let mut c = Checker {
         file,
         place: Place {
@@ -112,12 +122,19 @@ pub(crate) fn check_program(buf: &[u8], file: Option<PathBuf>) -> Result<(), Pte
     // Segments referenced by anything; an unreferenced one means a reference was lost (e.g.
     // the named data table XNNPACK reads its weights from, which it dereferences unchecked).
     let mut used = check_segment_refs(&c, program, n_segments)?;
+    let payloads = Payloads {
+        program,
+        buf,
+        file_bytes,
+        named_data: named_data_sizes(&c, program)?,
+    };
     let Some(plans) = program
         .vector(1, 4)
         .map_err(|e| c.oob("program execution plans", e))?
     else {
         return Ok(());
     };
+    let mut xnnpack = Vec::new();
     for p in 0..plans.len() {
         let plan = plans
             .table(p)
@@ -127,7 +144,9 @@ pub(crate) fn check_program(buf: &[u8], file: Option<PathBuf>) -> Result<(), Pte
             .map_err(|e| c.oob(&format!("execution plan {p} name"), e))?;
         c.place.method = Some(name.unwrap_or_else(|| format!("<plan {p}>")));
         c.place.instruction = None;
-        check_plan(&mut c, plan, n_inline, n_segments, &mut used)?;
+        for payload in check_plan(&mut c, plan, n_inline, n_segments, &mut used)? {
+            xnnpack.push((c.place.method.clone(), payload));
+        }
     }
     c.place.method = None;
     c.place.instruction = None;
@@ -136,6 +155,11 @@ pub(crate) fn check_program(buf: &[u8], file: Option<PathBuf>) -> Result<(), Pte
             format!("segment {orphan}"),
             "is not referenced by any delegate, constant table or named data entry (a reference to it is missing)".into(),
         ));
+    }
+    // Payloads last: a lost reference above explains a payload's missing data better.
+    for (method, payload) in xnnpack {
+        c.place.method = method;
+        payloads.check_xnnpack(&c, payload)?;
     }
     Ok(())
 }
@@ -198,7 +222,7 @@ fn check_plan(
     n_inline: usize,
     n_segments: usize,
     used_segments: &mut Vec<usize>,
-) -> Checked<()> {
+) -> Checked<Vec<XnnpackPayload>> {
     let values = plan
         .vector(2, 4)
         .map_err(|e| c.oob("value table", e))?
@@ -266,11 +290,14 @@ fn check_plan(
             _ => name,
         });
     }
-    let n_delegates = check_delegates(c, plan, n_inline, n_segments, used_segments)?;
+    let (n_delegates, xnnpack) = check_delegates(c, plan, n_inline, n_segments, used_segments)?;
+    // Fewest arguments each delegate is called with (its payload's external ids index them).
+    let mut call_args: Vec<Option<usize>> = vec![None; n_delegates];
 
-    let Some(chains) = plan.vector(5, 4).map_err(|e| c.oob("chains", e))? else {
-        return Ok(());
-    };
+    let chains = plan
+        .vector(5, 4)
+        .map_err(|e| c.oob("chains", e))?
+        .unwrap_or_else(empty_tables);
     for ch in 0..chains.len() {
         let chain = chains
             .table(ch)
@@ -292,14 +319,146 @@ fn check_plan(
                 n_delegates,
             };
             check_instruction(c, &tables, instructions, ch, i)?;
+            if let Some((d, n)) = delegate_call(instructions, i) {
+                if let Some(slot) = call_args.get_mut(d) {
+                    *slot = Some(slot.map_or(n, |m| m.min(n)));
+                }
+            }
         }
         c.place.instruction = None;
     }
-    Ok(())
+    let mut xnnpack = xnnpack;
+    for payload in &mut xnnpack {
+        payload.call_args = call_args.get(payload.delegate).copied().flatten();
+    }
+    Ok(xnnpack)
+}
+
+/// The delegate index and argument count of instruction `i`, if it is a (checked) delegate call.
+fn delegate_call(instructions: Vector<'_>, i: usize) -> Option<(usize, usize)> {
+    let instruction = instructions.table(i).ok()?;
+    if instruction.u8(0, 0).ok()? != DELEGATE_CALL {
+        return None;
+    }
+    let args = instruction.table(1).ok()??;
+    let d = usize::try_from(args.i32(0, 0).ok()?).ok()?;
+    let n = args.vector(1, 4).ok()?.map_or(0, |v| v.len());
+    Some((d, n))
+}
+
+/// Byte size of each named data entry (key -> its segment's size): what XNNPACK can load by key.
+fn named_data_sizes(c: &Checker, program: Table<'_>) -> Checked<HashMap<String, u64>> {
+    let mut sizes = HashMap::new();
+    let Some(named) = program.vector(7, 4).map_err(|e| c.oob("named data", e))? else {
+        return Ok(sizes);
+    };
+    let segments = program
+        .vector(4, 4)
+        .map_err(|e| c.oob("program segments", e))?
+        .unwrap_or_else(empty_tables);
+    for i in 0..named.len() {
+        let what = format!("named data entry {i}");
+        let oob = |e| c.oob(&what, e);
+        let entry = named.table(i).map_err(oob)?;
+        let key = entry.string(0).map_err(oob)?.unwrap_or_default();
+        let index = entry.u32(1, 0).map_err(oob)? as usize;
+        // The index was range-checked by `check_segment_refs`.
+        let segment = segments.table(index).map_err(oob)?;
+        sizes.insert(key, segment.u64(1, 0).map_err(oob)?);
+    }
+    Ok(sizes)
+}
+
+/// An XNNPACK delegate of the current plan and where its payload is.
+struct XnnpackPayload {
+    delegate: usize,
+    /// 0: inline delegate data, 1: segment.
+    location: u8,
+    index: usize,
+    /// Fewest arguments a call of the delegate passes (`None`: never called).
+    call_args: Option<usize>,
+}
+
+/// What is needed to fetch and check delegate payloads.
+struct Payloads<'p> {
+    program: Table<'p>,
+    buf: &'p [u8],
+    file_bytes: &'p dyn Segments,
+    named_data: HashMap<String, u64>,
+}
+
+impl Payloads<'_> {
+    fn check_xnnpack(&self, c: &Checker, payload: XnnpackPayload) -> Checked<()> {
+        let loc = format!(
+            "delegate {} ({})",
+            payload.delegate,
+            xnnpack_blob::BACKEND_ID
+        );
+        let ctx = xnnpack_blob::Context {
+            named_data: &self.named_data,
+            call_args: payload.call_args,
+        };
+        let result = if payload.location == 0 {
+            let inline = self
+                .program
+                .vector(3, 4)
+                .and_then(|v| v.unwrap_or_else(empty_tables).table(payload.index))
+                .and_then(|t| t.vector(0, 1))
+                .map_err(|e| c.oob(&loc, e))?
+                .ok_or_else(|| c.err(loc.clone(), "inline payload has no data".into()))?;
+            let bytes = inline.bytes();
+            xnnpack_blob::check(bytes, bytes.len() as u64, &ctx)
+        } else {
+            let (prefix, len) = self.read_segment(c, &loc, payload.index)?;
+            xnnpack_blob::check(&prefix, len, &ctx)
+        };
+        result.map_err(|d| c.err(format!("{loc} payload {}", d.location), d.problem))
+    }
+
+    /// The checked prefix of segment `index` and the segment's full length.
+    fn read_segment(&self, c: &Checker, loc: &str, index: usize) -> Checked<(Vec<u8>, u64)> {
+        let oob = |e| c.oob(loc, e);
+        let segment = self
+            .program
+            .vector(4, 4)
+            .map_err(oob)?
+            .unwrap_or_else(empty_tables)
+            .table(index)
+            .map_err(oob)?;
+        let offset = segment.u64(0, 0).map_err(oob)?;
+        let len = segment.u64(1, 0).map_err(oob)?;
+        let file_len = self.file_bytes.file_len();
+        let start = segments::segment_base(self.buf).and_then(|b| b.checked_add(offset));
+        let Some(start) = start.filter(|s| s.checked_add(len).is_some_and(|e| e <= file_len))
+        else {
+            return Err(c.err(
+                loc.to_string(),
+                format!(
+                    "payload segment {index} ({offset}+{len}) lies outside the {file_len}-byte file"
+                ),
+            ));
+        };
+        let read = |n: u64| {
+            self.file_bytes.read(start, n).map_err(|e| {
+                c.err(
+                    loc.to_string(),
+                    format!("payload segment {index} could not be read: {e}"),
+                )
+            })
+        };
+        let head = read(len.min(xnnpack_blob::HEADER_LEN as u64))?;
+        let needed = xnnpack_blob::needed_prefix(&head, len);
+        let prefix = if needed <= head.len() as u64 {
+            head
+        } else {
+            read(needed)?
+        };
+        Ok((prefix, len))
+    }
 }
 
 /// A stand-in for an absent vector of tables.
-fn empty_tables() -> Vector<'static> {
+fn empty_tables<'a>() -> Vector<'a> {
     Vector::empty()
 }
 
@@ -431,22 +590,24 @@ fn check_tensor(c: &Checker, loc: &str, t: Table<'_>) -> Checked<()> {
     Ok(())
 }
 
+/// Checks the delegate table; returns its length and the XNNPACK delegates' payloads.
 fn check_delegates(
     c: &Checker,
     plan: Table<'_>,
     n_inline: usize,
     n_segments: usize,
     used_segments: &mut Vec<usize>,
-) -> Checked<usize> {
+) -> Checked<(usize, Vec<XnnpackPayload>)> {
+    let mut xnnpack = Vec::new();
     let Some(delegates) = plan.vector(7, 4).map_err(|e| c.oob("delegate table", e))? else {
-        return Ok(0);
+        return Ok((0, xnnpack));
     };
     for d in 0..delegates.len() {
         let loc = format!("delegate {d}");
         let oob = |e| c.oob(&loc, e);
         let bad = |problem: &str| c.err(loc.clone(), problem.to_string());
         let delegate = delegates.table(d).map_err(oob)?;
-        delegate
+        let backend = delegate
             .string(0)
             .map_err(oob)?
             .ok_or_else(|| bad("has no backend id"))?;
@@ -469,6 +630,14 @@ fn check_delegates(
         if location == 1 {
             used_segments.push(index);
         }
+        if backend == xnnpack_blob::BACKEND_ID {
+            xnnpack.push(XnnpackPayload {
+                delegate: d,
+                location,
+                index,
+                call_args: None,
+            });
+        }
         let specs = delegate
             .vector(2, 4)
             .map_err(oob)?
@@ -482,7 +651,7 @@ fn check_delegates(
             }
         }
     }
-    Ok(delegates.len())
+    Ok((delegates.len(), xnnpack))
 }
 
 /// Union tags of `InstructionArguments`.
@@ -626,6 +795,7 @@ fn check_kernel_args(c: &Checker, loc: &str, op: &str, args: &[usize], tags: &[u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pte::segments::InMemory;
 
     fn mlp() -> Vec<u8> {
         std::fs::read(concat!(
@@ -637,7 +807,8 @@ mod tests {
 
     #[test]
     fn accepts_an_exported_program() {
-        check_program(&mlp(), None).unwrap();
+        let b = mlp();
+        check_program(&b, &InMemory(&b), None).unwrap();
     }
 
     /// Arbitrary bytes give `Ok` or an error, never a panic (debug builds also trap overflow).
@@ -649,11 +820,11 @@ mod tests {
             for value in [0x00, 0xff, original[pos] ^ 0x80, original[pos] ^ 0x01] {
                 let mut bytes = original.clone();
                 bytes[pos] = value;
-                caught += usize::from(check_program(&bytes, None).is_err());
+                caught += usize::from(check_program(&bytes, &InMemory(&bytes), None).is_err());
             }
         }
         for keep in 0..original.len() {
-            let _ = check_program(&original[..keep], None);
+            let _ = check_program(&original[..keep], &InMemory(&original[..keep]), None);
         }
         assert!(caught > 0);
     }

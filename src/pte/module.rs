@@ -11,6 +11,7 @@ use super::error::{Operation, PteError, Result};
 use super::meta::{Dynamism, MethodMeta, TensorInfo, ValueKind};
 use super::output::Outputs;
 use super::raw::{self, RawError, RawModule};
+use super::segments::{FileSegments, InMemory};
 use super::tensor::Tensor;
 use super::{integrity, validate};
 
@@ -135,7 +136,11 @@ impl PteModule {
         let raw = RawModule::load_file(&c_path, true)
             .map_err(|e| runtime(e, Operation::Load, Some(path), None))?;
         let program = program_bytes(path, meta.len()).map_err(io)?;
-        integrity::check_program(&program, Some(path.to_path_buf()))?;
+        integrity::check_program(
+            &program,
+            &FileSegments::new(path, meta.len()),
+            Some(path.to_path_buf()),
+        )?;
         Self::finish(raw, None, Some(path.to_path_buf()), meta.len())
     }
 
@@ -167,7 +172,7 @@ impl PteModule {
         // written after this point.
         let raw = unsafe { RawModule::load_buffer(aligned.as_ptr(), aligned.len, true) }
             .map_err(|e| runtime(e, Operation::Load, None, None))?;
-        integrity::check_program(&bytes, None)?;
+        integrity::check_program(&bytes, &InMemory(&bytes), None)?;
         drop(bytes);
         let len = aligned.len as u64;
         Self::finish(raw, Some(aligned), None, len)
