@@ -432,3 +432,41 @@ fn freeing_a_planned_tensor_is_rejected() {
         "frees value 2, a constant or memory-planned Tensor",
     );
 }
+
+/// Fuzz-found (fuzz/crashes/pte_load): a quantize kernel with quant_min below int8's range.
+/// ExecuTorch's kernel aborts the process on it (a fatal ET_CHECK); the load must refuse it.
+#[test]
+fn quant_range_outside_the_integer_type_is_rejected() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/crashes/pte_load/ptecrash-crash-533a169aae223f4b7759497f84a595e8e237d643"
+    );
+    let err = PteModule::load(path).expect_err("a corrupt quant range must not load");
+    let msg = err.to_string();
+    assert!(matches!(err, PteError::CorruptProgram { .. }), "{msg}");
+    assert!(msg.contains("quant range [-160, 127]"), "{msg}");
+}
+
+/// Fuzz-found: a method planning 77 GB of working memory. ExecuTorch would allocate and zero
+/// it when the method loads (the kernel kills the process part-way); the load must refuse
+/// it on any machine with less RAM than that.
+#[test]
+fn planned_memory_beyond_the_machine_is_rejected() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/crashes/pte_load/ptecrash-oom-5a01f32037cb5adda92e1909fd902b90522cd524"
+    );
+    let ram: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?.to_string();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(u64::MAX, |kib| kib * 1024);
+    if ram >= 77_309_667_136 {
+        return; // a machine this large may legitimately run it
+    }
+    let err = PteModule::load(path).expect_err("77 GB of planned memory must not load");
+    let msg = err.to_string();
+    assert!(msg.contains("77309667136 bytes of working memory"), "{msg}");
+}

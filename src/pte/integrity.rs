@@ -223,6 +223,7 @@ fn check_plan(
     n_segments: usize,
     used_segments: &mut Vec<usize>,
 ) -> Checked<Vec<XnnpackPayload>> {
+    check_planned_memory(c, plan, total_memory())?;
     let values = plan
         .vector(2, 4)
         .map_err(|e| c.oob("value table", e))?
@@ -247,6 +248,10 @@ fn check_plan(
     // Tensors a FreeCall may free: neither constant nor memory-planned (freeing those would
     // leave a null data pointer that later kernels dereference).
     let mut freeable = vec![false; tags.len()];
+    // Tensors with elements but no storage at all (not constant, not memory-planned, no
+    // external data): their data pointer is null unless the caller binds them as method
+    // inputs, and a kernel handed one writes through it.
+    let mut storageless = vec![false; tags.len()];
     for (v, (&t, payload)) in tags.iter().zip(&payloads).enumerate() {
         if let Some(payload) = payload {
             check_value(c, v, t, *payload, &tags)?;
@@ -254,9 +259,27 @@ fn check_plan(
                 let oob = |e| c.oob(&format!("value {v} (Tensor)"), e);
                 let constant = payload.u32(5, 0).map_err(oob)? != 0;
                 let planned = payload.table(6).map_err(oob)?.is_some();
+                let external = payload.table(9).map_err(oob)?.is_some();
                 if let Some(f) = freeable.get_mut(v) {
                     *f = !constant && !planned;
                 }
+                if let Some(s) = storageless.get_mut(v) {
+                    *s = !constant
+                        && !planned
+                        && !external
+                        && has_elements(*payload).map_err(oob)?;
+                }
+            }
+        }
+    }
+    if let Some(inputs) = plan.vector(3, 4).map_err(|e| c.oob("method inputs", e))? {
+        for i in 0..inputs.len() {
+            let idx = inputs.i32(i).map_err(|e| c.oob("method inputs", e))?;
+            if let Some(s) = usize::try_from(idx)
+                .ok()
+                .and_then(|v| storageless.get_mut(v))
+            {
+                *s = false;
             }
         }
     }
@@ -315,6 +338,8 @@ fn check_plan(
             let tables = Tables {
                 tags: &tags,
                 freeable: &freeable,
+                storageless: &storageless,
+                payloads: &payloads,
                 op_names: &op_names,
                 n_delegates,
             };
@@ -665,6 +690,8 @@ const FREE_CALL: u8 = 5;
 struct Tables<'t> {
     tags: &'t [u8],
     freeable: &'t [bool],
+    storageless: &'t [bool],
+    payloads: &'t [Option<Table<'t>>],
     op_names: &'t [String],
     n_delegates: usize,
 }
@@ -679,6 +706,8 @@ fn check_instruction(
     let Tables {
         tags,
         freeable,
+        storageless,
+        payloads,
         op_names,
         n_delegates,
     } = *tables;
@@ -719,7 +748,9 @@ fn check_instruction(
                     ))
                 })?;
             let arg_values = arg_list(name)?;
-            check_kernel_args(c, &loc, name, &arg_values, tags)
+            check_kernel_args(c, &loc, name, &arg_values, tags)?;
+            check_arg_storage(c, &loc, name, &arg_values, tags, storageless, payloads)?;
+            check_quant_range(c, &loc, name, &arg_values, tags, payloads)
         }
         DELEGATE_CALL => {
             let d = args.i32(0, 0).map_err(oob)?;
@@ -760,6 +791,173 @@ fn check_instruction(
         }
         other => Err(bad(format!("has unknown instruction type {other}"))),
     }
+}
+
+/// The machine's physical memory in bytes (`MemTotal` of /proc/meminfo), where known.
+fn total_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The planned working memory of a method (`non_const_buffer_sizes`) is allocated and zeroed
+/// when the method loads. A size read from a damaged file can be petabytes (the allocation
+/// then fails or aborts) or merely more than the machine has (the kernel grants it lazily
+/// and the process is killed while zeroing it), so sizes must be non-negative and their sum
+/// at most the physical memory.
+fn check_planned_memory(c: &Checker, plan: Table<'_>, limit: Option<u64>) -> Checked<()> {
+    let oob = |e| c.oob("planned buffer sizes", e);
+    let Some(sizes) = plan.vector(8, 8).map_err(oob)? else {
+        return Ok(());
+    };
+    let mut total: u64 = 0;
+    for i in 0..sizes.len() {
+        let size = sizes.i64(i).map_err(oob)?;
+        let size = u64::try_from(size).map_err(|_| {
+            c.err(
+                format!("planned buffer {i}"),
+                format!("has negative size {size}"),
+            )
+        })?;
+        total = total.saturating_add(size);
+    }
+    match limit {
+        Some(limit) if total > limit => Err(c.err(
+            "planned buffers".into(),
+            format!(
+                "need {total} bytes of working memory, more than this machine's {limit} bytes \
+                 of RAM (re-export with a smaller max_seq_len, or the file is damaged)"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Positions of (quant_min, quant_max, dtype) in the quantize/dequantize kernels' arguments.
+fn quant_range_args(op: &str) -> Option<(usize, usize, usize)> {
+    let base = op.strip_prefix("quantized_decomposed::")?;
+    let base = base.split('.').next().unwrap_or(base);
+    match base {
+        "quantize_per_tensor" | "dequantize_per_tensor" => Some((3, 4, 5)),
+        "quantize_per_channel" | "dequantize_per_channel" => Some((4, 5, 6)),
+        _ => None,
+    }
+}
+
+/// Integer range of a quantized `ScalarType` (Byte, Char, Short, Int, UInt16).
+fn quant_dtype_range(dtype: i64) -> Option<(i64, i64)> {
+    match dtype {
+        0 => Some((0, 255)),
+        1 => Some((-128, 127)),
+        2 => Some((-32768, 32767)),
+        3 => Some((i32::MIN as i64, i32::MAX as i64)),
+        27 => Some((0, 65535)),
+        _ => None,
+    }
+}
+
+/// The quantize/dequantize kernels abort the process (a fatal `ET_CHECK`) when quant_min or
+/// quant_max lies outside the target integer type; check constant arguments here instead.
+fn check_quant_range(
+    c: &Checker,
+    loc: &str,
+    op: &str,
+    args: &[usize],
+    tags: &[u8],
+    payloads: &[Option<Table<'_>>],
+) -> Checked<()> {
+    let Some((lo_at, hi_at, dtype_at)) = quant_range_args(op) else {
+        return Ok(());
+    };
+    let int_arg = |a: usize| -> Checked<Option<i64>> {
+        let Some(&v) = args.get(a) else {
+            return Ok(None);
+        };
+        match (tags.get(v), payloads.get(v)) {
+            (Some(&tag::INT), Some(Some(t))) => {
+                let bits = t.u64(0, 0).map_err(|e| c.oob(&format!("value {v}"), e))?;
+                Ok(Some(bits as i64))
+            }
+            _ => Ok(None),
+        }
+    };
+    let (Some(lo), Some(hi), Some(dtype)) = (int_arg(lo_at)?, int_arg(hi_at)?, int_arg(dtype_at)?)
+    else {
+        return Ok(());
+    };
+    let Some((min, max)) = quant_dtype_range(dtype) else {
+        return Err(c.err(
+            loc.to_string(),
+            format!("{op} quantizes to scalar type {dtype}, not an integer type it supports"),
+        ));
+    };
+    if lo < min || hi > max || lo > hi {
+        return Err(c.err(
+            loc.to_string(),
+            format!(
+                "{op} has quant range [{lo}, {hi}], outside [{min}, {max}] of scalar type {dtype}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a tensor's sizes multiply to more than zero elements.
+fn has_elements(tensor: Table<'_>) -> Result<bool, OutOfBounds> {
+    let Some(sizes) = tensor.vector(2, 4)? else {
+        return Ok(false);
+    };
+    for d in 0..sizes.len() {
+        if sizes.i32(d)? == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Rejects a kernel call that is handed a tensor without storage, directly or inside a
+/// tensor list: the kernel would read or write through a null data pointer.
+fn check_arg_storage(
+    c: &Checker,
+    loc: &str,
+    op: &str,
+    args: &[usize],
+    tags: &[u8],
+    storageless: &[bool],
+    payloads: &[Option<Table<'_>>],
+) -> Checked<()> {
+    let bad = |a: usize, v: usize, how: &str| {
+        c.err(
+            loc.to_string(),
+            format!(
+                "{op} argument {a}{how} is value {v}, a Tensor with no storage (neither constant, \
+                 memory-planned, external nor a method input)"
+            ),
+        )
+    };
+    for (a, &v) in args.iter().enumerate() {
+        if storageless.get(v) == Some(&true) {
+            return Err(bad(a, v, ""));
+        }
+        let is_list = matches!(
+            tags.get(v),
+            Some(&tag::TENSOR_LIST) | Some(&tag::OPTIONAL_TENSOR_LIST)
+        );
+        if let (true, Some(Some(list))) = (is_list, payloads.get(v)) {
+            let oob = |e| c.oob(&format!("value {v}"), e);
+            if let Some(items) = list.vector(0, 4).map_err(oob)? {
+                for i in 0..items.len() {
+                    let item = items.i32(i).map_err(oob)?;
+                    if let Some(true) = usize::try_from(item).ok().and_then(|t| storageless.get(t))
+                    {
+                        return Err(bad(a, item as usize, &format!(" (list item {i})")));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_kernel_args(c: &Checker, loc: &str, op: &str, args: &[usize], tags: &[u8]) -> Checked<()> {
