@@ -470,3 +470,34 @@ fn planned_memory_beyond_the_machine_is_rejected() {
     let msg = err.to_string();
     assert!(msg.contains("77309667136 bytes of working memory"), "{msg}");
 }
+
+/// Fuzz-found: the (de)quantize kernels resize `out` to the input's shape and abort when they
+/// cannot; an `out` of other static sizes must be refused at load.
+#[test]
+fn quantize_out_that_cannot_take_the_input_shape_is_rejected() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/crashes/pte_load/ptecrash-crash-86d14c7734068a6eab38fb152cb3bd6a36080337"
+    );
+    let msg = PteModule::load(path)
+        .expect_err("must not load")
+        .to_string();
+    assert!(msg.contains("cannot be resized"), "{msg}");
+}
+
+/// Fuzz-found: a MoveCall that turns a Bool value into a Tensor; the next kernel reading it as
+/// a Bool would hit a fatal assert.
+#[test]
+fn move_between_types_is_rejected() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/crashes/pte_load/ptecrash-crash-f1676af202427d18439a2ba62cbb7879eb7c6359"
+    );
+    let msg = PteModule::load(path)
+        .expect_err("must not load")
+        .to_string();
+    assert!(
+        msg.contains("moves value 1, a Tensor, into value 8, a Bool"),
+        "{msg}"
+    );
+}

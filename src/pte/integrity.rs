@@ -762,11 +762,31 @@ fn check_instruction(
             arg_list("delegate call").map(drop)
         }
         MOVE_CALL => {
-            value(0, "move source")?;
-            value(1, "move destination").map(drop)
+            // A move overwrites the destination's EValue, type included: a later kernel that
+            // was checked against the destination's declared type would then hit a fatal
+            // toBool()/toTensor() assert. Moves only ever copy between values of one type.
+            let from = value(0, "move source")?;
+            let to = value(1, "move destination")?;
+            let (tf, tt) = (tags.get(from).copied(), tags.get(to).copied());
+            if tf != tt {
+                return Err(bad(format!(
+                    "moves value {from}, {}, into value {to}, {}",
+                    tag_name(tf.unwrap_or(0)),
+                    tag_name(tt.unwrap_or(0))
+                )));
+            }
+            Ok(())
         }
         JUMP_FALSE_CALL => {
-            value(0, "jump condition")?;
+            // The runtime reads the condition with toBool() unless it is a Tensor: anything
+            // else is a fatal assert.
+            let cond = value(0, "jump condition")?;
+            if !matches!(tags.get(cond), Some(&tag::BOOL) | Some(&tag::TENSOR)) {
+                return Err(bad(format!(
+                    "jump condition is value {cond}, {}, not a Bool or a Tensor",
+                    tag_name(tags.get(cond).copied().unwrap_or(0))
+                )));
+            }
             let dest = args.i32(1, 0).map_err(oob)?;
             if usize::try_from(dest).map_or(true, |d| d >= instructions.len()) {
                 return Err(bad(format!(
@@ -870,6 +890,7 @@ fn check_quant_range(
     let Some((lo_at, hi_at, dtype_at)) = quant_range_args(op) else {
         return Ok(());
     };
+    check_out_fits_input(c, loc, op, args, tags, payloads)?;
     let int_arg = |a: usize| -> Checked<Option<i64>> {
         let Some(&v) = args.get(a) else {
             return Ok(None);
@@ -901,6 +922,56 @@ fn check_quant_range(
         ));
     }
     Ok(())
+}
+
+/// The (de)quantize kernels resize their `out` tensor to the input's shape and abort (a
+/// fatal `ET_CHECK`) when that fails: a static `out` must have the input's sizes, a bounded
+/// dynamic one at least its number of elements.
+fn check_out_fits_input(
+    c: &Checker,
+    loc: &str,
+    op: &str,
+    args: &[usize],
+    tags: &[u8],
+    payloads: &[Option<Table<'_>>],
+) -> Checked<()> {
+    let tensor = |v: usize| match (tags.get(v), payloads.get(v)) {
+        (Some(&tag::TENSOR), Some(Some(t))) => Some(*t),
+        _ => None,
+    };
+    let (Some(&input), Some(&out)) = (args.first(), args.last()) else {
+        return Ok(());
+    };
+    let (Some(input_t), Some(out_t)) = (tensor(input), tensor(out)) else {
+        return Ok(());
+    };
+    let oob = |e| c.oob(loc, e);
+    let sizes = |t: Table<'_>| -> Checked<Vec<i64>> {
+        let Some(v) = t.vector(2, 4).map_err(oob)? else {
+            return Ok(Vec::new());
+        };
+        (0..v.len())
+            .map(|i| v.i32(i).map(i64::from).map_err(oob))
+            .collect()
+    };
+    let (in_sizes, out_sizes) = (sizes(input_t)?, sizes(out_t)?);
+    let numel = |s: &[i64]| s.iter().try_fold(1i64, |a, &d| a.checked_mul(d.max(0)));
+    let fits = if out_t.u8(8, 0).map_err(oob)? == 0 {
+        in_sizes == out_sizes
+    } else {
+        matches!((numel(&in_sizes), numel(&out_sizes)), (Some(i), Some(o)) if o >= i)
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(c.err(
+            loc.to_string(),
+            format!(
+                "{op} writes an input of sizes {in_sizes:?} into out value {out} of sizes \
+                 {out_sizes:?}, which cannot be resized to it"
+            ),
+        ))
+    }
 }
 
 /// Whether a tensor's sizes multiply to more than zero elements.
