@@ -16,6 +16,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Threads
+//!
+//! XNNPACK splits each operator over ExecuTorch's process-wide thread pool; [`threads`] reads
+//! and sets its size (before any module is loaded: it refuses while one exists).
+//!
 //! # Corrupt programs
 //!
 //! ExecuTorch verifies a program's flatbuffer structure when it loads it, but not its
@@ -51,6 +56,7 @@ mod op_schemas;
 mod output;
 mod raw;
 mod tensor;
+pub mod threads;
 mod validate;
 
 pub use dtype::{DType, Element};
