@@ -123,15 +123,49 @@ fn uncached_and_other_families_run() {
 #[test]
 fn unsupported_requests_fail_with_a_reason() {
     let model = fixture("sdar_cached.pte");
-    let out = bench(&["--model", &model, "--threads", "2"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("thread"));
     let out = bench(&["--model", &model, "--runs", "0"]);
     assert!(!out.status.success());
     let out = bench(&["--model", "/no/such.pte"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such.pte"));
     let out = bench(&["--model", &model, "--cfg-scale", "1"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cfg-scale"));
+}
+
+#[test]
+fn threads_are_set_and_reported() {
+    let model = fixture("sdar_cached.pte");
+    let run = |n: &str| {
+        json(&[
+            "--model",
+            &model,
+            "--prompt-len",
+            "6",
+            "--gen-len",
+            "8",
+            "--runs",
+            "1",
+            "--threads",
+            n,
+            "--json",
+        ])
+    };
+    let one = run("1");
+    let two = run("2");
+    assert_eq!(one["threads"], 1);
+    assert_eq!(two["threads"], 2);
+    assert_eq!(one["prompt_tokens"], two["prompt_tokens"]);
+    assert_eq!(one["tokens"], two["tokens"], "1 vs 2 threads");
+}
+
+#[test]
+fn zero_threads_is_a_one_line_error() {
+    let model = fixture("sdar_cached.pte");
+    let out = bench(&["--model", &model, "--threads", "0"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: --threads 0:"), "{stderr}");
+    assert!(stderr.contains("at least 1"), "{stderr}");
 }
 
 #[test]

@@ -97,6 +97,24 @@ fn json_report_has_tokens_text_and_stats() {
 }
 
 #[test]
+fn thread_count_keeps_the_reference_tokens() {
+    let (prompt, _, tokens) = problems(1).remove(0);
+    for n in ["1", "2"] {
+        let out = diffulex(
+            &["generate", "--threads", n, "--json", "--prompt", &prompt],
+            None,
+        );
+        assert!(out.status.success(), "--threads {n}: {}", stderr(&out));
+        let v: Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+        let got: Vec<i64> = serde_json::from_value(v["tokens"].clone()).unwrap();
+        assert_eq!(
+            got, tokens,
+            "--threads {n}: engine tokens vs Python reference"
+        );
+    }
+}
+
+#[test]
 fn visual_mode_draws_masked_canvas() {
     let (prompt, answer, _) = problems(1).remove(0);
     let out = diffulex(
@@ -207,6 +225,7 @@ fn user_errors_are_one_clear_line() {
             "strategy",
         ),
         (vec!["--prompt", "1+1=", "--threshold", "1.5"], "threshold"),
+        (vec!["--prompt", "1+1=", "--threads", "0"], "--threads 0"),
         (vec!["--prompt", "1+1=", "--model-type", "llada"], "llada"),
         (
             vec!["--prompt", "1+1=", "--model-type", "gpt"],

@@ -26,6 +26,21 @@
 #include <executorch/runtime/platform/runtime.h>
 #pragma GCC diagnostic pop
 
+#ifdef ET_USE_THREADPOOL
+// The 1.5.1 wheel ships libexecutorch_threadpool but not threadpool.h (which would also need
+// pthreadpool.h), so the three members used here are declared by hand. Only these declarations
+// matter to the linker: the class is never constructed or inspected here, and the signatures
+// (hence the mangled names and return types) are those of ExecuTorch 1.5.1.
+namespace executorch::extension::threadpool {
+class ThreadPool final {
+ public:
+  size_t get_thread_count() const;
+  bool _unsafe_reset_threadpool(uint32_t num_threads);
+};
+ThreadPool* get_threadpool();
+} // namespace executorch::extension::threadpool
+#endif
+
 namespace {
 
 using executorch::aten::ScalarType;
@@ -634,6 +649,55 @@ int32_t dlx_module_output(
       fill_scalar(out, static_cast<int32_t>(ScalarType::Bool), &scalar.b, sizeof(bool));
     }
     return ok();
+  });
+}
+
+int32_t dlx_threadpool_thread_count(size_t* out, dlx_error* err) {
+  return barrier(err, [&]() -> Status {
+    if (out == nullptr) {
+      return fail(Error::InvalidArgument, "null output pointer");
+    }
+#ifdef ET_USE_THREADPOOL
+    auto* pool = executorch::extension::threadpool::get_threadpool();
+    if (pool == nullptr) {
+      return fail(Error::Internal, "ExecuTorch returned no thread pool");
+    }
+    *out = pool->get_thread_count();
+    return ok();
+#else
+    return fail(Error::NotSupported, "this ExecuTorch runtime was built without its thread pool");
+#endif
+  });
+}
+
+int32_t dlx_threadpool_set_thread_count(uint32_t num_threads, dlx_error* err) {
+  return barrier(err, [&]() -> Status {
+    if (num_threads == 0) {
+      return fail(Error::InvalidArgument, "thread count 0 (pass at least 1)");
+    }
+#ifdef ET_USE_THREADPOOL
+    auto* pool = executorch::extension::threadpool::get_threadpool();
+    if (pool == nullptr) {
+      return fail(Error::Internal, "ExecuTorch returned no thread pool");
+    }
+    const size_t before = pool->get_thread_count();
+    pool->_unsafe_reset_threadpool(num_threads);
+    const size_t after = pool->get_thread_count();
+    if (after == num_threads) {
+      return ok();
+    }
+    // pthreadpool_create failed (the pool is now empty, and the optimized kernels abort on an
+    // empty pool): put the previous size back before reporting.
+    if (before > 0 && before <= UINT32_MAX) {
+      pool->_unsafe_reset_threadpool(static_cast<uint32_t>(before));
+    }
+    return fail(
+        Error::OutOfResources,
+        "creating a thread pool of " + std::to_string(num_threads) + " threads (got " +
+            std::to_string(after) + ")");
+#else
+    return fail(Error::NotSupported, "this ExecuTorch runtime was built without its thread pool");
+#endif
   });
 }
 

@@ -171,6 +171,23 @@ int32_t dlx_module_output(
     dlx_value_info* out,
     dlx_error* err);
 
+/// Number of threads of ExecuTorch's process-wide thread pool, the one XNNPACK and the optimized
+/// kernels parallelise over (the calling thread counts as one). The pool is created on first
+/// use with one thread per performance core (cpuinfo). NotSupported (0x10) if the runtime was
+/// built without its thread pool.
+int32_t dlx_threadpool_thread_count(size_t* out, dlx_error* err);
+
+/// Replaces the process-wide thread pool by one with `num_threads` threads (at least 1;
+/// 0 is InvalidArgument). OutOfResources (0x25) if the new pool could not be created with that
+/// many threads (the previous size is then restored if possible). NotSupported (0x10) without a
+/// thread pool.
+///
+/// Contract (not checked here): no method of any module may be executing during the call, and
+/// no module that has loaded an XNNPACK-delegated method may be used afterwards: the old pool is
+/// destroyed, and XNNPACK keeps the pool it was given when it loaded the method. Call this
+/// before loading modules.
+int32_t dlx_threadpool_set_thread_count(uint32_t num_threads, dlx_error* err);
+
 #ifdef __cplusplus
 } // extern "C"
 #endif

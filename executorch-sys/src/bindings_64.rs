@@ -193,3 +193,11 @@ unsafe extern "C" {
         err: *mut dlx_error,
     ) -> i32;
 }
+unsafe extern "C" {
+    #[doc = " Number of threads of ExecuTorch's process-wide thread pool, the one XNNPACK and the optimized\n kernels parallelise over (the calling thread counts as one). The pool is created on first\n use with one thread per performance core (cpuinfo). NotSupported (0x10) if the runtime was\n built without its thread pool."]
+    pub fn dlx_threadpool_thread_count(out: *mut usize, err: *mut dlx_error) -> i32;
+}
+unsafe extern "C" {
+    #[doc = " Replaces the process-wide thread pool by one with `num_threads` threads (at least 1;\n 0 is InvalidArgument). OutOfResources (0x25) if the new pool could not be created with that\n many threads (the previous size is then restored if possible). NotSupported (0x10) without a\n thread pool.\n\n Contract (not checked here): no method of any module may be executing during the call, and\n no module that has loaded an XNNPACK-delegated method may be used afterwards: the old pool is\n destroyed, and XNNPACK keeps the pool it was given when it loaded the method. Call this\n before loading modules."]
+    pub fn dlx_threadpool_set_thread_count(num_threads: u32, err: *mut dlx_error) -> i32;
+}

@@ -16,6 +16,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Threads
+//!
+//! XNNPACK splits each operator over ExecuTorch's process-wide thread pool; [`threads`] reads
+//! and sets its size (before any module is loaded: it refuses while one exists).
+//!
 //! # Corrupt programs
 //!
 //! ExecuTorch verifies a program's flatbuffer structure when it loads it, but not its
@@ -60,6 +65,7 @@ mod output;
 mod raw;
 mod segments;
 mod tensor;
+pub mod threads;
 mod validate;
 mod xnnpack_blob;
 

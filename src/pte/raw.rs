@@ -8,6 +8,7 @@ use std::sync::Once;
 use executorch_sys as sys;
 
 use super::error::ErrorCode;
+use super::threads::LiveModule;
 
 /// An error straight from the shim, before the caller adds context.
 #[derive(Debug)]
@@ -68,8 +69,12 @@ pub(crate) fn set_log_level(level: i32) {
     unsafe { sys::dlx_set_log_level(level) }
 }
 
-/// Owner of a `dlx_module*`.
-pub(crate) struct RawModule(NonNull<sys::dlx_module>);
+/// Owner of a `dlx_module*`. It holds a [`LiveModule`] token for its whole life (dropped after
+/// the C++ module is freed), which is what keeps the thread pool from being replaced under it.
+pub(crate) struct RawModule {
+    ptr: NonNull<sys::dlx_module>,
+    _live: LiveModule,
+}
 
 // SAFETY: the ExecuTorch Module has no thread affinity (no thread-locals or thread-bound
 // resources in the handle), so it may move to another thread. It is not thread-safe, which is
@@ -81,6 +86,8 @@ impl RawModule {
     /// Loads a program from a file through ExecuTorch's mmap loader.
     pub fn load_file(path: &CStr, verify: bool) -> Result<Self, RawError> {
         init_logging();
+        // Taken before the C++ module exists, so no method can load while the pool is replaced.
+        let live = LiveModule::acquire();
         let mut out: *mut sys::dlx_module = ptr::null_mut();
         let mut err = empty_error();
         // SAFETY: `path` is a valid NUL-terminated string for the call; `out` and `err` are
@@ -89,7 +96,7 @@ impl RawModule {
             sys::dlx_module_load_file(path.as_ptr(), verification(verify), &mut out, &mut err)
         };
         check(status, &err)?;
-        Self::from_out(out)
+        Self::from_out(out, live)
     }
 
     /// Loads a program from memory.
@@ -98,6 +105,7 @@ impl RawModule {
     /// `data..data+len` must stay valid and unchanged until the returned module is dropped.
     pub unsafe fn load_buffer(data: *const u8, len: usize, verify: bool) -> Result<Self, RawError> {
         init_logging();
+        let live = LiveModule::acquire();
         let mut out: *mut sys::dlx_module = ptr::null_mut();
         let mut err = empty_error();
         // SAFETY: the caller guarantees the buffer outlives the module; out-pointers are valid.
@@ -105,18 +113,19 @@ impl RawModule {
             sys::dlx_module_load_buffer(data.cast(), len, verification(verify), &mut out, &mut err)
         };
         check(status, &err)?;
-        Self::from_out(out)
+        Self::from_out(out, live)
     }
 
-    fn from_out(out: *mut sys::dlx_module) -> Result<Self, RawError> {
-        NonNull::new(out).map(RawModule).ok_or(RawError {
+    fn from_out(out: *mut sys::dlx_module, live: LiveModule) -> Result<Self, RawError> {
+        let ptr = NonNull::new(out).ok_or(RawError {
             code: ErrorCode::Internal,
             message: "the shim reported success but returned no module".into(),
-        })
+        })?;
+        Ok(RawModule { ptr, _live: live })
     }
 
     fn ptr(&self) -> *mut sys::dlx_module {
-        self.0.as_ptr()
+        self.ptr.as_ptr()
     }
 
     /// All method names, in program order.
@@ -236,6 +245,29 @@ impl Drop for RawModule {
         // SAFETY: the pointer came from a successful load and is freed exactly once here.
         unsafe { sys::dlx_module_free(self.ptr()) }
     }
+}
+
+/// Thread count of ExecuTorch's process-wide thread pool (creating it on first use).
+pub(crate) fn threadpool_thread_count() -> Result<usize, RawError> {
+    let mut n = 0usize;
+    let mut err = empty_error();
+    // SAFETY: valid out-pointers; reading the count takes the pool's own mutex, so it is safe
+    // at any time, even while methods execute.
+    let status = unsafe { sys::dlx_threadpool_thread_count(&mut n, &mut err) };
+    check(status, &err)?;
+    Ok(n)
+}
+
+/// Replaces ExecuTorch's process-wide thread pool by one with `n` threads.
+///
+/// # Safety
+/// No ExecuTorch module may exist in the process during the call: one could be executing on the
+/// pool being destroyed, and XNNPACK methods keep the pool they were loaded with.
+pub(crate) unsafe fn threadpool_set_thread_count(n: u32) -> Result<(), RawError> {
+    let mut err = empty_error();
+    // SAFETY: the caller guarantees no module exists; `err` is valid for writes.
+    let status = unsafe { sys::dlx_threadpool_set_thread_count(n, &mut err) };
+    check(status, &err)
 }
 
 fn verification(verify: bool) -> i32 {

@@ -17,12 +17,14 @@ use diffulex_edge::runtime::{
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::sampling::DecodeArgs;
+use crate::threads::ThreadArgs;
 
 /// Flags of `diffulex bench`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   diffulex bench --model models/default/model.pte
   diffulex bench --model sdar.pte --prompt-len 256 --gen-len 256 --runs 3 --json
+  diffulex bench --model sdar.pte --threads 1 --json
   diffulex bench --model sdar.pte --no-kv-cache --threshold 0.9")]
 pub struct BenchArgs {
     /// The `.pte` model.
@@ -40,10 +42,8 @@ pub struct BenchArgs {
     /// Seed of the prompt ids and of sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// XNNPACK thread count. Not supported yet: the runtime sizes its thread pool once at start
-    /// (one thread per performance core) and the C shim exposes no call to resize it.
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub threads: ThreadArgs,
     /// Recompute the whole sequence every forward instead of using the KV cache.
     #[arg(long)]
     pub no_kv_cache: bool,
@@ -203,14 +203,10 @@ fn progress(total: u64) -> ProgressBar {
 
 /// Runs `diffulex bench`.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    if let Some(n) = args.threads {
-        bail!(
-            "--threads {n}: thread control is not available: ExecuTorch's XNNPACK thread pool is created once with one thread per performance core, and the C shim (executorch-sys/shim) exposes no call to resize it; run under `taskset` to restrict cores instead"
-        );
-    }
     if args.runs == 0 || args.gen_len == 0 || args.prompt_len == 0 {
         bail!("--runs, --gen-len and --prompt-len must be at least 1");
     }
+    args.threads.apply()?;
     if !args.model.is_file() {
         bail!(
             "model {} not found: pass --model PATH.pte",
@@ -224,6 +220,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .with_context(|| format!("cannot open {}", args.model.display()))?;
     let load = t0.elapsed();
     let mem_load = Memory::now();
+    let threads = ThreadArgs::in_effect();
     let meta = model.metadata().clone();
     let use_kv_cache = meta.use_kv_cache && !args.no_kv_cache;
     let prompt = random_prompt(&meta, args.prompt_len, args.seed)?;
@@ -276,7 +273,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "prompt_len": args.prompt_len,
         "gen_len": args.gen_len,
         "runs": args.runs,
-        "threads": serde_json::Value::Null,
+        "threads": threads,
         "load_ms": load.as_secs_f64() * 1e3,
         "method_load_ms": method_load.as_secs_f64() * 1e3,
         "median": {
@@ -330,6 +327,7 @@ fn print_table(s: &serde_json::Value) {
         "workload     prompt {} + {} new tokens, {} runs (medians below)",
         s["prompt_len"], s["gen_len"], s["runs"]
     );
+    println!("threads      {}", s["threads"]);
     println!("load         {:.2} ms", f(&s["load_ms"]));
     println!(
         "method load  {:.2} ms (first forward, incl. XNNPACK weight packing)",

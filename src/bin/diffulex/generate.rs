@@ -13,6 +13,7 @@ use diffulex_edge::runtime::{DiffusionModel, PteModel};
 use diffulex_edge::text::{ChatTemplate, StreamDecoder, TextTokenizer};
 
 use crate::sampling::DecodeArgs;
+use crate::threads::ThreadArgs;
 
 /// Flags of `diffulex generate`.
 #[derive(Debug, Args)]
@@ -20,7 +21,8 @@ use crate::sampling::DecodeArgs;
   diffulex generate --prompt '12+34='                      # bundled default model
   echo '7+8=' | diffulex generate --json                   # prompt from stdin, JSON out
   diffulex generate --model sdar.pte --chat --prompt 'Hi' --threshold 0.9
-  diffulex generate --model dream.pte --alg entropy --steps 64 --max-new-tokens 64 --visual")]
+  diffulex generate --model dream.pte --alg entropy --steps 64 --max-new-tokens 64 --visual
+  diffulex generate --model sdar.pte --threads 2 --prompt 'Hi'")]
 pub struct GenerateArgs {
     /// The `.pte` model (default: the bundled model in models/default).
     #[arg(long)]
@@ -55,6 +57,8 @@ pub struct GenerateArgs {
     /// Redraw the denoising canvas after every step (masked positions shown as `_`).
     #[arg(long)]
     pub visual: bool,
+    #[command(flatten)]
+    pub threads: ThreadArgs,
     #[command(flatten)]
     pub decode: DecodeArgs,
 }
@@ -176,6 +180,7 @@ impl GenerationObserver for Printer<'_> {
 
 /// Runs `diffulex generate`.
 pub fn run(args: &GenerateArgs) -> Result<()> {
+    args.threads.apply()?;
     let model_path = match &args.model {
         Some(p) => p.clone(),
         None => default_model()?,

@@ -6,6 +6,7 @@ mod bench;
 mod generate;
 mod inspect;
 mod sampling;
+mod threads;
 
 use clap::{Parser, Subcommand};
 
