@@ -1,4 +1,5 @@
-//! `--threads N`: the size of the runtime's thread pool, shared by `generate` and `bench`.
+//! `--threads N`: the size of the runtime's thread pool, and how many threads score the rows
+//! of a denoising step, shared by `generate` and `bench`.
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -7,8 +8,8 @@ use diffulex_edge::pte::threads;
 /// The thread flag.
 #[derive(Debug, Clone, Args)]
 pub struct ThreadArgs {
-    /// Threads XNNPACK splits each operator over, the calling thread included (default: one per
-    /// performance core; 1 runs everything on one thread).
+    /// Threads XNNPACK splits each operator over, and that score the rows of a step, the calling
+    /// thread included (default: one per performance core; 1 runs everything on one thread).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 }
@@ -19,6 +20,7 @@ impl ThreadArgs {
     pub fn apply(&self) -> Result<()> {
         if let Some(n) = self.threads {
             threads::set_thread_count(n).with_context(|| format!("--threads {n}"))?;
+            diffulex_edge::runtime::parallel::set_scoring_threads(n);
         }
         Ok(())
     }
