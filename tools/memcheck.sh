@@ -4,6 +4,7 @@
 #
 #   tools/memcheck.sh                # every integration and unit test binary + the CLI runs
 #   tools/memcheck.sh engine_parity  # only the named test binaries (no CLI runs)
+#   tools/memcheck.sh --cli          # only the CLI runs
 #
 # Logs: target/memcheck/<name>.log. Needs valgrind (apt-get install valgrind). Child processes
 # that some tests spawn (the CLI tests, hostile_pte's crash isolation) are not traced; the CLI
@@ -36,7 +37,10 @@ run() {  # name, command...
     fi
 }
 
+cli_only=0
+[[ "${1:-}" == "--cli" ]] && { cli_only=1; shift; }
 for entry in "${bins[@]}"; do
+    [[ $cli_only -eq 1 ]] && break
     name=${entry%% *}; exe=${entry#* }
     if [[ $# -gt 0 ]] && [[ ! " $* " == *" $name "* ]]; then continue; fi
     # One test thread: valgrind serialises threads anyway, and reports stay readable.
