@@ -1,10 +1,9 @@
 //! Rust engine == Python reference decoders (goldens from tools/make_goldens.py), token for token,
 //! for every fixture and mode; and KV-cache == recompute at temperature 0 for block-causal models.
 
-use diffulex_edge::runtime::sampler::{
-    BlockSampler, DreamAlg, DreamSampler, FastdLLMV2Sampler, LLaDARemasking, LLaDASampler,
-    SDARSampler, SdarStrategy,
-};
+mod common;
+
+use common::golden_sampler::{n, sampler_from};
 use diffulex_edge::runtime::{
     DiffusionEngine, DiffusionGenerationConfig, DiffusionModel, Family, HashModel, ModelMetadata,
     ModelType, PteModel, StopReason,
@@ -41,92 +40,6 @@ fn meta_from(v: &Value) -> ModelMetadata {
         use_kv_cache: v["use_kv_cache"].as_bool().unwrap(),
         shift_logits: v["shift_logits"].as_bool().unwrap(),
         pad_id: v["pad_id"].as_i64().unwrap(),
-    }
-}
-
-fn f(v: &Value, k: &str) -> Option<f64> {
-    v.get(k).and_then(Value::as_f64)
-}
-fn n(v: &Value, k: &str) -> Option<usize> {
-    v.get(k).and_then(Value::as_u64).map(|x| x as usize)
-}
-
-/// Maps the golden's sampler dict (Python reference field names) onto the Rust samplers.
-pub fn sampler_from(family: Family, s: &Value) -> BlockSampler {
-    match family {
-        Family::Sdar => {
-            let mut x = SDARSampler::new(
-                f(s, "threshold").unwrap_or(0.9),
-                f(s, "temperature").unwrap_or(0.0),
-            );
-            x.strategy = match s
-                .get("strategy")
-                .and_then(Value::as_str)
-                .unwrap_or("low_confidence_dynamic")
-            {
-                "low_confidence_dynamic" => SdarStrategy::LowConfidenceDynamic,
-                "low_confidence_static" => SdarStrategy::LowConfidenceStatic,
-                "sequential" => SdarStrategy::Sequential,
-                "entropy_bounded" => SdarStrategy::EntropyBounded,
-                o => panic!("strategy {o}"),
-            };
-            x.eb_threshold = f(s, "eb_threshold").unwrap_or(0.35);
-            x.denoising_steps = n(s, "denoising_steps");
-            x.top_k = n(s, "top_k");
-            x.top_p = f(s, "top_p");
-            x.into()
-        }
-        Family::FastDllmV2 => {
-            let mut x = FastdLLMV2Sampler::new(
-                f(s, "threshold").unwrap_or(0.95),
-                f(s, "temperature").unwrap_or(0.0),
-            );
-            if s.get("top_p").is_some() {
-                x.top_p = f(s, "top_p");
-            }
-            x.into()
-        }
-        Family::Llada => LLaDASampler {
-            steps: n(s, "steps"),
-            block_length: n(s, "block_length"),
-            temperature: f(s, "temperature").unwrap_or(0.0),
-            cfg_scale: f(s, "cfg_scale").unwrap_or(0.0),
-            remasking: match s
-                .get("remasking")
-                .and_then(Value::as_str)
-                .unwrap_or("low_confidence")
-            {
-                "random" => LLaDARemasking::Random,
-                _ => LLaDARemasking::LowConfidence,
-            },
-            logits_eos_inf: s
-                .get("logits_eos_inf")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            confidence_eos_eot_inf: s
-                .get("confidence_eos_eot_inf")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            threshold: f(s, "threshold"),
-            eos_id: None,
-            eot_id: None,
-        }
-        .into(),
-        Family::Dream => DreamSampler {
-            steps: n(s, "steps"),
-            eps: f(s, "eps").unwrap_or(1e-3),
-            alg: match s.get("alg").and_then(Value::as_str).unwrap_or("entropy") {
-                "origin" => DreamAlg::Origin,
-                "maskgit_plus" => DreamAlg::MaskgitPlus,
-                "topk_margin" => DreamAlg::TopkMargin,
-                _ => DreamAlg::Entropy,
-            },
-            alg_temp: f(s, "alg_temp"),
-            temperature: f(s, "temperature").unwrap_or(0.0),
-            top_p: f(s, "top_p"),
-            top_k: n(s, "top_k"),
-        }
-        .into(),
     }
 }
 

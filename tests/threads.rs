@@ -6,13 +6,17 @@
 //! The pool is process-wide, so these tests live in their own test binary (other binaries load
 //! models concurrently) and take a lock so they do not resize it under each other.
 
+mod common;
+
+use common::golden_sampler::sampler_from;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use diffulex_edge::pte::threads::{set_thread_count, thread_count, ThreadsError};
 use diffulex_edge::pte::{PteModule, Tensor};
-use diffulex_edge::runtime::sampler::{SDARSampler, SdarStrategy};
-use diffulex_edge::runtime::{DiffusionEngine, DiffusionGenerationConfig, ModelType, PteModel};
+use diffulex_edge::runtime::{
+    DiffusionEngine, DiffusionGenerationConfig, Family, ModelType, PteModel,
+};
 use serde_json::Value;
 
 static POOL: Mutex<()> = Mutex::new(());
@@ -62,32 +66,6 @@ fn refused_while_a_model_is_loaded() {
     assert_eq!(thread_count().unwrap(), 2);
 }
 
-/// The SDAR sampler a golden case describes (Python reference field names and defaults).
-fn sdar_sampler(s: &Value) -> SDARSampler {
-    let f = |k: &str| s.get(k).and_then(Value::as_f64);
-    let n = |k: &str| s.get(k).and_then(Value::as_u64).map(|x| x as usize);
-    let mut x = SDARSampler::new(
-        f("threshold").unwrap_or(0.9),
-        f("temperature").unwrap_or(0.0),
-    );
-    x.strategy = match s
-        .get("strategy")
-        .and_then(Value::as_str)
-        .unwrap_or("low_confidence_dynamic")
-    {
-        "low_confidence_dynamic" => SdarStrategy::LowConfidenceDynamic,
-        "low_confidence_static" => SdarStrategy::LowConfidenceStatic,
-        "sequential" => SdarStrategy::Sequential,
-        "entropy_bounded" => SdarStrategy::EntropyBounded,
-        o => panic!("strategy {o}"),
-    };
-    x.eb_threshold = f("eb_threshold").unwrap_or(0.35);
-    x.denoising_steps = n("denoising_steps");
-    x.top_k = n("top_k");
-    x.top_p = f("top_p");
-    x
-}
-
 fn ids(v: &Value) -> Vec<i64> {
     v.as_array()
         .unwrap()
@@ -113,7 +91,7 @@ fn golden_mismatches(name: &str) -> Vec<String> {
             let mut config =
                 DiffusionGenerationConfig::new(c["max_new_tokens"].as_u64().unwrap() as usize)
                     .with_seed(c["seed"].as_u64().unwrap())
-                    .with_sampler(sdar_sampler(&c["sampler"]));
+                    .with_sampler(sampler_from(Family::Sdar, &c["sampler"]));
             if c["stop_ids"].is_array() {
                 config = config.with_stop_ids(ids(&c["stop_ids"]));
             }

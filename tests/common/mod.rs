@@ -2,6 +2,8 @@
 //! written by tools/make_pte_fixtures.py (PyTorch eager outputs).
 #![allow(dead_code)]
 
+pub mod golden_sampler;
+
 use std::path::PathBuf;
 
 use diffulex_edge::pte::{DType, Output, PteModule, Tensor};
