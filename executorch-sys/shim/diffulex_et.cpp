@@ -22,13 +22,14 @@
 #include <executorch/extension/data_loader/mmap_data_loader.h>
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor_ptr_maker.h>
+#include <executorch/runtime/core/function_ref.h>
 #include <executorch/runtime/platform/platform.h>
 #include <executorch/runtime/platform/runtime.h>
 #pragma GCC diagnostic pop
 
 #ifdef ET_USE_THREADPOOL
 // The 1.5.1 wheel ships libexecutorch_threadpool but not threadpool.h (which would also need
-// pthreadpool.h), so the three members used here are declared by hand. Only these declarations
+// pthreadpool.h), so the four members used here are declared by hand. Only these declarations
 // matter to the linker: the class is never constructed or inspected here, and the signatures
 // (hence the mangled names and return types) are those of ExecuTorch 1.5.1.
 namespace executorch::extension::threadpool {
@@ -36,6 +37,7 @@ class ThreadPool final {
  public:
   size_t get_thread_count() const;
   bool _unsafe_reset_threadpool(uint32_t num_threads);
+  void run(executorch::runtime::FunctionRef<void(size_t)> fn, size_t range);
 };
 ThreadPool* get_threadpool();
 } // namespace executorch::extension::threadpool
@@ -698,6 +700,26 @@ int32_t dlx_threadpool_set_thread_count(uint32_t num_threads, dlx_error* err) {
 #else
     return fail(Error::NotSupported, "this ExecuTorch runtime was built without its thread pool");
 #endif
+  });
+}
+
+int32_t dlx_threadpool_run(dlx_task_fn task, void* ctx, size_t range, dlx_error* err) {
+  return barrier(err, [&]() -> Status {
+    if (task == nullptr) {
+      return fail(Error::InvalidArgument, "null task");
+    }
+#ifdef ET_USE_THREADPOOL
+    auto* pool = executorch::extension::threadpool::get_threadpool();
+    if (pool != nullptr && pool->get_thread_count() > 1) {
+      auto call = [&](size_t i) { task(ctx, i); };
+      pool->run(call, range);
+      return ok();
+    }
+#endif
+    for (size_t i = 0; i < range; ++i) {
+      task(ctx, i);
+    }
+    return ok();
   });
 }
 

@@ -188,6 +188,17 @@ int32_t dlx_threadpool_thread_count(size_t* out, dlx_error* err);
 /// before loading modules.
 int32_t dlx_threadpool_set_thread_count(uint32_t num_threads, dlx_error* err);
 
+/// A task of `dlx_threadpool_run`: called once per index in [0, range) with the caller's `ctx`.
+/// It must not unwind or throw (a Rust caller catches panics inside it).
+typedef void (*dlx_task_fn)(void* ctx, size_t index);
+
+/// Calls `task(ctx, i)` for every i in [0, range) on the process-wide thread pool (the calling
+/// thread takes part) and returns when all calls have finished. Calls run concurrently and in
+/// no particular order. Runs take the pool's lock, so concurrent callers (and XNNPACK methods
+/// executing in other threads) take turns. Without a thread pool the calls run in order on the
+/// calling thread. InvalidArgument for a null task.
+int32_t dlx_threadpool_run(dlx_task_fn task, void* ctx, size_t range, dlx_error* err);
+
 #ifdef __cplusplus
 } // extern "C"
 #endif

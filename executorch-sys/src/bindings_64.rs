@@ -201,3 +201,15 @@ unsafe extern "C" {
     #[doc = " Replaces the process-wide thread pool by one with `num_threads` threads (at least 1;\n 0 is InvalidArgument). OutOfResources (0x25) if the new pool could not be created with that\n many threads (the previous size is then restored if possible). NotSupported (0x10) without a\n thread pool.\n\n Contract (not checked here): no method of any module may be executing during the call, and\n no module that has loaded an XNNPACK-delegated method may be used afterwards: the old pool is\n destroyed, and XNNPACK keeps the pool it was given when it loaded the method. Call this\n before loading modules."]
     pub fn dlx_threadpool_set_thread_count(num_threads: u32, err: *mut dlx_error) -> i32;
 }
+#[doc = " A task of `dlx_threadpool_run`: called once per index in [0, range) with the caller's `ctx`.\n It must not unwind or throw (a Rust caller catches panics inside it)."]
+pub type dlx_task_fn =
+    ::std::option::Option<unsafe extern "C" fn(ctx: *mut ::std::os::raw::c_void, index: usize)>;
+unsafe extern "C" {
+    #[doc = " Calls `task(ctx, i)` for every i in [0, range) on the process-wide thread pool (the calling\n thread takes part) and returns when all calls have finished. Calls run concurrently and in\n no particular order. Runs take the pool's lock, so concurrent callers (and XNNPACK methods\n executing in other threads) take turns. Without a thread pool the calls run in order on the\n calling thread. InvalidArgument for a null task."]
+    pub fn dlx_threadpool_run(
+        task: dlx_task_fn,
+        ctx: *mut ::std::os::raw::c_void,
+        range: usize,
+        err: *mut dlx_error,
+    ) -> i32;
+}

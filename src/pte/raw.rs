@@ -270,6 +270,46 @@ pub(crate) unsafe fn threadpool_set_thread_count(n: u32) -> Result<(), RawError>
     check(status, &err)
 }
 
+/// Calls `f(i)` for every `i` in `0..n` on ExecuTorch's thread pool (the calling thread takes
+/// part) and returns once every call has finished. A panic in `f` is caught on the thread it
+/// happens on (it must not unwind through C++) and resumed here, on the caller's thread.
+pub(crate) fn threadpool_run(n: usize, f: &(dyn Fn(usize) + Sync)) -> Result<(), RawError> {
+    struct Task<'a> {
+        f: &'a (dyn Fn(usize) + Sync),
+        panic: std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>,
+    }
+    extern "C" fn call(ctx: *mut std::ffi::c_void, i: usize) {
+        // SAFETY: `ctx` is the `Task` below, alive until `dlx_threadpool_run` returns, and only
+        // read through a shared reference (its mutable part is behind a mutex).
+        let task = unsafe { &*(ctx as *const Task) };
+        let run = std::panic::AssertUnwindSafe(|| (task.f)(i));
+        if let Err(payload) = std::panic::catch_unwind(run) {
+            let mut slot = task.panic.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert(payload);
+        }
+    }
+    let task = Task {
+        f,
+        panic: std::sync::Mutex::new(None),
+    };
+    let mut err = empty_error();
+    // SAFETY: `call` never unwinds (it catches panics) and only reads `task`, which outlives
+    // the call because `dlx_threadpool_run` blocks until every index has run; `err` is valid
+    // for writes.
+    let status = unsafe {
+        sys::dlx_threadpool_run(
+            Some(call),
+            &task as *const Task as *mut std::ffi::c_void,
+            n,
+            &mut err,
+        )
+    };
+    if let Some(payload) = task.panic.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        std::panic::resume_unwind(payload);
+    }
+    check(status, &err)
+}
+
 fn verification(verify: bool) -> i32 {
     if verify {
         sys::DLX_VERIFY_INTERNAL_CONSISTENCY as i32

@@ -180,6 +180,33 @@ pub fn set_thread_count(n: usize) -> Result<(), ThreadsError> {
     Ok(())
 }
 
+/// Calls `f(i)` for every `i` in `0..n` on ExecuTorch's thread pool, the calling thread
+/// included, and returns when all calls are done; calls run concurrently, in no set order.
+///
+/// Between two `execute` calls the pool's workers are idle (and, right after one, still
+/// spinning for work), so work handed to them starts at once and does not compete with them
+/// for the cores, as threads of our own would. With a pool of one thread, or a runtime
+/// without a pool, the calls run in order on the calling thread. Concurrent callers, and
+/// methods executing in other threads, take turns on the pool.
+///
+/// # Errors
+/// [`ThreadsError::Runtime`] if the runtime reports a failure. A panic in `f` is resumed on
+/// the calling thread after every call has returned.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// # fn main() -> Result<(), diffulex_edge::pte::threads::ThreadsError> {
+/// let sum = AtomicUsize::new(0);
+/// diffulex_edge::pte::threads::run_on_pool(100, &|i| {
+///     sum.fetch_add(i, Ordering::Relaxed);
+/// })?;
+/// assert_eq!(sum.into_inner(), 4950);
+/// # Ok(()) }
+/// ```
+pub fn run_on_pool(n: usize, f: &(dyn Fn(usize) + Sync)) -> Result<(), ThreadsError> {
+    Ok(raw::threadpool_run(n, f)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +233,28 @@ mod tests {
             Err(ThreadsError::ModulesAlive { alive }) => assert!(alive >= 1),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn every_index_runs_once_and_a_panic_reaches_the_caller() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let hits: Vec<AtomicU32> = (0..257).map(|_| AtomicU32::new(0)).collect();
+        run_on_pool(hits.len(), &|i| {
+            hits[i].fetch_add(1, Ordering::Relaxed);
+        })
+        .expect("pool run");
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+
+        let caught = std::panic::catch_unwind(|| {
+            let _ = run_on_pool(8, &|i| assert_ne!(i, 5, "task {i} failed"));
+        });
+        let payload = caught.expect_err("the panic of task 5 is resumed");
+        let message = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default();
+        assert!(message.contains("task 5 failed"), "{message}");
+        // The pool still works after a task panicked.
+        run_on_pool(4, &|_| ()).expect("pool run after a panic");
     }
 }

@@ -3,22 +3,26 @@
 //! Between two `execute` calls XNNPACK's thread pool sits idle, while the engine scores every
 //! still-masked position of the step against the whole vocabulary: at a 152k vocabulary and a
 //! 32-token block that is five million logits per step. Rows are independent, so they are
-//! split across threads; each row is still reduced by one thread in its fixed order, so the
-//! results are bit-identical to a sequential run whatever the thread count.
+//! handed to that same pool ([`run_on_pool`]): its workers are still spinning for work right
+//! after `execute`, so they start at once, where threads of our own had to be spawned and then
+//! competed with the spinning workers for the cores (on 2 vCPUs a second thread of our own
+//! gained nothing). Each row is still reduced by one thread in its fixed order, so the results
+//! are bit-identical to a sequential run whatever the thread count.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use crate::pte::threads::{run_on_pool, thread_count};
 
 /// 0 = automatic (see [`scoring_threads`]).
 static SCORING_THREADS: AtomicUsize = AtomicUsize::new(0);
 
-/// Below this many logits in a step, spawning threads costs more than it saves.
+/// Below this many logits in a step, handing rows to the pool costs more than it saves.
 const MIN_PARALLEL_LOGITS: usize = 1 << 18;
 
-/// Upper bound of the automatic choice: scoring is memory-bound beyond a few cores.
-const AUTO_MAX_THREADS: usize = 4;
-
-/// Sets how many threads score the rows of a step, process-wide; 0 restores the automatic
-/// choice (the machine's available parallelism, at most 4). Results do not depend on it.
+/// Chooses who scores the rows of a step, process-wide: `1` keeps scoring on the calling
+/// thread; any other value (0 = automatic, the default) scores on ExecuTorch's thread pool,
+/// whose size [`crate::pte::threads::set_thread_count`] sets. Results do not depend on it.
 ///
 /// ```
 /// use diffulex_edge::runtime::parallel::{scoring_threads, set_scoring_threads};
@@ -31,60 +35,43 @@ pub fn set_scoring_threads(n: usize) {
     SCORING_THREADS.store(n, Ordering::Relaxed);
 }
 
-/// The number of threads that score the rows of a step (always >= 1).
+/// The number of threads that score the rows of a step (always >= 1): 1 if
+/// [`set_scoring_threads`] chose the calling thread, otherwise the size of ExecuTorch's thread
+/// pool (1 if the runtime has none).
 ///
 /// ```
 /// assert!(diffulex_edge::runtime::parallel::scoring_threads() >= 1);
 /// ```
 pub fn scoring_threads() -> usize {
     match SCORING_THREADS.load(Ordering::Relaxed) {
-        0 => std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(AUTO_MAX_THREADS),
-        n => n,
+        1 => 1,
+        _ => thread_count().unwrap_or(1).max(1),
     }
 }
 
-/// `(0..n).map(f)` on up to [`scoring_threads`] threads when the step is big enough
-/// (`n * logits_per_item`); the output is in index order either way.
-///
-/// Threads take the next index from a shared counter rather than a fixed range: when the
-/// machine is busy and a helper thread starts late, the calling thread simply does more of
-/// the rows instead of waiting for the helper's share.
-pub(crate) fn map_rows<T: Send>(
+/// `(0..n).map(f)` on ExecuTorch's thread pool when the step is big enough
+/// (`n * logits_per_item`) and [`scoring_threads`] allows; the output is in index order either
+/// way.
+pub(crate) fn map_rows<T: Send + Sync>(
     n: usize,
     logits_per_item: usize,
     f: impl Fn(usize) -> T + Sync,
 ) -> Vec<T> {
-    let threads = scoring_threads().min(n);
-    if threads <= 1 || n.saturating_mul(logits_per_item) < MIN_PARALLEL_LOGITS {
+    let small = n < 2 || n.saturating_mul(logits_per_item) < MIN_PARALLEL_LOGITS;
+    if small || SCORING_THREADS.load(Ordering::Relaxed) == 1 {
         return (0..n).map(f).collect();
     }
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= n {
-                return done;
-            }
-            done.push((i, f(i)));
-        }
-    };
-    let mut parts = std::thread::scope(|s| {
-        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
-        let mut parts = work();
-        for h in helpers {
-            match h.join() {
-                Ok(part) => parts.extend(part),
-                // A panic in scoring is a bug; surface it on the caller's thread.
-                Err(payload) => std::panic::resume_unwind(payload),
-            }
-        }
-        parts
+    let slots: Vec<OnceLock<T>> = (0..n).map(|_| OnceLock::new()).collect();
+    // An error from the pool (the runtime failed to run it) leaves some slots empty; they are
+    // filled below on this thread, so the result is the same either way.
+    let _ = run_on_pool(n, &|i| {
+        let _ = slots[i].set(f(i));
     });
-    parts.sort_unstable_by_key(|&(i, _)| i);
-    parts.into_iter().map(|(_, v)| v).collect()
+    slots
+        .into_iter()
+        .enumerate()
+        .map(|(i, slot)| slot.into_inner().unwrap_or_else(|| f(i)))
+        .collect()
 }
 
 #[cfg(test)]

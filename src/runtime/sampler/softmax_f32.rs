@@ -80,53 +80,63 @@ pub(crate) struct RowStats {
     pub sum: f64,
 }
 
-/// Chunk `c` of a row (the last one padded) with invalid entries (NaN, ±inf, excluded ids)
-/// replaced by −inf, which every statistic below ignores.
-#[inline(always)]
-fn chunk_lanes(chunk: &[f32], start: usize, excluded: &[usize]) -> [f32; LANES] {
-    let mut lanes = [f32::NEG_INFINITY; LANES];
-    for (l, &x) in lanes.iter_mut().zip(chunk) {
-        *l = if x.is_finite() { x } else { f32::NEG_INFINITY };
-    }
-    for &e in excluded {
-        if e >= start && e - start < chunk.len() {
-            lanes[e - start] = f32::NEG_INFINITY;
-        }
-    }
-    lanes
+/// The row split at its excluded ids: the maximal ranges `[a, b)` of indices that are not
+/// excluded, in order. Excluded ids are few (the mask token, sometimes EOS), so the hot loops
+/// below run over long ranges with no per-entry exclusion test.
+fn valid_ranges(len: usize, excluded: &[usize]) -> impl Iterator<Item = (usize, usize)> {
+    let mut cuts: Vec<usize> = excluded.iter().copied().filter(|&e| e < len).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let ends = cuts.clone().into_iter().chain(std::iter::once(len));
+    let starts = std::iter::once(0).chain(cuts.into_iter().map(|e| e + 1));
+    starts.zip(ends).filter(|(a, b)| a < b)
 }
 
-/// Folds every chunk of the row (as [`chunk_lanes`]) into `state`. A plain function taking
-/// `step` by value so the optimizer inlines it into the loop (a closure called from two sites
-/// was left as a call, which blocked vectorization).
+/// Entries exponentiated per pass of [`sum_exp`]'s vectorized loop (a 2 KiB stack buffer).
+const BLOCK: usize = 512;
+
+/// Lanes of the running maxima in [`top2`]. The largest and the multiset second largest do not
+/// depend on which lane sees which entry, so any width is exact; 16 fills two AVX2 registers.
+const TOP2_LANES: usize = 16;
+
+/// Folds `x` (−inf when invalid) into one lane's (largest, runner-up).
 #[inline(always)]
-fn fold_chunks<S>(row: &[f32], excluded: &[usize], state: &mut S, step: fn(&mut S, &[f32; LANES])) {
-    let chunks = row.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for (c, chunk) in chunks.enumerate() {
-        step(state, &chunk_lanes(chunk, c * LANES, excluded));
-    }
-    if !tail.is_empty() {
-        step(state, &chunk_lanes(tail, row.len() - tail.len(), excluded));
-    }
+fn top2_update(x: f32, m1: &mut f32, m2: &mut f32) {
+    let lo = if x < *m1 { x } else { *m1 };
+    *m2 = if lo > *m2 { lo } else { *m2 };
+    *m1 = if x > *m1 { x } else { *m1 };
 }
 
+/// NaN and ±inf are not valid entries: they become −inf, which no statistic counts.
 #[inline(always)]
-fn top2_step(m: &mut ([f32; LANES], [f32; LANES]), x: &[f32; LANES]) {
-    let (m1, m2) = m;
-    for ((&x, m1), m2) in x.iter().zip(m1.iter_mut()).zip(m2.iter_mut()) {
-        let lo = if x < *m1 { x } else { *m1 };
-        *m2 = if lo > *m2 { lo } else { *m2 };
-        *m1 = if x > *m1 { x } else { *m1 };
+fn finite_or_neg_inf(x: f32) -> f32 {
+    if x.is_finite() {
+        x
+    } else {
+        f32::NEG_INFINITY
     }
 }
 
 /// Largest, first argmax and multiset second largest over the valid entries of `row`.
-#[multiversion::multiversion(targets("x86_64+avx2", "x86_64+avx"))]
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2",
+    "x86_64+avx2",
+    "x86_64+avx"
+))]
 pub(crate) fn top2(row: &[f32], excluded: &[usize]) -> (f32, Option<usize>, f32) {
-    let mut m = ([f32::NEG_INFINITY; LANES], [f32::NEG_INFINITY; LANES]);
-    fold_chunks(row, excluded, &mut m, top2_step);
-    let (m1, m2) = m;
+    let mut m1 = [f32::NEG_INFINITY; TOP2_LANES];
+    let mut m2 = [f32::NEG_INFINITY; TOP2_LANES];
+    for (a, b) in valid_ranges(row.len(), excluded) {
+        let chunks = row[a..b].chunks_exact(TOP2_LANES);
+        for &x in chunks.remainder() {
+            top2_update(finite_or_neg_inf(x), &mut m1[0], &mut m2[0]);
+        }
+        for chunk in chunks {
+            for ((&x, m1), m2) in chunk.iter().zip(m1.iter_mut()).zip(m2.iter_mut()) {
+                top2_update(finite_or_neg_inf(x), m1, m2);
+            }
+        }
+    }
     let mut max = f32::NEG_INFINITY;
     for &v in &m1 {
         max = if v > max { v } else { max };
@@ -138,49 +148,85 @@ pub(crate) fn top2(row: &[f32], excluded: &[usize]) -> (f32, Option<usize>, f32)
     // lanes' maxima.
     let owner = m1.iter().position(|&v| v == max).unwrap_or(0);
     let mut second = f32::NEG_INFINITY;
-    for l in 0..LANES {
+    for l in 0..TOP2_LANES {
         let cand = if l == owner { m2[l] } else { m1[l] };
         second = if cand > second { cand } else { second };
     }
-    let arg = row
-        .iter()
-        .enumerate()
-        .position(|(i, &x)| x == max && !excluded.contains(&i));
-    (max, arg, second)
+    (max, first_index_of(row, excluded, max), second)
 }
 
-/// Rows are exponentiated in blocks of this many values into a stack buffer: a plain
-/// element-wise loop the optimizer vectorizes, then a lane-wise float64 accumulation.
-const BLOCK: usize = 512;
+/// First index of a valid entry equal to `max`. Blocks are tested with a plain (vectorized)
+/// any-equal reduction and only the block that holds it is searched entry by entry.
+#[inline(always)]
+fn first_index_of(row: &[f32], excluded: &[usize], max: f32) -> Option<usize> {
+    const SCAN: usize = 64;
+    for (b, block) in row.chunks(SCAN).enumerate() {
+        if block.iter().fold(false, |hit, &x| hit | (x == max)) {
+            let found = block
+                .iter()
+                .enumerate()
+                .map(|(k, &x)| (b * SCAN + k, x))
+                .find(|&(i, x)| x == max && !excluded.contains(&i));
+            if let Some((i, _)) = found {
+                return Some(i);
+            }
+        }
+    }
+    None
+}
 
-/// Σ exp_f32(x − max) over the valid entries of `row`, one float64 accumulator per lane,
-/// combined as ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)).
+/// Σ exp_f32(x − max) over the valid entries of `row`: entry `i` is added to float64 lane
+/// `i % LANES` in index order, and the lanes are combined as
+/// ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)). `max` must be finite (the row's
+/// largest valid value).
+///
+/// Invalid and excluded entries add nothing; skipping them is the same as adding +0.0. Inside a
+/// valid range, whole chunks of [`LANES`] entries are exponentiated in blocks of [`BLOCK`]
+/// into a stack buffer (a plain element-wise loop the optimizer vectorizes) and then added
+/// lane-wise; only the partial chunks at a range's ends take the scalar path.
 ///
 /// Compiled for several instruction sets, picked at run time (AVX2 doubles the lanes of
 /// the baseline SSE2). The results do not depend on the choice: no fused multiply-add is ever
 /// formed and the lane structure is fixed by [`LANES`], not by the vector width.
-#[multiversion::multiversion(targets("x86_64+avx2", "x86_64+avx"))]
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2",
+    "x86_64+avx2",
+    "x86_64+avx"
+))]
 pub(crate) fn sum_exp(row: &[f32], excluded: &[usize], max: f32) -> f64 {
+    // d = x − max ≤ 0 for every valid entry; NaN and +inf entries fail `d <= 0`, −inf entries
+    // give exp 0, so no separate validity test is needed.
+    #[inline(always)]
+    fn term(x: f32, max: f32) -> f32 {
+        let d = x - max;
+        if d <= 0.0 {
+            exp_f32(d)
+        } else {
+            0.0
+        }
+    }
     let mut acc = [0.0f64; LANES];
     let mut buf = [0.0f32; BLOCK];
-    for (b, block) in row.chunks(BLOCK).enumerate() {
-        let (start, n) = (b * BLOCK, block.len());
-        for (o, &x) in buf.iter_mut().zip(block) {
-            // −inf (invalid) gives exp_f32(−inf) = 0.
-            let x = if x.is_finite() { x } else { f32::NEG_INFINITY };
-            *o = exp_f32(x - max);
+    for (a, b) in valid_ranges(row.len(), excluded) {
+        let head_end = a.next_multiple_of(LANES).min(b);
+        let body_end = head_end + (b - head_end) / LANES * LANES;
+        for (i, &x) in row.iter().enumerate().take(head_end).skip(a) {
+            acc[i % LANES] += term(x, max) as f64;
         }
-        for &e in excluded {
-            if e >= start && e - start < n {
-                buf[e - start] = 0.0;
+        // Blocks start at multiples of LANES, so chunk lane l is index lane l.
+        for block in row[head_end..body_end].chunks(BLOCK) {
+            let buf = &mut buf[..block.len()];
+            for (o, &x) in buf.iter_mut().zip(block) {
+                *o = term(x, max);
+            }
+            for c in buf.chunks_exact(LANES) {
+                for l in 0..LANES {
+                    acc[l] += c[l] as f64;
+                }
             }
         }
-        let padded = n.div_ceil(LANES) * LANES;
-        buf[n..padded].fill(0.0);
-        for c in buf[..padded].chunks_exact(LANES) {
-            for l in 0..LANES {
-                acc[l] += c[l] as f64;
-            }
+        for (i, &x) in row.iter().enumerate().take(b).skip(body_end) {
+            acc[i % LANES] += term(x, max) as f64;
         }
     }
     ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
