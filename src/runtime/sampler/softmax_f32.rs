@@ -99,12 +99,23 @@ const BLOCK: usize = 512;
 /// depend on which lane sees which entry, so any width is exact; 16 fills two AVX2 registers.
 const TOP2_LANES: usize = 16;
 
-/// Folds `x` (−inf when invalid) into one lane's (largest, runner-up).
+/// One lane of [`top2`]: largest value, the index where it first appeared, runner-up.
+#[derive(Clone, Copy)]
+struct Top2Lane {
+    m1: f32,
+    i1: u32,
+    m2: f32,
+}
+
+/// Folds entry `i` (value `x`, −inf when invalid) into a lane. Entries reach a lane in index
+/// order and only a strictly larger value replaces `m1`, so `i1` is the lane's first argmax.
 #[inline(always)]
-fn top2_update(x: f32, m1: &mut f32, m2: &mut f32) {
+fn top2_update(x: f32, i: u32, m1: &mut f32, i1: &mut u32, m2: &mut f32) {
+    let gt = x > *m1;
     let lo = if x < *m1 { x } else { *m1 };
     *m2 = if lo > *m2 { lo } else { *m2 };
-    *m1 = if x > *m1 { x } else { *m1 };
+    *m1 = if gt { x } else { *m1 };
+    *i1 = if gt { i } else { *i1 };
 }
 
 /// NaN and ±inf are not valid entries: they become −inf, which no statistic counts.
@@ -124,55 +135,98 @@ fn finite_or_neg_inf(x: f32) -> f32 {
     "x86_64+avx"
 ))]
 pub(crate) fn top2(row: &[f32], excluded: &[usize]) -> (f32, Option<usize>, f32) {
-    let mut m1 = [f32::NEG_INFINITY; TOP2_LANES];
-    let mut m2 = [f32::NEG_INFINITY; TOP2_LANES];
+    // Lane indices are u32 so they share the vector width of the values; no vocabulary
+    // comes near 2^32 entries, but a longer row is still handled, by the scalar scan.
+    let Ok(len) = u32::try_from(row.len()) else {
+        return top2_scalar(row, excluded);
+    };
+    const HALF: usize = TOP2_LANES / 2;
+    // Two groups of 8 lanes, each kept as separate value / index / runner-up arrays, so a
+    // group maps onto AVX2 registers (a 16-wide array, or an array of lane structs, is split
+    // and shuffled by the optimizer instead).
+    let mut m1 = [[f32::NEG_INFINITY; HALF]; 2];
+    let mut i1 = [[len; HALF]; 2];
+    let mut m2 = [[f32::NEG_INFINITY; HALF]; 2];
+    let offsets: [u32; HALF] = std::array::from_fn(|l| l as u32);
     for (a, b) in valid_ranges(row.len(), excluded) {
         let chunks = row[a..b].chunks_exact(TOP2_LANES);
-        for &x in chunks.remainder() {
-            top2_update(finite_or_neg_inf(x), &mut m1[0], &mut m2[0]);
-        }
+        let tail = chunks.remainder();
+        // `a..b` is inside the row, so every index fits in u32.
+        let mut base = a as u32;
         for chunk in chunks {
-            for ((&x, m1), m2) in chunk.iter().zip(m1.iter_mut()).zip(m2.iter_mut()) {
-                top2_update(finite_or_neg_inf(x), m1, m2);
+            let (lo, hi) = chunk.split_at(HALF);
+            for (g, half) in [lo, hi].into_iter().enumerate() {
+                let start = base + (g * HALF) as u32;
+                let lanes = m1[g].iter_mut().zip(&mut i1[g]).zip(&mut m2[g]);
+                for ((&x, &o), ((m1, i1), m2)) in half.iter().zip(&offsets).zip(lanes) {
+                    top2_update(finite_or_neg_inf(x), start + o, m1, i1, m2);
+                }
+            }
+            base += TOP2_LANES as u32;
+        }
+        for (k, &x) in tail.iter().enumerate() {
+            let i = base + k as u32;
+            top2_update(
+                finite_or_neg_inf(x),
+                i,
+                &mut m1[0][0],
+                &mut i1[0][0],
+                &mut m2[0][0],
+            );
+        }
+    }
+    let lanes: Vec<Top2Lane> = (0..TOP2_LANES)
+        .map(|k| {
+            let (g, l) = (k / HALF, k % HALF);
+            Top2Lane {
+                m1: m1[g][l],
+                i1: i1[g][l],
+                m2: m2[g][l],
+            }
+        })
+        .collect();
+    merge_lanes(lanes.iter())
+}
+
+/// [`top2`] without vectorization, for rows of 2^32 entries or more.
+fn top2_scalar(row: &[f32], excluded: &[usize]) -> (f32, Option<usize>, f32) {
+    let mut lane = (f32::NEG_INFINITY, None, f32::NEG_INFINITY);
+    for (a, b) in valid_ranges(row.len(), excluded) {
+        for (i, &x) in row.iter().enumerate().take(b).skip(a) {
+            let x = finite_or_neg_inf(x);
+            let lo = if x < lane.0 { x } else { lane.0 };
+            lane.2 = if lo > lane.2 { lo } else { lane.2 };
+            if x > lane.0 {
+                lane.0 = x;
+                lane.1 = Some(i);
             }
         }
     }
-    let mut max = f32::NEG_INFINITY;
-    for &v in &m1 {
-        max = if v > max { v } else { max };
-    }
+    lane
+}
+
+/// Combines the lanes: the largest maximum, the smallest index holding it, and as runner-up
+/// the best of the owner lane's runner-up and of the other lanes' maxima (a repeated maximum
+/// in two lanes is its own runner-up).
+fn merge_lanes<'a>(lanes: impl Iterator<Item = &'a Top2Lane> + Clone) -> (f32, Option<usize>, f32) {
+    let max = lanes
+        .clone()
+        .fold(f32::NEG_INFINITY, |m, l| if l.m1 > m { l.m1 } else { m });
     if max == f32::NEG_INFINITY {
         return (max, None, f32::NEG_INFINITY);
     }
-    // The multiset second largest is the best of the owner lane's runner-up and of the other
-    // lanes' maxima.
-    let owner = m1.iter().position(|&v| v == max).unwrap_or(0);
-    let mut second = f32::NEG_INFINITY;
-    for l in 0..TOP2_LANES {
-        let cand = if l == owner { m2[l] } else { m1[l] };
-        second = if cand > second { cand } else { second };
-    }
-    (max, first_index_of(row, excluded, max), second)
-}
-
-/// First index of a valid entry equal to `max`. Blocks are tested with a plain (vectorized)
-/// any-equal reduction and only the block that holds it is searched entry by entry.
-#[inline(always)]
-fn first_index_of(row: &[f32], excluded: &[usize], max: f32) -> Option<usize> {
-    const SCAN: usize = 64;
-    for (b, block) in row.chunks(SCAN).enumerate() {
-        if block.iter().fold(false, |hit, &x| hit | (x == max)) {
-            let found = block
-                .iter()
-                .enumerate()
-                .map(|(k, &x)| (b * SCAN + k, x))
-                .find(|&(i, x)| x == max && !excluded.contains(&i));
-            if let Some((i, _)) = found {
-                return Some(i);
-            }
-        }
-    }
-    None
+    let (owner, arg) = lanes
+        .clone()
+        .enumerate()
+        .filter(|(_, l)| l.m1 == max)
+        .min_by_key(|(_, l)| l.i1)
+        .map(|(k, l)| (k, l.i1))
+        .unwrap_or((0, 0));
+    let second = lanes
+        .enumerate()
+        .map(|(k, l)| if k == owner { l.m2 } else { l.m1 })
+        .fold(f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
+    (max, Some(arg as usize), second)
 }
 
 /// Σ exp_f32(x − max) over the valid entries of `row`: entry `i` is added to float64 lane
@@ -361,6 +415,49 @@ mod tests {
                 st.sum,
                 f64::from_bits(c.sum)
             );
+        }
+    }
+
+    #[test]
+    fn ties_across_lanes_and_ranges_match_a_direct_scan() {
+        // Few distinct values, so maxima repeat in many lanes; NaN and ±inf sprinkled in;
+        // excluded ids cut the row into ranges of every alignment.
+        let mut z = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            z = z.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (z >> 33) as usize
+        };
+        for len in [1usize, 15, 16, 17, 33, 100, 1000] {
+            for _ in 0..20 {
+                let row: Vec<f32> = (0..len)
+                    .map(|_| match next() % 20 {
+                        0 => f32::NAN,
+                        1 => f32::INFINITY,
+                        2 => f32::NEG_INFINITY,
+                        v => (v % 5) as f32,
+                    })
+                    .collect();
+                let excluded: Vec<usize> = (0..next() % 4).map(|_| next() % (len + 2)).collect();
+                let valid: Vec<(usize, f32)> = row
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .filter(|&(i, x)| x.is_finite() && !excluded.contains(&i))
+                    .collect();
+                let mut sorted: Vec<f32> = valid.iter().map(|v| v.1).collect();
+                sorted.sort_by(|a, b| b.total_cmp(a));
+                let max = sorted.first().copied().unwrap_or(f32::NEG_INFINITY);
+                let want = (
+                    max,
+                    valid.iter().find(|v| v.1 == max).map(|v| v.0),
+                    sorted.get(1).copied().unwrap_or(f32::NEG_INFINITY),
+                );
+                assert_eq!(
+                    top2(&row, &excluded),
+                    want,
+                    "{row:?} excluding {excluded:?}"
+                );
+            }
         }
     }
 
