@@ -274,6 +274,15 @@ pub(crate) unsafe fn threadpool_set_thread_count(n: u32) -> Result<(), RawError>
 /// part) and returns once every call has finished. A panic in `f` is caught on the thread it
 /// happens on (it must not unwind through C++) and resumed here, on the caller's thread.
 pub(crate) fn threadpool_run(n: usize, f: &(dyn Fn(usize) + Sync)) -> Result<(), RawError> {
+    thread_local! {
+        /// Set while this thread runs a task: the pool is not reentrant (a nested run would
+        /// wait forever for the pool's lock), so nested runs go sequential instead.
+        static IN_TASK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if IN_TASK.with(|t| t.get()) {
+        (0..n).for_each(f);
+        return Ok(());
+    }
     struct Task<'a> {
         f: &'a (dyn Fn(usize) + Sync),
         panic: std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>,
@@ -282,8 +291,11 @@ pub(crate) fn threadpool_run(n: usize, f: &(dyn Fn(usize) + Sync)) -> Result<(),
         // SAFETY: `ctx` is the `Task` below, alive until `dlx_threadpool_run` returns, and only
         // read through a shared reference (its mutable part is behind a mutex).
         let task = unsafe { &*(ctx as *const Task) };
+        let was_in_task = IN_TASK.with(|t| t.replace(true));
         let run = std::panic::AssertUnwindSafe(|| (task.f)(i));
-        if let Err(payload) = std::panic::catch_unwind(run) {
+        let result = std::panic::catch_unwind(run);
+        IN_TASK.with(|t| t.set(was_in_task));
+        if let Err(payload) = result {
             let mut slot = task.panic.lock().unwrap_or_else(|p| p.into_inner());
             slot.get_or_insert(payload);
         }

@@ -187,7 +187,8 @@ pub fn set_thread_count(n: usize) -> Result<(), ThreadsError> {
 /// spinning for work), so work handed to them starts at once and does not compete with them
 /// for the cores, as threads of our own would. With a pool of one thread, or a runtime
 /// without a pool, the calls run in order on the calling thread. Concurrent callers, and
-/// methods executing in other threads, take turns on the pool.
+/// methods executing in other threads, take turns on the pool. A call made from inside `f`
+/// runs on the calling thread (the pool is not reentrant).
 ///
 /// # Errors
 /// [`ThreadsError::Runtime`] if the runtime reports a failure. A panic in `f` is resumed on
@@ -256,5 +257,16 @@ mod tests {
         assert!(message.contains("task 5 failed"), "{message}");
         // The pool still works after a task panicked.
         run_on_pool(4, &|_| ()).expect("pool run after a panic");
+
+        // A nested run (which would deadlock on the pool's lock) runs inline.
+        let nested = AtomicU32::new(0);
+        run_on_pool(3, &|_| {
+            run_on_pool(5, &|_| {
+                nested.fetch_add(1, Ordering::Relaxed);
+            })
+            .expect("nested run");
+        })
+        .expect("outer run");
+        assert_eq!(nested.into_inner(), 15);
     }
 }
