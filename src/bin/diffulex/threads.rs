@@ -8,8 +8,9 @@ use diffulex_edge::pte::threads;
 /// The thread flag.
 #[derive(Debug, Clone, Args)]
 pub struct ThreadArgs {
-    /// Threads XNNPACK splits each operator over, and that score the rows of a step, the calling
-    /// thread included (default: one per performance core; 1 runs everything on one thread).
+    /// Threads XNNPACK splits each operator over, the calling thread included; the same pool
+    /// scores the rows of a step (default: one per performance core; 1 runs everything on one
+    /// thread).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 }
