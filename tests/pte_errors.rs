@@ -501,3 +501,21 @@ fn move_between_types_is_rejected() {
         "{msg}"
     );
 }
+
+/// Fuzz-found: `aten::sym_size.int` asking for dimension 33554433 of a rank-2 tensor. The
+/// prim op calls `Tensor::size(dim)` unchecked, whose assert aborts the process; the load must
+/// refuse it.
+#[test]
+fn sym_size_dim_outside_the_rank_is_rejected() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/crashes/pte_load/ptecrash-crash-ac658a5197226d92ba6aa4686946185965681434"
+    );
+    let err = PteModule::load(path).expect_err("must not load");
+    let msg = err.to_string();
+    assert!(matches!(err, PteError::CorruptProgram { .. }), "{msg}");
+    assert!(
+        msg.contains("asks for dimension 33554433 of a rank-2 tensor"),
+        "{msg}"
+    );
+}

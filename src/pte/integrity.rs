@@ -20,7 +20,9 @@
 //!   EValue type the kernel's unboxing accepts. Calls to operators outside that table (custom
 //!   operator libraries) get only the range checks;
 //! - every XNNPACK delegate payload, inline or in a segment, passes `xnnpack_blob::check`
-//!   (the backend trusts its graph's dims, ids and tags).
+//!   (the backend trusts its graph's dims, ids and tags);
+//! - every call of a scalar operator built into the runtime (`sym_size`, integer `floordiv`,
+//!   ...) is well typed and its dim or divisor fixed and in range (`prim_ops`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,6 +30,7 @@ use std::path::PathBuf;
 use super::error::PteError;
 use super::flatbuf::{OutOfBounds, Table, Vector};
 use super::op_schemas;
+use super::prim_ops;
 use super::segments::{self, Segments};
 use super::xnnpack_blob;
 
@@ -352,11 +355,113 @@ fn check_plan(
         }
         c.place.instruction = None;
     }
+    check_prim_calls(c, plan, chains, &tags, &payloads, &op_names)?;
     let mut xnnpack = xnnpack;
     for payload in &mut xnnpack {
         payload.call_args = call_args.get(payload.delegate).copied().flatten();
     }
     Ok(xnnpack)
+}
+
+/// Runs [`prim_ops::check`] on every kernel call of an already checked plan. The facts it
+/// needs include which Int values are written at run time: method inputs, the `out` (last)
+/// argument of every kernel call, every delegate call argument and every move destination.
+fn check_prim_calls(
+    c: &mut Checker,
+    plan: Table<'_>,
+    chains: Vector<'_>,
+    tags: &[u8],
+    payloads: &[Option<Table<'_>>],
+    op_names: &[String],
+) -> Checked<()> {
+    // Every read below was already made (and bounds-checked) by the first pass, so a failure
+    // here cannot happen; it is skipped rather than reported twice.
+    let mut written = vec![false; tags.len()];
+    let mut mark = |v: i32| {
+        if let Some(w) = usize::try_from(v).ok().and_then(|v| written.get_mut(v)) {
+            *w = true;
+        }
+    };
+    if let Some(inputs) = plan.vector(3, 4).ok().flatten() {
+        (0..inputs.len())
+            .filter_map(|i| inputs.i32(i).ok())
+            .for_each(&mut mark);
+    }
+    let mut calls = Vec::new();
+    for ch in 0..chains.len() {
+        let Some(instructions) = chains
+            .table(ch)
+            .ok()
+            .and_then(|t| t.vector(2, 4).ok().flatten())
+        else {
+            continue;
+        };
+        for i in 0..instructions.len() {
+            let Some(instruction) = instructions.table(i).ok() else {
+                continue;
+            };
+            let kind = instruction.u8(0, 0).unwrap_or(0);
+            let Some(args) = instruction.table(1).ok().flatten() else {
+                continue;
+            };
+            let list: Vec<i32> = match args.vector(1, 4).ok().flatten() {
+                Some(l) if matches!(kind, KERNEL_CALL | DELEGATE_CALL) => {
+                    (0..l.len()).filter_map(|a| l.i32(a).ok()).collect()
+                }
+                _ => Vec::new(),
+            };
+            match kind {
+                KERNEL_CALL => {
+                    if let Some(&out) = list.last() {
+                        mark(out);
+                    }
+                    calls.push((ch, i, args.i32(0, 0).unwrap_or(-1), list));
+                }
+                DELEGATE_CALL => list.iter().copied().for_each(&mut mark),
+                MOVE_CALL => {
+                    if let Ok(to) = args.i32(1, 0) {
+                        mark(to);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let facts: Vec<prim_ops::Fact> = tags
+        .iter()
+        .zip(payloads)
+        .zip(&written)
+        .map(|((&t, payload), &w)| match (t, payload) {
+            (tag::INT, Some(p)) => prim_ops::Fact::Int {
+                fixed: if w {
+                    None
+                } else {
+                    p.u64(0, 0).ok().map(|bits| bits as i64)
+                },
+            },
+            (tag::DOUBLE, _) => prim_ops::Fact::Double,
+            (tag::BOOL, _) => prim_ops::Fact::Bool,
+            (tag::TENSOR, Some(p)) => prim_ops::Fact::Tensor {
+                rank: p.vector(2, 4).ok().flatten().map_or(0, |v| v.len()),
+                dtype: p.u8(0, 0).map_or(-1, |d| d as i8),
+            },
+            _ => prim_ops::Fact::Other,
+        })
+        .collect();
+    for (ch, i, op, list) in calls {
+        let Some(name) = usize::try_from(op).ok().and_then(|o| op_names.get(o)) else {
+            continue;
+        };
+        let args: Vec<usize> = list
+            .iter()
+            .filter_map(|&v| usize::try_from(v).ok())
+            .collect();
+        if let Err(problem) = prim_ops::check(name, &args, &facts) {
+            c.place.instruction = Some(i);
+            return Err(c.err(format!("chain {ch} instruction {i} ({name})"), problem));
+        }
+    }
+    Ok(())
 }
 
 /// The delegate index and argument count of instruction `i`, if it is a (checked) delegate call.

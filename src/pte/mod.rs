@@ -62,6 +62,7 @@ mod meta;
 mod module;
 mod op_schemas;
 mod output;
+mod prim_ops;
 mod raw;
 mod segments;
 mod tensor;
