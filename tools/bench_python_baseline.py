@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rust engine vs the Python decoding loop on the same .pte, same prompt, same tokens.
 
-    /work/.venv/bin/python tools/bench_python_baseline.py --model M.pte [--prompt-len 16]
+    .venv/bin/python tools/bench_python_baseline.py --model M.pte [--prompt-len 16]
         [--gen-len 16] [--runs 1] [--diffulex target/release/diffulex] [-- extra bench flags]
 
 Runs `diffulex bench --json` (its random prompt is printed in the JSON), then decodes that

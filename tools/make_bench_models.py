@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Export random-weight benchmark models at real vocabulary sizes into bench-models/ (not committed).
 
-    /work/.venv/bin/python tools/make_bench_models.py [--out bench-models] [--only NAME ...]
+    .venv/bin/python tools/make_bench_models.py [--out bench-models] [--only NAME ...]
                                                        [--list] [--force]
 
 Each model is an HF-layout checkpoint (config.json, generation_config.json, model.safetensors

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Regenerate the tiny seeded test fixtures: checkpoints and .pte files.
 
-    /work/.venv/bin/python tools/make_fixtures.py            # everything
-    /work/.venv/bin/python tools/make_fixtures.py --only sdar_cached llada
-    /work/.venv/bin/python tools/make_fixtures.py --check    # rebuild in a temp dir, compare bytes
+    .venv/bin/python tools/make_fixtures.py            # everything
+    .venv/bin/python tools/make_fixtures.py --only sdar_cached llada
+    .venv/bin/python tools/make_fixtures.py --check    # rebuild in a temp dir, compare bytes
 
 Writes tests/fixtures/ckpt/<family>/ (HF layout: config.json, generation_config.json,
 model.safetensors, tokenizer.json, tokenizer_config.json) and

@@ -3,7 +3,7 @@
 
 Run with the project venv (torch 2.14.1, executorch 1.5.1):
 
-    /work/.venv/bin/python tools/make_pte_fixtures.py [--out tests/fixtures/basic] [--check]
+    .venv/bin/python tools/make_pte_fixtures.py [--out tests/fixtures/basic] [--check]
 
 `--check` exports into a temporary directory and fails unless every file is byte-identical
 to the committed one (the export is deterministic with these pinned versions).

@@ -12,9 +12,9 @@ Prompts are encoded and answers decoded with the checkpoint's tokenizer.json.
 SDAR's reference loop runs (an engine can fold the append into the next block's first forward).
 
 Run:
-    /work/.venv/bin/python training/eval_default.py --ckpt models/default/ckpt
-    /work/.venv/bin/python training/eval_default.py --ckpt models/default/ckpt --check-hf
-    /work/.venv/bin/python training/eval_default.py --ckpt models/default/ckpt --pte models/default/model.pte
+    .venv/bin/python training/eval_default.py --ckpt models/default/ckpt
+    .venv/bin/python training/eval_default.py --ckpt models/default/ckpt --check-hf
+    .venv/bin/python training/eval_default.py --ckpt models/default/ckpt --pte models/default/model.pte
 """
 
 from __future__ import annotations

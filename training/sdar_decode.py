@@ -1,7 +1,7 @@
 """SDAR block-diffusion decoding with a KV cache (greedy), for validating the default model.
 
 Follows ``generate.py::block_diffusion_generate`` of SDAR (see docs in
-/work/shared/reference/algorithms.md section 4) with temperature 0:
+algorithms.md section 4, the decoding reference the project was built from) with temperature 0:
 - only WHOLE prompt blocks are prefilled; the first decode block holds the prompt tail + MASKs;
 - each denoising forward attends to the cache + the current block and writes nothing;
 - a block is done when no MASK remains; one extra forward then appends its clean K/V to the cache;

@@ -11,7 +11,7 @@ accuracy at every noise level equally). Blocks after EOS (EOS padding) are train
 model learns to fill the final block with EOS and stop.
 
 Run (CPU, seeded, 1 thread by default; see --threads):
-    /work/.venv/bin/python training/train_default.py --out models/default/ckpt
+    .venv/bin/python training/train_default.py --out models/default/ckpt
 
 Writes config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
 generation_config.json into --out and the held-out set to training/default_eval.jsonl.
