@@ -1,7 +1,7 @@
 //! Per-position scoring: the one place where logits become a proposed token and a confidence.
 //!
 //! Greedy scoring of a model's float32 row goes through the vectorized statistics of
-//! [`super::softmax_f32`]; sampling and float64 rows (CFG-combined) use float64 math with
+//! `softmax_f32`; sampling and float64 rows (CFG-combined) use float64 math with
 //! libm. Either way the order of operations is fixed and the Python reference
 //! (`diffulex_export.reference.dist`) repeats it operation by operation, so both give
 //! bit-identical results (docs/decoding.md, "Exact arithmetic"). Invalid entries (NaN, ±inf,
