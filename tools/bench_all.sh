@@ -22,6 +22,7 @@ run sdar_fp32 --model bench-models/sdar_v152k_b4.pte --prompt-len 32 --gen-len 3
 run sdar_int8 --model bench-models/sdar_v152k_b4_int8.pte --prompt-len 32 --gen-len 32 --runs 2
 run sdar_8da4w --model bench-models/sdar_v152k_b4_8da4w.pte --prompt-len 32 --gen-len 32 --runs 2
 run fdllm_fp32 --model bench-models/fdllm_v152k_b32.pte --prompt-len 32 --gen-len 64 --runs 2
+run fdllm_int8 --model bench-models/fdllm_v152k_b32_int8.pte --prompt-len 32 --gen-len 64 --runs 2
 run llada_fp32 --model bench-models/llada_v126k.pte --prompt-len 32 --gen-len 32 --runs 1
 for t in 1 2; do
     run "sdar_int8_t$t" --model bench-models/sdar_v152k_b4_int8.pte --prompt-len 32 --gen-len 32 --runs 2 --threads $t
