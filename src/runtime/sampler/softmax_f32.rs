@@ -321,6 +321,15 @@ pub(crate) fn for_each_prob(
 mod tests {
     use super::*;
 
+    /// The (index, value) pairs a statistic may count: finite and not excluded.
+    fn valid_entries(row: &[f32], excluded: &[usize]) -> Vec<(usize, f32)> {
+        row.iter()
+            .copied()
+            .enumerate()
+            .filter(|&(i, x)| x.is_finite() && !excluded.contains(&i))
+            .collect()
+    }
+
     #[test]
     fn exp_matches_libm_to_a_few_ulp() {
         let mut worst = 0.0f64;
@@ -347,12 +356,7 @@ mod tests {
             .chain([f32::NAN, f32::INFINITY, 9.0, f32::NEG_INFINITY])
             .collect();
         let excluded = [39usize, 3];
-        let valid: Vec<(usize, f32)> = row
-            .iter()
-            .copied()
-            .enumerate()
-            .filter(|&(i, x)| x.is_finite() && !excluded.contains(&i))
-            .collect();
+        let valid = valid_entries(&row, &excluded);
         let st = row_stats(&row, &excluded);
         let max = valid.iter().map(|v| v.1).fold(f32::NEG_INFINITY, f32::max);
         assert_eq!(st.max, max);
@@ -438,12 +442,7 @@ mod tests {
                     })
                     .collect();
                 let excluded: Vec<usize> = (0..next() % 4).map(|_| next() % (len + 2)).collect();
-                let valid: Vec<(usize, f32)> = row
-                    .iter()
-                    .copied()
-                    .enumerate()
-                    .filter(|&(i, x)| x.is_finite() && !excluded.contains(&i))
-                    .collect();
+                let valid = valid_entries(&row, &excluded);
                 let mut sorted: Vec<f32> = valid.iter().map(|v| v.1).collect();
                 sorted.sort_by(|a, b| b.total_cmp(a));
                 let max = sorted.first().copied().unwrap_or(f32::NEG_INFINITY);
