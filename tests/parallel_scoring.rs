@@ -3,8 +3,9 @@
 //! The fixtures' vocabularies are too small to reach the parallel path (it starts at 2^18
 //! logits per step), so this decodes with the synthetic HashModel at a 16,384-token
 //! vocabulary with 32-token blocks (a step with 16 or more masked rows goes parallel, later
-//! steps of a block stay sequential), once with one scoring thread and once with four, for
-//! every family's greedy modes. The one-thread path itself is checked against the Python reference
+//! steps of a block stay sequential), once scoring on the calling thread only
+//! (`set_scoring_threads(1)`) and once on ExecuTorch's thread pool (any other setting; the pool
+//! has one thread per core), for every family's greedy modes. The one-thread path itself is checked against the Python reference
 //! by tests/engine_parity.rs.
 
 use diffulex_edge::runtime::parallel::set_scoring_threads;
@@ -36,7 +37,7 @@ fn decode(family: Family, sampler: &BlockSampler, threads: usize) -> Vec<i64> {
 }
 
 #[test]
-fn one_thread_and_four_threads_give_the_same_tokens() {
+fn calling_thread_and_thread_pool_give_the_same_tokens() {
     let cases: Vec<(Family, BlockSampler)> = vec![
         (
             Family::Sdar,
