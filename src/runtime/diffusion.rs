@@ -150,17 +150,19 @@ pub(crate) enum Pass {
     Cfg,
 }
 
-/// Runs a forward, checks the logits shape and books its time.
+/// Runs a forward of which only the logits of input rows `rows` are read (see
+/// [`DiffusionModel::forward_rows`]), checks the logits shape and books its time.
 pub(crate) fn forward<'m>(
     model: &'m mut dyn DiffusionModel,
     stats: &mut GenerationStats,
     pass: Pass,
     tokens: &[i64],
     pos: Option<usize>,
+    rows: &'m [usize],
 ) -> Result<LogitsView<'m>> {
     let vocab = model.metadata().vocab_size;
     let t0 = Instant::now();
-    let view = model.forward(tokens, pos)?;
+    let view = model.forward_rows(tokens, pos, rows)?;
     stats.execute_time += t0.elapsed();
     stats.forwards += 1;
     match pass {
@@ -169,13 +171,17 @@ pub(crate) fn forward<'m>(
         Pass::Commit => stats.commit_forwards += 1,
         Pass::Cfg => stats.cfg_forwards += 1,
     }
-    if view.rows() != tokens.len() || view.vocab() != vocab {
+    if view.rows() != tokens.len()
+        || view.vocab() != vocab
+        || !rows.iter().all(|&r| view.has_row(r))
+    {
         return Err(EngineError::LogitsShape {
-            got: vec![1, view.rows(), view.vocab()],
+            got: vec![1, view.computed_rows(), view.vocab()],
             tokens: tokens.len(),
             vocab,
         });
     }
+    stats.logit_rows += view.computed_rows();
     Ok(view)
 }
 

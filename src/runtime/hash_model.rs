@@ -7,7 +7,7 @@
 //! produces identical float32 logits for cross-language golden tests.
 
 use super::error::{EngineError, Result};
-use super::model::{DiffusionModel, LogitsView, ModelMetadata};
+use super::model::{check_rows, DiffusionModel, LogitsView, ModelMetadata};
 use super::rng::mix64;
 
 /// Hash-based test double implementing [`DiffusionModel`].
@@ -60,12 +60,9 @@ impl HashModel {
     }
 }
 
-impl DiffusionModel for HashModel {
-    fn metadata(&self) -> &ModelMetadata {
-        &self.meta
-    }
-
-    fn forward(&mut self, tokens: &[i64], input_pos: Option<usize>) -> Result<LogitsView<'_>> {
+impl HashModel {
+    /// Fills `self.out` with the logits of every input row.
+    fn compute(&mut self, tokens: &[i64], input_pos: Option<usize>) -> Result<()> {
         let t = tokens.len();
         let start = match (self.meta.use_kv_cache, input_pos) {
             (true, Some(p)) => p,
@@ -107,6 +104,36 @@ impl DiffusionModel for HashModel {
             }
             row[((h >> 8) % vocab as u64) as usize] += ((h >> 20) % 13) as f32;
         }
-        LogitsView::new(&self.out, t, vocab)
+        Ok(())
+    }
+}
+
+impl DiffusionModel for HashModel {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.meta
+    }
+
+    fn forward(&mut self, tokens: &[i64], input_pos: Option<usize>) -> Result<LogitsView<'_>> {
+        self.compute(tokens, input_pos)?;
+        LogitsView::new(&self.out, tokens.len(), self.meta.vocab_size)
+    }
+
+    /// Keeps only the selected rows, packed as a row-selecting `.pte` returns them, so the
+    /// engine's row bookkeeping is tested against every hash golden.
+    fn forward_rows<'s>(
+        &'s mut self,
+        tokens: &[i64],
+        input_pos: Option<usize>,
+        rows: &'s [usize],
+    ) -> Result<LogitsView<'s>> {
+        check_rows(rows, tokens.len())?;
+        self.compute(tokens, input_pos)?;
+        let vocab = self.meta.vocab_size;
+        for (k, &r) in rows.iter().enumerate() {
+            // Ascending rows: the destination never overtakes its source.
+            self.out.copy_within(r * vocab..(r + 1) * vocab, k * vocab);
+        }
+        self.out.truncate(rows.len() * vocab);
+        LogitsView::selected(&self.out, rows, tokens.len(), vocab)
     }
 }

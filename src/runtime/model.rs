@@ -293,6 +293,9 @@ pub struct LogitsView<'a> {
     data: &'a [f32],
     rows: usize,
     vocab: usize,
+    /// Input rows that `data` holds, ascending, when the forward computed only some of them
+    /// (`None`: every row, in order).
+    selected: Option<&'a [usize]>,
 }
 
 impl<'a> LogitsView<'a> {
@@ -309,7 +312,69 @@ impl<'a> LogitsView<'a> {
                 vocab,
             });
         }
-        Ok(LogitsView { data, rows, vocab })
+        Ok(LogitsView {
+            data,
+            rows,
+            vocab,
+            selected: None,
+        })
+    }
+
+    /// Wraps the logits of the input rows `selected` (ascending, unique, each `< rows`) of a
+    /// forward over `rows` tokens: `data` holds `selected.len() * vocab` values, in that order.
+    /// [`LogitsView::row`] still takes input-row indices.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::LogitsView;
+    /// let data = [1.0f32, 2.0, 5.0, 6.0];
+    /// let v = LogitsView::selected(&data, &[0, 2], 3, 2).unwrap();
+    /// assert_eq!((v.rows(), v.computed_rows()), (3, 2));
+    /// assert_eq!(v.row(2), &[5.0, 6.0]);
+    /// assert!(LogitsView::selected(&data, &[2, 0], 3, 2).is_err());
+    /// ```
+    pub fn selected(
+        data: &'a [f32],
+        selected: &'a [usize],
+        rows: usize,
+        vocab: usize,
+    ) -> Result<Self> {
+        check_rows(selected, rows)?;
+        if selected.len().checked_mul(vocab) != Some(data.len()) {
+            return Err(EngineError::LogitsShape {
+                got: vec![data.len()],
+                tokens: selected.len(),
+                vocab,
+            });
+        }
+        Ok(LogitsView {
+            data,
+            rows,
+            vocab,
+            selected: Some(selected),
+        })
+    }
+
+    /// Number of rows whose logits were computed (`rows()` unless the forward selected some).
+    ///
+    /// ```
+    /// let v = diffulex_edge::runtime::LogitsView::new(&[0.0f32; 6], 3, 2).unwrap();
+    /// assert_eq!(v.computed_rows(), 3);
+    /// ```
+    pub fn computed_rows(&self) -> usize {
+        self.selected.map_or(self.rows, <[usize]>::len)
+    }
+
+    /// Whether the logits of input row `i` are available.
+    ///
+    /// ```
+    /// let v = diffulex_edge::runtime::LogitsView::selected(&[0.0f32; 2], &[1], 3, 2).unwrap();
+    /// assert!(v.has_row(1) && !v.has_row(0));
+    /// ```
+    pub fn has_row(&self, i: usize) -> bool {
+        match self.selected {
+            None => i < self.rows,
+            Some(sel) => sel.binary_search(&i).is_ok(),
+        }
     }
 
     /// Number of rows (input tokens).
@@ -330,15 +395,41 @@ impl<'a> LogitsView<'a> {
         self.vocab
     }
 
-    /// Logits of row `i` (panics if out of range: rows are engine-computed, never user input).
+    /// Logits of input row `i`. Panics if the row is out of range or was not computed: the
+    /// engine asks only for rows it requested ([`LogitsView::has_row`] tells).
     ///
     /// ```
     /// let d = [1.0f32, 2.0];
     /// assert_eq!(diffulex_edge::runtime::LogitsView::new(&d, 1, 2).unwrap().row(0), &[1.0, 2.0]);
     /// ```
     pub fn row(&self, i: usize) -> &'a [f32] {
-        &self.data[i * self.vocab..(i + 1) * self.vocab]
+        let k = match self.selected {
+            None => i,
+            Some(sel) => match sel.binary_search(&i) {
+                Ok(k) => k,
+                Err(_) => panic!("logits row {i} was not computed (selected rows: {sel:?})"),
+            },
+        };
+        &self.data[k * self.vocab..(k + 1) * self.vocab]
     }
+}
+
+/// Checks a row selection: ascending, unique, each `< rows`.
+///
+/// ```
+/// use diffulex_edge::runtime::model::check_rows;
+/// assert!(check_rows(&[0, 3], 4).is_ok());
+/// assert!(check_rows(&[1, 1], 4).is_err());
+/// assert!(check_rows(&[4], 4).is_err());
+/// ```
+pub fn check_rows(selected: &[usize], rows: usize) -> Result<()> {
+    let ascending = selected.windows(2).all(|w| w[0] < w[1]);
+    if !ascending || selected.last().is_some_and(|&r| r >= rows) {
+        return Err(EngineError::ForwardArgs(format!(
+            "logit rows {selected:?} must be ascending, unique and below the {rows} input tokens"
+        )));
+    }
+    Ok(())
 }
 
 /// A diffusion LM forward with the `.pte` contract (docs/pte-contract.md).
@@ -359,6 +450,30 @@ pub trait DiffusionModel {
     fn metadata(&self) -> &ModelMetadata;
     /// Runs one forward; the view lives until the next call.
     fn forward(&mut self, tokens: &[i64], input_pos: Option<usize>) -> Result<LogitsView<'_>>;
+
+    /// Runs one forward of which the caller reads only the logits of input rows `rows`
+    /// (ascending, unique, each `< tokens.len()`; possibly empty when only the KV cache write
+    /// matters). Models that can skip the other rows' output layer do so (a contract-2 `.pte`,
+    /// where the lm_head over a large vocabulary is most of a forward); the default computes
+    /// every row. Either way [`LogitsView::row`] takes input-row indices.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionModel, Family, HashModel, ModelMetadata};
+    /// let meta = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
+    /// let mut m = HashModel::new(meta, 0);
+    /// let full = m.forward(&[3, 4, 31], None).unwrap().row(2).to_vec();
+    /// let v = m.forward_rows(&[3, 4, 31], None, &[2]).unwrap();
+    /// assert_eq!((v.computed_rows(), v.row(2)), (1, &full[..]));
+    /// ```
+    fn forward_rows<'s>(
+        &'s mut self,
+        tokens: &[i64],
+        input_pos: Option<usize>,
+        rows: &'s [usize],
+    ) -> Result<LogitsView<'s>> {
+        check_rows(rows, tokens.len())?;
+        self.forward(tokens, input_pos)
+    }
 }
 
 impl<M: DiffusionModel + ?Sized> DiffusionModel for Box<M> {
@@ -367,5 +482,13 @@ impl<M: DiffusionModel + ?Sized> DiffusionModel for Box<M> {
     }
     fn forward(&mut self, tokens: &[i64], input_pos: Option<usize>) -> Result<LogitsView<'_>> {
         (**self).forward(tokens, input_pos)
+    }
+    fn forward_rows<'s>(
+        &'s mut self,
+        tokens: &[i64],
+        input_pos: Option<usize>,
+        rows: &'s [usize],
+    ) -> Result<LogitsView<'s>> {
+        (**self).forward_rows(tokens, input_pos, rows)
     }
 }

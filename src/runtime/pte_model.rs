@@ -1,16 +1,25 @@
 //! [`DiffusionModel`] over an ExecuTorch `.pte` (docs/pte-contract.md).
 
 use super::error::{EngineError, Result};
-use super::model::{DiffusionModel, Family, LogitsView, ModelMetadata};
+use super::model::{check_rows, DiffusionModel, Family, LogitsView, ModelMetadata};
 use crate::pte::{PteError, PteModule, Tensor};
 use std::path::Path;
 
-/// The contract version this engine implements.
+/// The newest contract version this engine implements. Version 2 is version 1 plus a last
+/// `forward` input `rows` (int64 `[R]`) selecting which input rows get logits (`[1, R, V]`),
+/// so a step skips the output layer of the rows it does not read.
 ///
 /// ```
-/// assert_eq!(diffulex_edge::runtime::pte_model::CONTRACT_VERSION, 1);
+/// assert_eq!(diffulex_edge::runtime::pte_model::CONTRACT_VERSION, 2);
 /// ```
-pub const CONTRACT_VERSION: i64 = 1;
+pub const CONTRACT_VERSION: i64 = 2;
+
+/// The oldest contract version this engine still reads (every row gets logits).
+///
+/// ```
+/// assert_eq!(diffulex_edge::runtime::pte_model::MIN_CONTRACT_VERSION, 1);
+/// ```
+pub const MIN_CONTRACT_VERSION: i64 = 1;
 
 /// A `.pte` diffusion LM: reads the constant methods once, then runs `forward` with the logits
 /// returned zero-copy.
@@ -26,6 +35,10 @@ pub const CONTRACT_VERSION: i64 = 1;
 pub struct PteModel {
     module: PteModule,
     meta: ModelMetadata,
+    /// Contract 2: `forward` takes the rows to compute logits for.
+    selects_rows: bool,
+    /// The `rows` input of the last forward, as the program takes it.
+    rows_input: Vec<i64>,
 }
 
 impl std::fmt::Debug for PteModel {
@@ -83,9 +96,11 @@ impl PteModel {
         let version = m
             .constant_i64("get_contract_version")
             .map_err(pte("get_contract_version"))?;
-        if version != CONTRACT_VERSION {
+        if !(MIN_CONTRACT_VERSION..=CONTRACT_VERSION).contains(&version) {
             return Err(EngineError::Metadata(format!(
-                "contract version {version}, this engine implements {CONTRACT_VERSION}"
+                "contract version {version}, this engine implements versions \
+                 {MIN_CONTRACT_VERSION} to {CONTRACT_VERSION}: re-export the model with this \
+                 release's `diffulex-export`, or use an engine that implements {version}"
             )));
         }
         let meta = ModelMetadata {
@@ -112,7 +127,22 @@ impl PteModel {
             pad_id: m.constant_i64("get_pad_id").map_err(pte("get_pad_id"))?,
         };
         meta.validate()?;
-        Ok(PteModel { module, meta })
+        Ok(PteModel {
+            module,
+            meta,
+            selects_rows: version >= 2,
+            rows_input: Vec::new(),
+        })
+    }
+
+    /// Whether `forward` computes logits only for the rows a step reads (contract 2).
+    ///
+    /// ```
+    /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/sdar_cached.pte");
+    /// assert!(!diffulex_edge::runtime::PteModel::load(path).unwrap().selects_rows());
+    /// ```
+    pub fn selects_rows(&self) -> bool {
+        self.selects_rows
     }
 
     /// The underlying module.
@@ -127,13 +157,9 @@ impl PteModel {
     }
 }
 
-impl DiffusionModel for PteModel {
-    fn metadata(&self) -> &ModelMetadata {
-        &self.meta
-    }
-
-    fn forward(&mut self, tokens: &[i64], input_pos: Option<usize>) -> Result<LogitsView<'_>> {
-        let t = tokens.len();
+impl PteModel {
+    /// Checks a forward's arguments; returns the start position.
+    fn check_args(&self, t: usize, input_pos: Option<usize>) -> Result<usize> {
         let start = input_pos.unwrap_or(0);
         if t == 0 || start + t > self.meta.max_seq_len {
             return Err(EngineError::ForwardArgs(format!(
@@ -141,33 +167,85 @@ impl DiffusionModel for PteModel {
                 self.meta.max_seq_len
             )));
         }
+        if !self.meta.use_kv_cache && start != 0 {
+            return Err(EngineError::ForwardArgs(format!(
+                "uncached model got input_pos {start}"
+            )));
+        }
+        Ok(start)
+    }
+
+    /// Executes `forward`; `rows_input` must already hold the rows (contract 2). Returns the
+    /// float32 logits, checked to be `[1, computed, vocab]`.
+    fn execute(&mut self, tokens: &[i64], start: usize, computed: usize) -> Result<&[f32]> {
+        let t = tokens.len();
         let pos = [start as i64];
         let shape = [1, t];
-        let outputs = if self.meta.use_kv_cache {
-            self.module.execute(
-                "forward",
-                &[Tensor::i64(tokens, &shape), Tensor::i64(&pos, &[1])],
-            )
-        } else {
-            if start != 0 {
-                return Err(EngineError::ForwardArgs(format!(
-                    "uncached model got input_pos {start}"
-                )));
-            }
-            self.module
-                .execute("forward", &[Tensor::i64(tokens, &shape)])
+        let rows_shape = [self.rows_input.len()];
+        let mut inputs = vec![Tensor::i64(tokens, &shape)];
+        if self.meta.use_kv_cache {
+            inputs.push(Tensor::i64(&pos, &[1]));
         }
-        .map_err(pte(format!("forward({t} tokens at {start})")))?;
+        if self.selects_rows {
+            inputs.push(Tensor::i64(&self.rows_input, &rows_shape));
+        }
+        let outputs = self
+            .module
+            .execute("forward", &inputs)
+            .map_err(pte(format!("forward({t} tokens at {start})")))?;
         let out = outputs.get(0).map_err(pte("forward output 0"))?;
         let vocab = self.meta.vocab_size;
-        if out.shape() != [1, t, vocab] {
+        if out.shape() != [1, computed, vocab] {
             return Err(EngineError::LogitsShape {
                 got: out.shape().to_vec(),
-                tokens: t,
+                tokens: computed,
                 vocab,
             });
         }
-        let data = out.as_f32().map_err(pte("forward output 0 as f32"))?;
+        out.as_f32().map_err(pte("forward output 0 as f32"))
+    }
+}
+
+impl DiffusionModel for PteModel {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.meta
+    }
+
+    fn forward(&mut self, tokens: &[i64], input_pos: Option<usize>) -> Result<LogitsView<'_>> {
+        let t = tokens.len();
+        let start = self.check_args(t, input_pos)?;
+        if self.selects_rows {
+            self.rows_input.clear();
+            self.rows_input.extend(0..t as i64);
+        }
+        let vocab = self.meta.vocab_size;
+        let data = self.execute(tokens, start, t)?;
         LogitsView::new(data, t, vocab)
+    }
+
+    fn forward_rows<'s>(
+        &'s mut self,
+        tokens: &[i64],
+        input_pos: Option<usize>,
+        rows: &'s [usize],
+    ) -> Result<LogitsView<'s>> {
+        if !self.selects_rows {
+            check_rows(rows, tokens.len())?;
+            return self.forward(tokens, input_pos);
+        }
+        let t = tokens.len();
+        let start = self.check_args(t, input_pos)?;
+        check_rows(rows, t)?;
+        // The program returns at least one row; a forward run only for its KV-cache write asks
+        // for the last one and reads none.
+        self.rows_input.clear();
+        match rows {
+            [] => self.rows_input.push(t as i64 - 1),
+            _ => self.rows_input.extend(rows.iter().map(|&r| r as i64)),
+        }
+        let computed = self.rows_input.len();
+        let vocab = self.meta.vocab_size;
+        let data = self.execute(tokens, start, computed)?;
+        LogitsView::selected(&data[..rows.len() * vocab], rows, t, vocab)
     }
 }

@@ -36,6 +36,9 @@ pub struct GenerationStats {
     pub tokens_committed: usize,
     /// Tokens returned.
     pub tokens_generated: usize,
+    /// Rows of logits the forwards computed: every input row, unless the model returns only the
+    /// rows a step reads ([`crate::runtime::DiffusionModel::forward_rows`], a contract-2 `.pte`).
+    pub logit_rows: usize,
 }
 
 impl GenerationStats {

@@ -19,3 +19,27 @@ pub fn logit_row(pos: usize, start: usize, shifted: bool) -> Option<usize> {
     let src = if shifted { pos.checked_sub(1)? } else { pos };
     src.checked_sub(start)
 }
+
+/// The rows a forward starting at `start` must return to score `positions`: their
+/// [`logit_row`]s (a position without one reads row 0, as the decoders do), ascending and
+/// unique, written to `out`. Asking the model for these rows alone skips the output layer of the
+/// rest.
+///
+/// ```
+/// use diffulex_edge::runtime::sampler::shift::rows_for;
+/// let mut rows = Vec::new();
+/// rows_for(&[9, 10, 12], 8, true, &mut rows);
+/// assert_eq!(rows, [0, 1, 3]);
+/// rows_for(&[0, 1], 0, true, &mut rows);
+/// assert_eq!(rows, [0]);
+/// ```
+pub fn rows_for(positions: &[usize], start: usize, shifted: bool, out: &mut Vec<usize>) {
+    out.clear();
+    out.extend(
+        positions
+            .iter()
+            .map(|&p| logit_row(p, start, shifted).unwrap_or(0)),
+    );
+    out.sort_unstable();
+    out.dedup();
+}

@@ -9,7 +9,7 @@
 use crate::runtime::diffusion::{forward, Control, Decoder, Pass};
 use crate::runtime::error::{invalid, Result};
 use crate::runtime::sampler::base::{sort_desc, DistSpec, Extra, FilterOrder, Proposal};
-use crate::runtime::sampler::shift::logit_row;
+use crate::runtime::sampler::shift::{logit_row, rows_for};
 use crate::runtime::sampler::{check_temperature, check_top_k, check_top_p};
 
 /// Which positions a step unmasks.
@@ -167,12 +167,13 @@ impl DreamSampler {
             _ => Extra::None,
         };
         let (mask, pos) = (d.mask_index(), d.full_pos());
-        let (mut positions, mut props, mut order, mut picks, mut w) = (
+        let (mut positions, mut props, mut order, mut picks, mut w, mut rows) = (
             Vec::new(),
             Vec::<Proposal>::new(),
             Vec::new(),
             Vec::new(),
             Vec::<f64>::new(),
+            Vec::new(),
         );
         for i in 0..steps {
             positions.clear();
@@ -182,12 +183,14 @@ impl DreamSampler {
             }
             let (t, s) = (ts[i], ts[i + 1]);
             let last = i + 1 == steps;
+            rows_for(&positions, 0, true, &mut rows);
             let view = forward(
                 &mut *d.model,
                 &mut d.stats,
                 Pass::Decode,
                 d.canvas.tokens(),
                 pos,
+                &rows,
             )?;
             picks.clear();
             if self.alg == DreamAlg::Origin {

@@ -11,7 +11,7 @@ use crate::runtime::diffusion::{forward, Control, Decoder, Pass};
 use crate::runtime::error::{invalid, Result};
 use crate::runtime::model::ModelMetadata;
 use crate::runtime::sampler::base::{DistSpec, Extra, FilterOrder, Proposal};
-use crate::runtime::sampler::shift::logit_row;
+use crate::runtime::sampler::shift::{logit_row, rows_for};
 use crate::runtime::sampler::{check_temperature, check_threshold, check_top_p};
 
 /// Fast-dLLM v2 decoding settings.
@@ -112,12 +112,14 @@ impl FastdLLMV2Sampler {
         // An aligned prompt (including exactly one block, which the official code ignores) is
         // encoded whole; its last row gives the first generated token.
         if lp.is_multiple_of(bs) {
+            let last = [lp - 1];
             let view = forward(
                 &mut *d.model,
                 &mut d.stats,
                 Pass::Prefill,
                 d.canvas.tokens(),
                 full,
+                &last,
             )?;
             let p =
                 d.scorer
@@ -135,12 +137,13 @@ impl FastdLLMV2Sampler {
                 Pass::Prefill,
                 &d.canvas.tokens()[..pf],
                 Some(0),
+                &[],
             )?;
         }
         d.end_prefill();
         let first_block = lp / bs;
-        let (mut positions, mut props, mut picks) =
-            (Vec::new(), Vec::<Proposal>::new(), Vec::new());
+        let (mut positions, mut props, mut picks, mut rows) =
+            (Vec::new(), Vec::<Proposal>::new(), Vec::new(), Vec::new());
         loop {
             let len = d.canvas.len();
             if d.stop_reached() || len - lp >= d.max_new {
@@ -161,12 +164,14 @@ impl FastdLLMV2Sampler {
                         break;
                     }
                     let (start, pos) = if d.cached { (s, Some(s)) } else { (0, full) };
+                    rows_for(&positions, start, true, &mut rows);
                     let view = forward(
                         &mut *d.model,
                         &mut d.stats,
                         Pass::Decode,
                         &d.canvas.tokens()[start..e],
                         pos,
+                        &rows,
                     )?;
                     // p > s always: the block's first position holds the prompt tail or the
                     // carried token, so the shifted row p - 1 lies inside this forward.
@@ -203,12 +208,14 @@ impl FastdLLMV2Sampler {
                 return Ok(false);
             }
             let (start, pos) = if d.cached { (s, Some(s)) } else { (0, full) };
+            let last = [e - 1 - start];
             let view = forward(
                 &mut *d.model,
                 &mut d.stats,
                 Pass::Commit,
                 &d.canvas.tokens()[start..e],
                 pos,
+                &last,
             )?;
             let p = d.scorer.propose(
                 view.row(e - 1 - start),

@@ -189,6 +189,7 @@ impl LLaDASampler {
                         Pass::Decode,
                         d.canvas.tokens(),
                         pos,
+                        &positions,
                     )?;
                     rows.clear();
                     for &p in &positions {
@@ -197,7 +198,14 @@ impl LLaDASampler {
                     uncond.clear();
                     uncond.extend_from_slice(d.canvas.tokens());
                     uncond[..lp].fill(d.meta.mask_token_id);
-                    let view = forward(&mut *d.model, &mut d.stats, Pass::Cfg, &uncond, pos)?;
+                    let view = forward(
+                        &mut *d.model,
+                        &mut d.stats,
+                        Pass::Cfg,
+                        &uncond,
+                        pos,
+                        &positions,
+                    )?;
                     let w = self.cfg_scale + 1.0;
                     for (k, &p) in positions.iter().enumerate() {
                         let row = &mut rows[k * vocab..(k + 1) * vocab];
@@ -215,6 +223,7 @@ impl LLaDASampler {
                         Pass::Decode,
                         d.canvas.tokens(),
                         pos,
+                        &positions,
                     )?;
                     if self.temperature <= 0.0 && self.remasking == LLaDARemasking::LowConfidence {
                         let vocab = d.meta.vocab_size;

@@ -14,7 +14,7 @@ use crate::runtime::model::ModelMetadata;
 use crate::runtime::sampler::base::{
     sort_desc, split_quota, DistSpec, Extra, FilterOrder, Proposal,
 };
-use crate::runtime::sampler::shift::logit_row;
+use crate::runtime::sampler::shift::{logit_row, rows_for};
 use crate::runtime::sampler::{check_temperature, check_threshold, check_top_k, check_top_p};
 
 /// Which masked positions a step commits.
@@ -190,6 +190,7 @@ impl SDARSampler {
                 Pass::Prefill,
                 &d.canvas.tokens()[..pf],
                 Some(0),
+                &[],
             )?;
         }
         d.end_prefill();
@@ -199,8 +200,13 @@ impl SDARSampler {
         } else {
             Extra::None
         };
-        let (mut positions, mut props, mut order, mut picks) =
-            (Vec::new(), Vec::<Proposal>::new(), Vec::new(), Vec::new());
+        let (mut positions, mut props, mut order, mut picks, mut rows) = (
+            Vec::new(),
+            Vec::<Proposal>::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
         let first_block = pf / bl;
         for b in first_block..nb {
             let (s, e) = (b * bl, b * bl + bl);
@@ -216,12 +222,14 @@ impl SDARSampler {
                 } else {
                     (0, d.full_pos())
                 };
+                rows_for(&positions, start, false, &mut rows);
                 let view = forward(
                     &mut *d.model,
                     &mut d.stats,
                     Pass::Decode,
                     &d.canvas.tokens()[start..e],
                     pos,
+                    &rows,
                 )?;
                 d.scorer.propose_rows(
                     &positions,
@@ -254,6 +262,7 @@ impl SDARSampler {
                     Pass::Commit,
                     &d.canvas.tokens()[s..e],
                     Some(s),
+                    &[],
                 )?;
             }
         }
