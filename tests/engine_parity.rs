@@ -220,3 +220,33 @@ fn pte_llada_matches_reference() {
 fn pte_dream_matches_reference() {
     pte_golden("dream");
 }
+
+/// A contract-2 program of the same weights (logits only for the rows a step reads) must
+/// decode exactly its contract-1 twin's goldens: the reference decoders read every row.
+fn rows_golden(name: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/pte")
+        .join(format!("{name}_rows.pte"));
+    assert!(PteModel::load(&path).unwrap().selects_rows(), "{name}_rows");
+    check_golden(name, || PteModel::load(&path).unwrap());
+}
+
+#[test]
+fn pte_sdar_rows_matches_reference() {
+    rows_golden("sdar_cached");
+}
+
+#[test]
+fn pte_fast_dllm_v2_rows_matches_reference() {
+    rows_golden("fast_dllm_v2_cached");
+}
+
+#[test]
+fn pte_llada_rows_matches_reference() {
+    rows_golden("llada");
+}
+
+#[test]
+fn pte_dream_rows_matches_reference() {
+    rows_golden("dream");
+}

@@ -2,7 +2,9 @@
 """Export random-weight benchmark models at real vocabulary sizes into bench-models/ (not committed).
 
     .venv/bin/python tools/make_bench_models.py [--out bench-models] [--only NAME ...]
-                                                       [--list] [--force]
+                                                       [--logits all|rows] [--list] [--force]
+    .venv/bin/python tools/make_bench_models.py --only fdllm_v152k_b32 --logits rows
+        # -> bench-models/fdllm_v152k_b32_rows.pte
 
 Each model is an HF-layout checkpoint (config.json, generation_config.json, model.safetensors
 of seeded random weights, written with the toolkit's own tiny-checkpoint writer at bigger
@@ -11,6 +13,9 @@ shapes follow the real families where the runtime cost lives (vocabulary = logit
 lm_head size, block size); depth and width are reduced so one block forward takes tens of ms
 on a 2-core x86_64 machine. The export time of every file is printed (and appended to
 bench-models/export_times.json). No tokenizer is written: `diffulex bench` uses random ids.
+`--logits rows` exports contract v2 ("logits rows": the lm_head runs only on the rows the
+engine asks for) from the same checkpoint, so the weights are identical to the v1 model;
+the file gets a `_rows` suffix (NAME_rows.pte). The default `--logits all` writes v1.
 
 Models (NAME: family, vocab, block, kv cache, quantization):
     sdar_v152k_b4[_int8|_8da4w]     sdar, 151,936, block 4, cached   (SDAR / Qwen vocabulary)
@@ -70,26 +75,41 @@ def write_checkpoint(out: Path, family: str, vocab: int, block: int, seed: int =
     return out
 
 
-def export_one(name: str, out_dir: Path, force: bool) -> dict:
+def output_name(name: str, logits: str) -> str:
+    """File stem of a bench model: the v2 ("rows") variant gets a `_rows` suffix.
+
+    Example:
+        >>> output_name("fdllm_v152k_b32_int8", "rows")
+        'fdllm_v152k_b32_int8_rows'
+    """
+    return f"{name}_rows" if logits == "rows" else name
+
+
+def export_one(name: str, out_dir: Path, force: bool, logits: str = "all") -> dict:
     from diffulex_export.export import export_model
     from diffulex_export.models import load_model
 
     family, vocab, block, quant = MODELS[name]
-    pte = out_dir / f"{name}.pte"
+    stem = output_name(name, logits)
+    pte = out_dir / f"{stem}.pte"
     if pte.is_file() and not force:
-        print(f"{name}: exists ({pte}), skipping (--force to redo)")
+        print(f"{stem}: exists ({pte}), skipping (--force to redo)")
         return {}
     ckpt = out_dir / "ckpt" / f"{family}_v{vocab}_b{block}"
     if not (ckpt / "model.safetensors").is_file():
         write_checkpoint(ckpt, family, vocab, block)
     t0 = time.time()
-    model = load_model(ckpt, family=family, max_seq_len=MAX_SEQ_LEN)
+    model = load_model(ckpt, family=family, max_seq_len=MAX_SEQ_LEN, logits_rows=logits == "rows")
     export_model(model, pte, backend="xnnpack", quantize=quant)
     secs = time.time() - t0
     size = pte.stat().st_size
-    print(f"{name}: {pte} {size / 2**20:.1f} MiB, exported in {secs:.0f} s", flush=True)
-    return {"name": name, "family": family, "vocab": vocab, "block": block, "quantize": quant,
-            "bytes": size, "export_s": round(secs, 1), **{k.lower(): v for k, v in BODY.items()}}
+    print(f"{stem}: {pte} {size / 2**20:.1f} MiB, exported in {secs:.0f} s", flush=True)
+    rec = {"name": stem, "family": family, "vocab": vocab, "block": block, "quantize": quant,
+           "bytes": size, "export_s": round(secs, 1), **{k.lower(): v for k, v in BODY.items()}}
+    if logits == "rows":
+        # Only v2 records say so: the existing v1 records keep their exact shape.
+        rec.update(logits="rows", contract_version=model.meta["contract_version"])
+    return rec
 
 
 def main() -> int:
@@ -98,18 +118,21 @@ def main() -> int:
     p.add_argument("--only", nargs="+", choices=sorted(MODELS), help="export only these models")
     p.add_argument("--list", action="store_true", help="list the models and exit")
     p.add_argument("--force", action="store_true", help="re-export existing files")
+    p.add_argument("--logits", choices=("all", "rows"), default="all",
+                   help="all: contract v1 (NAME.pte); rows: contract v2, logits only for the rows asked "
+                        "for (NAME_rows.pte, same weights)")
     args = p.parse_args()
     if args.list:
         for name, spec in MODELS.items():
-            print(name, *spec)
+            print(output_name(name, args.logits), *spec)
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "export_times.json"
     times = json.loads(log.read_text()) if log.is_file() else {}
     for name in args.only or list(MODELS):
-        rec = export_one(name, args.out, args.force)
+        rec = export_one(name, args.out, args.force, args.logits)
         if rec:
-            times[name] = rec
+            times[rec["name"]] = rec
             log.write_text(json.dumps(times, indent=2) + "\n")
     return 0
 

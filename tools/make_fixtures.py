@@ -28,16 +28,22 @@ sys.path.insert(0, str(REPO / "python"))
 SEED = 0
 MAX_SEQ_LEN = 256
 FAMILIES = ("sdar", "fast_dllm_v2", "llada", "dream")
-# name: (family, kv_cache, backend, quantize)
+# name: (family, kv_cache, backend, quantize, logits)
+# logits "all" = contract v1 (forward -> [1, T, V]); "rows" = contract v2 (a last input `rows`,
+# forward -> [1, R, V]). Each *_rows fixture has a v1 twin with the same checkpoint and options.
 PTES = {
-    "sdar_cached": ("sdar", True, "xnnpack", "none"),
-    "sdar_uncached": ("sdar", False, "xnnpack", "none"),
-    "fast_dllm_v2_cached": ("fast_dllm_v2", True, "xnnpack", "none"),
-    "fast_dllm_v2_uncached": ("fast_dllm_v2", False, "xnnpack", "none"),
-    "llada": ("llada", False, "xnnpack", "none"),
-    "dream": ("dream", False, "xnnpack", "none"),
-    "sdar_cached_portable": ("sdar", True, "portable", "none"),
-    "sdar_cached_int8": ("sdar", True, "xnnpack", "int8"),
+    "sdar_cached": ("sdar", True, "xnnpack", "none", "all"),
+    "sdar_uncached": ("sdar", False, "xnnpack", "none", "all"),
+    "fast_dllm_v2_cached": ("fast_dllm_v2", True, "xnnpack", "none", "all"),
+    "fast_dllm_v2_uncached": ("fast_dllm_v2", False, "xnnpack", "none", "all"),
+    "llada": ("llada", False, "xnnpack", "none", "all"),
+    "dream": ("dream", False, "xnnpack", "none", "all"),
+    "sdar_cached_portable": ("sdar", True, "portable", "none", "all"),
+    "sdar_cached_int8": ("sdar", True, "xnnpack", "int8", "all"),
+    "sdar_cached_rows": ("sdar", True, "xnnpack", "none", "rows"),
+    "fast_dllm_v2_cached_rows": ("fast_dllm_v2", True, "xnnpack", "none", "rows"),
+    "llada_rows": ("llada", False, "xnnpack", "none", "rows"),
+    "dream_rows": ("dream", False, "xnnpack", "none", "rows"),
 }
 
 
@@ -56,6 +62,36 @@ def _delegates(program) -> list:
     return []
 
 
+def _manifest_entry(name: str, model, program, out: Path) -> dict:
+    """The manifest record of one fixture.
+
+    "logits" is written only for v2 ("rows") fixtures: an absent key means "all" (v1), which
+    keeps the entries of the v1 fixtures exactly as they were before v2 existed.
+
+    Example:
+        >>> _manifest_entry("llada_rows", model, program, path)["logits"]  # doctest: +SKIP
+        'rows'
+    """
+    family, kv, backend, quant, logits = PTES[name]
+    entry = {
+        "checkpoint": f"tests/fixtures/ckpt/{family}",
+        "family": family,
+        "kv_cache": kv,
+        "backend": backend,
+        "quantize": quant,
+    }
+    if logits != "all":
+        entry["logits"] = logits
+    entry.update({
+        "max_seq_len": MAX_SEQ_LEN,
+        "meta": model.meta,
+        "delegates": _delegates(program),
+        "operators": _operators(program),
+        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+    })
+    return entry
+
+
 def build(root: Path, only: list) -> None:
     import torch
 
@@ -70,27 +106,16 @@ def build(root: Path, only: list) -> None:
         write_checkpoint(ckpt_root / family, family, seed=SEED)
     manifest_path = pte_root / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    for name, (family, kv, backend, quant) in PTES.items():
+    for name, (family, kv, backend, quant, logits) in PTES.items():
         if only and name not in only:
             continue
         print(f"exporting {name} ...", flush=True)
         torch.manual_seed(SEED)
-        model = load_model(ckpt_root / family, max_seq_len=MAX_SEQ_LEN, kv_cache=kv)
+        model = load_model(ckpt_root / family, max_seq_len=MAX_SEQ_LEN, kv_cache=kv, logits_rows=logits == "rows")
         quantize_model(model, quant)
         program = to_program(model, backend)
         out = write_atomic(program.buffer, pte_root / f"{name}.pte")
-        manifest[name] = {
-            "checkpoint": f"tests/fixtures/ckpt/{family}",
-            "family": family,
-            "kv_cache": kv,
-            "backend": backend,
-            "quantize": quant,
-            "max_seq_len": MAX_SEQ_LEN,
-            "meta": model.meta,
-            "delegates": _delegates(program),
-            "operators": _operators(program),
-            "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
-        }
+        manifest[name] = _manifest_entry(name, model, program, out)
     manifest_path.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
 
 

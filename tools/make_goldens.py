@@ -14,8 +14,11 @@ Fixtures:
     and mismatches are reported (and fail the run unless --allow-torch-mismatch).
 
 Usage: python tools/make_goldens.py [--only NAME] [--skip-hash] [--skip-pte] [--allow-torch-mismatch]
-                                    [--check] [--pte-dir DIR] [--ckpt-dir DIR]
+                                    [--check] [--pte-dir DIR] [--ckpt-dir DIR] [--out DIR]
 --check recomputes everything and fails if a committed golden differs (nothing is written).
+--out writes the goldens to another directory (e.g. a temp dir, to compare a v2 "logits rows"
+fixture's goldens with its v1 twin's without touching the committed ones).
+Contract v2 programs are run with rows = arange(T), i.e. they see the v1 logits.
 """
 
 import argparse
@@ -156,10 +159,12 @@ HASH_METAS = {
 
 
 CHECK = {"enabled": False, "stale": []}
+# Where write() puts goldens (--out): tests/fixtures/goldens unless told otherwise.
+OUT_DIR = {"path": OUT}
 
 
 def write(name, doc):
-    path = os.path.join(OUT, f"{name}.json")
+    path = os.path.join(OUT_DIR["path"], f"{name}.json")
     if CHECK["enabled"]:
         with open(path) as fh:
             old = json.load(fh)
@@ -188,7 +193,17 @@ def make_hash(only):
 
 
 class PteForward:
-    """The .pte's `forward` through ExecuTorch's Python runtime (fresh program = fresh KV cache)."""
+    """The .pte's `forward` through ExecuTorch's Python runtime (fresh program = fresh KV cache).
+
+    Handles both contracts: a v2 ("logits rows") program gets `rows` as its last input,
+    by default every row (arange(T)), so the result is the v1 [1, T, V] either way.
+    `f(tokens, input_pos, rows=r)` asks a v2 program for rows r only ([1, R, V]).
+
+    Example:
+        >>> f = PteForward("tests/fixtures/pte/llada_rows.pte", cached=False)  # doctest: +SKIP
+        >>> f(torch.zeros(1, 5, dtype=torch.long)).shape, f.contract_version  # doctest: +SKIP
+        (torch.Size([1, 5, 512]), 2)
+    """
 
     def __init__(self, path, cached):
         from executorch.runtime import Runtime
@@ -196,13 +211,18 @@ class PteForward:
         self.program = Runtime.get().load_program(path)
         self.method = self.program.load_method("forward")
         self.cached = cached
+        self.contract_version = int(self.program.load_method("get_contract_version").execute([])[0])
 
-    def __call__(self, tokens, input_pos=None):
+    def __call__(self, tokens, input_pos=None, rows=None):
         import torch
 
         args = [tokens]
         if self.cached:
             args.append(input_pos if input_pos is not None else torch.zeros(1, dtype=torch.long))
+        if self.contract_version >= 2:
+            args.append(rows if rows is not None else torch.arange(tokens.shape[1], dtype=torch.long))
+        elif rows is not None:
+            raise ValueError("rows given to a contract v1 program (it always returns every row)")
         return self.method.execute(args)[0]
 
 
@@ -311,8 +331,10 @@ def main():
     ap.add_argument("--check", action="store_true", help="compare with the committed goldens, write nothing")
     ap.add_argument("--pte-dir", default=os.path.join(ROOT, "tests", "fixtures", "pte"))
     ap.add_argument("--ckpt-dir", default=os.path.join(ROOT, "tests", "fixtures", "ckpt"))
+    ap.add_argument("--out", default=OUT, help="directory the goldens are written to (default: %(default)s)")
     a = ap.parse_args()
-    os.makedirs(OUT, exist_ok=True)
+    OUT_DIR["path"] = a.out
+    os.makedirs(a.out, exist_ok=True)
     CHECK["enabled"] = a.check
     if not a.skip_hash:
         make_hash(a.only)

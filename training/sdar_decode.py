@@ -91,12 +91,18 @@ class PteRunner:
         program = Runtime.get().load_program(pte_path)
         self.method = program.load_method("forward")
         self.block_size = int(program.load_method("get_block_size").execute([])[0])
+        # Contract v2 ("logits rows") programs take a last input `rows`; asking for every row
+        # keeps the [T, V] logits this decoder indexes (a commit forward's logits are unused).
+        self.contract_version = int(program.load_method("get_contract_version").execute([])[0])
 
     def reset(self) -> None:
         pass
 
     def __call__(self, tokens: torch.Tensor, start: int, commit: bool) -> torch.Tensor:
-        out = self.method.execute([tokens[None].contiguous(), torch.tensor([start], dtype=torch.long)])
+        args = [tokens[None].contiguous(), torch.tensor([start], dtype=torch.long)]
+        if self.contract_version >= 2:
+            args.append(torch.arange(tokens.shape[0], dtype=torch.long))
+        out = self.method.execute(args)
         return out[0][0]
 
 

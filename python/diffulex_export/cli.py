@@ -2,6 +2,7 @@
 
 Example:
     diffulex-export export --checkpoint ckpt/ --max-seq-len 1024 -o out/model.pte
+    diffulex-export export --checkpoint ckpt/ --max-seq-len 1024 --logits all -o out/v1.pte
     diffulex-export info out/model.pte
 """
 
@@ -41,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--quantize", choices=("none", "int8", "8da4w"), default="none",
                    help="int8: 8-bit dynamic activations + 8-bit per-channel weights; "
                         "8da4w: 8-bit dynamic activations + 4-bit weights, groups of 32 (xnnpack only)")
+    e.add_argument("--logits", choices=("rows", "all"), default="rows",
+                   help="rows (default): contract v2, forward takes a last input `rows` (int64 [R]) and "
+                        "returns logits [1, R, V] for those positions only, so the lm_head runs on R rows "
+                        "instead of T (most of a forward's cost at a large vocabulary); "
+                        "all: contract v1, forward returns logits [1, T, V] for every position")
     e.add_argument("--skip-tokenizer", action="store_true",
                    help="do not require or copy tokenizer.json / tokenizer_config.json")
     e.add_argument("-o", "--output", required=True, type=Path, help="the .pte file to write")
@@ -96,6 +102,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         max_seq_len=args.max_seq_len,
         kv_cache=args.kv_cache,
         dtype=DTYPES[args.dtype],
+        logits_rows=args.logits == "rows",
     )
     out_dir = args.output.parent if str(args.output.parent) else Path(".")
     with torch.no_grad():
@@ -115,7 +122,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.output} ({args.output.stat().st_size} bytes): {model.spec.family}, "
         f"max_seq_len {meta['max_seq_len']}, kv_cache {meta['use_kv_cache']}, backend {args.backend}, "
-        f"dtype {args.dtype}, quantize {args.quantize}"
+        f"dtype {args.dtype}, quantize {args.quantize}, logits {args.logits} "
+        f"(contract v{meta['contract_version']})"
     )
     return 0
 

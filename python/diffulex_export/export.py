@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
 
@@ -39,17 +39,58 @@ def constant_methods(model: DiffusionLM) -> Dict[str, Any]:
 
 
 def example_inputs(model: DiffusionLM) -> tuple:
-    """Example arguments for torch.export (T=2: a dynamic dim must not be traced at 0 or 1)."""
-    t = min(2, model.max_seq_len)
+    """Positional example arguments for torch.export (T=2: a dynamic dim must not be traced at 0 or 1).
+
+    A logits-rows (v2) model uses T=3 so that its rows example (R=2, see
+    `example_kwargs`) is neither 0/1 nor equal to T: torch.export would otherwise
+    specialize R or unify it with T.
+
+    Example:
+        >>> [tuple(a.shape) for a in example_inputs(cached_v1_model)]  # doctest: +SKIP
+        [(1, 2), (1,)]
+    """
+    t = min(3 if model.logits_rows else 2, model.max_seq_len)
     tokens = torch.zeros(1, t, dtype=torch.int64)
     if model.kv_cache:
         return (tokens, torch.zeros(1, dtype=torch.int64))
     return (tokens,)
 
 
+def example_kwargs(model: DiffusionLM) -> Optional[Dict[str, torch.Tensor]]:
+    """The `rows` example of a v2 model (None for v1): the last T-1 rows, ascending.
+
+    Passed by keyword so that an uncached model's `input_pos` stays None; the exported
+    forward's inputs are then (tokens, [input_pos,] rows), in that order.
+
+    Example:
+        >>> example_kwargs(uncached_v2_model)  # doctest: +SKIP
+        {'rows': tensor([1, 2])}
+    """
+    if not model.logits_rows:
+        return None
+    t = example_inputs(model)[0].shape[1]
+    r = max(t - 1, 1)
+    return {"rows": torch.arange(t - r, t, dtype=torch.int64)}
+
+
 def dynamic_shapes(model: DiffusionLM):
-    """Token dimension dynamic in [1, max_seq_len]; input_pos static [1]."""
+    """Token dimension dynamic in [1, max_seq_len]; input_pos static [1]; rows (v2) dynamic in [1, max_seq_len].
+
+    v1 keeps the positional tuple form; v2 names every argument (rows is a keyword).
+
+    Example:
+        >>> dynamic_shapes(uncached_v2_model)  # doctest: +SKIP
+        {'tokens': {1: Dim('T', ...)}, 'rows': {0: Dim('R', ...)}}
+    """
     dim_t = torch.export.Dim("T", min=1, max=model.max_seq_len)
+    if model.logits_rows:
+        # A separate symbol: R is unrelated to T except R <= T, which the graph need not know.
+        dim_r = torch.export.Dim("R", min=1, max=model.max_seq_len)
+        shapes: Dict[str, Any] = {"tokens": {1: dim_t}}
+        if model.kv_cache:
+            shapes["input_pos"] = None
+        shapes["rows"] = {0: dim_r}
+        return shapes
     if model.kv_cache:
         return ({1: dim_t}, None)
     return ({1: dim_t},)
@@ -100,7 +141,11 @@ def to_program(model: DiffusionLM, backend: str = "xnnpack"):
     torch.set_grad_enabled(False)
     try:
         ep = torch.export.export(
-            model, example_inputs(model), dynamic_shapes=dynamic_shapes(model), strict=False
+            model,
+            example_inputs(model),
+            kwargs=example_kwargs(model),
+            dynamic_shapes=dynamic_shapes(model),
+            strict=False,
         )
         edge = to_edge_transform_and_lower(
             ep,

@@ -10,6 +10,8 @@ land one int8 step apart; in a cached program that row's K/V then differs for al
 later calls. Measured over 8 seeds: max 0.07, mean <= 0.004 (pte vs quantized
 module), while quantization itself moves the logits by mean ~0.018 (vs fp32). The
 bounds below sit between the two: a program that skipped quantization would fail.
+A contract v2 ("logits rows", manifest "logits": "rows") fixture is run with every row
+(rows = arange(T)) and compared with the full module; test_logits_rows.py covers subsets.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ TOL = 1e-4
 INT8_MAX_DIFF = 0.15
 INT8_MEAN_DIFF = 0.008
 MANIFEST = FIXTURES / "pte" / "manifest.json"
+
+
+def _load(entry):
+    """The PyTorch module a manifest entry was exported from (v2 entries: logits_rows)."""
+    return load_model(
+        REPO / entry["checkpoint"],
+        max_seq_len=entry["max_seq_len"],
+        kv_cache=entry["kv_cache"],
+        logits_rows=entry.get("logits", "all") == "rows",
+    )
 
 
 def _manifest():
@@ -50,7 +62,7 @@ UNCACHED_LENGTHS = (10, 1, 37, 256)
 def test_pte_matches_module(name):
     entry = _manifest()[name]
     pte = FIXTURES / "pte" / f"{name}.pte"
-    model = load_model(REPO / entry["checkpoint"], max_seq_len=entry["max_seq_len"], kv_cache=entry["kv_cache"])
+    model = _load(entry)
     quantize_model(model, entry["quantize"])
     method = load_pte_method(pte)
     gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
@@ -61,9 +73,15 @@ def test_pte_matches_module(name):
         steps = [(torch.randint(0, 512, (1, t), generator=gen), None) for t in UNCACHED_LENGTHS if t <= max_len]
     for i, (tokens, pos) in enumerate(steps):
         args = [tokens] if pos is None else [tokens, torch.tensor([pos])]
-        got = method.execute(args)[0]
-        with torch.no_grad():
-            want = model(*args)
+        if model.logits_rows:
+            rows = torch.arange(tokens.shape[1])
+            got = method.execute(args + [rows])[0]
+            with torch.no_grad():
+                want = model(*args, rows=rows)
+        else:
+            got = method.execute(args)[0]
+            with torch.no_grad():
+                want = model(*args)
         assert got.dtype == torch.float32 and got.shape == (1, tokens.shape[1], model.spec.vocab_size)
         if entry["quantize"] == "none":
             torch.testing.assert_close(got, want, atol=TOL, rtol=0, msg=lambda m: f"{name} call {i} (pos {pos}): {m}")
@@ -77,7 +95,7 @@ def test_pte_matches_module(name):
 @pytest.mark.parametrize("name", sorted(_manifest()))
 def test_pte_metadata(name):
     entry = _manifest()[name]
-    model = load_model(REPO / entry["checkpoint"], max_seq_len=entry["max_seq_len"], kv_cache=entry["kv_cache"])
+    model = _load(entry)
     got = read_metadata(FIXTURES / "pte" / f"{name}.pte")
     assert got == constant_methods(model)
     assert isinstance(got["use_kv_cache"], bool) and isinstance(got["shift_logits"], bool)

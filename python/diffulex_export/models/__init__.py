@@ -18,7 +18,7 @@ import torch
 from ..checkpoint import WeightStore, load_config, resolve_family
 from ..errors import ExportError
 from . import dream, fast_dllm_v2, llada, sdar
-from .base import BIDIRECTIONAL, CONTRACT_VERSION, FAMILY_IDS, DiffusionLM, ModelSpec
+from .base import BIDIRECTIONAL, CONTRACT_VERSION, CONTRACT_VERSION_ROWS, FAMILY_IDS, DiffusionLM, ModelSpec
 
 FAMILY_MODULES: Dict[str, ModuleType] = {
     "sdar": sdar,
@@ -30,6 +30,7 @@ FAMILY_MODULES: Dict[str, ModuleType] = {
 __all__ = [
     "BIDIRECTIONAL",
     "CONTRACT_VERSION",
+    "CONTRACT_VERSION_ROWS",
     "FAMILY_IDS",
     "DiffusionLM",
     "ModelSpec",
@@ -95,6 +96,7 @@ def load_model(
     max_seq_len: Optional[int] = None,
     kv_cache: Optional[bool] = None,
     dtype: torch.dtype = torch.float32,
+    logits_rows: bool = False,
 ) -> DiffusionLM:
     """Build the family's module from config.json + *.safetensors, in eval mode.
 
@@ -102,11 +104,15 @@ def load_model(
     True for the block-causal families (sdar, fast_dllm_v2) and False otherwise.
     A cached llada/dream model is refused: a prefix cache would change a
     bidirectional model's outputs (earlier positions could not see later tokens).
+    logits_rows=True builds the contract-v2 module: forward takes `rows` last and
+    returns only those rows of the logits (see docs/pte-contract.md).
 
     Example:
         >>> m = load_model("tests/fixtures/ckpt/dream", max_seq_len=256)  # doctest: +SKIP
         >>> m.meta["shift_logits"], m.meta["use_kv_cache"]  # doctest: +SKIP
         (True, False)
+        >>> load_model("tests/fixtures/ckpt/dream", logits_rows=True).meta["contract_version"]  # doctest: +SKIP
+        2
     """
     ckpt_dir = Path(ckpt_dir)
     spec = load_spec(ckpt_dir, family)
@@ -132,7 +138,7 @@ def load_model(
     # overwritten from the checkpoint (a missing one is an error), so random
     # initialisation of billions of weights would be wasted time.
     with torch.device("meta"):
-        model = DiffusionLM(spec, max_seq_len=max_seq_len, kv_cache=kv_cache, dtype=dtype)
+        model = DiffusionLM(spec, max_seq_len=max_seq_len, kv_cache=kv_cache, dtype=dtype, logits_rows=logits_rows)
     model = model.to_empty(device="cpu")
     model.init_buffers()
     _load_weights(model, store, spec.family)

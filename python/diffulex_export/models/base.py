@@ -15,7 +15,10 @@ from torch import nn
 
 from .layers import Attention, DecoderLayer, KVCache, RMSNorm, SwiGLU, family_mask, rope_tables
 
+# v1: forward(tokens[, input_pos]) -> logits [1, T, V] for every position.
 CONTRACT_VERSION = 1
+# v2 ("logits rows"): forward(tokens[, input_pos], rows) -> logits [1, R, V] for the rows asked for.
+CONTRACT_VERSION_ROWS = 2
 FAMILY_IDS = {"sdar": 0, "fast_dllm_v2": 1, "llada": 2, "dream": 3}
 BIDIRECTIONAL = ("llada", "dream")
 
@@ -70,19 +73,32 @@ class DiffusionLM(nn.Module):
     Uncached: `m(tokens)` with tokens [1, T] being the whole sequence from position 0.
     Cached: `m(tokens, input_pos)` writes K/V of positions [pos, pos+T) into the
     module's buffers and lets its queries see only keys at positions < pos+T.
+    With `logits_rows=True` (contract v2) a last argument `rows` (int64 [R], values in
+    [0, T)) is required and only those rows of the logits are computed: [1, R, V].
 
     Example:
         >>> from diffulex_export.models import load_model
         >>> m = load_model("tests/fixtures/ckpt/sdar", max_seq_len=256, kv_cache=True)  # doctest: +SKIP
         >>> m(torch.tensor([[1, 2, 3]]), torch.tensor([0])).shape  # doctest: +SKIP
         torch.Size([1, 3, 512])
+        >>> r = load_model("tests/fixtures/ckpt/sdar", max_seq_len=256, logits_rows=True)  # doctest: +SKIP
+        >>> r(torch.tensor([[1, 2, 3]]), torch.tensor([0]), torch.tensor([2])).shape  # doctest: +SKIP
+        torch.Size([1, 1, 512])
     """
 
-    def __init__(self, spec: ModelSpec, max_seq_len: int, kv_cache: bool, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        max_seq_len: int,
+        kv_cache: bool,
+        dtype: torch.dtype = torch.float32,
+        logits_rows: bool = False,
+    ):
         super().__init__()
         self.spec = spec
         self.max_seq_len = max_seq_len
         self.kv_cache = kv_cache
+        self.logits_rows = logits_rows
         self.embed = nn.Embedding(spec.vocab_size, spec.hidden)
         layers = []
         for _ in range(spec.n_layers):
@@ -141,7 +157,7 @@ class DiffusionLM(nn.Module):
             "shift_logits": bool(s.shift_logits),
             "family_id": int(s.family_id),
             "pad_id": int(s.pad_id),
-            "contract_version": CONTRACT_VERSION,
+            "contract_version": CONTRACT_VERSION_ROWS if self.logits_rows else CONTRACT_VERSION,
         }
 
     def reset_cache(self) -> None:
@@ -150,7 +166,31 @@ class DiffusionLM(nn.Module):
             if layer.attn.cache is not None:
                 layer.attn.cache.reset()
 
-    def forward(self, tokens: torch.Tensor, input_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def _check_rows(self, rows: Optional[torch.Tensor], t: int) -> None:
+        """Eager-mode validation of the v2 `rows` argument (the exported graph just gathers).
+
+        Example:
+            >>> m._check_rows(torch.tensor([0, 2]), 3)  # doctest: +SKIP
+        """
+        if not self.logits_rows:
+            if rows is not None:
+                raise ValueError("rows is only accepted by a logits_rows (contract v2) model")
+            return
+        if rows is None:
+            raise ValueError("a logits_rows model needs rows (int64 [R], ascending, in [0, T))")
+        if torch.compiler.is_compiling():
+            return
+        if rows.dim() != 1 or rows.dtype != torch.int64 or rows.numel() == 0:
+            raise ValueError(f"rows must be a non-empty int64 vector, got {rows.dtype} {tuple(rows.shape)}")
+        if int(rows.min()) < 0 or int(rows.max()) >= t:
+            raise ValueError(f"rows must lie in [0, {t}), got {rows.tolist()}")
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        input_pos: Optional[torch.Tensor] = None,
+        rows: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
         t = tokens.shape[1]
         if self.kv_cache:
             if input_pos is None:
@@ -171,7 +211,8 @@ class DiffusionLM(nn.Module):
             positions: Optional[torch.Tensor] = q_pos
         else:
             if input_pos is not None:
-                raise ValueError("an uncached model takes only tokens (the whole sequence from 0)")
+                hint = "; pass rows by keyword: m(tokens, rows=rows)" if self.logits_rows else ""
+                raise ValueError(f"an uncached model takes no input_pos (tokens are the whole sequence from 0){hint}")
             if not torch.compiler.is_compiling() and t > self.max_seq_len:
                 raise ValueError(f"{t} tokens exceed max_seq_len {self.max_seq_len}")
             positions = None
@@ -179,6 +220,7 @@ class DiffusionLM(nn.Module):
             mask = family_mask(q_pos, q_pos, self.spec.block_size)
             cos = self.rope_cos[:t]
             sin = self.rope_sin[:t]
+        self._check_rows(rows, t)
         x = self.embed(tokens)
         if self.spec.embed_scale != 1.0:
             x = x * self.spec.embed_scale
@@ -186,6 +228,12 @@ class DiffusionLM(nn.Module):
         sin = sin.to(x.dtype)
         for layer in self.layers:
             x = layer(x, cos, sin, mask, positions)
+        if rows is not None:
+            # Gather before the final norm and lm_head: both are per-row, so this gives
+            # exactly the full logits' rows while the lm_head (most of a forward's cost at
+            # a 150k vocabulary) runs on R rows instead of T. The K/V of all T positions
+            # were already written by the layers above.
+            x = torch.index_select(x, 1, rows)
         logits = self.lm_head(self.norm(x))
         if self.spec.logit_scale != 1.0:
             logits = logits * self.spec.logit_scale

@@ -118,6 +118,8 @@ struct Run {
     decode_forwards: usize,
     tokens: usize,
     tokens_per_forward: f64,
+    /// Rows of logits computed over all forwards (fewer than the tokens fed on contract-2 models).
+    logit_rows: usize,
     prefill_tokens_per_s: f64,
     decode_tokens_per_s: f64,
     engine_overhead: f64,
@@ -146,6 +148,7 @@ fn run_of(out: &GenerationOutput, prompt_len: usize, first: Option<Duration>) ->
         decode_forwards: s.decode_forwards,
         tokens: s.tokens_generated,
         tokens_per_forward: s.tokens_per_forward(),
+        logit_rows: s.logit_rows,
         prefill_tokens_per_s: if s.prefill_forwards > 0 {
             per_s(prompt_len, s.prefill_time)
         } else {
@@ -223,6 +226,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let threads = ThreadArgs::in_effect();
     let meta = model.metadata().clone();
     let use_kv_cache = meta.use_kv_cache && !args.no_kv_cache;
+    let selects_rows = model.selects_rows();
     let prompt = random_prompt(&meta, args.prompt_len, args.seed)?;
     // The first forward loads the method (XNNPACK packs its weights here); one token keeps the
     // compute part negligible. Cached models get position 0, which the prefill overwrites.
@@ -270,6 +274,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "vocab_size": meta.vocab_size,
         "block_size": meta.block_size,
         "kv_cache": use_kv_cache,
+        "selects_logit_rows": selects_rows,
         "prompt_len": args.prompt_len,
         "gen_len": args.gen_len,
         "runs": args.runs,
@@ -283,6 +288,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "decode_tokens_per_s": med(|r| r.decode_tokens_per_s),
             "tokens_per_forward": med(|r| r.tokens_per_forward),
             "forwards": med(|r| r.forwards as f64),
+            "logit_rows": med(|r| r.logit_rows as f64),
             "engine_overhead": med(|r| r.engine_overhead),
             "engine_ms": med(|r| r.engine_ms),
             "execute_ms": med(|r| r.execute_ms),
@@ -337,9 +343,15 @@ fn print_table(s: &serde_json::Value) {
     println!("prefill      {:.1} tokens/s", f(&m["prefill_tokens_per_s"]));
     println!("decode       {:.1} tokens/s", f(&m["decode_tokens_per_s"]));
     println!(
-        "forwards     {:.0} ({:.2} tokens per denoising forward)",
+        "forwards     {:.0} ({:.2} tokens per denoising forward), {:.0} logit rows{}",
         f(&m["forwards"]),
-        f(&m["tokens_per_forward"])
+        f(&m["tokens_per_forward"]),
+        f(&m["logit_rows"]),
+        if s["selects_logit_rows"] == true {
+            " (only the rows each step reads)"
+        } else {
+            " (every row: a contract-1 .pte)"
+        }
     );
     println!(
         "engine       {:.2}% of wall time outside execute ({:.2} ms of {:.2} ms)",

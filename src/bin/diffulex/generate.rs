@@ -325,6 +325,7 @@ fn json_report(prompt: &[i64], text: &str, out: &GenerationOutput) -> serde_json
             "tokens_generated": s.tokens_generated,
             "tokens_committed": s.tokens_committed,
             "tokens_per_forward": s.tokens_per_forward(),
+            "logit_rows": s.logit_rows,
             "tokens_per_second": s.tokens_per_second(),
             "prefill_ms": s.prefill_time.as_secs_f64() * 1e3,
             "decode_ms": s.decode_time.as_secs_f64() * 1e3,
