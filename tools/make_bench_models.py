@@ -2,7 +2,7 @@
 """Export random-weight benchmark models at real vocabulary sizes into bench-models/ (not committed).
 
     .venv/bin/python tools/make_bench_models.py [--out bench-models] [--only NAME ...]
-                                                       [--logits all|rows] [--list] [--force]
+                                                       [--logits all|rows|both] [--list] [--force]
     .venv/bin/python tools/make_bench_models.py --only fdllm_v152k_b32 --logits rows
         # -> bench-models/fdllm_v152k_b32_rows.pte
 
@@ -118,22 +118,25 @@ def main() -> int:
     p.add_argument("--only", nargs="+", choices=sorted(MODELS), help="export only these models")
     p.add_argument("--list", action="store_true", help="list the models and exit")
     p.add_argument("--force", action="store_true", help="re-export existing files")
-    p.add_argument("--logits", choices=("all", "rows"), default="all",
+    p.add_argument("--logits", choices=("all", "rows", "both"), default="all",
                    help="all: contract v1 (NAME.pte); rows: contract v2, logits only for the rows asked "
-                        "for (NAME_rows.pte, same weights)")
+                        "for (NAME_rows.pte, same weights); both: each model in both forms")
     args = p.parse_args()
+    modes = ("all", "rows") if args.logits == "both" else (args.logits,)
     if args.list:
-        for name, spec in MODELS.items():
-            print(output_name(name, args.logits), *spec)
+        for mode in modes:
+            for name, spec in MODELS.items():
+                print(output_name(name, mode), *spec)
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "export_times.json"
     times = json.loads(log.read_text()) if log.is_file() else {}
-    for name in args.only or list(MODELS):
-        rec = export_one(name, args.out, args.force, args.logits)
-        if rec:
-            times[rec["name"]] = rec
-            log.write_text(json.dumps(times, indent=2) + "\n")
+    for mode in modes:
+        for name in args.only or list(MODELS):
+            rec = export_one(name, args.out, args.force, mode)
+            if rec:
+                times[rec["name"]] = rec
+                log.write_text(json.dumps(times, indent=2) + "\n")
     return 0
 
 
