@@ -21,6 +21,26 @@ pub const CONTRACT_VERSION: i64 = 2;
 /// ```
 pub const MIN_CONTRACT_VERSION: i64 = 1;
 
+/// Accepts the contract versions this engine implements.
+///
+/// ```
+/// use diffulex_edge::runtime::pte_model::check_contract_version;
+/// assert!(check_contract_version(1).is_ok() && check_contract_version(2).is_ok());
+/// let err = check_contract_version(3).unwrap_err().to_string();
+/// assert!(err.contains("contract version 3") && err.contains("re-export"), "{err}");
+/// assert!(check_contract_version(0).is_err());
+/// ```
+pub fn check_contract_version(version: i64) -> Result<()> {
+    if (MIN_CONTRACT_VERSION..=CONTRACT_VERSION).contains(&version) {
+        return Ok(());
+    }
+    Err(EngineError::Metadata(format!(
+        "contract version {version}, this engine implements versions \
+         {MIN_CONTRACT_VERSION} to {CONTRACT_VERSION}: re-export the model with this \
+         release's `diffulex-export`, or use an engine that implements {version}"
+    )))
+}
+
 /// A `.pte` diffusion LM: reads the constant methods once, then runs `forward` with the logits
 /// returned zero-copy.
 ///
@@ -96,13 +116,7 @@ impl PteModel {
         let version = m
             .constant_i64("get_contract_version")
             .map_err(pte("get_contract_version"))?;
-        if !(MIN_CONTRACT_VERSION..=CONTRACT_VERSION).contains(&version) {
-            return Err(EngineError::Metadata(format!(
-                "contract version {version}, this engine implements versions \
-                 {MIN_CONTRACT_VERSION} to {CONTRACT_VERSION}: re-export the model with this \
-                 release's `diffulex-export`, or use an engine that implements {version}"
-            )));
-        }
+        check_contract_version(version)?;
         let meta = ModelMetadata {
             family: Family::from_id(
                 m.constant_i64("get_family_id")
