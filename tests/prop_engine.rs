@@ -137,6 +137,30 @@ impl DiffusionModel for Hostile {
         }
         LogitsView::new(&self.out, tokens.len(), v)
     }
+
+    /// Returns only the asked-for rows, packed, as a contract-2 `.pte` does: a decoder that
+    /// reads a row it did not ask for panics here, on any random configuration.
+    fn forward_rows<'s>(
+        &'s mut self,
+        tokens: &[i64],
+        input_pos: Option<usize>,
+        rows: &'s [usize],
+    ) -> diffulex_edge::runtime::error::Result<LogitsView<'s>> {
+        let sorted = rows.windows(2).all(|w| w[0] < w[1]);
+        if !sorted || rows.last().is_some_and(|&r| r >= tokens.len()) {
+            self.violations
+                .lock()
+                .unwrap()
+                .push(format!("rows {rows:?} for {} tokens", tokens.len()));
+        }
+        self.forward(tokens, input_pos)?;
+        let v = self.meta.vocab_size;
+        for (k, &r) in rows.iter().enumerate() {
+            self.out.copy_within(r * v..(r + 1) * v, k * v);
+        }
+        self.out.truncate(rows.len() * v);
+        LogitsView::selected(&self.out, rows, tokens.len(), v)
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -70,6 +70,23 @@ impl DiffusionModel for Bytes {
         self.calls += 1;
         LogitsView::new(&self.out, tokens.len(), m.vocab_size)
     }
+    /// Packs the asked-for rows as a contract-2 `.pte` returns them, so a decoder reading a row
+    /// it did not ask for panics under the fuzzer.
+    fn forward_rows<'s>(
+        &'s mut self,
+        tokens: &[i64],
+        pos: Option<usize>,
+        rows: &'s [usize],
+    ) -> diffulex_edge::runtime::error::Result<LogitsView<'s>> {
+        assert!(rows.windows(2).all(|w| w[0] < w[1]) && rows.iter().all(|&r| r < tokens.len()));
+        self.forward(tokens, pos)?;
+        let v = self.meta.vocab_size;
+        for (k, &r) in rows.iter().enumerate() {
+            self.out.copy_within(r * v..(r + 1) * v, k * v);
+        }
+        self.out.truncate(rows.len() * v);
+        LogitsView::selected(&self.out, rows, tokens.len(), v)
+    }
 }
 
 fn sampler(family: Family, inp: &Input) -> BlockSampler {
