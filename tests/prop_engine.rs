@@ -155,10 +155,7 @@ impl DiffusionModel for Hostile {
         }
         self.forward(tokens, input_pos)?;
         let v = self.meta.vocab_size;
-        for (k, &r) in rows.iter().enumerate() {
-            self.out.copy_within(r * v..(r + 1) * v, k * v);
-        }
-        self.out.truncate(rows.len() * v);
+        diffulex_edge::runtime::model::pack_rows(&mut self.out, rows, v);
         LogitsView::selected(&self.out, rows, tokens.len(), v)
     }
 }

@@ -81,10 +81,7 @@ impl DiffusionModel for Bytes {
         assert!(rows.windows(2).all(|w| w[0] < w[1]) && rows.iter().all(|&r| r < tokens.len()));
         self.forward(tokens, pos)?;
         let v = self.meta.vocab_size;
-        for (k, &r) in rows.iter().enumerate() {
-            self.out.copy_within(r * v..(r + 1) * v, k * v);
-        }
-        self.out.truncate(rows.len() * v);
+        diffulex_edge::runtime::model::pack_rows(&mut self.out, rows, v);
         LogitsView::selected(&self.out, rows, tokens.len(), v)
     }
 }

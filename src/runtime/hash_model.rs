@@ -7,7 +7,7 @@
 //! produces identical float32 logits for cross-language golden tests.
 
 use super::error::{EngineError, Result};
-use super::model::{check_rows, DiffusionModel, LogitsView, ModelMetadata};
+use super::model::{check_rows, pack_rows, DiffusionModel, LogitsView, ModelMetadata};
 use super::rng::mix64;
 
 /// Hash-based test double implementing [`DiffusionModel`].
@@ -129,11 +129,7 @@ impl DiffusionModel for HashModel {
         check_rows(rows, tokens.len())?;
         self.compute(tokens, input_pos)?;
         let vocab = self.meta.vocab_size;
-        for (k, &r) in rows.iter().enumerate() {
-            // Ascending rows: the destination never overtakes its source.
-            self.out.copy_within(r * vocab..(r + 1) * vocab, k * vocab);
-        }
-        self.out.truncate(rows.len() * vocab);
+        pack_rows(&mut self.out, rows, vocab);
         LogitsView::selected(&self.out, rows, tokens.len(), vocab)
     }
 }

@@ -414,6 +414,24 @@ impl<'a> LogitsView<'a> {
     }
 }
 
+/// Keeps only the rows `rows` (ascending, unique) of a row-major `[_, vocab]` buffer, packed in
+/// that order: the layout [`LogitsView::selected`] wraps. For models that compute every row but
+/// want to answer [`DiffusionModel::forward_rows`] as a row-selecting program does.
+///
+/// ```
+/// use diffulex_edge::runtime::model::pack_rows;
+/// let mut buf = vec![0.0f32, 0.5, 1.0, 1.5, 2.0, 2.5];
+/// pack_rows(&mut buf, &[0, 2], 2);
+/// assert_eq!(buf, [0.0, 0.5, 2.0, 2.5]);
+/// ```
+pub fn pack_rows(buf: &mut Vec<f32>, rows: &[usize], vocab: usize) {
+    for (k, &r) in rows.iter().enumerate() {
+        // Ascending rows: a destination never overtakes its source.
+        buf.copy_within(r * vocab..(r + 1) * vocab, k * vocab);
+    }
+    buf.truncate(rows.len() * vocab);
+}
+
 /// Checks a row selection: ascending, unique, each `< rows`.
 ///
 /// ```
