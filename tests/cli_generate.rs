@@ -164,6 +164,35 @@ fn every_family_fixture_generates() {
         let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
         let tokens = v["tokens"].as_array().unwrap();
         assert!(!tokens.is_empty() && tokens.len() <= 16, "{pte}: {v}");
+
+        // Its contract-2 twin (same weights, logits only for the rows read) answers the same
+        // and says it computed fewer logit rows.
+        let twin = format!("{}/tests/fixtures/pte/{pte}_rows.pte", root());
+        let out2 = diffulex(
+            &[
+                "generate",
+                "--model",
+                &twin,
+                "--tokenizer",
+                &tok,
+                "--prompt",
+                "hello",
+                "--max-new-tokens",
+                "16",
+                "--json",
+            ],
+            None,
+        );
+        assert!(out2.status.success(), "{pte}_rows: {}", stderr(&out2));
+        let v2: Value = serde_json::from_str(&stdout(&out2)).unwrap();
+        assert_eq!(v2["tokens"], v["tokens"], "{pte}_rows");
+        let rows = |v: &Value| v["stats"]["logit_rows"].as_u64().unwrap();
+        assert!(
+            rows(&v2) < rows(&v),
+            "{pte}_rows: {} vs {}",
+            rows(&v2),
+            rows(&v)
+        );
     }
 }
 
