@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every measurement in BENCHMARKS.md's "Quiet machine" section, in one run (about 7 minutes on
+# Every measurement in BENCHMARKS.md's "Quiet machine" section, in one run (about 5 minutes on
 # 2 cores). Run it on an idle machine: other jobs inflate the times. Needs the bench models
 # (python tools/make_bench_models.py --logits both) and, for the Python baseline and the profile, the
 # project venv and perf.
