@@ -145,8 +145,9 @@ fn cached_sdar_feeds_only_the_current_block_at_its_position() {
         .unwrap();
     assert_eq!(out.tokens.len(), 12);
     assert_eq!(out.stats.prefill_forwards, 1);
-    // Blocks [8,12) [12,16) [16,20) [20,24): each but the last gets one commit forward.
-    assert_eq!(out.stats.commit_forwards, 3);
+    // Blocks [8,12) [12,16) [16,20) [20,24): each but the last is committed by the next block's
+    // first denoising forward, so none needs a forward of its own.
+    assert_eq!(out.stats.commit_forwards, 0);
     assert_eq!(
         out.stats.forwards,
         out.stats.prefill_forwards + out.stats.decode_forwards + out.stats.commit_forwards
@@ -184,11 +185,25 @@ fn forward_calls_have_block_shapes() {
         (8, Some(0)),
         "prefill of the two whole prompt blocks"
     );
-    for &(t, p) in &calls[1..] {
-        assert_eq!(t, 4);
-        assert_eq!(p.unwrap() % 4, 0);
-        assert!(p.unwrap() >= 8);
+    // Then each block's denoising forwards feed it alone at its position, except the first
+    // forward of blocks 2..4, which starts one block earlier to write the finished block's K/V.
+    let (mut prev_end, mut carried) = (0, 0);
+    for (i, &(t, p)) in calls.iter().enumerate().skip(1) {
+        let end = p.unwrap() + t;
+        assert!(
+            end % 4 == 0 && end >= 12 && end >= prev_end,
+            "call {i}: {calls:?}"
+        );
+        let first_of_later_block = end != prev_end && end > 12;
+        assert_eq!(
+            t,
+            if first_of_later_block { 8 } else { 4 },
+            "call {i}: {calls:?}"
+        );
+        carried += usize::from(t == 8);
+        prev_end = end;
     }
+    assert_eq!(carried, 3, "{calls:?}");
 }
 
 #[test]

@@ -208,6 +208,9 @@ impl SDARSampler {
             Vec::new(),
         );
         let first_block = pf / bl;
+        // Start of a finished block whose final K/V are not written yet. Its commit rides on the
+        // next block's first denoising forward, which feeds both blocks (see `commit_later`).
+        let mut pending: Option<usize> = None;
         for b in first_block..nb {
             let (s, e) = (b * bl, b * bl + bl);
             let mut step = 0;
@@ -218,7 +221,8 @@ impl SDARSampler {
                     break;
                 }
                 let (start, pos) = if d.cached {
-                    (s, Some(s))
+                    let from = pending.take().unwrap_or(s);
+                    (from, Some(from))
                 } else {
                     (0, d.full_pos())
                 };
@@ -256,14 +260,7 @@ impl SDARSampler {
                 return Ok(false);
             }
             if d.cached && b + 1 < nb {
-                forward(
-                    &mut *d.model,
-                    &mut d.stats,
-                    Pass::Commit,
-                    &d.canvas.tokens()[s..e],
-                    Some(s),
-                    &[],
-                )?;
+                pending = commit_later(d, pending, s, e)?;
             }
         }
         Ok(false)
@@ -304,5 +301,37 @@ impl SDARSampler {
             }
         }
         order.sort_unstable();
+    }
+}
+
+/// Defers the K/V write of the finished block `[s, e)`: the next block's first denoising
+/// forward starts at `s` and feeds both blocks, so a block costs no forward of its own. That
+/// forward writes the same K/V as a separate commit would: under the block-causal mask the
+/// finished block's queries see none of the next block's keys. Its logits rows are offset by one
+/// block and only the next block's masked rows are computed.
+///
+/// If a commit is still pending here, the block just finished had no denoising forward to
+/// carry it. Both blocks are then committed now, in one forward. This cannot happen today,
+/// because every block after the prompt's starts fully masked. The guard is there so that a
+/// later change cannot silently leave a block's K/V stale.
+fn commit_later(
+    d: &mut Decoder<'_>,
+    pending: Option<usize>,
+    s: usize,
+    e: usize,
+) -> Result<Option<usize>> {
+    match pending {
+        None => Ok(Some(s)),
+        Some(from) => {
+            forward(
+                &mut *d.model,
+                &mut d.stats,
+                Pass::Commit,
+                &d.canvas.tokens()[from..e],
+                Some(from),
+                &[],
+            )?;
+            Ok(None)
+        }
     }
 }
