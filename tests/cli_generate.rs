@@ -143,10 +143,10 @@ fn every_family_fixture_generates() {
         ("llada", "llada"),
         ("dream", "dream"),
     ] {
-        let model = format!("{}/tests/fixtures/pte/{pte}.pte", root());
         let tok = format!("{}/tests/fixtures/ckpt/{ckpt}/tokenizer.json", root());
-        let out = diffulex(
-            &[
+        let generate = |name: &str| -> Value {
+            let model = format!("{}/tests/fixtures/pte/{name}.pte", root());
+            let args = [
                 "generate",
                 "--model",
                 &model,
@@ -157,34 +157,18 @@ fn every_family_fixture_generates() {
                 "--max-new-tokens",
                 "16",
                 "--json",
-            ],
-            None,
-        );
-        assert!(out.status.success(), "{pte}: {}", stderr(&out));
-        let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+            ];
+            let out = diffulex(&args, None);
+            assert!(out.status.success(), "{name}: {}", stderr(&out));
+            serde_json::from_str(&stdout(&out)).unwrap()
+        };
+        let v = generate(pte);
         let tokens = v["tokens"].as_array().unwrap();
         assert!(!tokens.is_empty() && tokens.len() <= 16, "{pte}: {v}");
 
         // Its contract-2 twin (same weights, logits only for the rows read) answers the same
         // and says it computed fewer logit rows.
-        let twin = format!("{}/tests/fixtures/pte/{pte}_rows.pte", root());
-        let out2 = diffulex(
-            &[
-                "generate",
-                "--model",
-                &twin,
-                "--tokenizer",
-                &tok,
-                "--prompt",
-                "hello",
-                "--max-new-tokens",
-                "16",
-                "--json",
-            ],
-            None,
-        );
-        assert!(out2.status.success(), "{pte}_rows: {}", stderr(&out2));
-        let v2: Value = serde_json::from_str(&stdout(&out2)).unwrap();
+        let v2 = generate(&format!("{pte}_rows"));
         assert_eq!(v2["tokens"], v["tokens"], "{pte}_rows");
         let rows = |v: &Value| v["stats"]["logit_rows"].as_u64().unwrap();
         assert!(
