@@ -2,11 +2,12 @@
 //!
 //! Blocks of the model's training block size grow left to right. Each denoising step proposes a
 //! token for every still-masked position of the current block, then a strategy picks which
-//! to commit. With a KV cache, the prompt's whole blocks are prefilled once, each denoising
-//! forward feeds only the current block at its absolute position, and a final "commit" forward
-//! writes the block's K/V from its final tokens. Deviations from the official code are listed in
-//! docs/decoding.md (true greedy at temperature 0, no prompt/committed overwrite, working
-//! entropy_bounded).
+//! to commit. With a KV cache, the prompt's whole blocks are prefilled once, and each denoising
+//! forward feeds only the current block at its absolute position. A finished block's final K/V
+//! are written by the next block's first forward, which starts one block earlier; the official
+//! code runs a separate "commit" forward (see `commit_later`). Deviations from the official
+//! code are listed in docs/decoding.md (true greedy at temperature 0, no prompt/committed
+//! overwrite, working entropy_bounded).
 
 use crate::runtime::diffusion::{forward, Control, Decoder, Pass};
 use crate::runtime::error::{invalid, Result};
