@@ -27,6 +27,7 @@ fn sampler(mode: &str) -> SDARSampler {
 struct ModeResult {
     correct: usize,
     mismatches: Vec<String>,
+    forwards: usize,
 }
 
 fn run_mode(golden: &Value, mode: &str) -> ModeResult {
@@ -38,6 +39,7 @@ fn run_mode(golden: &Value, mode: &str) -> ModeResult {
     let mut result = ModeResult {
         correct: 0,
         mismatches: Vec::new(),
+        forwards: 0,
     };
     for p in golden["problems"].as_array().unwrap() {
         let text = p["prompt"].as_str().unwrap();
@@ -45,6 +47,7 @@ fn run_mode(golden: &Value, mode: &str) -> ModeResult {
         let expected_prompt: Vec<i64> = serde_json::from_value(p["prompt_ids"].clone()).unwrap();
         assert_eq!(prompt, expected_prompt, "tokenization of {text:?}");
         let out = engine.generate(&prompt, &config).unwrap();
+        result.forwards += out.stats.forwards;
         let expected: Vec<i64> = serde_json::from_value(p["expected"][mode].clone()).unwrap();
         if out.tokens != expected {
             result
@@ -72,6 +75,12 @@ fn default_model_matches_reference_and_meets_accuracy_targets() {
         greedy.mismatches,
         dynamic.mismatches
     );
+    // The same decoding loop, not only the same tokens: as many forwards as the Python twin
+    // (which also folds each block's KV commit into the next block's first forward).
+    for (mode, r) in [("greedy_static", &greedy), ("dynamic_0.9", &dynamic)] {
+        let want = golden["summary"][mode]["forwards"].as_u64().unwrap() as usize;
+        assert_eq!(r.forwards, want, "{mode}: forwards, Rust vs Python");
+    }
     let acc = |r: &ModeResult| r.correct as f64 / total as f64;
     assert!(acc(&greedy) >= 0.95, "greedy accuracy {}", acc(&greedy));
     assert!(

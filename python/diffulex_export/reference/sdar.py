@@ -24,6 +24,10 @@ def generate(f, meta, prompt, max_new_tokens, sampler=None, seed=0, stop_ids=Non
         d.fwd(d.canvas[:pf], 0)
     extra = ENTROPY if cfg["strategy"] == "entropy_bounded" else NONE
     first_block = pf // bl
+    # Start of a finished block whose final K/V are not written yet: the next block's first
+    # denoising forward starts there and writes them (the official code spends a separate commit
+    # forward; same K/V, since the finished block's queries see none of the next block's keys).
+    pending = None
     for b in range(first_block, nb):
         s, e = b * bl, b * bl + bl
         step = 0
@@ -31,7 +35,11 @@ def generate(f, meta, prompt, max_new_tokens, sampler=None, seed=0, stop_ids=Non
             positions = d.masked_in(s, e)
             if not positions:
                 break
-            start, pos = (s, s) if d.cached else (0, d.full_pos)
+            if d.cached:
+                start = s if pending is None else pending
+                pending, pos = None, start
+            else:
+                start, pos = 0, d.full_pos
             rows = d.fwd(d.canvas[start:e], pos)
             props = [propose(rows.row(p - start), d.mask, d.rng, cfg["temperature"], cfg["top_k"], cfg["top_p"],
                              "k_then_p", False, extra) for p in positions]
@@ -42,7 +50,11 @@ def generate(f, meta, prompt, max_new_tokens, sampler=None, seed=0, stop_ids=Non
         if d.stop_reached():
             return d.output()
         if d.cached and b + 1 < nb:
-            d.fwd(d.canvas[s:e], s)
+            if pending is None:
+                pending = s
+            else:  # this block had no denoising forward to carry the commit (cannot happen today)
+                d.fwd(d.canvas[pending:e], pending)
+                pending = None
     return d.output()
 
 
