@@ -52,6 +52,6 @@ echo "== Python baseline" >&2
 for m in sdar_v152k_b4 sdar_v152k_b4_int8 sdar_v152k_b4_8da4w fdllm_v152k_b32 llada_v126k \
     sdar_v152k_b4_rows fdllm_v152k_b32_rows llada_v126k_rows; do
     "$python" tools/bench_python_baseline.py --model "bench-models/$m.pte" --prompt-len 16 \
-        --gen-len 16 --runs 1 > "$out/python_$m.json"
+        --gen-len 16 --runs 3 > "$out/python_$m.json"
 done
 echo "results in $out" >&2
