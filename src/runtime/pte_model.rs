@@ -243,13 +243,12 @@ impl DiffusionModel for PteModel {
         input_pos: Option<usize>,
         rows: &'s [usize],
     ) -> Result<LogitsView<'s>> {
+        let t = tokens.len();
+        check_rows(rows, t)?;
         if !self.selects_rows {
-            check_rows(rows, tokens.len())?;
             return self.forward(tokens, input_pos);
         }
-        let t = tokens.len();
         let start = self.check_args(t, input_pos)?;
-        check_rows(rows, t)?;
         // The program returns at least one row; a forward run only for its KV-cache write asks
         // for the last one and reads none.
         self.rows_input.clear();
