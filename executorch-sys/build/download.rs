@@ -55,7 +55,7 @@ pub fn fetch(target: &str) -> Result<Runtime, String> {
 }
 
 /// `EXECUTORCH_CACHE_DIR`, else the user cache directory, plus version and target.
-fn cache_dir(target: &str) -> Result<PathBuf, String> {
+pub fn cache_dir(target: &str) -> Result<PathBuf, String> {
     let base = if let Some(dir) = vars::get(vars::EXECUTORCH_CACHE_DIR) {
         PathBuf::from(dir)
     } else {

@@ -10,11 +10,15 @@
 //! 3. Otherwise the pinned 1.5.1 wheel for the target, fetched once with `pip download`,
 //!    verified by SHA-256 and unpacked into a per-user cache.
 //!
+//! A shared runtime (the wheel) is not linked into the Rust crate: the shim becomes a shared
+//! library linked against it, which the crate opens at run time (`link.rs` says why).
+//!
 //! Feature `static` (one self-contained executable) accepts only static archives: it refuses the
 //! wheel (shared libraries only) before downloading it, and links the C++ runtime statically
 //! where the target allows (`plan::cxx_runtime_plan`).
 
 mod download;
+mod install;
 mod link;
 mod plan;
 mod prebuilt;
@@ -44,6 +48,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build");
     println!("cargo:rerun-if-changed=shim");
     println!("cargo:rerun-if-changed=src/version.rs");
+    println!("cargo::rustc-check-cfg=cfg(dlx_linked)");
 
     // Bindings depend only on the shim header, so they are generated on every path.
     shim::generate_bindings();
@@ -73,8 +78,8 @@ fn main() {
     if !cxx.note.is_empty() {
         log(cxx.note);
     }
-    shim::compile(&runtime, &cxx);
-    link::emit(&runtime, &cxx);
+    let shim_library = shim::compile(&runtime, &cxx);
+    link::emit(&runtime, &cxx, shim_library.as_deref());
 }
 
 /// The features `static` and `android-static-stl`.

@@ -342,6 +342,53 @@ pub fn shared_link_plan(available: &[String]) -> Option<Vec<LinkLib>> {
     Some(plan)
 }
 
+/// File name of the shim library for a shared runtime on `target_os`.
+pub fn shim_file_name(target_os: &str) -> &'static str {
+    match target_os {
+        "macos" | "ios" => "libdiffulex_et.dylib",
+        "windows" => "diffulex_et.dll",
+        _ => "libdiffulex_et.so",
+    }
+}
+
+/// Linker arguments (after the object files) that make the shim library of a shared runtime.
+///
+/// Every library of `libs` becomes a dependency of the shim itself, kept although the shim
+/// references no symbol of the kernel and delegate libraries (they register themselves from
+/// static initializers when loaded). The shim finds them first in its own directory (a shipped
+/// copy: binary, shim and runtime side by side), then in `lib_dir` where the build found them.
+pub fn shim_link_args(target_os: &str, lib_dir: &str, libs: &[LinkLib]) -> Vec<String> {
+    let mut args = Vec::new();
+    let apple = target_os == "macos" || target_os == "ios";
+    if apple {
+        // ld64 keeps every dylib named on the command line unless told to dead-strip them.
+        args.push("-dynamiclib".into());
+        args.push("-Wl,-install_name,@rpath/libdiffulex_et.dylib".into());
+    } else {
+        args.push("-shared".into());
+        args.push("-Wl,-soname,libdiffulex_et.so".into());
+        // Every symbol must resolve now, against the runtime: a missing library is a build
+        // error here, not a load error on the user's machine.
+        args.push("-Wl,--no-undefined".into());
+    }
+    args.push(format!("-L{lib_dir}"));
+    if !apple {
+        args.push("-Wl,--no-as-needed".into());
+    }
+    for lib in libs {
+        args.push(format!("-l{}", lib.name));
+    }
+    if !apple {
+        args.push("-Wl,--as-needed".into());
+        // RUNPATH, searched for the shim's own dependencies.
+        args.push("-Wl,--enable-new-dtags".into());
+    }
+    let origin = if apple { "@loader_path" } else { "$ORIGIN" };
+    args.push(format!("-Wl,-rpath,{origin}"));
+    args.push(format!("-Wl,-rpath,{lib_dir}"));
+    args
+}
+
 /// Library names found in a directory listing: `libX.a` (static) or `libX.so` / `libX.dylib`.
 pub fn lib_names<'a>(files: impl IntoIterator<Item = &'a str>, static_libs: bool) -> Vec<String> {
     let mut names: Vec<String> = files
@@ -1031,5 +1078,26 @@ mod tests {
             ]
         );
         assert_eq!(cpp_defines(false).len(), 2);
+    }
+
+    #[test]
+    fn shim_keeps_every_runtime_library_and_looks_beside_itself_first() {
+        let libs = shared_link_plan(&[
+            "executorch".into(),
+            "executorch_kernels_optimized".into(),
+            "executorch_backend_xnnpack".into(),
+        ])
+        .unwrap();
+        let args = shim_link_args("linux", "/rt/lib", &libs);
+        let pos = |a: &str| args.iter().position(|x| x == a).unwrap();
+        assert!(pos("-Wl,--no-as-needed") < pos("-lexecutorch_kernels_optimized"));
+        assert!(pos("-lexecutorch_backend_xnnpack") < pos("-Wl,--as-needed"));
+        assert!(pos("-Wl,-rpath,$ORIGIN") < pos("-Wl,-rpath,/rt/lib"));
+        assert!(args.contains(&"-Wl,--no-undefined".to_string()));
+        let mac = shim_link_args("macos", "/rt/lib", &libs);
+        assert!(mac.contains(&"-Wl,-rpath,@loader_path".to_string()));
+        assert!(!mac.iter().any(|a| a.contains("as-needed")));
+        assert_eq!(shim_file_name("android"), "libdiffulex_et.so");
+        assert_eq!(shim_file_name("macos"), "libdiffulex_et.dylib");
     }
 }

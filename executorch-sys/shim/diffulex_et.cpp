@@ -22,7 +22,9 @@
 #include <executorch/extension/data_loader/mmap_data_loader.h>
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor_ptr_maker.h>
+#include <executorch/runtime/backend/interface.h>
 #include <executorch/runtime/core/function_ref.h>
+#include <executorch/runtime/kernel/operator_registry.h>
 #include <executorch/runtime/platform/platform.h>
 #include <executorch/runtime/platform/runtime.h>
 #pragma GCC diagnostic pop
@@ -719,6 +721,61 @@ int32_t dlx_threadpool_run(dlx_task_fn task, void* ctx, size_t range, dlx_error*
     for (size_t i = 0; i < range; ++i) {
       task(ctx, i);
     }
+    return ok();
+  });
+}
+
+uint32_t dlx_abi_version(void) {
+  return DLX_ABI_VERSION;
+}
+
+int32_t dlx_registered_kernel_count(size_t* out, dlx_error* err) {
+  return barrier(err, [&]() -> Status {
+    if (out == nullptr) {
+      return fail(Error::InvalidArgument, "null output pointer");
+    }
+    *out = executorch::runtime::get_registered_kernels().size();
+    return ok();
+  });
+}
+
+int32_t dlx_registered_kernel_name(size_t index, const char** out, dlx_error* err) {
+  return barrier(err, [&]() -> Status {
+    if (out == nullptr) {
+      return fail(Error::InvalidArgument, "null output pointer");
+    }
+    auto kernels = executorch::runtime::get_registered_kernels();
+    if (index >= kernels.size()) {
+      return fail(
+          Error::InvalidArgument,
+          "kernel index " + std::to_string(index) + " past the " +
+              std::to_string(kernels.size()) + " registered kernels");
+    }
+    *out = kernels[index].name_;
+    return ok();
+  });
+}
+
+int32_t dlx_registered_backend_count(size_t* out, dlx_error* err) {
+  return barrier(err, [&]() -> Status {
+    if (out == nullptr) {
+      return fail(Error::InvalidArgument, "null output pointer");
+    }
+    *out = executorch::runtime::get_num_registered_backends();
+    return ok();
+  });
+}
+
+int32_t dlx_registered_backend_name(size_t index, const char** out, dlx_error* err) {
+  return barrier(err, [&]() -> Status {
+    if (out == nullptr) {
+      return fail(Error::InvalidArgument, "null output pointer");
+    }
+    auto name = executorch::runtime::get_backend_name(index);
+    if (!name.ok()) {
+      return fail(name.error(), "backend index " + std::to_string(index));
+    }
+    *out = *name;
     return ok();
   });
 }

@@ -29,6 +29,11 @@ extern "C" {
 /// Status value for success; every other value is an ExecuTorch `Error` code.
 #define DLX_OK 0
 
+/// Version of this C ABI. A Rust crate built against one version refuses a shim library of
+/// another (`dlx_abi_version`), so a stale `libdiffulex_et` copied beside a binary is an error
+/// at load, not undefined behaviour at the first call. Bump it on every change to this header.
+#define DLX_ABI_VERSION 2
+
 /// Error details filled in by a failing call.
 typedef struct dlx_error {
   /// The ExecuTorch error code (same as the returned status).
@@ -198,6 +203,25 @@ typedef void (*dlx_task_fn)(void* ctx, size_t index);
 /// executing in other threads) take turns. Without a thread pool the calls run in order on the
 /// calling thread. InvalidArgument for a null task.
 int32_t dlx_threadpool_run(dlx_task_fn task, void* ctx, size_t range, dlx_error* err);
+
+/// The `DLX_ABI_VERSION` this shim library was compiled with. Never fails.
+uint32_t dlx_abi_version(void);
+
+/// Number of operator kernels registered in the process (by the kernel libraries' static
+/// initializers). Several kernels may share a name (one per dtype / dim-order key).
+int32_t dlx_registered_kernel_count(size_t* out, dlx_error* err);
+
+/// Name of registered kernel `index` (`aten::add.out`, `quantized_decomposed::add.out`, ...).
+/// The string is static: it stays valid for the life of the process. InvalidArgument past the
+/// count.
+int32_t dlx_registered_kernel_name(size_t index, const char** out, dlx_error* err);
+
+/// Number of delegate backends registered in the process (`XnnpackBackend`, ...).
+int32_t dlx_registered_backend_count(size_t* out, dlx_error* err);
+
+/// Name of registered backend `index`; static, valid for the life of the process.
+/// InvalidArgument past the count.
+int32_t dlx_registered_backend_name(size_t index, const char** out, dlx_error* err);
 
 #ifdef __cplusplus
 } // extern "C"

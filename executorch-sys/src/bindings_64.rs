@@ -2,6 +2,7 @@
 
 pub const DLX_ERROR_MESSAGE_LEN: u32 = 1024;
 pub const DLX_OK: u32 = 0;
+pub const DLX_ABI_VERSION: u32 = 2;
 #[doc = " Error details filled in by a failing call."]
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -97,119 +98,321 @@ const _: () = {
         [::std::mem::offset_of!(dlx_tensor_in, sizes) - 16usize];
     ["Offset of field: dlx_tensor_in::data"][::std::mem::offset_of!(dlx_tensor_in, data) - 24usize];
 };
-unsafe extern "C" {
-    #[doc = " Sets the minimum level of ExecuTorch log lines that are printed to stderr (default:\n `DLX_LOG_FATAL`: the Info chatter of the runtime and XNNPACK stays quiet, and error lines\n are not printed because they are captured into `dlx_error` messages whatever the level)."]
-    pub fn dlx_set_log_level(level: i32);
-}
-unsafe extern "C" {
-    #[doc = " Loads a program from a file through ExecuTorch's `MmapDataLoader` (no copy of the weights)\n and verifies it. On success `*out` owns the module; free it with `dlx_module_free`."]
-    pub fn dlx_module_load_file(
+#[doc = " A task of `dlx_threadpool_run`: called once per index in [0, range) with the caller's `ctx`.\n It must not unwind or throw (a Rust caller catches panics inside it)."]
+pub type dlx_task_fn =
+    ::std::option::Option<unsafe extern "C" fn(ctx: *mut ::std::os::raw::c_void, index: usize)>;
+pub struct ShimLibrary {
+    __library: ::libloading::Library,
+    pub dlx_set_log_level: unsafe extern "C" fn(level: i32),
+    pub dlx_module_load_file: unsafe extern "C" fn(
         path: *const ::std::os::raw::c_char,
         verification: i32,
         out: *mut *mut dlx_module,
         err: *mut dlx_error,
-    ) -> i32;
-}
-unsafe extern "C" {
-    #[doc = " Loads a program from a caller-owned buffer through `BufferDataLoader`. The buffer must stay\n valid and unchanged until `dlx_module_free`. It should be 16-byte aligned."]
-    pub fn dlx_module_load_buffer(
+    ) -> i32,
+    pub dlx_module_load_buffer: unsafe extern "C" fn(
         data: *const ::std::os::raw::c_void,
         len: usize,
         verification: i32,
         out: *mut *mut dlx_module,
         err: *mut dlx_error,
-    ) -> i32;
-}
-unsafe extern "C" {
-    #[doc = " Frees a module (NULL is ignored). All pointers obtained from it become invalid."]
-    pub fn dlx_module_free(module: *mut dlx_module);
-}
-unsafe extern "C" {
-    #[doc = " Number of methods in the program."]
-    pub fn dlx_module_num_methods(
-        module: *mut dlx_module,
-        out: *mut usize,
-        err: *mut dlx_error,
-    ) -> i32;
-}
-unsafe extern "C" {
-    #[doc = " Name of method `index`; the string lives as long as the module."]
-    pub fn dlx_module_method_name(
+    ) -> i32,
+    pub dlx_module_free: unsafe extern "C" fn(module: *mut dlx_module),
+    pub dlx_module_num_methods:
+        unsafe extern "C" fn(module: *mut dlx_module, out: *mut usize, err: *mut dlx_error) -> i32,
+    pub dlx_module_method_name: unsafe extern "C" fn(
         module: *mut dlx_module,
         index: usize,
         out: *mut *const ::std::os::raw::c_char,
         err: *mut dlx_error,
-    ) -> i32;
-}
-unsafe extern "C" {
-    #[doc = " Loads `method` (if it is not loaded yet) and reports its input, output and backend counts.\n Loading allocates the method's planned memory and initialises its delegates."]
-    pub fn dlx_method_counts(
+    ) -> i32,
+    pub dlx_method_counts: unsafe extern "C" fn(
         module: *mut dlx_module,
         method: *const ::std::os::raw::c_char,
         num_inputs: *mut usize,
         num_outputs: *mut usize,
         num_backends: *mut usize,
         err: *mut dlx_error,
-    ) -> i32;
-}
-unsafe extern "C" {
-    #[doc = " Describes input (`is_output == 0`) or output `index` of a loaded method. `sizes` point into\n the program and live as long as the module."]
-    pub fn dlx_method_value_info(
+    ) -> i32,
+    pub dlx_method_value_info: unsafe extern "C" fn(
         module: *mut dlx_module,
         method: *const ::std::os::raw::c_char,
         is_output: i32,
         index: usize,
         out: *mut dlx_value_info,
         err: *mut dlx_error,
-    ) -> i32;
-}
-unsafe extern "C" {
-    #[doc = " Name of delegate backend `index` used by `method` (e.g. \"XnnpackBackend\"); the string lives\n as long as the module."]
-    pub fn dlx_method_backend_name(
+    ) -> i32,
+    pub dlx_method_backend_name: unsafe extern "C" fn(
         module: *mut dlx_module,
         method: *const ::std::os::raw::c_char,
         index: usize,
         out: *mut *const ::std::os::raw::c_char,
         err: *mut dlx_error,
-    ) -> i32;
-}
-unsafe extern "C" {
-    #[doc = " Runs `method` on `inputs`. On success `*num_outputs` outputs can be read with\n `dlx_module_output` until the next execute on this module (the runtime reuses the method's\n planned memory). Mutable buffers of the method keep their state across calls."]
-    pub fn dlx_module_execute(
+    ) -> i32,
+    pub dlx_module_execute: unsafe extern "C" fn(
         module: *mut dlx_module,
         method: *const ::std::os::raw::c_char,
         inputs: *const dlx_tensor_in,
         num_inputs: usize,
         num_outputs: *mut usize,
         err: *mut dlx_error,
-    ) -> i32;
-}
-unsafe extern "C" {
-    #[doc = " Describes output `index` of the last successful execute, with a pointer to its data."]
-    pub fn dlx_module_output(
+    ) -> i32,
+    pub dlx_module_output: unsafe extern "C" fn(
         module: *mut dlx_module,
         index: usize,
         out: *mut dlx_value_info,
         err: *mut dlx_error,
-    ) -> i32;
-}
-unsafe extern "C" {
-    #[doc = " Number of threads of ExecuTorch's process-wide thread pool, the one XNNPACK and the optimized\n kernels parallelise over (the calling thread counts as one). The pool is created on first\n use with one thread per performance core (cpuinfo). NotSupported (0x10) if the runtime was\n built without its thread pool."]
-    pub fn dlx_threadpool_thread_count(out: *mut usize, err: *mut dlx_error) -> i32;
-}
-unsafe extern "C" {
-    #[doc = " Replaces the process-wide thread pool by one with `num_threads` threads (at least 1;\n 0 is InvalidArgument). OutOfResources (0x25) if the new pool could not be created with that\n many threads (the previous size is then restored if possible). NotSupported (0x10) without a\n thread pool.\n\n Contract (not checked here): no method of any module may be executing during the call, and\n no module that has loaded an XNNPACK-delegated method may be used afterwards: the old pool is\n destroyed, and XNNPACK keeps the pool it was given when it loaded the method. Call this\n before loading modules."]
-    pub fn dlx_threadpool_set_thread_count(num_threads: u32, err: *mut dlx_error) -> i32;
-}
-#[doc = " A task of `dlx_threadpool_run`: called once per index in [0, range) with the caller's `ctx`.\n It must not unwind or throw (a Rust caller catches panics inside it)."]
-pub type dlx_task_fn =
-    ::std::option::Option<unsafe extern "C" fn(ctx: *mut ::std::os::raw::c_void, index: usize)>;
-unsafe extern "C" {
-    #[doc = " Calls `task(ctx, i)` for every i in [0, range) on the process-wide thread pool (the calling\n thread takes part) and returns when all calls have finished. Calls run concurrently and in\n no particular order. Runs take the pool's lock, so concurrent callers (and XNNPACK methods\n executing in other threads) take turns. Without a thread pool the calls run in order on the\n calling thread. InvalidArgument for a null task."]
-    pub fn dlx_threadpool_run(
+    ) -> i32,
+    pub dlx_threadpool_thread_count:
+        unsafe extern "C" fn(out: *mut usize, err: *mut dlx_error) -> i32,
+    pub dlx_threadpool_set_thread_count:
+        unsafe extern "C" fn(num_threads: u32, err: *mut dlx_error) -> i32,
+    pub dlx_threadpool_run: unsafe extern "C" fn(
         task: dlx_task_fn,
         ctx: *mut ::std::os::raw::c_void,
         range: usize,
         err: *mut dlx_error,
-    ) -> i32;
+    ) -> i32,
+    pub dlx_abi_version: unsafe extern "C" fn() -> u32,
+    pub dlx_registered_kernel_count:
+        unsafe extern "C" fn(out: *mut usize, err: *mut dlx_error) -> i32,
+    pub dlx_registered_kernel_name: unsafe extern "C" fn(
+        index: usize,
+        out: *mut *const ::std::os::raw::c_char,
+        err: *mut dlx_error,
+    ) -> i32,
+    pub dlx_registered_backend_count:
+        unsafe extern "C" fn(out: *mut usize, err: *mut dlx_error) -> i32,
+    pub dlx_registered_backend_name: unsafe extern "C" fn(
+        index: usize,
+        out: *mut *const ::std::os::raw::c_char,
+        err: *mut dlx_error,
+    ) -> i32,
+}
+impl ShimLibrary {
+    pub unsafe fn new<P>(path: P) -> Result<Self, ::libloading::Error>
+    where
+        P: AsRef<::std::ffi::OsStr>,
+    {
+        let library = ::libloading::Library::new(path)?;
+        Self::from_library(library)
+    }
+    pub unsafe fn from_library<L>(library: L) -> Result<Self, ::libloading::Error>
+    where
+        L: Into<::libloading::Library>,
+    {
+        let __library = library.into();
+        let dlx_set_log_level = __library.get(b"dlx_set_log_level\0").map(|sym| *sym)?;
+        let dlx_module_load_file = __library.get(b"dlx_module_load_file\0").map(|sym| *sym)?;
+        let dlx_module_load_buffer = __library.get(b"dlx_module_load_buffer\0").map(|sym| *sym)?;
+        let dlx_module_free = __library.get(b"dlx_module_free\0").map(|sym| *sym)?;
+        let dlx_module_num_methods = __library.get(b"dlx_module_num_methods\0").map(|sym| *sym)?;
+        let dlx_module_method_name = __library.get(b"dlx_module_method_name\0").map(|sym| *sym)?;
+        let dlx_method_counts = __library.get(b"dlx_method_counts\0").map(|sym| *sym)?;
+        let dlx_method_value_info = __library.get(b"dlx_method_value_info\0").map(|sym| *sym)?;
+        let dlx_method_backend_name = __library
+            .get(b"dlx_method_backend_name\0")
+            .map(|sym| *sym)?;
+        let dlx_module_execute = __library.get(b"dlx_module_execute\0").map(|sym| *sym)?;
+        let dlx_module_output = __library.get(b"dlx_module_output\0").map(|sym| *sym)?;
+        let dlx_threadpool_thread_count = __library
+            .get(b"dlx_threadpool_thread_count\0")
+            .map(|sym| *sym)?;
+        let dlx_threadpool_set_thread_count = __library
+            .get(b"dlx_threadpool_set_thread_count\0")
+            .map(|sym| *sym)?;
+        let dlx_threadpool_run = __library.get(b"dlx_threadpool_run\0").map(|sym| *sym)?;
+        let dlx_abi_version = __library.get(b"dlx_abi_version\0").map(|sym| *sym)?;
+        let dlx_registered_kernel_count = __library
+            .get(b"dlx_registered_kernel_count\0")
+            .map(|sym| *sym)?;
+        let dlx_registered_kernel_name = __library
+            .get(b"dlx_registered_kernel_name\0")
+            .map(|sym| *sym)?;
+        let dlx_registered_backend_count = __library
+            .get(b"dlx_registered_backend_count\0")
+            .map(|sym| *sym)?;
+        let dlx_registered_backend_name = __library
+            .get(b"dlx_registered_backend_name\0")
+            .map(|sym| *sym)?;
+        Ok(ShimLibrary {
+            __library,
+            dlx_set_log_level,
+            dlx_module_load_file,
+            dlx_module_load_buffer,
+            dlx_module_free,
+            dlx_module_num_methods,
+            dlx_module_method_name,
+            dlx_method_counts,
+            dlx_method_value_info,
+            dlx_method_backend_name,
+            dlx_module_execute,
+            dlx_module_output,
+            dlx_threadpool_thread_count,
+            dlx_threadpool_set_thread_count,
+            dlx_threadpool_run,
+            dlx_abi_version,
+            dlx_registered_kernel_count,
+            dlx_registered_kernel_name,
+            dlx_registered_backend_count,
+            dlx_registered_backend_name,
+        })
+    }
+    #[doc = " Sets the minimum level of ExecuTorch log lines that are printed to stderr (default:\n `DLX_LOG_FATAL`: the Info chatter of the runtime and XNNPACK stays quiet, and error lines\n are not printed because they are captured into `dlx_error` messages whatever the level)."]
+    pub unsafe fn dlx_set_log_level(&self, level: i32) {
+        (self.dlx_set_log_level)(level)
+    }
+    #[doc = " Loads a program from a file through ExecuTorch's `MmapDataLoader` (no copy of the weights)\n and verifies it. On success `*out` owns the module; free it with `dlx_module_free`."]
+    pub unsafe fn dlx_module_load_file(
+        &self,
+        path: *const ::std::os::raw::c_char,
+        verification: i32,
+        out: *mut *mut dlx_module,
+        err: *mut dlx_error,
+    ) -> i32 {
+        (self.dlx_module_load_file)(path, verification, out, err)
+    }
+    #[doc = " Loads a program from a caller-owned buffer through `BufferDataLoader`. The buffer must stay\n valid and unchanged until `dlx_module_free`. It should be 16-byte aligned."]
+    pub unsafe fn dlx_module_load_buffer(
+        &self,
+        data: *const ::std::os::raw::c_void,
+        len: usize,
+        verification: i32,
+        out: *mut *mut dlx_module,
+        err: *mut dlx_error,
+    ) -> i32 {
+        (self.dlx_module_load_buffer)(data, len, verification, out, err)
+    }
+    #[doc = " Frees a module (NULL is ignored). All pointers obtained from it become invalid."]
+    pub unsafe fn dlx_module_free(&self, module: *mut dlx_module) {
+        (self.dlx_module_free)(module)
+    }
+    #[doc = " Number of methods in the program."]
+    pub unsafe fn dlx_module_num_methods(
+        &self,
+        module: *mut dlx_module,
+        out: *mut usize,
+        err: *mut dlx_error,
+    ) -> i32 {
+        (self.dlx_module_num_methods)(module, out, err)
+    }
+    #[doc = " Name of method `index`; the string lives as long as the module."]
+    pub unsafe fn dlx_module_method_name(
+        &self,
+        module: *mut dlx_module,
+        index: usize,
+        out: *mut *const ::std::os::raw::c_char,
+        err: *mut dlx_error,
+    ) -> i32 {
+        (self.dlx_module_method_name)(module, index, out, err)
+    }
+    #[doc = " Loads `method` (if it is not loaded yet) and reports its input, output and backend counts.\n Loading allocates the method's planned memory and initialises its delegates."]
+    pub unsafe fn dlx_method_counts(
+        &self,
+        module: *mut dlx_module,
+        method: *const ::std::os::raw::c_char,
+        num_inputs: *mut usize,
+        num_outputs: *mut usize,
+        num_backends: *mut usize,
+        err: *mut dlx_error,
+    ) -> i32 {
+        (self.dlx_method_counts)(module, method, num_inputs, num_outputs, num_backends, err)
+    }
+    #[doc = " Describes input (`is_output == 0`) or output `index` of a loaded method. `sizes` point into\n the program and live as long as the module."]
+    pub unsafe fn dlx_method_value_info(
+        &self,
+        module: *mut dlx_module,
+        method: *const ::std::os::raw::c_char,
+        is_output: i32,
+        index: usize,
+        out: *mut dlx_value_info,
+        err: *mut dlx_error,
+    ) -> i32 {
+        (self.dlx_method_value_info)(module, method, is_output, index, out, err)
+    }
+    #[doc = " Name of delegate backend `index` used by `method` (e.g. \"XnnpackBackend\"); the string lives\n as long as the module."]
+    pub unsafe fn dlx_method_backend_name(
+        &self,
+        module: *mut dlx_module,
+        method: *const ::std::os::raw::c_char,
+        index: usize,
+        out: *mut *const ::std::os::raw::c_char,
+        err: *mut dlx_error,
+    ) -> i32 {
+        (self.dlx_method_backend_name)(module, method, index, out, err)
+    }
+    #[doc = " Runs `method` on `inputs`. On success `*num_outputs` outputs can be read with\n `dlx_module_output` until the next execute on this module (the runtime reuses the method's\n planned memory). Mutable buffers of the method keep their state across calls."]
+    pub unsafe fn dlx_module_execute(
+        &self,
+        module: *mut dlx_module,
+        method: *const ::std::os::raw::c_char,
+        inputs: *const dlx_tensor_in,
+        num_inputs: usize,
+        num_outputs: *mut usize,
+        err: *mut dlx_error,
+    ) -> i32 {
+        (self.dlx_module_execute)(module, method, inputs, num_inputs, num_outputs, err)
+    }
+    #[doc = " Describes output `index` of the last successful execute, with a pointer to its data."]
+    pub unsafe fn dlx_module_output(
+        &self,
+        module: *mut dlx_module,
+        index: usize,
+        out: *mut dlx_value_info,
+        err: *mut dlx_error,
+    ) -> i32 {
+        (self.dlx_module_output)(module, index, out, err)
+    }
+    #[doc = " Number of threads of ExecuTorch's process-wide thread pool, the one XNNPACK and the optimized\n kernels parallelise over (the calling thread counts as one). The pool is created on first\n use with one thread per performance core (cpuinfo). NotSupported (0x10) if the runtime was\n built without its thread pool."]
+    pub unsafe fn dlx_threadpool_thread_count(&self, out: *mut usize, err: *mut dlx_error) -> i32 {
+        (self.dlx_threadpool_thread_count)(out, err)
+    }
+    #[doc = " Replaces the process-wide thread pool by one with `num_threads` threads (at least 1;\n 0 is InvalidArgument). OutOfResources (0x25) if the new pool could not be created with that\n many threads (the previous size is then restored if possible). NotSupported (0x10) without a\n thread pool.\n\n Contract (not checked here): no method of any module may be executing during the call, and\n no module that has loaded an XNNPACK-delegated method may be used afterwards: the old pool is\n destroyed, and XNNPACK keeps the pool it was given when it loaded the method. Call this\n before loading modules."]
+    pub unsafe fn dlx_threadpool_set_thread_count(
+        &self,
+        num_threads: u32,
+        err: *mut dlx_error,
+    ) -> i32 {
+        (self.dlx_threadpool_set_thread_count)(num_threads, err)
+    }
+    #[doc = " Calls `task(ctx, i)` for every i in [0, range) on the process-wide thread pool (the calling\n thread takes part) and returns when all calls have finished. Calls run concurrently and in\n no particular order. Runs take the pool's lock, so concurrent callers (and XNNPACK methods\n executing in other threads) take turns. Without a thread pool the calls run in order on the\n calling thread. InvalidArgument for a null task."]
+    pub unsafe fn dlx_threadpool_run(
+        &self,
+        task: dlx_task_fn,
+        ctx: *mut ::std::os::raw::c_void,
+        range: usize,
+        err: *mut dlx_error,
+    ) -> i32 {
+        (self.dlx_threadpool_run)(task, ctx, range, err)
+    }
+    #[doc = " The `DLX_ABI_VERSION` this shim library was compiled with. Never fails."]
+    pub unsafe fn dlx_abi_version(&self) -> u32 {
+        (self.dlx_abi_version)()
+    }
+    #[doc = " Number of operator kernels registered in the process (by the kernel libraries' static\n initializers). Several kernels may share a name (one per dtype / dim-order key)."]
+    pub unsafe fn dlx_registered_kernel_count(&self, out: *mut usize, err: *mut dlx_error) -> i32 {
+        (self.dlx_registered_kernel_count)(out, err)
+    }
+    #[doc = " Name of registered kernel `index` (`aten::add.out`, `quantized_decomposed::add.out`, ...).\n The string is static: it stays valid for the life of the process. InvalidArgument past the\n count."]
+    pub unsafe fn dlx_registered_kernel_name(
+        &self,
+        index: usize,
+        out: *mut *const ::std::os::raw::c_char,
+        err: *mut dlx_error,
+    ) -> i32 {
+        (self.dlx_registered_kernel_name)(index, out, err)
+    }
+    #[doc = " Number of delegate backends registered in the process (`XnnpackBackend`, ...)."]
+    pub unsafe fn dlx_registered_backend_count(&self, out: *mut usize, err: *mut dlx_error) -> i32 {
+        (self.dlx_registered_backend_count)(out, err)
+    }
+    #[doc = " Name of registered backend `index`; static, valid for the life of the process.\n InvalidArgument past the count."]
+    pub unsafe fn dlx_registered_backend_name(
+        &self,
+        index: usize,
+        out: *mut *const ::std::os::raw::c_char,
+        err: *mut dlx_error,
+    ) -> i32 {
+        (self.dlx_registered_backend_name)(index, out, err)
+    }
 }

@@ -36,44 +36,97 @@
 //! `src/bindings_64.rs`, so a fresh machine builds with no extra install; a test (run in CI,
 //! where libclang is installed) fails if that copy no longer matches the header.
 //!
-//! # Linking a final binary
-//! With a shared runtime the kernel and delegate libraries register themselves from static
-//! initializers, so they must be linked with `--no-as-needed`. Stable Cargo cannot pass that
-//! on to dependents, so this crate exports `DEP_EXECUTORCH_LIB_DIR` (for an rpath) and
-//! `DEP_EXECUTORCH_NO_AS_NEEDED` (comma-separated library names) for the final package's
-//! build script, e.g.:
+//! # Loading the runtime
+//! With a shared runtime (the wheel; the default) nothing of ExecuTorch is linked into the
+//! binary. The shim is built as a shared library (`libdiffulex_et.so`) linked against the
+//! runtime, and [`runtime`] opens it on first use: from `DIFFULEX_RUNTIME_DIR`, else beside the
+//! executable (or the shared library this crate is in), else where the build left it (the
+//! per-user runtime cache, so `cargo install` and `cargo clean` do not lose it). So every
+//! dependent binary, test, example and cdylib works with no build script, link flag or
+//! environment variable of its own, and a binary copied to another machine finds the runtime
+//! in its own directory ([`Runtime::files`] lists what to copy). The `dlx_*` functions below
+//! forward to the opened library; call [`runtime`] first and handle its error.
 //!
-//! ```no_run
-//! // build.rs of a package whose binaries use executorch-sys
-//! if let (Ok(dir), Ok(keep)) = (
-//!     std::env::var("DEP_EXECUTORCH_LIB_DIR"),
-//!     std::env::var("DEP_EXECUTORCH_NO_AS_NEEDED"),
-//! ) {
-//!     println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
-//!     println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-//!     for lib in keep.split(',').filter(|l| !l.is_empty()) {
-//!         println!("cargo:rustc-link-arg=-l{lib}");
-//!     }
-//!     println!("cargo:rustc-link-arg=-Wl,--as-needed");
-//! }
-//! ```
+//! A static runtime (feature `static`, or a static install) is linked in instead; then the
+//! `dlx_*` functions are the linked symbols and [`runtime`] reports
+//! [`RuntimeSource::Linked`].
 #![deny(missing_docs)]
 
+mod loader;
 mod version;
+pub use loader::{runtime, LoadError, Runtime, RuntimeSource, RUNTIME_DIR_VAR};
 pub use version::EXECUTORCH_VERSION;
 
-/// The generated declarations (`dlx_*` functions, `dlx_value_info`, ...).
+/// The generated declarations (`dlx_value_info`, ... and, for a shared runtime, the
+/// `ShimLibrary` table of function pointers).
 #[allow(
     non_camel_case_types,
     non_snake_case,
     non_upper_case_globals,
     missing_docs,
+    dead_code,
     clippy::all
 )]
 mod bindings {
+    #[cfg(not(dlx_linked))]
     include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+    #[cfg(dlx_linked)]
+    include!(concat!(env!("OUT_DIR"), "/bindings_linked.rs"));
 }
+#[cfg(dlx_linked)]
 pub use bindings::*;
+#[cfg(not(dlx_linked))]
+pub use bindings::{
+    dlx_error, dlx_log_level, dlx_module, dlx_task_fn, dlx_tensor_in, dlx_value_info,
+    dlx_verification, DLX_ABI_VERSION, DLX_ERROR_MESSAGE_LEN, DLX_LOG_DEBUG, DLX_LOG_ERROR,
+    DLX_LOG_FATAL, DLX_LOG_INFO, DLX_LOG_OFF, DLX_OK, DLX_VERIFY_INTERNAL_CONSISTENCY,
+    DLX_VERIFY_MINIMAL,
+};
+
+/// One forwarding function per shim function, for a shared runtime: the same names and
+/// signatures as the `extern "C"` declarations of a linked one, so callers are written once.
+/// Each signature is checked against the bindgen table by the call inside it.
+macro_rules! forward {
+    ($( fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?; )*) => {
+        $(
+            #[doc = concat!("Calls `", stringify!($name), "` of the shim (documented in `shim/diffulex_et.h`).")]
+            ///
+            /// # Safety
+            /// The shim function's own contract (pointers valid as its header says), and
+            /// [`runtime`] must have succeeded first: this panics if the runtime is not loaded.
+            #[cfg(not(dlx_linked))]
+            #[allow(clippy::missing_safety_doc)]
+            pub unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
+                // SAFETY: forwarded as is; the caller upholds the shim function's contract.
+                unsafe { (loader::shim().$name)($($arg),*) }
+            }
+        )*
+    };
+}
+
+#[cfg(not(dlx_linked))]
+use std::os::raw::c_char;
+forward! {
+    fn dlx_set_log_level(level: i32);
+    fn dlx_module_load_file(path: *const c_char, verification: i32, out: *mut *mut dlx_module, err: *mut dlx_error) -> i32;
+    fn dlx_module_load_buffer(data: *const std::ffi::c_void, len: usize, verification: i32, out: *mut *mut dlx_module, err: *mut dlx_error) -> i32;
+    fn dlx_module_free(module: *mut dlx_module);
+    fn dlx_module_num_methods(module: *mut dlx_module, out: *mut usize, err: *mut dlx_error) -> i32;
+    fn dlx_module_method_name(module: *mut dlx_module, index: usize, out: *mut *const c_char, err: *mut dlx_error) -> i32;
+    fn dlx_method_counts(module: *mut dlx_module, method: *const c_char, num_inputs: *mut usize, num_outputs: *mut usize, num_backends: *mut usize, err: *mut dlx_error) -> i32;
+    fn dlx_method_value_info(module: *mut dlx_module, method: *const c_char, output: i32, index: usize, out: *mut dlx_value_info, err: *mut dlx_error) -> i32;
+    fn dlx_method_backend_name(module: *mut dlx_module, method: *const c_char, index: usize, out: *mut *const c_char, err: *mut dlx_error) -> i32;
+    fn dlx_module_execute(module: *mut dlx_module, method: *const c_char, inputs: *const dlx_tensor_in, num_inputs: usize, num_outputs: *mut usize, err: *mut dlx_error) -> i32;
+    fn dlx_module_output(module: *mut dlx_module, index: usize, out: *mut dlx_value_info, err: *mut dlx_error) -> i32;
+    fn dlx_threadpool_thread_count(out: *mut usize, err: *mut dlx_error) -> i32;
+    fn dlx_threadpool_set_thread_count(num_threads: u32, err: *mut dlx_error) -> i32;
+    fn dlx_threadpool_run(task: dlx_task_fn, ctx: *mut std::ffi::c_void, range: usize, err: *mut dlx_error) -> i32;
+    fn dlx_abi_version() -> u32;
+    fn dlx_registered_kernel_count(out: *mut usize, err: *mut dlx_error) -> i32;
+    fn dlx_registered_kernel_name(index: usize, out: *mut *const c_char, err: *mut dlx_error) -> i32;
+    fn dlx_registered_backend_count(out: *mut usize, err: *mut dlx_error) -> i32;
+    fn dlx_registered_backend_name(index: usize, out: *mut *const c_char, err: *mut dlx_error) -> i32;
+}
 
 /// The committed bindings (used where libclang is missing) must equal what bindgen generates
 /// from the header; CI installs libclang so this runs there.
@@ -85,6 +138,12 @@ fn committed_bindings_match_the_header() {
     assert!(
         generated == committed,
         "src/bindings_64.rs is stale: copy $OUT_DIR/bindings.rs over it"
+    );
+    let generated = include_str!(concat!(env!("OUT_DIR"), "/bindings_linked.rs"));
+    let committed = include_str!("bindings_64_linked.rs");
+    assert!(
+        generated == committed,
+        "src/bindings_64_linked.rs is stale: copy $OUT_DIR/bindings_linked.rs over it"
     );
 }
 

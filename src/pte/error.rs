@@ -182,6 +182,45 @@ fn method_suffix(method: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
+/// A name read from the program, quoted with control characters escaped and cut to a
+/// readable length: a corrupt file's name must not write to the terminal as is.
+fn shown(name: &str) -> String {
+    const MAX: usize = 80;
+    let quoted = format!("{name:?}");
+    if quoted.chars().count() <= MAX {
+        return quoted;
+    }
+    let cut: String = quoted.chars().take(MAX).collect();
+    format!("{cut}...\" ({} bytes)", name.len())
+}
+
+/// What to do about an operator the runtime lacks, by namespace.
+fn operator_hint(operator: &str) -> &'static str {
+    if operator.starts_with("quantized_decomposed::") {
+        "libexecutorch_kernels_quantized registers it; make sure that library sits beside \
+         libdiffulex_et (`diffulex runtime` lists the files)"
+    } else if operator.starts_with("aten::") || operator.starts_with("dim_order_ops::") {
+        "libexecutorch_kernels_optimized (optimized and portable ATen kernels) registers it; \
+         make sure that library sits beside libdiffulex_et (`diffulex runtime` lists the files), \
+         or re-export the model with diffulex-export against ExecuTorch 1.5.1"
+    } else {
+        "it is a custom operator that no library of this runtime provides; link the library that \
+         registers it, or re-export the model with plain ATen ops (diffulex-export does)"
+    }
+}
+
+/// What to do about a backend the runtime lacks.
+fn backend_hint(backend: &str) -> &'static str {
+    if backend == "XnnpackBackend" {
+        "libexecutorch_backend_xnnpack registers it; make sure that library sits beside \
+         libdiffulex_et (`diffulex runtime` lists the files)"
+    } else if backend == "VulkanBackend" {
+        "the Vulkan delegate needs a source build with feature `vulkan`"
+    } else {
+        "re-export the model for the XNNPACK backend or without delegation"
+    }
+}
+
 /// An error from loading or running a `.pte` program.
 ///
 /// Runtime failures carry the ExecuTorch [`ErrorCode`] with the file, method and the runtime's
@@ -240,6 +279,55 @@ pub enum PteError {
         method: Option<String>,
         /// The runtime's message, including its error log lines.
         message: String,
+    },
+    /// The ExecuTorch runtime library could not be found or opened (see
+    /// [`runtime`](super::runtime) for where it is looked for).
+    #[error("ExecuTorch runtime unavailable: {message}")]
+    RuntimeUnavailable {
+        /// Where it was looked for and what to do.
+        message: String,
+    },
+    /// A method uses an operator no kernel library of the loaded runtime registers. Reported
+    /// when the program loads, before any method does.
+    #[error(
+        "{}method {} uses operator {}, which the ExecuTorch runtime at {runtime} has no kernel \
+         for: {}",
+        file_prefix(file),
+        shown(method),
+        shown(operator),
+        operator_hint(operator)
+    )]
+    MissingOperator {
+        /// The program file, if loaded from one.
+        file: Option<PathBuf>,
+        /// The method.
+        method: String,
+        /// The operator's registry name, e.g. `aten::add.out`.
+        operator: String,
+        /// The runtime that was searched.
+        runtime: String,
+    },
+    /// A method is delegated to a backend the loaded runtime has not registered.
+    #[error(
+        "{}method {} is delegated to backend {}, which the ExecuTorch runtime at {runtime} \
+         does not have (registered: {}): {}",
+        file_prefix(file),
+        shown(method),
+        shown(backend),
+        if registered.is_empty() { "none".to_string() } else { registered.join(", ") },
+        backend_hint(backend)
+    )]
+    MissingBackend {
+        /// The program file, if loaded from one.
+        file: Option<PathBuf>,
+        /// The method.
+        method: String,
+        /// The backend id in the program, e.g. `XnnpackBackend`.
+        backend: String,
+        /// The backends the runtime has.
+        registered: Vec<String>,
+        /// The runtime that was searched.
+        runtime: String,
     },
     /// The program has no method of that name.
     #[error("no method `{method}` in the program (available: {})", available.join(", "))]
@@ -416,6 +504,8 @@ impl PteError {
         match self {
             PteError::Runtime { code, .. } => Some(*code),
             PteError::CorruptProgram { .. } => Some(ErrorCode::InvalidProgram),
+            PteError::MissingOperator { .. } => Some(ErrorCode::OperatorMissing),
+            PteError::MissingBackend { .. } => Some(ErrorCode::NotFound),
             _ => None,
         }
     }

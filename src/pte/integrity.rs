@@ -101,14 +101,24 @@ impl Checker {
     }
 }
 
+/// What each method needs from the runtime: operators by registry name (`aten::add.out`) and
+/// delegate backends by id (`XnnpackBackend`), each with its method, in program order.
+#[derive(Debug, Default)]
+pub(crate) struct ProgramUses {
+    /// (method, operator) pairs.
+    pub operators: Vec<(String, String)>,
+    /// (method, backend id) pairs.
+    pub backends: Vec<(String, String)>,
+}
+
 /// Checks the program flatbuffer in `buf` (the file's first bytes, at least the flatbuffer
 /// part); delegate payloads stored in segments are read from `file_bytes`. `file` only labels
-/// errors.
+/// errors. Returns the operators and backends the methods use.
 pub(crate) fn check_program(
     buf: &[u8],
     file_bytes: &dyn Segments,
     file: Option<PathBuf>,
-) -> Result<(), PteError> {
+) -> Result<ProgramUses, PteError> {
     let mut c = Checker {
         file,
         place: Place {
@@ -135,8 +145,9 @@ pub(crate) fn check_program(
         .vector(1, 4)
         .map_err(|e| c.oob("program execution plans", e))?
     else {
-        return Ok(());
+        return Ok(ProgramUses::default());
     };
+    let mut uses = ProgramUses::default();
     let mut xnnpack = Vec::new();
     for p in 0..plans.len() {
         let plan = plans
@@ -147,7 +158,7 @@ pub(crate) fn check_program(
             .map_err(|e| c.oob(&format!("execution plan {p} name"), e))?;
         c.place.method = Some(name.unwrap_or_else(|| format!("<plan {p}>")));
         c.place.instruction = None;
-        for payload in check_plan(&mut c, plan, n_inline, n_segments, &mut used)? {
+        for payload in check_plan(&mut c, plan, n_inline, n_segments, &mut used, &mut uses)? {
             xnnpack.push((c.place.method.clone(), payload));
         }
     }
@@ -164,7 +175,7 @@ pub(crate) fn check_program(
         c.place.method = method;
         payloads.check_xnnpack(&c, payload)?;
     }
-    Ok(())
+    Ok(uses)
 }
 
 /// Named data entries (weights shared with delegates, e.g. XNNPACK's), mutable data and the
@@ -225,6 +236,7 @@ fn check_plan(
     n_inline: usize,
     n_segments: usize,
     used_segments: &mut Vec<usize>,
+    uses: &mut ProgramUses,
 ) -> Checked<Vec<XnnpackPayload>> {
     check_planned_memory(c, plan, total_memory())?;
     let values = plan
@@ -316,7 +328,24 @@ fn check_plan(
             _ => name,
         });
     }
+    let method = c.place.method.clone().unwrap_or_default();
+    for op in &op_names {
+        uses.operators.push((method.clone(), op.clone()));
+    }
     let (n_delegates, xnnpack) = check_delegates(c, plan, n_inline, n_segments, used_segments)?;
+    if let Some(delegates) = plan.vector(7, 4).map_err(|e| c.oob("delegate table", e))? {
+        for d in 0..delegates.len() {
+            let delegate = delegates
+                .table(d)
+                .map_err(|e| c.oob(&format!("delegate {d}"), e))?;
+            if let Some(id) = delegate
+                .string(0)
+                .map_err(|e| c.oob(&format!("delegate {d}"), e))?
+            {
+                uses.backends.push((method.clone(), id));
+            }
+        }
+    }
     // Fewest arguments each delegate is called with (its payload's external ids index them).
     let mut call_args: Vec<Option<usize>> = vec![None; n_delegates];
 

@@ -72,6 +72,7 @@ mod xnnpack_blob;
 
 pub use dtype::{DType, Element};
 pub use error::{ErrorCode, Operation, PteError, Result};
+pub use executorch_sys::{Runtime, RuntimeSource};
 pub use meta::{Dynamism, MethodMeta, TensorInfo, ValueKind};
 pub use module::PteModule;
 pub use output::{Output, Outputs};
@@ -136,4 +137,58 @@ impl LogLevel {
 /// ```
 pub fn set_log_level(level: LogLevel) {
     raw::set_log_level(level as i32);
+}
+
+/// The ExecuTorch runtime this process uses, opened on first use: where it was found and which
+/// files a copy of the program needs beside it. Loading a module calls this first.
+///
+/// The runtime's shim library is looked for in `DIFFULEX_RUNTIME_DIR` (a directory or the file),
+/// then beside the executable (and beside the shared library this crate is linked into), then
+/// at the path the build left it at; see the README, "Use it from your own crate".
+///
+/// ```
+/// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+/// let runtime = diffulex_edge::pte::runtime()?;
+/// println!("ExecuTorch runtime: {runtime}");
+/// if let Some(shim) = runtime.shim_path() {
+///     assert!(runtime.files().iter().any(|f| f == shim));
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// [`PteError::RuntimeUnavailable`] naming the places searched and what to do.
+pub fn runtime() -> Result<&'static Runtime> {
+    raw::ensure_runtime().map_err(|e| PteError::RuntimeUnavailable { message: e.message })
+}
+
+/// Names of the operator kernels the loaded runtime registers (sorted), e.g. `aten::add.out`.
+///
+/// ```
+/// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+/// let kernels = diffulex_edge::pte::registered_operators()?;
+/// assert!(kernels.iter().any(|k| k == "aten::add.out"));
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// [`PteError::RuntimeUnavailable`], or [`PteError::Runtime`] if the runtime fails to list them.
+pub fn registered_operators() -> Result<Vec<String>> {
+    runtime()?;
+    raw::registered_kernels().map_err(|e| PteError::RuntimeUnavailable { message: e.message })
+}
+
+/// Names of the delegate backends the loaded runtime registers, e.g. `XnnpackBackend`.
+///
+/// ```
+/// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+/// assert!(diffulex_edge::pte::registered_backends()?.iter().any(|b| b == "XnnpackBackend"));
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// As [`registered_operators`].
+pub fn registered_backends() -> Result<Vec<String>> {
+    runtime()?;
+    raw::registered_backends().map_err(|e| PteError::RuntimeUnavailable { message: e.message })
 }

@@ -133,14 +133,16 @@ impl PteModule {
             });
         }
         let c_path = path_to_c(path)?;
+        super::runtime()?;
         let raw = RawModule::load_file(&c_path, true)
             .map_err(|e| runtime(e, Operation::Load, Some(path), None))?;
         let program = program_bytes(path, meta.len()).map_err(io)?;
-        integrity::check_program(
+        let uses = integrity::check_program(
             &program,
             &FileSegments::new(path, meta.len()),
             Some(path.to_path_buf()),
         )?;
+        check_registered(&uses, Some(path))?;
         Self::finish(raw, None, Some(path.to_path_buf()), meta.len())
     }
 
@@ -166,13 +168,15 @@ impl PteModule {
                 path: PathBuf::from("<memory>"),
             });
         }
+        super::runtime()?;
         let aligned = AlignedBytes::copy_of(&bytes);
         // SAFETY: `aligned` is moved into the returned module, whose `raw` field is declared
         // (and therefore dropped) before it, so the buffer outlives the C++ module; it is never
         // written after this point.
         let raw = unsafe { RawModule::load_buffer(aligned.as_ptr(), aligned.len, true) }
             .map_err(|e| runtime(e, Operation::Load, None, None))?;
-        integrity::check_program(&bytes, &InMemory(&bytes), None)?;
+        let uses = integrity::check_program(&bytes, &InMemory(&bytes), None)?;
+        check_registered(&uses, None)?;
         drop(bytes);
         let len = aligned.len as u64;
         Self::finish(raw, Some(aligned), None, len)
@@ -392,6 +396,44 @@ fn tensor_info(raw: raw::RawValue) -> TensorInfo {
         kind: ValueKind::from_tag(raw.tag),
         dynamism,
     }
+}
+
+/// Every operator and backend the program uses must be registered, so a runtime missing a
+/// kernel or delegate library fails here, naming what is missing, instead of at the first
+/// method load with a bare status.
+fn check_registered(uses: &integrity::ProgramUses, file: Option<&Path>) -> Result<()> {
+    let unavailable = |e: RawError| PteError::RuntimeUnavailable { message: e.message };
+    let runtime = super::runtime()?.to_string();
+    let kernels = raw::registered_kernels().map_err(unavailable)?;
+    if let Some((method, operator)) = uses
+        .operators
+        .iter()
+        .find(|(_, op)| kernels.binary_search(op).is_err() && !is_prim_op(op))
+    {
+        return Err(PteError::MissingOperator {
+            file: file.map(Path::to_path_buf),
+            method: method.clone(),
+            operator: operator.clone(),
+            runtime,
+        });
+    }
+    let backends = raw::registered_backends().map_err(unavailable)?;
+    if let Some((method, backend)) = uses.backends.iter().find(|(_, b)| !backends.contains(b)) {
+        return Err(PteError::MissingBackend {
+            file: file.map(Path::to_path_buf),
+            method: method.clone(),
+            backend: backend.clone(),
+            registered: backends,
+            runtime,
+        });
+    }
+    Ok(())
+}
+
+/// Operators the runtime itself provides (prim ops are registered by libexecutorch, so they
+/// are in the registry too; this only guards against a registry listing without them).
+fn is_prim_op(op: &str) -> bool {
+    op.starts_with("executorch_prim::")
 }
 
 fn runtime(

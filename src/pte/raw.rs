@@ -51,6 +51,15 @@ fn check(status: i32, err: &sys::dlx_error) -> Result<(), RawError> {
     })
 }
 
+/// Opens the runtime library if that has not happened yet (a no-op for a linked runtime).
+/// Every entry point below calls it before its first shim call.
+pub(crate) fn ensure_runtime() -> Result<&'static sys::Runtime, RawError> {
+    sys::runtime().map_err(|e| RawError {
+        code: ErrorCode::NotFound,
+        message: e.to_string(),
+    })
+}
+
 /// Applies `DIFFULEX_ET_LOG` (debug|info|error|fatal|off) once per process.
 fn init_logging() {
     static ONCE: Once = Once::new();
@@ -63,10 +72,62 @@ fn init_logging() {
     });
 }
 
-/// Sets the minimum printed log level of the runtime.
+/// Sets the minimum printed log level of the runtime (nothing to set without one).
 pub(crate) fn set_log_level(level: i32) {
+    if ensure_runtime().is_err() {
+        return;
+    }
     // SAFETY: takes a plain integer; the shim initialises its logging on first use.
     unsafe { sys::dlx_set_log_level(level) }
+}
+
+/// Names of the operator kernels registered in the process, sorted, without repeats.
+pub(crate) fn registered_kernels() -> Result<Vec<String>, RawError> {
+    ensure_runtime()?;
+    let mut n = 0usize;
+    let mut err = empty_error();
+    // SAFETY: valid out-pointers.
+    check(
+        unsafe { sys::dlx_registered_kernel_count(&mut n, &mut err) },
+        &err,
+    )?;
+    let mut names = (0..n)
+        .map(|i| {
+            let mut name: *const c_char = ptr::null();
+            // SAFETY: valid out-pointers; `i` is below the count (the shim checks anyway).
+            check(
+                unsafe { sys::dlx_registered_kernel_name(i, &mut name, &mut err) },
+                &err,
+            )?;
+            Ok(owned_str(name))
+        })
+        .collect::<Result<Vec<_>, RawError>>()?;
+    names.sort_unstable();
+    names.dedup();
+    Ok(names)
+}
+
+/// Names of the delegate backends registered in the process.
+pub(crate) fn registered_backends() -> Result<Vec<String>, RawError> {
+    ensure_runtime()?;
+    let mut n = 0usize;
+    let mut err = empty_error();
+    // SAFETY: valid out-pointers.
+    check(
+        unsafe { sys::dlx_registered_backend_count(&mut n, &mut err) },
+        &err,
+    )?;
+    (0..n)
+        .map(|i| {
+            let mut name: *const c_char = ptr::null();
+            // SAFETY: valid out-pointers; `i` is below the count (the shim checks anyway).
+            check(
+                unsafe { sys::dlx_registered_backend_name(i, &mut name, &mut err) },
+                &err,
+            )?;
+            Ok(owned_str(name))
+        })
+        .collect()
 }
 
 /// Owner of a `dlx_module*`. It holds a [`LiveModule`] token for its whole life (dropped after
@@ -85,6 +146,7 @@ unsafe impl Send for RawModule {}
 impl RawModule {
     /// Loads a program from a file through ExecuTorch's mmap loader.
     pub fn load_file(path: &CStr, verify: bool) -> Result<Self, RawError> {
+        ensure_runtime()?;
         init_logging();
         // Taken before the C++ module exists, so no method can load while the pool is replaced.
         let live = LiveModule::acquire();
@@ -104,6 +166,7 @@ impl RawModule {
     /// # Safety
     /// `data..data+len` must stay valid and unchanged until the returned module is dropped.
     pub unsafe fn load_buffer(data: *const u8, len: usize, verify: bool) -> Result<Self, RawError> {
+        ensure_runtime()?;
         init_logging();
         let live = LiveModule::acquire();
         let mut out: *mut sys::dlx_module = ptr::null_mut();
@@ -249,6 +312,7 @@ impl Drop for RawModule {
 
 /// Thread count of ExecuTorch's process-wide thread pool (creating it on first use).
 pub(crate) fn threadpool_thread_count() -> Result<usize, RawError> {
+    ensure_runtime()?;
     let mut n = 0usize;
     let mut err = empty_error();
     // SAFETY: valid out-pointers; reading the count takes the pool's own mutex, so it is safe
@@ -264,6 +328,7 @@ pub(crate) fn threadpool_thread_count() -> Result<usize, RawError> {
 /// No ExecuTorch module may exist in the process during the call: one could be executing on the
 /// pool being destroyed, and XNNPACK methods keep the pool they were loaded with.
 pub(crate) unsafe fn threadpool_set_thread_count(n: u32) -> Result<(), RawError> {
+    ensure_runtime()?;
     let mut err = empty_error();
     // SAFETY: the caller guarantees no module exists; `err` is valid for writes.
     let status = unsafe { sys::dlx_threadpool_set_thread_count(n, &mut err) };
@@ -283,6 +348,7 @@ pub(crate) fn threadpool_run(n: usize, f: &(dyn Fn(usize) + Sync)) -> Result<(),
         (0..n).for_each(f);
         return Ok(());
     }
+    ensure_runtime()?;
     struct Task<'a> {
         f: &'a (dyn Fn(usize) + Sync),
         panic: std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>,
