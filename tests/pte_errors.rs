@@ -519,3 +519,88 @@ fn sym_size_dim_outside_the_rank_is_rejected() {
         "{msg}"
     );
 }
+
+/// Replaces the one occurrence of `from` in `bytes` by `to` (same length, so the flatbuffer's
+/// offsets stay valid and only the name changes).
+fn renamed(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("name present in the fixture");
+    bytes[at..at + from.len()].copy_from_slice(to);
+    bytes
+}
+
+/// An operator no kernel library registers is reported when the program loads, named as the
+/// registry names it, with what to link; both load paths.
+#[test]
+fn missing_operator_is_named_at_load() {
+    let registered = diffulex_edge::pte::registered_operators().unwrap();
+    assert!(registered.iter().any(|k| k == "aten::relu.out"));
+    assert!(!registered.iter().any(|k| k == "aten::relv.out"));
+    let bytes = renamed(mlp_bytes(), b"aten::relu", b"aten::relv");
+    let path = temp_file("missing_op.pte", &bytes);
+    for err in [
+        PteModule::load(&path).unwrap_err(),
+        PteModule::from_bytes(bytes).unwrap_err(),
+    ] {
+        match &err {
+            PteError::MissingOperator {
+                method, operator, ..
+            } => {
+                assert_eq!(method, "forward");
+                assert_eq!(operator, "aten::relv.out");
+            }
+            other => panic!("expected MissingOperator, got {other}"),
+        }
+        assert_eq!(err.code(), Some(ErrorCode::OperatorMissing));
+        let message = err.to_string();
+        assert!(message.contains("\"aten::relv.out\""), "{message}");
+        assert!(message.contains("libexecutorch_kernels_optimized"), "{message}");
+    }
+}
+
+/// A delegate whose backend is not registered is reported at load, naming the backend and the
+/// backends the runtime has.
+#[test]
+fn missing_backend_is_named_at_load() {
+    let registered = diffulex_edge::pte::registered_backends().unwrap();
+    assert!(registered.iter().any(|b| b == "XnnpackBackend"), "{registered:?}");
+    let bytes = std::fs::read(fixture("xnnpack.pte")).unwrap();
+    let bytes = renamed(bytes, b"XnnpackBackend", b"VulkanBackend_");
+    let err = PteModule::from_bytes(bytes).unwrap_err();
+    match &err {
+        PteError::MissingBackend {
+            backend, registered, ..
+        } => {
+            assert_eq!(backend, "VulkanBackend_");
+            assert!(registered.iter().any(|b| b == "XnnpackBackend"));
+        }
+        other => panic!("expected MissingBackend, got {other}"),
+    }
+    assert!(err.to_string().contains("XnnpackBackend"), "{err}");
+}
+
+/// The runtime says where it was loaded from, and lists the files a copy needs.
+#[test]
+fn runtime_reports_where_it_was_loaded_from() {
+    let runtime = diffulex_edge::pte::runtime().unwrap();
+    let shim = runtime.shim_path().expect("the default build opens a shim library");
+    assert!(shim.is_file(), "{}", shim.display());
+    let names: Vec<String> = runtime
+        .files()
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for needed in [
+        "libdiffulex_et.so",
+        "libexecutorch.so",
+        "libexecutorch_kernels_optimized.so",
+        "libexecutorch_kernels_quantized.so",
+        "libexecutorch_backend_xnnpack.so",
+        "libexecutorch_threadpool.so",
+    ] {
+        assert!(names.iter().any(|n| n == needed), "{needed} not in {names:?}");
+    }
+}

@@ -304,30 +304,27 @@ pub enum PteError {
         method: String,
         /// The operator's registry name, e.g. `aten::add.out`.
         operator: String,
-        /// The runtime that was searched.
-        runtime: String,
+        /// The runtime that was searched (shim path and how it was found).
+        runtime: Box<str>,
     },
     /// A method is delegated to a backend the loaded runtime has not registered.
     #[error(
-        "{}method {} is delegated to backend {}, which the ExecuTorch runtime at {runtime} \
-         does not have (registered: {}): {}",
-        file_prefix(file),
+        "method {} is delegated to backend {}, which the ExecuTorch runtime at {runtime} does \
+         not have (registered: {}): {}",
         shown(method),
         shown(backend),
         if registered.is_empty() { "none".to_string() } else { registered.join(", ") },
         backend_hint(backend)
     )]
     MissingBackend {
-        /// The program file, if loaded from one.
-        file: Option<PathBuf>,
         /// The method.
         method: String,
         /// The backend id in the program, e.g. `XnnpackBackend`.
         backend: String,
         /// The backends the runtime has.
-        registered: Vec<String>,
-        /// The runtime that was searched.
-        runtime: String,
+        registered: Box<[String]>,
+        /// The runtime that was searched (shim path and how it was found).
+        runtime: Box<str>,
     },
     /// The program has no method of that name.
     #[error("no method `{method}` in the program (available: {})", available.join(", "))]

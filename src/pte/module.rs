@@ -403,37 +403,30 @@ fn tensor_info(raw: raw::RawValue) -> TensorInfo {
 /// method load with a bare status.
 fn check_registered(uses: &integrity::ProgramUses, file: Option<&Path>) -> Result<()> {
     let unavailable = |e: RawError| PteError::RuntimeUnavailable { message: e.message };
-    let runtime = super::runtime()?.to_string();
+    let runtime: Box<str> = super::runtime()?.to_string().into();
     let kernels = raw::registered_kernels().map_err(unavailable)?;
     if let Some((method, operator)) = uses
         .operators
         .iter()
-        .find(|(_, op)| kernels.binary_search(op).is_err() && !is_prim_op(op))
+        .find(|(_, op)| kernels.binary_search(op).is_err())
     {
         return Err(PteError::MissingOperator {
             file: file.map(Path::to_path_buf),
             method: method.clone(),
             operator: operator.clone(),
-            runtime,
+            runtime: runtime.clone(),
         });
     }
     let backends = raw::registered_backends().map_err(unavailable)?;
     if let Some((method, backend)) = uses.backends.iter().find(|(_, b)| !backends.contains(b)) {
         return Err(PteError::MissingBackend {
-            file: file.map(Path::to_path_buf),
             method: method.clone(),
             backend: backend.clone(),
-            registered: backends,
+            registered: backends.into_boxed_slice(),
             runtime,
         });
     }
     Ok(())
-}
-
-/// Operators the runtime itself provides (prim ops are registered by libexecutorch, so they
-/// are in the registry too; this only guards against a registry listing without them).
-fn is_prim_op(op: &str) -> bool {
-    op.starts_with("executorch_prim::")
 }
 
 fn runtime(

@@ -87,18 +87,14 @@ pub(crate) fn registered_kernels() -> Result<Vec<String>, RawError> {
     let mut n = 0usize;
     let mut err = empty_error();
     // SAFETY: valid out-pointers.
-    check(
-        unsafe { sys::dlx_registered_kernel_count(&mut n, &mut err) },
-        &err,
-    )?;
+    let status = unsafe { sys::dlx_registered_kernel_count(&mut n, &mut err) };
+    check(status, &err)?;
     let mut names = (0..n)
         .map(|i| {
             let mut name: *const c_char = ptr::null();
             // SAFETY: valid out-pointers; `i` is below the count (the shim checks anyway).
-            check(
-                unsafe { sys::dlx_registered_kernel_name(i, &mut name, &mut err) },
-                &err,
-            )?;
+            let status = unsafe { sys::dlx_registered_kernel_name(i, &mut name, &mut err) };
+            check(status, &err)?;
             Ok(owned_str(name))
         })
         .collect::<Result<Vec<_>, RawError>>()?;
@@ -113,18 +109,14 @@ pub(crate) fn registered_backends() -> Result<Vec<String>, RawError> {
     let mut n = 0usize;
     let mut err = empty_error();
     // SAFETY: valid out-pointers.
-    check(
-        unsafe { sys::dlx_registered_backend_count(&mut n, &mut err) },
-        &err,
-    )?;
+    let status = unsafe { sys::dlx_registered_backend_count(&mut n, &mut err) };
+    check(status, &err)?;
     (0..n)
         .map(|i| {
             let mut name: *const c_char = ptr::null();
             // SAFETY: valid out-pointers; `i` is below the count (the shim checks anyway).
-            check(
-                unsafe { sys::dlx_registered_backend_name(i, &mut name, &mut err) },
-                &err,
-            )?;
+            let status = unsafe { sys::dlx_registered_backend_name(i, &mut name, &mut err) };
+            check(status, &err)?;
             Ok(owned_str(name))
         })
         .collect()
