@@ -557,7 +557,10 @@ fn missing_operator_is_named_at_load() {
         assert_eq!(err.code(), Some(ErrorCode::OperatorMissing));
         let message = err.to_string();
         assert!(message.contains("\"aten::relv.out\""), "{message}");
-        assert!(message.contains("libexecutorch_kernels_optimized"), "{message}");
+        assert!(
+            message.contains("libexecutorch_kernels_optimized"),
+            "{message}"
+        );
     }
 }
 
@@ -566,13 +569,18 @@ fn missing_operator_is_named_at_load() {
 #[test]
 fn missing_backend_is_named_at_load() {
     let registered = diffulex_edge::pte::registered_backends().unwrap();
-    assert!(registered.iter().any(|b| b == "XnnpackBackend"), "{registered:?}");
+    assert!(
+        registered.iter().any(|b| b == "XnnpackBackend"),
+        "{registered:?}"
+    );
     let bytes = std::fs::read(fixture("xnnpack.pte")).unwrap();
     let bytes = renamed(bytes, b"XnnpackBackend", b"VulkanBackend_");
     let err = PteModule::from_bytes(bytes).unwrap_err();
     match &err {
         PteError::MissingBackend {
-            backend, registered, ..
+            backend,
+            registered,
+            ..
         } => {
             assert_eq!(backend, "VulkanBackend_");
             assert!(registered.iter().any(|b| b == "XnnpackBackend"));
@@ -586,7 +594,9 @@ fn missing_backend_is_named_at_load() {
 #[test]
 fn runtime_reports_where_it_was_loaded_from() {
     let runtime = diffulex_edge::pte::runtime().unwrap();
-    let shim = runtime.shim_path().expect("the default build opens a shim library");
+    let shim = runtime
+        .shim_path()
+        .expect("the default build opens a shim library");
     assert!(shim.is_file(), "{}", shim.display());
     let names: Vec<String> = runtime
         .files()
@@ -601,6 +611,9 @@ fn runtime_reports_where_it_was_loaded_from() {
         "libexecutorch_backend_xnnpack.so",
         "libexecutorch_threadpool.so",
     ] {
-        assert!(names.iter().any(|n| n == needed), "{needed} not in {names:?}");
+        assert!(
+            names.iter().any(|n| n == needed),
+            "{needed} not in {names:?}"
+        );
     }
 }

@@ -25,6 +25,8 @@ pub struct Args {
 struct Report {
     file: PathBuf,
     file_size: u64,
+    /// The ExecuTorch runtime the program was loaded with (shim path and how it was found).
+    runtime: String,
     methods: Vec<MethodReport>,
 }
 
@@ -57,6 +59,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let report = Report {
         file: args.model.clone(),
         file_size: module.file_size(),
+        runtime: diffulex_edge::pte::runtime()?.to_string(),
         methods,
     };
     let text = if args.json {
@@ -135,6 +138,7 @@ fn render_text(report: &Report) -> String {
         report.file.display(),
         report.file_size
     );
+    let _ = writeln!(o, "runtime: {}", report.runtime);
     let _ = writeln!(o, "methods: {}", report.methods.len());
     for m in &report.methods {
         let _ = writeln!(o, "\nmethod {}", m.name);

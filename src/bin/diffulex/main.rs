@@ -5,6 +5,7 @@
 mod bench;
 mod generate;
 mod inspect;
+mod runtime;
 mod sampling;
 mod threads;
 
@@ -27,6 +28,9 @@ enum Commands {
     Bench(Box<bench::BenchArgs>),
     /// Show a .pte program's methods, their inputs/outputs, delegates and constant values.
     Inspect(inspect::Args),
+    /// Show where the ExecuTorch runtime was loaded from and the files a copy of `diffulex`
+    /// needs beside it; `--copy-to DIR` copies them there.
+    Runtime(runtime::Args),
 }
 
 /// Errors are printed as one line (the context chain, no backtrace) with exit code 1: the user
@@ -47,5 +51,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Generate(args) => generate::run(&args),
         Commands::Inspect(args) => inspect::run(&args),
         Commands::Bench(args) => bench::run(&args),
+        Commands::Runtime(args) => runtime::run(&args),
     }
 }
