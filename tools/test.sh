@@ -11,4 +11,8 @@ export PATH="$PWD/.venv/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# From where a user stands: a crate outside the workspace, every target kind, env -i, and the
+# packaged crates (tools/downstream.sh).
+cargo fmt --manifest-path tests/downstream/Cargo.toml -- --check
+bash tools/downstream.sh
 (cd python && python -m pytest -q)
