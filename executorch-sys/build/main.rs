@@ -79,6 +79,12 @@ fn main() {
         log(cxx.note);
     }
     let shim_library = shim::compile(&runtime, &cxx);
+    if let Some(path) = &shim_library {
+        log(&format!(
+            "shim library: {} (opened at run time; ship it with the libexecutorch*.so files)",
+            path.display()
+        ));
+    }
     link::emit(&runtime, &cxx, shim_library.as_deref());
 }
 
