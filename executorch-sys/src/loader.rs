@@ -14,6 +14,7 @@
 //! architecture, a shim of another ABI version) is an error naming it: falling through to the
 //! next one would hide a broken installation behind one that happens to work here.
 
+#[cfg(not(dlx_linked))]
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
