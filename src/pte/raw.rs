@@ -83,21 +83,12 @@ pub(crate) fn set_log_level(level: i32) {
 
 /// Names of the operator kernels registered in the process, sorted, without repeats.
 pub(crate) fn registered_kernels() -> Result<Vec<String>, RawError> {
-    ensure_runtime()?;
-    let mut n = 0usize;
-    let mut err = empty_error();
-    // SAFETY: valid out-pointers.
-    let status = unsafe { sys::dlx_registered_kernel_count(&mut n, &mut err) };
-    check(status, &err)?;
-    let mut names = (0..n)
-        .map(|i| {
-            let mut name: *const c_char = ptr::null();
-            // SAFETY: valid out-pointers; `i` is below the count (the shim checks anyway).
-            let status = unsafe { sys::dlx_registered_kernel_name(i, &mut name, &mut err) };
-            check(status, &err)?;
-            Ok(owned_str(name))
-        })
-        .collect::<Result<Vec<_>, RawError>>()?;
+    let mut names = registry_names(
+        // SAFETY: valid out-pointers.
+        |n, err| unsafe { sys::dlx_registered_kernel_count(n, err) },
+        // SAFETY: valid out-pointers; the index is below the count (the shim checks anyway).
+        |i, name, err| unsafe { sys::dlx_registered_kernel_name(i, name, err) },
+    )?;
     names.sort_unstable();
     names.dedup();
     Ok(names)
@@ -105,18 +96,28 @@ pub(crate) fn registered_kernels() -> Result<Vec<String>, RawError> {
 
 /// Names of the delegate backends registered in the process.
 pub(crate) fn registered_backends() -> Result<Vec<String>, RawError> {
+    registry_names(
+        // SAFETY: valid out-pointers.
+        |n, err| unsafe { sys::dlx_registered_backend_count(n, err) },
+        // SAFETY: valid out-pointers; the index is below the count (the shim checks anyway).
+        |i, name, err| unsafe { sys::dlx_registered_backend_name(i, name, err) },
+    )
+}
+
+/// Reads a registry listing through its count and by-index name functions.
+fn registry_names(
+    count: impl Fn(&mut usize, &mut sys::dlx_error) -> i32,
+    name_at: impl Fn(usize, &mut *const c_char, &mut sys::dlx_error) -> i32,
+) -> Result<Vec<String>, RawError> {
     ensure_runtime()?;
     let mut n = 0usize;
     let mut err = empty_error();
-    // SAFETY: valid out-pointers.
-    let status = unsafe { sys::dlx_registered_backend_count(&mut n, &mut err) };
-    check(status, &err)?;
+    check(count(&mut n, &mut err), &err)?;
     (0..n)
         .map(|i| {
             let mut name: *const c_char = ptr::null();
-            // SAFETY: valid out-pointers; `i` is below the count (the shim checks anyway).
-            let status = unsafe { sys::dlx_registered_backend_name(i, &mut name, &mut err) };
-            check(status, &err)?;
+            check(name_at(i, &mut name, &mut err), &err)?;
+            // Registry names are static strings of the runtime.
             Ok(owned_str(name))
         })
         .collect()
