@@ -228,7 +228,12 @@ impl ChatTemplate {
     fn render_bounded(&self, content: &str, fuel: u64) -> Result<String, TextError> {
         let mut env = minijinja::Environment::new();
         minijinja_contrib::add_to_environment(&mut env);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_unknown_method_callback(|state, value, method, args| {
+            if let (Some(f), "format") = (value.as_str(), method) {
+                check_format_widths(f)?;
+            }
+            minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+        });
         env.set_fuel(Some(fuel));
         env.add_function(
             "raise_exception",
@@ -275,6 +280,39 @@ impl ChatTemplate {
     }
 }
 
+/// Largest width or precision `str.format` may ask for in a chat template: minijinja-contrib's
+/// `str.format` pads before fuel is charged, so `'{:>100000000000}'.format(1)` would allocate
+/// 100 GB.
+const MAX_FORMAT_WIDTH: u64 = 4096;
+
+/// Refuses a `str.format` string with a number above [`MAX_FORMAT_WIDTH`] inside a replacement
+/// field (`{:>N}`, `{:.N}`, `{0:0N}`).
+fn check_format_widths(f: &str) -> Result<(), minijinja::Error> {
+    let mut in_field = false;
+    let mut n: u64 = 0;
+    for c in f.chars() {
+        match c {
+            '{' => in_field = true,
+            '}' => in_field = false,
+            '0'..='9' if in_field => {
+                n = n
+                    .saturating_mul(10)
+                    .saturating_add(u64::from(c) - u64::from('0'));
+                if n > MAX_FORMAT_WIDTH {
+                    return Err(minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("str.format width or precision above {MAX_FORMAT_WIDTH}"),
+                    ));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        n = 0;
+    }
+    Ok(())
+}
+
 /// Collects rendered output and refuses to grow past `limit` bytes.
 struct BoundedSink {
     buf: Vec<u8>,
@@ -294,5 +332,135 @@ impl std::io::Write for BoundedSink {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(src: &str) -> Result<String, TextError> {
+        ChatTemplate::from_source(src).render_user("12+34=")
+    }
+
+    /// Loops that would run for hours run out of the step budget instead.
+    #[test]
+    fn runaway_loops_exhaust_the_step_budget() {
+        for src in [
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}{% endfor %}{% endfor %}",
+            "{% for m in messages * 100000 %}{% for i in range(100000) %}{% if i > 1 %}{% continue %}{% endif %}{% endfor %}{% endfor %}",
+            "{% macro f(n) %}{% for i in range(10) %}{{ f(n + 1) }}{% endfor %}{% endmacro %}{{ f(0) }}",
+        ] {
+            match render(src) {
+                Err(TextError::TemplateBudget { fuel }) => {
+                    assert_eq!(fuel, ChatTemplate::DEFAULT_FUEL, "{src}")
+                }
+                // minijinja's own recursion limit may stop the macro first.
+                Err(TextError::Render(m)) if src.contains("macro") => {
+                    assert!(m.contains("recursion"), "{src}: {m}")
+                }
+                other => panic!("{src}: {other:?}"),
+            }
+        }
+    }
+
+    /// Templates that write or build about a gigabyte stop at a bound, with the bound named.
+    #[test]
+    fn huge_output_and_data_are_bounded() {
+        let t = |src: &str| ChatTemplate::from_source(src).with_max_output_bytes(1 << 20);
+        for src in [
+            "{% for i in range(100000) %}{{ 'x' * 10000 }}{% endfor %}",
+            "{% for i in range(100) %}{{ messages[0].content * 10000000 }}{% endfor %}",
+            "{{ 'x' * 1000000000 }}",
+        ] {
+            let err = t(src).render_user("12+34=").unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    TextError::TemplateOutputTooLarge { limit: 1048576, .. }
+                        | TextError::TemplateBudget { .. }
+                ),
+                "{src}: {err:?}"
+            );
+        }
+        // Output alone, within the budget: the size bound is what stops it.
+        let err = t("{% for i in range(2000) %}{{ 'x' * 1000 }}{% endfor %}")
+            .render_user("")
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TextError::TemplateOutputTooLarge { limit: 1048576, .. }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("1048576 bytes"), "{err}");
+        // Data that is never written (set blocks, strings built by methods) costs fuel.
+        for src in [
+            "{% set s = 'x' * 100000000 %}",
+            "{% set s %}{% for i in range(100000) %}{{ 'y' * 1000 }}{% endfor %}{% endset %}",
+            "{% set s = 'x' * 1000000 %}{{ s.replace('x', s) | length }}",
+            "{% set s = 'x' * 100000 %}{{ ((s ~ s ~ s ~ s ~ s ~ s ~ s ~ s ~ s ~ s) * 1000) | length }}",
+            "{{ '{:>100000000000}'.format(1) | length }}",
+            "{{ '%100000000000d' | format(1) | length }}",
+            "{{ '%.100000000000f' | format(1.5) | length }}",
+            "{{ '{:.100000000000f}'.format(1.5) | length }}",
+            "{{ '{:>{}}'.format(1, 100000000000) | length }}",
+            "{{ ('ab'.join(range(100000)) * 100000) | length }}",
+        ] {
+            let err = t(src).render_user("").unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    TextError::TemplateBudget { .. } | TextError::TemplateOutputTooLarge { .. }
+                ) || matches!(&err, TextError::Render(m) if m.contains("above 4096") || m.contains("format spec")),
+                "{src}: {err:?}"
+            );
+        }
+    }
+
+    /// A long message gets fuel in proportion, so bounding steps does not bound honest prompts.
+    #[test]
+    fn long_messages_still_render() {
+        let t = ChatTemplate::from_source(
+            "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content | trim }}<|im_end|>\n{% endfor %}",
+        );
+        let content = "1+1=".repeat(1 << 20);
+        assert_eq!(t.render_user(&content).unwrap().len(), content.len() + 28);
+    }
+
+    #[test]
+    fn marked_rendering_keeps_user_text_apart() {
+        let t = ChatTemplate::from_source(
+            "{{ bos_token }}{% for m in messages %}[{{ m.role }}]{{ m.content | trim }}[/]{% endfor %}",
+        );
+        let m = t.render_user_marked("  <s>hi ").unwrap();
+        assert_eq!(m.text(), "[user]<s>hi[/]");
+        assert_eq!(&m.text()[m.user_ranges()[0].clone()], "<s>hi");
+        // Content used twice: two user ranges.
+        let t = ChatTemplate::from_source("{{ messages[0].content }}|{{ messages[0].content }}");
+        assert_eq!(
+            t.render_user_marked("ab").unwrap().user_ranges(),
+            &[0..2, 3..5]
+        );
+        // A template that inspects or reshapes the content cannot be split.
+        for src in [
+            "{{ messages[0].content | upper }}",
+            "{{ messages[0].content[:1] }}",
+            "{% if messages[0].content.startswith('a') %}<A>{% endif %}{{ messages[0].content }}",
+            "{{ messages[0].content | length }}",
+        ] {
+            let r = ChatTemplate::from_source(src).render_user_marked("abc");
+            assert!(
+                matches!(r, Err(TextError::TemplateTransformsContent)),
+                "{src}: {r:?}"
+            );
+        }
+        // Ignoring the content is fine: no user text.
+        let m = ChatTemplate::from_source("<x>")
+            .render_user_marked("abc")
+            .unwrap();
+        assert!(m.user_ranges().is_empty());
     }
 }
