@@ -415,9 +415,11 @@ impl TextTokenizer {
     /// more than `max_seq_len * bytes_per_token()` bytes cannot fit a context of `max_seq_len`
     /// tokens whenever every token covers at most that many input bytes: true of byte-level BPE
     /// (each token's entry spells its bytes, at one or two characters per byte) and of
-    /// character-level vocabularies like the bundled model's. It is a policy, not a theorem, for
-    /// tokenizers that drop input (whitespace-splitting pre-tokenizers, normalizers that delete
-    /// characters) or map a long unknown word to one unknown token.
+    /// character-level vocabularies like the bundled model's. Only text the model cannot see
+    /// breaks it: a run of unknown characters that becomes one unknown token (the bundled
+    /// pre-tokenizer leaves a run of `\n` in one piece), or input a tokenizer drops
+    /// (whitespace-splitting pre-tokenizers, normalizers that delete characters). A prompt
+    /// refused for that reason would have had that much text invisible to the model.
     ///
     /// ```
     /// # use diffulex_edge::text::TextTokenizer;
