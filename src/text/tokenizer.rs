@@ -27,6 +27,8 @@ pub struct TextTokenizer {
     path: PathBuf,
     /// Special added tokens: (content, id, lstrip, rstrip), longest content first.
     specials: Vec<SpecialToken>,
+    /// Ids of the special tokens but the unknown token, sorted.
+    controls: Vec<u32>,
     /// The model's unknown token, if it has one.
     unk: Option<(u32, String)>,
     /// Bytes of the longest vocabulary entry, added tokens included.
@@ -183,17 +185,19 @@ impl TextTokenizer {
             .collect();
         // Longest first, then by id, so matching is leftmost-longest and deterministic.
         specials.sort_by(|a, b| b.content.len().cmp(&a.content.len()).then(a.id.cmp(&b.id)));
-        let longest_token = inner
-            .get_vocab(true)
-            .keys()
-            .map(String::len)
-            .max()
-            .unwrap_or(0);
+        let longest_token = longest_token(&inner);
+        let mut controls: Vec<u32> = specials
+            .iter()
+            .map(|t| t.id)
+            .filter(|&id| Some(id) != unk.as_ref().map(|(u, _)| *u))
+            .collect();
+        controls.sort_unstable();
         Ok(Self {
             inner,
             raw: OnceLock::new(),
             path,
             specials,
+            controls,
             unk,
             longest_token,
         })
@@ -406,12 +410,13 @@ impl TextTokenizer {
     /// assert!(!tok.is_control(3) && !tok.is_control(tok.token_to_id("7").unwrap()));
     /// ```
     pub fn is_control(&self, id: i64) -> bool {
-        self.unk.as_ref().map(|(u, _)| i64::from(*u)) != Some(id)
-            && self.specials.iter().any(|t| i64::from(t.id) == id)
+        u32::try_from(id).is_ok_and(|id| self.controls.binary_search(&id).is_ok())
     }
 
     /// The most bytes of text one token is taken to stand for: the longest vocabulary entry
-    /// (added tokens included) in UTF-8 bytes, and at least [`MIN_BYTES_PER_TOKEN`]. A text of
+    /// (added tokens included) in input bytes, and at least [`MIN_BYTES_PER_TOKEN`]. An entry's
+    /// input bytes are its UTF-8 length, or its character count for a byte-level pre-tokenizer
+    /// (one character per byte). A text of
     /// more than `max_seq_len * bytes_per_token()` bytes cannot fit a context of `max_seq_len`
     /// tokens whenever every token covers at most that many input bytes: true of byte-level BPE
     /// (each token's entry spells its bytes, at one or two characters per byte) and of
@@ -464,6 +469,42 @@ struct SpecialMatch {
     start: usize,
     end: usize,
     id: u32,
+}
+
+/// Input bytes of the longest vocabulary entry: a byte-level model's entries spell one
+/// character per input byte; others (and added tokens, kept as typed) at most their UTF-8 length
+/// (`▁` for a space, `##` continuation prefixes only make an entry longer than its input).
+fn longest_token(tok: &tokenizers::Tokenizer) -> usize {
+    use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+    use tokenizers::Model;
+    let byte_level = match tok.get_pre_tokenizer() {
+        Some(PreTokenizerWrapper::ByteLevel(_)) => true,
+        Some(PreTokenizerWrapper::Sequence(seq)) => seq
+            .as_ref()
+            .iter()
+            .any(|p| matches!(p, PreTokenizerWrapper::ByteLevel(_))),
+        _ => false,
+    };
+    let model = tok
+        .get_model()
+        .get_vocab()
+        .into_keys()
+        .map(|k| {
+            if byte_level {
+                k.chars().count()
+            } else {
+                k.len()
+            }
+        })
+        .max()
+        .unwrap_or(0);
+    let added = tok
+        .get_added_tokens_decoder()
+        .into_values()
+        .map(|t| t.content.len())
+        .max()
+        .unwrap_or(0);
+    model.max(added)
 }
 
 /// The model's unknown token: `unk_token` of BPE, WordPiece and WordLevel models, `unk_id` of
