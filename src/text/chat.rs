@@ -62,6 +62,9 @@ impl ChatTemplate {
     /// times.
     pub const DEFAULT_FUEL: u64 = 1_000_000;
 
+    /// Largest `tokenizer_config.json` read (64 MiB; real ones are kilobytes to a few MB).
+    pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
+
     /// Largest rendered text by default (16 MiB).
     pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 16 << 20;
 
@@ -115,7 +118,22 @@ impl ChatTemplate {
             path: path.clone(),
             reason,
         };
-        let raw = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+        // Read one byte past the bound so a huge (or endless) file costs nothing.
+        let mut raw = String::new();
+        std::fs::File::open(&path)
+            .and_then(|f| {
+                std::io::Read::read_to_string(
+                    &mut std::io::Read::take(f, Self::MAX_CONFIG_BYTES + 1),
+                    &mut raw,
+                )
+            })
+            .map_err(|e| err(e.to_string()))?;
+        if raw.len() as u64 > Self::MAX_CONFIG_BYTES {
+            return Err(err(format!(
+                "larger than {} bytes, not a tokenizer_config.json",
+                Self::MAX_CONFIG_BYTES
+            )));
+        }
         let json: serde_json::Value =
             serde_json::from_str(&raw).map_err(|e| err(format!("not valid JSON: {e}")))?;
         let source = match json.get("chat_template") {
@@ -428,6 +446,15 @@ mod tests {
         );
         let content = "1+1=".repeat(1 << 20);
         assert_eq!(t.render_user(&content).unwrap().len(), content.len() + 28);
+    }
+
+    #[test]
+    fn endless_config_files_are_refused() {
+        let err = ChatTemplate::from_tokenizer_config("/dev/zero").unwrap_err();
+        assert!(
+            err.to_string().contains("larger than 67108864 bytes"),
+            "{err}"
+        );
     }
 
     #[test]
