@@ -240,11 +240,11 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         );
     }
 
-    let template = match args.chat {
-        true => Some(ChatTemplate::from_tokenizer_config(
-            tokenizer_path.with_file_name("tokenizer_config.json"),
-        )?),
-        false => None,
+    let template = if args.chat {
+        let config = tokenizer_path.with_file_name("tokenizer_config.json");
+        Some(ChatTemplate::from_tokenizer_config(&config)?)
+    } else {
+        None
     };
     let options = PromptOptions {
         max_seq_len,
