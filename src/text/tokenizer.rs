@@ -68,7 +68,7 @@ impl MarkedText {
         let user = if text.is_empty() {
             Vec::new()
         } else {
-            vec![0..text.len()]
+            std::iter::once(0..text.len()).collect()
         };
         Self { text, user }
     }
