@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 
 use diffulex_edge::text::TextTokenizer;
 
+#[path = "../fuzz/harness/chat_template.rs"]
+mod chat_template;
 #[path = "../fuzz/harness/engine.rs"]
 mod engine;
 #[path = "../fuzz/harness/pte_load.rs"]
@@ -54,13 +56,24 @@ fn pte_load_corpus_replays() {
 
 #[test]
 fn text_corpus_replays() {
+    let n = replay("text", |d| text::run_bytes(bundled_tokenizer(), d));
+    eprintln!("text: {n} inputs");
+}
+
+fn bundled_tokenizer() -> &'static TextTokenizer {
     static TOK: OnceLock<TextTokenizer> = OnceLock::new();
-    let tok = TOK.get_or_init(|| {
+    TOK.get_or_init(|| {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default/tokenizer.json");
         TextTokenizer::from_file(p).expect("bundled tokenizer")
+    })
+}
+
+#[test]
+fn chat_template_corpus_replays() {
+    let n = replay("chat_template", |d| {
+        chat_template::run_bytes(bundled_tokenizer(), d)
     });
-    let n = replay("text", |d| text::run_bytes(tok, d));
-    eprintln!("text: {n} inputs");
+    eprintln!("chat_template: {n} inputs");
 }
 
 #[test]

@@ -11,10 +11,12 @@
 
 mod chat;
 mod error;
+mod prompt;
 mod stream;
 mod tokenizer;
 
 pub use chat::ChatTemplate;
 pub use error::TextError;
+pub use prompt::{encode_prompt, read_prompt_bounded, Prompt, PromptOptions};
 pub use stream::StreamDecoder;
-pub use tokenizer::TextTokenizer;
+pub use tokenizer::{MarkedText, MarkedToken, TextTokenizer, MIN_BYTES_PER_TOKEN};

@@ -1,6 +1,6 @@
 //! `diffulex generate`: prompt text in, generated text out, streamed as blocks are committed.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -10,7 +10,9 @@ use diffulex_edge::runtime::{
     GenerationOutput, ModelType, StepEvent,
 };
 use diffulex_edge::runtime::{DiffusionModel, PteModel};
-use diffulex_edge::text::{ChatTemplate, StreamDecoder, TextTokenizer};
+use diffulex_edge::text::{
+    encode_prompt, read_prompt_bounded, ChatTemplate, PromptOptions, StreamDecoder, TextTokenizer,
+};
 
 use crate::sampling::DecodeArgs;
 use crate::threads::ThreadArgs;
@@ -36,6 +38,10 @@ pub struct GenerateArgs {
     /// Wrap the prompt in the model's chat template (tokenizer_config.json beside the tokenizer).
     #[arg(long)]
     pub chat: bool,
+    /// Tokenize special-token strings typed in the prompt (`<|endoftext|>`) as control tokens.
+    /// Without it they are plain text, and only the chat template's own markup makes them.
+    #[arg(long)]
+    pub raw_special_tokens: bool,
     /// Expected family: auto (read from the .pte), sdar, fast_dllm_v2, llada or dream.
     #[arg(long, default_value = "auto")]
     pub model_type: String,
@@ -88,19 +94,26 @@ fn default_model() -> Result<PathBuf> {
         })
 }
 
-fn read_prompt(args: &GenerateArgs) -> Result<String> {
+/// The prompt from `--prompt` or stdin; stdin is read up to the prompt byte bound only.
+fn read_prompt(
+    args: &GenerateArgs,
+    tokenizer: &TextTokenizer,
+    max_seq_len: usize,
+) -> Result<String> {
     if let Some(p) = &args.prompt {
         return Ok(p.clone());
     }
-    let mut stdin = std::io::stdin();
+    let stdin = std::io::stdin();
     if stdin.is_terminal() {
         bail!("no prompt: pass --prompt TEXT or pipe the prompt on stdin");
     }
-    let mut text = String::new();
-    stdin
-        .read_to_string(&mut text)
-        .context("cannot read the prompt from stdin")?;
-    let text = text.trim_end_matches(['\n', '\r']).to_string();
+    let text = read_prompt_bounded(
+        stdin.lock(),
+        tokenizer.max_prompt_bytes(max_seq_len),
+        max_seq_len,
+        tokenizer.bytes_per_token(),
+    )
+    .context("cannot read the prompt from stdin")?;
     if text.is_empty() {
         bail!("the prompt on stdin is empty: pass --prompt TEXT or pipe some text");
     }
@@ -202,7 +215,6 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         );
     }
     let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
-    let prompt_text = read_prompt(args)?;
     let model_type: ModelType = args
         .model_type
         .parse()
@@ -216,6 +228,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     })?;
     let meta = model.metadata().clone();
     let max_seq_len = context_limit(args.max_seq_len, meta.max_seq_len)?;
+    let prompt_text = read_prompt(args, &tokenizer, max_seq_len)?;
     let use_kv_cache = meta.use_kv_cache && !args.no_kv_cache;
     let mut engine = DiffusionEngine::from_model(model, model_type, use_kv_cache)?;
     if tokenizer.max_id() as usize >= meta.vocab_size {
@@ -227,13 +240,25 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         );
     }
 
-    let text = if args.chat {
+    let template = if args.chat {
         let config = tokenizer_path.with_file_name("tokenizer_config.json");
-        ChatTemplate::from_tokenizer_config(&config)?.render_user(&prompt_text)?
+        Some(ChatTemplate::from_tokenizer_config(&config)?)
     } else {
-        prompt_text
+        None
     };
-    let prompt = tokenizer.encode(&text, false)?;
+    let options = PromptOptions {
+        max_seq_len,
+        chat: template.as_ref(),
+        raw_special_tokens: args.raw_special_tokens,
+    };
+    let encoded = encode_prompt(&tokenizer, &prompt_text, &options)?;
+    if encoded.unknown_tokens > 0 {
+        eprintln!(
+            "warning: {} of the prompt's {} tokens are unknown to the tokenizer: the model does not see that text",
+            encoded.unknown_tokens, encoded.user_tokens
+        );
+    }
+    let prompt = encoded.ids;
     if prompt.is_empty() {
         bail!("the prompt tokenizes to nothing: give some text");
     }
