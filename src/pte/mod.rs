@@ -73,7 +73,7 @@ mod xnnpack_blob;
 pub use dtype::{DType, Element};
 pub use error::{ErrorCode, Operation, PteError, Result};
 pub use meta::{Dynamism, MethodMeta, TensorInfo, ValueKind};
-pub use module::PteModule;
+pub use module::{not_a_regular_file, PteModule};
 pub use output::{Output, Outputs};
 #[doc(hidden)]
 pub use tensor::TensorData;
