@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 
 use diffulex_edge::text::TextTokenizer;
 
+#[path = "../fuzz/harness/cli.rs"]
+mod cli;
 #[path = "../fuzz/harness/engine.rs"]
 mod engine;
 #[path = "../fuzz/harness/pte_load.rs"]
@@ -67,4 +69,10 @@ fn text_corpus_replays() {
 fn engine_corpus_replays() {
     let n = replay("engine", engine::run_bytes);
     eprintln!("engine: {n} inputs");
+}
+
+#[test]
+fn cli_corpus_replays() {
+    let n = replay("cli", cli::run_bytes);
+    eprintln!("cli: {n} inputs");
 }
