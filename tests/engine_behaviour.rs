@@ -704,3 +704,28 @@ fn overflowing_lengths_are_too_long_not_wrapped() {
         assert!(!out.tokens.is_empty() && out.tokens.len() <= 118);
     }
 }
+
+/// Issue 13, item 3: a forward's `input_pos + tokens` is checked arithmetic, so a position near
+/// `usize::MAX` is `ForwardArgs` (it used to overflow: a panic in debug builds, a wrapped sum
+/// that passed the bound in release builds), for the test model and a real `.pte`.
+#[test]
+fn forward_positions_near_usize_max_are_refused() {
+    let mut m = meta(Family::Sdar, true);
+    m.use_kv_cache = true;
+    let mut hash = HashModel::new(m, 1);
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/pte/sdar_cached.pte"
+    );
+    let mut pte = diffulex_edge::runtime::PteModel::load(path).unwrap();
+    for pos in [usize::MAX, usize::MAX - 2, 1 << 63] {
+        for model in [&mut hash as &mut dyn DiffusionModel, &mut pte] {
+            let err = model
+                .forward(&[5, 6, 7, 8], Some(pos))
+                .map(|_| ())
+                .unwrap_err();
+            assert!(matches!(err, EngineError::ForwardArgs(_)), "{err}");
+            assert!(err.to_string().contains(&pos.to_string()), "{err}");
+        }
+    }
+}

@@ -191,7 +191,12 @@ impl PteModel {
     /// Checks a forward's arguments; returns the start position.
     fn check_args(&self, t: usize, input_pos: Option<usize>) -> Result<usize> {
         let start = input_pos.unwrap_or(0);
-        if t == 0 || start + t > self.meta.max_seq_len {
+        // Checked: `input_pos` comes from the caller; a wrapped sum would pass the bound.
+        if t == 0
+            || start
+                .checked_add(t)
+                .is_none_or(|end| end > self.meta.max_seq_len)
+        {
             return Err(EngineError::ForwardArgs(format!(
                 "{t} tokens at position {start} exceed max_seq_len {}",
                 self.meta.max_seq_len
