@@ -176,10 +176,18 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 /// `len` seeded random prompt ids that are neither the mask nor an eos id.
 fn random_prompt(meta: &ModelMetadata, len: usize, seed: u64) -> Result<Vec<i64>> {
-    let allowed = (0..meta.vocab_size as i64)
-        .filter(|t| *t != meta.mask_token_id && !meta.eos_ids.contains(t))
-        .count();
-    if allowed == 0 {
+    // Counted from the excluded ids, not by walking the vocabulary (its size comes from the
+    // file).
+    let mut excluded: Vec<i64> = meta
+        .eos_ids
+        .iter()
+        .copied()
+        .chain([meta.mask_token_id])
+        .filter(|&t| t >= 0 && (t as u64) < meta.vocab_size as u64)
+        .collect();
+    excluded.sort_unstable();
+    excluded.dedup();
+    if excluded.len() as u64 >= meta.vocab_size as u64 {
         bail!("the vocabulary has no token that is neither the mask nor an eos id");
     }
     let mut rng = Rng::new(seed ^ 0xBE7C_0DE5);
