@@ -42,14 +42,21 @@ pub fn eprint_line(line: &str) {
 }
 
 /// `text` on one line, safe to show on a terminal: control characters (newlines, escape
-/// sequences) and other invisible characters become their Rust escapes (`\n`, `\u{1b}`), so a
-/// path or value chosen by someone else cannot break the line or drive the terminal.
+/// sequences) and the invisible characters that reorder or hide text (bidirectional overrides,
+/// zero-width characters) become their Rust escapes (`\n`, `\u{1b}`, `\u{202e}`), so a path or
+/// value chosen by someone else cannot break the line or drive the terminal. Other text,
+/// non-ASCII included, is kept as it is.
 pub fn one_line(text: &str) -> String {
     let mut s = String::with_capacity(text.len());
     for c in text.chars() {
-        match c {
-            '\\' | '"' | '\'' => s.push(c),
-            c => s.extend(c.escape_debug()),
+        let hidden = matches!(
+            c,
+            '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
+        );
+        if c.is_control() || hidden {
+            s.extend(c.escape_default());
+        } else {
+            s.push(c);
         }
     }
     s
@@ -77,8 +84,8 @@ mod tests {
     #[test]
     fn control_characters_are_escaped_and_text_is_kept() {
         assert_eq!(
-            one_line("a\nb\x1b[31mc\u{202e}é\"\\"),
-            "a\\nb\\u{1b}[31mc\\u{202e}é\"\\"
+            one_line("a\nb\x1b[31mc\u{202e}é\"\\\te\u{301}"),
+            "a\\nb\\u{1b}[31mc\\u{202e}é\"\\\\te\u{301}"
         );
     }
 }
