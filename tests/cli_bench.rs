@@ -190,3 +190,175 @@ fn kv_cache_and_recompute_decode_the_same_tokens() {
     assert_eq!(cached["tokens"], uncached["tokens"]);
     assert_eq!(cached["tokens"].as_array().unwrap().len(), 12);
 }
+
+/// Asserts the one-line error contract: exit 1, a single `error:` line containing every
+/// needle, no panic.
+#[track_caller]
+fn one_error_line(out: &std::process::Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    for n in needles {
+        assert!(err.contains(n), "should mention {n:?}: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Issue 13, items 2 and 3: `--prompt-len` and `--gen-len` are checked against the model's
+/// context with checked arithmetic before the prompt is allocated. These panicked (capacity
+/// overflow), aborted, took 800 MB before the error, or (the wrapped sum) exited 0 with
+/// "0 tokens, first token NaN ms".
+#[test]
+fn lengths_are_checked_before_anything_is_allocated() {
+    let bundled = format!("{}/models/default/model.pte", env!("CARGO_MANIFEST_DIR"));
+    for (args, flag) in [
+        (vec!["--prompt-len", "18446744073709551615"], "--prompt-len"),
+        (vec!["--gen-len", "18446744073709551615"], "--gen-len"),
+        (vec!["--prompt-len", "1099511627776"], "--prompt-len"),
+        (vec!["--prompt-len", "100000000"], "--prompt-len"),
+        (
+            vec!["--gen-len", "18446744073709551615", "--prompt-len", "8"],
+            "--gen-len 18446744073709551615",
+        ),
+        (
+            vec!["--gen-len", "40", "--prompt-len", "40"],
+            "--prompt-len 40 + --gen-len 40",
+        ),
+        (vec!["--gen-len", "0"], "--gen-len"),
+    ] {
+        let mut full = vec!["--model", bundled.as_str()];
+        full.extend(args.iter().copied());
+        let out = bench(&full);
+        one_error_line(&out, &[flag]);
+        if !args.contains(&"0") {
+            one_error_line(&out, &["context of 64"]);
+        }
+    }
+}
+
+/// Issue 13, item 13: the README's `diffulex bench --model models/default/model.pte` runs on
+/// the bundled model (a 64-token context): the default lengths shrink to fit and say so.
+#[test]
+fn readme_example_runs_on_the_bundled_model() {
+    let bundled = format!("{}/models/default/model.pte", env!("CARGO_MANIFEST_DIR"));
+    let out = bench(&["--model", &bundled]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("prompt 32 + 32 new tokens (defaults shortened"),
+        "{table}"
+    );
+    let v = json(&["--model", &bundled, "--runs", "1", "--json"]);
+    assert_eq!(
+        (v["prompt_len"].as_u64(), v["gen_len"].as_u64()),
+        (Some(32), Some(32))
+    );
+    assert_eq!(v["lengths_fitted"], true);
+    // A large-context model keeps the documented 64 + 64.
+    let v = json(&[
+        "--model",
+        &fixture("llada.pte"),
+        "--runs",
+        "1",
+        "--json",
+        "--steps",
+        "8",
+    ]);
+    assert_eq!(
+        (v["prompt_len"].as_u64(), v["gen_len"].as_u64()),
+        (Some(64), Some(64))
+    );
+    assert_eq!(v["lengths_fitted"], false);
+}
+
+/// Runs `bench` on `path` while `replace` rewrites the file over and over, until the bench
+/// ends; returns its output and how many replacements were made.
+fn bench_while_replacing(
+    args: &[&str],
+    path: &std::path::Path,
+    replace: impl Fn(),
+) -> (std::process::Output, usize) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_diffulex"))
+        .arg("bench")
+        .args(args)
+        .arg("--model")
+        .arg(path)
+        .env_remove("LD_LIBRARY_PATH")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut n = 0;
+    while child.try_wait().unwrap().is_none() {
+        replace();
+        n += 1;
+    }
+    (child.wait_with_output().unwrap(), n)
+}
+
+/// Issue 13, item 7: replacing a model while it is in use. By atomic rename (the documented
+/// way: `cp new.pte model.pte.tmp && mv model.pte.tmp model.pte`) the mapped file keeps its old
+/// inode: no SIGBUS, same tokens. Overwritten in place (`cp new.pte model.pte`), a mapped file
+/// can die of SIGBUS (tests/control.rs), so `--no-mmap` reads it into memory: no signal, and
+/// either the same tokens or, if the read caught the file half-written, one error line.
+#[test]
+fn a_model_replaced_during_use_gives_no_sigbus() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-bench-replace");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes = std::fs::read(fixture("sdar_uncached.pte")).unwrap();
+    let args = [
+        "--prompt-len",
+        "8",
+        "--gen-len",
+        "8",
+        "--runs",
+        "20",
+        "--json",
+    ];
+    let reference = {
+        let path = dir.join("reference.pte");
+        std::fs::write(&path, &bytes).unwrap();
+        json(&[&args[..], &["--model", path.to_str().unwrap()]].concat())
+    };
+
+    let path = dir.join("renamed.pte");
+    std::fs::write(&path, &bytes).unwrap();
+    let tmp = dir.join("renamed.pte.tmp");
+    let (out, replaced) = bench_while_replacing(&args, &path, || {
+        std::fs::write(&tmp, &bytes).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    });
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "atomic rename must not kill a mapped model ({replaced} replacements): {out:?}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["tokens"], reference["tokens"]);
+
+    let path = dir.join("in_place.pte");
+    std::fs::write(&path, &bytes).unwrap();
+    let mut no_mmap = args.to_vec();
+    no_mmap.push("--no-mmap");
+    let (out, replaced) = bench_while_replacing(&no_mmap, &path, || {
+        // What `cp` does: truncate the same inode, then write.
+        std::fs::write(&path, &bytes).unwrap();
+    });
+    assert!(
+        out.status.code().is_some(),
+        "--no-mmap killed by a signal ({replaced} in-place rewrites): {out:?}"
+    );
+    if out.status.success() {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["tokens"], reference["tokens"]);
+        assert_eq!(v["no_mmap"], true);
+    } else {
+        one_error_line(&out, &["in_place.pte"]);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -271,10 +271,16 @@ fn user_errors_are_one_clear_line() {
         );
         assert!(!err.contains("panicked"), "{err}");
     }
-    // clap's own usage errors (conflicting flags) exit with 2 and name both flags.
+    // The parser's own usage errors (conflicting flags) are one line and exit 1 too.
     let out = diffulex(&["generate", "--json", "--visual", "--prompt", "1"], None);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--visual"), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim_end().lines().count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
     // No prompt at all (empty stdin).
     let out = diffulex(&["generate"], Some(""));
     assert_eq!(out.status.code(), Some(1));
@@ -401,4 +407,288 @@ fn hostile_prompts_and_templates() {
         );
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+/// Asserts the one-line error contract: exit 1, a single `error:` line containing every
+/// needle, no panic.
+#[track_caller]
+fn one_error_line(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    for n in needles {
+        assert!(err.contains(n), "should mention {n:?}: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn fixture_args(family: &str) -> Vec<String> {
+    vec![
+        "generate".into(),
+        "--model".into(),
+        format!("{}/tests/fixtures/pte/{family}.pte", root()),
+        "--tokenizer".into(),
+        format!("{}/tests/fixtures/ckpt/{family}/tokenizer.json", root()),
+        "--prompt".into(),
+        "hello".into(),
+    ]
+}
+
+/// Issue 13, items 1 and 3: user-given counts are bounded before anything is allocated or
+/// scheduled, and sums of them never wrap. Each of these panicked, aborted, ran for minutes or
+/// printed a wrapped sum.
+#[test]
+fn huge_counts_are_one_line_errors() {
+    for family in ["dream", "llada"] {
+        for steps in [
+            "18446744073709551615",
+            "9223372036854775808",
+            "9007199254740993",
+            "1000000000",
+        ] {
+            let mut args = fixture_args(family);
+            args.extend([
+                "--steps".into(),
+                steps.into(),
+                "--max-new-tokens".into(),
+                "16".into(),
+            ]);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = diffulex(&args, None);
+            one_error_line(&out, &["steps", steps, "1..=16"]);
+        }
+    }
+    // 6 prompt tokens + 2^64 - 1 wraps to 5: the message names the numbers as typed.
+    let out = diffulex(
+        &[
+            "generate",
+            "--prompt",
+            "12+34=",
+            "--max-new-tokens",
+            "18446744073709551615",
+        ],
+        None,
+    );
+    one_error_line(&out, &["18446744073709551615", "at most 58"]);
+    assert!(!stderr(&out).contains("= 5 "), "{}", stderr(&out));
+    for (flag, value) in [
+        ("--max-new-tokens", "18446744073709551616"),
+        ("--steps", "-1"),
+    ] {
+        let out = diffulex(&["generate", "--prompt", "12+34=", flag, value], None);
+        one_error_line(&out, &[value]);
+    }
+}
+
+/// Issue 13, item 13: a prompt that leaves no room says so, instead of "lower
+/// --max-new-tokens to at most 0".
+#[test]
+fn a_prompt_that_fills_the_context_says_so() {
+    let long = "1".repeat(64);
+    for args in [
+        vec!["generate", "--prompt", &long],
+        vec!["generate", "--prompt", &long, "--max-new-tokens", "1"],
+        vec!["generate", "--prompt", "12+34=", "--max-seq-len", "6"],
+        vec![
+            "generate",
+            "--prompt",
+            "12+34=",
+            "--max-seq-len",
+            "6",
+            "--max-new-tokens",
+            "3",
+        ],
+    ] {
+        let out = diffulex(&args, None);
+        one_error_line(&out, &["fills the whole context", "shorten the prompt"]);
+        assert!(!stderr(&out).contains("at most 0"), "{}", stderr(&out));
+    }
+}
+
+/// Issue 13, item 13: the parser's errors keep the README's promise (one `error:` line with a
+/// pointer to `--help`, exit 1); `--help` and `--version` print normally and exit 0.
+#[test]
+fn flag_errors_are_one_line_and_help_exits_0() {
+    for (args, needles) in [
+        (
+            vec!["generate", "--stepz", "3"],
+            vec!["--stepz", "--steps", "diffulex generate --help"],
+        ),
+        (vec!["generate", "--steps", "abc"], vec!["abc", "--steps"]),
+        (vec!["bench"], vec!["--model", "diffulex bench --help"]),
+        (vec!["inspect"], vec!["MODEL", "diffulex inspect --help"]),
+        (vec!["frobnicate"], vec!["frobnicate", "diffulex --help"]),
+        (vec![], vec!["subcommand", "diffulex --help"]),
+        // A value with a newline and an escape sequence stays on one line (the parser drops
+        // the escape sequence from its message, the newline is escaped).
+        (
+            vec!["generate", "--steps", "1\n\x1b[31mred"],
+            vec!["\\n", "red"],
+        ),
+    ] {
+        let out = diffulex(&args, None);
+        one_error_line(&out, &needles);
+        assert!(!stderr(&out).contains('\x1b'), "{}", stderr(&out));
+    }
+    for args in [
+        vec!["--help"],
+        vec!["generate", "--help"],
+        vec!["bench", "-h"],
+    ] {
+        let out = diffulex(&args, None);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(stdout(&out).contains("Usage:"), "{}", stdout(&out));
+    }
+    let out = diffulex(&["--version"], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).starts_with("diffulex "), "{}", stdout(&out));
+}
+
+/// Runs `diffulex` with a watchdog: a hang becomes a failure instead of a stuck test run.
+fn diffulex_or_hang(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_diffulex"))
+        .args(args)
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run diffulex");
+    for _ in 0..1200 {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().ok();
+    panic!("diffulex {args:?} hangs");
+}
+
+/// Issue 13, item 13: a directory, a FIFO or a device given as a model or tokenizer says what
+/// it is (not "not found"), decided from the file type before anything opens it, so a FIFO
+/// does not hang the CLI; a path with a newline or an escape sequence is quoted and escaped.
+#[test]
+fn paths_that_are_not_files_say_what_they_are() {
+    let dir = std::env::temp_dir().join(format!("diffulex-paths-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("model.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let fifo = fifo.to_str().unwrap().to_string();
+    let dir_s = dir.to_str().unwrap().to_string();
+    let bundled = format!("{}/models/default/model.pte", root());
+    for (what, path, kind) in [
+        ("--model", dir_s.as_str(), "is a directory"),
+        ("--model", fifo.as_str(), "is a FIFO"),
+        ("--model", "/dev/zero", "is a character device"),
+        ("--tokenizer", fifo.as_str(), "is a FIFO"),
+        ("--tokenizer", "/dev/zero", "is a character device"),
+    ] {
+        for cmd in ["generate", "bench"] {
+            if what == "--tokenizer" && cmd == "bench" {
+                continue;
+            }
+            let mut args = vec![cmd, what, path];
+            if what == "--tokenizer" {
+                args.extend(["--model", &bundled]);
+            }
+            if cmd == "generate" {
+                args.extend(["--prompt", "1+1="]);
+            }
+            let out = diffulex_or_hang(&args);
+            one_error_line(&out, &[kind]);
+            assert!(!stderr(&out).contains("not found"), "{}", stderr(&out));
+        }
+    }
+    for path in [dir_s.as_str(), fifo.as_str(), "/dev/zero"] {
+        let out = diffulex_or_hang(&["inspect", path]);
+        one_error_line(&out, &["not a"]);
+    }
+    // A (missing) path with a newline and an escape sequence: quoted, escaped, one line.
+    let evil = format!("{dir_s}/evil\n\x1b[2Jred.pte");
+    for args in [
+        vec!["generate", "--prompt", "1", "--model", &evil],
+        vec!["bench", "--model", &evil],
+        vec!["inspect", &evil],
+    ] {
+        let out = diffulex_or_hang(&args);
+        one_error_line(&out, &["evil\\n\\u{1b}[2Jred.pte\"", "not found"]);
+        assert!(!stderr(&out).contains('\x1b'), "{}", stderr(&out));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 13, item 4: a closed stdout (`| true`, `| head -c 1`) ends the program quietly with
+/// exit 0, a failed write (`> /dev/full`) is one error line and exit 1; never a panic. In text,
+/// `--json` and `--visual` mode, and for `bench` and `inspect`.
+#[test]
+fn closed_or_full_stdout_is_quiet_or_one_line() {
+    let bundled = format!("{}/models/default/model.pte", root());
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["generate", "--prompt", "12+34="],
+        vec!["generate", "--prompt", "12+34=", "--json"],
+        vec!["generate", "--prompt", "12+34=", "--visual"],
+        vec!["bench", "--model", &bundled, "--runs", "1"],
+        vec!["bench", "--model", &bundled, "--runs", "1", "--json"],
+        vec!["inspect", &bundled],
+    ];
+    for args in &cases {
+        for read_first in [0usize, 1] {
+            // `| true` (nothing read) and `| head -c 1` (one byte read), then the pipe closes.
+            let mut child = Command::new(env!("CARGO_BIN_EXE_diffulex"))
+                .args(args)
+                .env_remove("LD_LIBRARY_PATH")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut out = child.stdout.take().unwrap();
+            if read_first > 0 {
+                let mut one = [0u8; 1];
+                use std::io::Read;
+                let _ = out.read(&mut one);
+            }
+            drop(out);
+            let done = child.wait_with_output().unwrap();
+            let err = stderr(&done);
+            assert_eq!(done.status.code(), Some(0), "{args:?}: {err}");
+            assert!(
+                !err.contains("panicked") && !err.contains("error"),
+                "{args:?}: {err}"
+            );
+        }
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let done = Command::new(env!("CARGO_BIN_EXE_diffulex"))
+            .args(args)
+            .env_remove("LD_LIBRARY_PATH")
+            .stdin(Stdio::null())
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        one_error_line(
+            &done,
+            &["cannot write to stdout", "No space left on device"],
+        );
+    }
+}
+
+/// Issue 13, item 7: `--no-mmap` reads the model into memory and decodes exactly as the
+/// mapped model does.
+#[test]
+fn no_mmap_decodes_the_same() {
+    let (prompt, answer, tokens) = problems(1).remove(0);
+    let out = diffulex(
+        &["generate", "--no-mmap", "--json", "--prompt", &prompt],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["text"].as_str().unwrap().trim(), answer);
+    let got: Vec<i64> = serde_json::from_value(v["tokens"].clone()).unwrap();
+    assert_eq!(got, tokens);
 }

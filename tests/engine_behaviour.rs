@@ -556,3 +556,176 @@ fn seeded_sampling_is_reproducible_and_seed_dependent() {
         assert!(differs, "{family}: seed has no effect");
     }
 }
+
+/// Issue 13, item 1: a step count is bounded by the tokens to generate (a Dream step or a LLaDA
+/// block step that commits nothing is a wasted forward), checked before the schedule is built:
+/// huge counts are one `InvalidConfig` naming the field, the value and the allowed range, and
+/// no forward runs. They used to panic (index out of bounds, capacity overflow), abort on a
+/// 36 PB allocation, or run for minutes.
+#[test]
+fn unbounded_step_counts_are_invalid_config_before_any_forward() {
+    let huge = [
+        usize::MAX,
+        1usize << 63,
+        (1usize << 53) + 1,
+        1_000_000_000,
+        17,
+    ];
+    for family in [Family::Dream, Family::Llada] {
+        for steps in huge {
+            let sampler: BlockSampler = match family {
+                Family::Dream => DreamSampler {
+                    steps: Some(steps),
+                    ..Default::default()
+                }
+                .into(),
+                _ => LLaDASampler {
+                    steps: Some(steps),
+                    ..Default::default()
+                }
+                .into(),
+            };
+            for threshold_mode in [false, true] {
+                let sampler = match (&sampler, threshold_mode) {
+                    (BlockSampler::LLaDA(s), true) => LLaDASampler {
+                        threshold: Some(0.9),
+                        ..s.clone()
+                    }
+                    .into(),
+                    (_, true) => continue,
+                    _ => sampler.clone(),
+                };
+                let log = CallLog::default();
+                let model = Logged {
+                    inner: HashModel::new(meta(family, false), 5),
+                    log: log.clone(),
+                };
+                let mut e = DiffusionEngine::from_model(model, family, false).unwrap();
+                let cfg = DiffusionGenerationConfig::new(16).with_sampler(sampler);
+                let err = e.generate(&prompt(4), &cfg).unwrap_err();
+                match &err {
+                    EngineError::InvalidConfig {
+                        field,
+                        value,
+                        reason,
+                    } => {
+                        assert_eq!(*field, "steps", "{err}");
+                        assert_eq!(value, &steps.to_string(), "{err}");
+                        assert!(reason.contains("1..=16"), "{err}");
+                    }
+                    other => panic!("{family} steps {steps}: {other:?}"),
+                }
+                assert!(log.lock().unwrap().is_empty(), "a forward ran: {err}");
+            }
+        }
+        // The bound itself is allowed.
+        let sampler: BlockSampler = match family {
+            Family::Dream => DreamSampler {
+                steps: Some(16),
+                ..Default::default()
+            }
+            .into(),
+            _ => LLaDASampler {
+                steps: Some(16),
+                ..Default::default()
+            }
+            .into(),
+        };
+        let cfg = DiffusionGenerationConfig::new(16).with_sampler(sampler);
+        let mut e =
+            DiffusionEngine::from_model(HashModel::new(meta(family, false), 5), family, false)
+                .unwrap();
+        assert!(e.generate(&prompt(4), &cfg).is_ok());
+    }
+}
+
+/// Logs the forwards of a HashModel.
+struct Logged {
+    inner: HashModel,
+    log: CallLog,
+}
+
+impl DiffusionModel for Logged {
+    fn metadata(&self) -> &ModelMetadata {
+        self.inner.metadata()
+    }
+    fn forward(
+        &mut self,
+        tokens: &[i64],
+        input_pos: Option<usize>,
+    ) -> diffulex_edge::runtime::error::Result<LogitsView<'_>> {
+        self.log.lock().unwrap().push((tokens.len(), input_pos));
+        self.inner.forward(tokens, input_pos)
+    }
+}
+
+/// Issue 13, item 3: `prompt + max_new_tokens` is checked arithmetic. A sum that overflows is
+/// `SequenceTooLong` with the numbers as given and `needed` saturated (shown as "at least"),
+/// never a wrapped sum that could pass the check or appear in the message; clamping still works.
+#[test]
+fn overflowing_lengths_are_too_long_not_wrapped() {
+    for family in [
+        Family::Sdar,
+        Family::FastDllmV2,
+        Family::Llada,
+        Family::Dream,
+    ] {
+        let mut e =
+            DiffusionEngine::from_model(HashModel::new(meta(family, false), 5), family, false)
+                .unwrap();
+        for n in [usize::MAX, usize::MAX - 3, usize::MAX - 10] {
+            let err = e
+                .generate(&prompt(10), &DiffusionGenerationConfig::new(n))
+                .unwrap_err();
+            let msg = err.to_string();
+            match err {
+                EngineError::SequenceTooLong {
+                    prompt_len,
+                    max_new_tokens,
+                    needed,
+                    ..
+                } => {
+                    assert_eq!((prompt_len, max_new_tokens), (10, n), "{msg}");
+                    assert!(needed == usize::MAX || needed > n, "{family}: {msg}");
+                }
+                other => panic!("{family}: {other:?}"),
+            }
+            assert!(msg.contains(&format!("({n})")), "{msg}");
+            // The wrapped sum 10 + n (mod 2^64) is a small number; it must not be shown.
+            let wrapped = 10usize.wrapping_add(n);
+            assert!(
+                !msg.contains(&format!("needs {wrapped} ")),
+                "wrapped sum in {msg}"
+            );
+        }
+        let mut cfg = DiffusionGenerationConfig::new(usize::MAX).with_stop_ids(vec![]);
+        cfg.clamp_to_max_seq_len = true;
+        let out = e.generate(&prompt(10), &cfg).unwrap();
+        assert!(!out.tokens.is_empty() && out.tokens.len() <= 118);
+    }
+}
+
+/// Issue 13, item 3: a forward's `input_pos + tokens` is checked arithmetic, so a position near
+/// `usize::MAX` is `ForwardArgs` (it used to overflow: a panic in debug builds, a wrapped sum
+/// that passed the bound in release builds), for the test model and a real `.pte`.
+#[test]
+fn forward_positions_near_usize_max_are_refused() {
+    let mut m = meta(Family::Sdar, true);
+    m.use_kv_cache = true;
+    let mut hash = HashModel::new(m, 1);
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/pte/sdar_cached.pte"
+    );
+    let mut pte = diffulex_edge::runtime::PteModel::load(path).unwrap();
+    for pos in [usize::MAX, usize::MAX - 2, 1 << 63] {
+        for model in [&mut hash as &mut dyn DiffusionModel, &mut pte] {
+            let err = model
+                .forward(&[5, 6, 7, 8], Some(pos))
+                .map(|_| ())
+                .unwrap_err();
+            assert!(matches!(err, EngineError::ForwardArgs(_)), "{err}");
+            assert!(err.to_string().contains(&pos.to_string()), "{err}");
+        }
+    }
+}

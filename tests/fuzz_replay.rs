@@ -12,6 +12,8 @@ use diffulex_edge::text::TextTokenizer;
 
 #[path = "../fuzz/harness/chat_template.rs"]
 mod chat_template;
+#[path = "../fuzz/harness/cli.rs"]
+mod cli;
 #[path = "../fuzz/harness/engine.rs"]
 mod engine;
 #[path = "../fuzz/harness/pte_load.rs"]
@@ -80,4 +82,10 @@ fn chat_template_corpus_replays() {
 fn engine_corpus_replays() {
     let n = replay("engine", engine::run_bytes);
     eprintln!("engine: {n} inputs");
+}
+
+#[test]
+fn cli_corpus_replays() {
+    let n = replay("cli", cli::run_bytes);
+    eprintln!("cli: {n} inputs");
 }

@@ -17,6 +17,50 @@ fn mlp_bytes() -> Vec<u8> {
     std::fs::read(fixture("mlp.pte")).unwrap()
 }
 
+/// Issue 13, item 13: a directory, a FIFO or a device is refused from its file type, before
+/// anything opens it (opening a FIFO blocks until a writer comes), by both loaders; the path is
+/// quoted with its control characters escaped.
+#[test]
+fn paths_that_are_not_regular_files_are_refused_before_opening() {
+    let dir = std::env::temp_dir().join(format!("diffulex-pte-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("model\n\x1b[2J.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let paths = [
+        (fifo.clone(), "is a FIFO (named pipe), not a regular file"),
+        (dir.clone(), "is a directory"),
+        ("/dev/zero".into(), "is a character device"),
+    ];
+    std::thread::spawn(move || {
+        for (path, kind) in paths {
+            for copy in [false, true] {
+                let r = if copy {
+                    PteModule::load_copy(&path)
+                } else {
+                    PteModule::load(&path)
+                };
+                tx.send((kind, r.map(|_| ()).unwrap_err())).unwrap();
+            }
+        }
+    });
+    for _ in 0..6 {
+        // A generous watchdog, so a hang fails the test instead of stalling the run.
+        let (kind, err) = rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("loading a FIFO hangs");
+        let msg = err.to_string();
+        assert!(matches!(err, PteError::Io { .. }), "{msg}");
+        assert!(msg.contains(kind), "{msg}");
+        assert!(!msg.contains('\n') && !msg.contains('\x1b'), "{msg:?}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn missing_file() {
     let err = PteModule::load("/definitely/not/here.pte").unwrap_err();

@@ -7,7 +7,7 @@
 #   tools/fuzz_replay.sh text       # one target
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
-if [[ $# -gt 0 ]]; then targets=("$@"); else targets=(pte_load text chat_template engine); fi
+if [[ $# -gt 0 ]]; then targets=("$@"); else targets=(pte_load text chat_template engine cli); fi
 cargo +nightly fuzz build
 for t in "${targets[@]}"; do
   dirs=("seeds/$t")

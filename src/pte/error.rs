@@ -171,7 +171,7 @@ impl fmt::Display for Operation {
 
 fn file_prefix(file: &Option<PathBuf>) -> String {
     file.as_ref()
-        .map(|p| format!("{}: ", p.display()))
+        .map(|p| format!("{p:?}: "))
         .unwrap_or_default()
 }
 
@@ -243,7 +243,7 @@ pub enum PteError {
     /// The file could not be opened or read.
     // The OS error is part of this message and deliberately not an error `source`: printing
     // the chain would repeat it.
-    #[error("cannot read {}: {error}", path.display())]
+    #[error("cannot read {path:?}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -251,13 +251,13 @@ pub enum PteError {
         error: std::io::Error,
     },
     /// The file is empty, so it cannot be a program.
-    #[error("{}: empty file, not an ExecuTorch program", path.display())]
+    #[error("{path:?}: empty file, not an ExecuTorch program")]
     EmptyFile {
         /// The file.
         path: PathBuf,
     },
     /// The path cannot be passed to C (it contains a NUL byte).
-    #[error("path {} contains a NUL byte", path.display())]
+    #[error("path {path:?} contains a NUL byte")]
     InvalidPath {
         /// The path.
         path: PathBuf,

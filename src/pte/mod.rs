@@ -74,7 +74,7 @@ pub use dtype::{DType, Element};
 pub use error::{ErrorCode, Operation, PteError, Result};
 pub use executorch_sys::{Runtime, RuntimeSource};
 pub use meta::{Dynamism, MethodMeta, TensorInfo, ValueKind};
-pub use module::PteModule;
+pub use module::{not_a_regular_file, PteModule};
 pub use output::{Output, Outputs};
 #[doc(hidden)]
 pub use tensor::TensorData;

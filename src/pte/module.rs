@@ -99,6 +99,43 @@ impl std::fmt::Debug for PteModule {
     }
 }
 
+/// What a path that is not a regular file is ("is a directory", "is a FIFO (named pipe)", ...),
+/// from its metadata; `None` for a regular file. Used before opening a model file: opening a
+/// FIFO blocks until a writer comes, and a device or a directory is not a program.
+///
+/// ```
+/// let dir = std::fs::metadata(std::env::temp_dir()).unwrap();
+/// assert_eq!(diffulex_edge::pte::not_a_regular_file(&dir), Some("is a directory"));
+/// let zero = std::fs::metadata("/dev/zero").unwrap();
+/// assert_eq!(diffulex_edge::pte::not_a_regular_file(&zero), Some("is a character device"));
+/// ```
+pub fn not_a_regular_file(meta: &std::fs::Metadata) -> Option<&'static str> {
+    let t = meta.file_type();
+    if t.is_file() {
+        return None;
+    }
+    if t.is_dir() {
+        return Some("is a directory");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return Some("is a FIFO (named pipe)");
+        }
+        if t.is_char_device() {
+            return Some("is a character device");
+        }
+        if t.is_block_device() {
+            return Some("is a block device");
+        }
+        if t.is_socket() {
+            return Some("is a socket");
+        }
+    }
+    Some("is not a regular file")
+}
+
 impl PteModule {
     /// Memory-maps and verifies the program at `path`.
     ///
@@ -122,8 +159,12 @@ impl PteModule {
             error,
         };
         let meta = std::fs::metadata(path).map_err(io)?;
-        if meta.is_dir() {
-            return Err(io(std::io::Error::other("is a directory")));
+        // Decided from the metadata, before any open: opening a FIFO blocks until a writer
+        // comes, and a device has no size to map.
+        if let Some(kind) = not_a_regular_file(&meta) {
+            return Err(io(std::io::Error::other(format!(
+                "{kind}, not a regular file"
+            ))));
         }
         // Open once for reading so a permission problem is reported as an I/O error.
         std::fs::File::open(path).map_err(io)?;
@@ -163,9 +204,44 @@ impl PteModule {
     /// # Ok(()) }
     /// ```
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
+        Self::from_bytes_of(bytes, None)
+    }
+
+    /// Reads the file at `path` into memory and loads it like [`PteModule::from_bytes`]: no
+    /// mapping of the file is kept, so the file may be overwritten or truncated in place while
+    /// the module is in use (a memory-mapped module dies of SIGBUS then). Costs the file's size
+    /// in RAM and one read. Errors name `path`, as for [`PteModule::load`]; a path that is not
+    /// a regular file (directory, FIFO, device) is refused before it is opened.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+    /// use diffulex_edge::pte::PteModule;
+    /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/basic/mlp.pte");
+    /// let m = PteModule::load_copy(path)?;
+    /// assert_eq!(m.path(), Some(std::path::Path::new(path)));
+    /// assert!(PteModule::load_copy("/dev/zero").unwrap_err().to_string().contains("character device"));
+    /// # Ok(()) }
+    /// ```
+    pub fn load_copy(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let io = |error| PteError::Io {
+            path: path.to_path_buf(),
+            error,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if let Some(kind) = not_a_regular_file(&meta) {
+            return Err(io(std::io::Error::other(format!(
+                "{kind}, not a regular file"
+            ))));
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
+        Self::from_bytes_of(bytes, Some(path.to_path_buf()))
+    }
+
+    fn from_bytes_of(bytes: Vec<u8>, path: Option<PathBuf>) -> Result<Self> {
         if bytes.is_empty() {
             return Err(PteError::EmptyFile {
-                path: PathBuf::from("<memory>"),
+                path: path.unwrap_or_else(|| PathBuf::from("<memory>")),
             });
         }
         super::runtime()?;
@@ -174,12 +250,12 @@ impl PteModule {
         // (and therefore dropped) before it, so the buffer outlives the C++ module; it is never
         // written after this point.
         let raw = unsafe { RawModule::load_buffer(aligned.as_ptr(), aligned.len, true) }
-            .map_err(|e| runtime(e, Operation::Load, None, None))?;
-        let uses = integrity::check_program(&bytes, &InMemory(&bytes), None)?;
-        check_registered(&uses, None)?;
+            .map_err(|e| runtime(e, Operation::Load, path.as_deref(), None))?;
+        let uses = integrity::check_program(&bytes, &InMemory(&bytes), path.clone())?;
+        check_registered(&uses, path.as_deref())?;
         drop(bytes);
         let len = aligned.len as u64;
-        Self::finish(raw, Some(aligned), None, len)
+        Self::finish(raw, Some(aligned), path, len)
     }
 
     fn finish(
@@ -201,7 +277,8 @@ impl PteModule {
         })
     }
 
-    /// The file this module was loaded from (`None` for [`PteModule::from_bytes`]).
+    /// The file this module was loaded from (`None` for [`PteModule::from_bytes`]; the file
+    /// read for [`PteModule::load_copy`]).
     ///
     /// ```
     /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {

@@ -227,7 +227,9 @@ impl<'m> Output<'m> {
     /// # Ok(()) }
     /// ```
     pub fn numel(&self) -> usize {
-        self.shape.iter().product()
+        // Saturating: the shape comes from the program; a product that does not fit a usize
+        // is refused by `as_slice` (it cannot match the bytes the runtime reports).
+        self.shape.iter().fold(1usize, |a, &d| a.saturating_mul(d))
     }
 
     /// The data as `&[T]`, without copying.
@@ -269,7 +271,12 @@ impl<'m> Output<'m> {
             return Ok(&[]);
         }
         let elem = std::mem::size_of::<T>();
-        if self.raw.data.is_null() || self.raw.nbytes < numel * elem {
+        // Checked: a wrapped `numel * elem` could pass for a small buffer and let the slice
+        // below read past it.
+        let too_small = numel
+            .checked_mul(elem)
+            .is_none_or(|need| self.raw.nbytes < need);
+        if self.raw.data.is_null() || too_small {
             return Err(unsupported(format!(
                 "the runtime reported {} bytes for {numel} elements",
                 self.raw.nbytes

@@ -239,18 +239,23 @@ impl DiffusionEngine {
     }
 
     /// Positions the canvas needs for `n` new tokens, and `n` shortened to fit when clamping.
+    /// The sums use checked arithmetic: `max_new_tokens` comes from the caller (and the CLI's
+    /// user), so `prompt + max_new_tokens` may not fit a `usize`; such a request is
+    /// [`EngineError::SequenceTooLong`] with `needed` saturated at `usize::MAX`, never a wrapped sum.
     fn fit(&self, lp: usize, config: &DiffusionGenerationConfig) -> Result<usize> {
         let (max, bs) = (self.meta.max_seq_len, self.meta.block_size);
         let block = self.meta.family.block_causal();
-        let need = |n: usize| {
+        let need = |n: usize| -> Option<usize> {
+            let end = lp.checked_add(n)?;
             if block {
-                (lp + n).div_ceil(bs) * bs
+                end.div_ceil(bs).checked_mul(bs)
             } else {
-                lp + n
+                Some(end)
             }
         };
         let n = config.max_new_tokens;
-        if need(n) <= max {
+        let needed = need(n);
+        if needed.is_some_and(|p| p <= max) {
             return Ok(n);
         }
         let cap = if block { max / bs * bs } else { max };
@@ -260,7 +265,7 @@ impl DiffusionEngine {
         Err(EngineError::SequenceTooLong {
             prompt_len: lp,
             max_new_tokens: n,
-            needed: need(n),
+            needed: needed.unwrap_or(usize::MAX),
             max_seq_len: max,
         })
     }

@@ -43,15 +43,17 @@ pub enum EngineError {
     },
     /// The prompt plus the generation does not fit into the model's context.
     #[error(
-        "sequence too long: prompt ({prompt_len}) + max_new_tokens ({max_new_tokens}) needs {needed} \
-         positions but the model's max_seq_len is {max_seq_len} (set clamp_to_max_seq_len to shorten the generation)"
+        "sequence too long: prompt ({prompt_len}) + max_new_tokens ({max_new_tokens}) needs {} \
+         positions but the model's max_seq_len is {max_seq_len} (set clamp_to_max_seq_len to shorten the generation)",
+        positions(*needed)
     )]
     SequenceTooLong {
         /// Prompt length in tokens.
         prompt_len: usize,
         /// Requested new tokens.
         max_new_tokens: usize,
-        /// Positions the decoding canvas needs (rounded up to whole blocks for block families).
+        /// Positions the decoding canvas needs (rounded up to whole blocks for block families);
+        /// `usize::MAX` when the sum does not fit a `usize` (shown as "at least ...").
         needed: usize,
         /// The model's context length.
         max_seq_len: usize,
@@ -121,6 +123,16 @@ pub enum EngineError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+/// `needed` of [`EngineError::SequenceTooLong`] as text: a saturated sum is "at least" the
+/// largest `usize` (it overflowed), never a wrapped number.
+fn positions(needed: usize) -> String {
+    if needed == usize::MAX {
+        format!("at least {}", usize::MAX)
+    } else {
+        needed.to_string()
+    }
 }
 
 /// Result alias of the runtime.

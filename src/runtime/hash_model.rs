@@ -78,7 +78,12 @@ impl HashModel {
                 )))
             }
         };
-        if t == 0 || start + t > self.meta.max_seq_len {
+        // Checked: `input_pos` comes from the caller; a wrapped sum would pass the bound.
+        if t == 0
+            || start
+                .checked_add(t)
+                .is_none_or(|end| end > self.meta.max_seq_len)
+        {
             return Err(EngineError::ForwardArgs(format!(
                 "{t} tokens at position {start} exceed max_seq_len {}",
                 self.meta.max_seq_len

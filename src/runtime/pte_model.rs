@@ -90,7 +90,23 @@ impl PteModel {
     /// ```
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let module = PteModule::load(path).map_err(pte(format!("loading {}", path.display())))?;
+        let module = PteModule::load(path).map_err(pte(format!("loading {path:?}")))?;
+        Self::from_module(module)
+    }
+
+    /// Reads the whole `.pte` into memory ([`PteModule::load_copy`]) instead of mapping it:
+    /// for files that may be overwritten in place while the model is in use (no SIGBUS), at
+    /// the cost of the file's size in RAM.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionModel, Family, PteModel};
+    /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/dream.pte");
+    /// assert_eq!(PteModel::load_copy(path).unwrap().metadata().family, Family::Dream);
+    /// ```
+    pub fn load_copy(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let module =
+            PteModule::load_copy(path).map_err(pte(format!("loading {path:?} into memory")))?;
         Self::from_module(module)
     }
 
@@ -106,7 +122,7 @@ impl PteModel {
         if !module.has_method("get_contract_version") {
             let what = module
                 .path()
-                .map_or("this program".to_string(), |p| p.display().to_string());
+                .map_or("this program".to_string(), |p| format!("{p:?}"));
             return Err(EngineError::Metadata(format!(
                 "{what} is not a DiffuLex model (it has no `get_contract_version` method): \
                  export it with `diffulex-export export` (see docs/pte-contract.md)"
@@ -175,7 +191,12 @@ impl PteModel {
     /// Checks a forward's arguments; returns the start position.
     fn check_args(&self, t: usize, input_pos: Option<usize>) -> Result<usize> {
         let start = input_pos.unwrap_or(0);
-        if t == 0 || start + t > self.meta.max_seq_len {
+        // Checked: `input_pos` comes from the caller; a wrapped sum would pass the bound.
+        if t == 0
+            || start
+                .checked_add(t)
+                .is_none_or(|end| end > self.meta.max_seq_len)
+        {
             return Err(EngineError::ForwardArgs(format!(
                 "{t} tokens at position {start} exceed max_seq_len {}",
                 self.meta.max_seq_len

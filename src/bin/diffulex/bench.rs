@@ -12,10 +12,13 @@ use clap::Args;
 use diffulex_edge::runtime::rng::Rng;
 use diffulex_edge::runtime::{
     BlockEvent, Control, DiffusionEngine, DiffusionGenerationConfig, DiffusionModel,
-    GenerationObserver, GenerationOutput, ModelMetadata, ModelType, PteModel,
+    GenerationObserver, GenerationOutput, ModelMetadata, ModelType,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::limits::{self, BenchLengthArgs};
+use crate::load::LoadArgs;
+use crate::output::write_stdout;
 use crate::sampling::DecodeArgs;
 use crate::threads::ThreadArgs;
 
@@ -30,12 +33,8 @@ pub struct BenchArgs {
     /// The `.pte` model.
     #[arg(long)]
     pub model: PathBuf,
-    /// Prompt length in tokens (random ids, never the mask or an eos id).
-    #[arg(long, default_value_t = 64)]
-    pub prompt_len: usize,
-    /// Tokens generated per run (eos does not stop a benchmark run).
-    #[arg(long, default_value_t = 64)]
-    pub gen_len: usize,
+    #[command(flatten)]
+    pub lengths: BenchLengthArgs,
     /// Timed runs; medians are reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
@@ -44,6 +43,8 @@ pub struct BenchArgs {
     pub seed: u64,
     #[command(flatten)]
     pub threads: ThreadArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Recompute the whole sequence every forward instead of using the KV cache.
     #[arg(long)]
     pub no_kv_cache: bool,
@@ -175,10 +176,18 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 /// `len` seeded random prompt ids that are neither the mask nor an eos id.
 fn random_prompt(meta: &ModelMetadata, len: usize, seed: u64) -> Result<Vec<i64>> {
-    let allowed = (0..meta.vocab_size as i64)
-        .filter(|t| *t != meta.mask_token_id && !meta.eos_ids.contains(t))
-        .count();
-    if allowed == 0 {
+    // Counted from the excluded ids, not by walking the vocabulary (its size comes from the
+    // file).
+    let mut excluded: Vec<i64> = meta
+        .eos_ids
+        .iter()
+        .copied()
+        .chain([meta.mask_token_id])
+        .filter(|&t| t >= 0 && (t as u64) < meta.vocab_size as u64)
+        .collect();
+    excluded.sort_unstable();
+    excluded.dedup();
+    if excluded.len() as u64 >= meta.vocab_size as u64 {
         bail!("the vocabulary has no token that is neither the mask nor an eos id");
     }
     let mut rng = Rng::new(seed ^ 0xBE7C_0DE5);
@@ -206,28 +215,23 @@ fn progress(total: u64) -> ProgressBar {
 
 /// Runs `diffulex bench`.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    if args.runs == 0 || args.gen_len == 0 || args.prompt_len == 0 {
+    if args.runs == 0 || args.lengths.gen_len == Some(0) || args.lengths.prompt_len == Some(0) {
         bail!("--runs, --gen-len and --prompt-len must be at least 1");
     }
     args.threads.apply()?;
-    if !args.model.is_file() {
-        bail!(
-            "model {} not found: pass --model PATH.pte",
-            args.model.display()
-        );
-    }
-    let file_size = std::fs::metadata(&args.model)?.len();
     let mem_start = Memory::now();
     let t0 = Instant::now();
-    let mut model = PteModel::load(&args.model)
-        .with_context(|| format!("cannot open {}", args.model.display()))?;
+    let mut model = args.load.model(&args.model)?;
     let load = t0.elapsed();
     let mem_load = Memory::now();
+    let file_size = model.module().file_size();
     let threads = ThreadArgs::in_effect();
     let meta = model.metadata().clone();
     let use_kv_cache = meta.use_kv_cache && !args.no_kv_cache;
     let selects_rows = model.selects_rows();
-    let prompt = random_prompt(&meta, args.prompt_len, args.seed)?;
+    // Checked against the model's context before the prompt is allocated.
+    let (prompt_len, gen_len, fitted) = limits::bench_lengths(&args.lengths, &meta)?;
+    let prompt = random_prompt(&meta, prompt_len, args.seed)?;
     // The first forward loads the method (XNNPACK packs its weights here); one token keeps the
     // compute part negligible. Cached models get position 0, which the prefill overwrites.
     let t1 = Instant::now();
@@ -239,13 +243,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let mut engine = DiffusionEngine::from_model(model, ModelType::Auto, use_kv_cache)?;
     let config = DiffusionGenerationConfig {
-        max_new_tokens: args.gen_len,
+        max_new_tokens: gen_len,
         seed: args.seed,
         stop_ids: Some(vec![]),
         clamp_to_max_seq_len: false,
         sampler: Some(args.decode.sampler_for(meta.family)?),
     };
-    let bar = progress((args.runs * args.gen_len) as u64);
+    let bar = progress((args.runs as u64).saturating_mul(gen_len as u64));
     let mut runs = Vec::new();
     let mut tokens = Vec::new();
     for i in 0..args.runs {
@@ -269,14 +273,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let med = |f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
     let summary = serde_json::json!({
         "model": args.model.display().to_string(),
+        "no_mmap": args.load.no_mmap,
         "file_size": file_size,
         "family": meta.family.name(),
         "vocab_size": meta.vocab_size,
         "block_size": meta.block_size,
         "kv_cache": use_kv_cache,
         "selects_logit_rows": selects_rows,
-        "prompt_len": args.prompt_len,
-        "gen_len": args.gen_len,
+        "prompt_len": prompt_len,
+        "gen_len": gen_len,
+        // The default lengths were shortened to fit the model's context.
+        "lengths_fitted": fitted,
         "runs": args.runs,
         "threads": threads,
         "load_ms": load.as_secs_f64() * 1e3,
@@ -308,30 +315,47 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "tokens": tokens,
     });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        write_stdout(&(serde_json::to_string_pretty(&summary)? + "\n"))
     } else {
-        print_table(&summary);
+        write_stdout(&table(&summary))
     }
-    Ok(())
 }
 
-fn print_table(s: &serde_json::Value) {
+fn table(s: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    // Writing into a String cannot fail.
+    macro_rules! println {
+        ($($arg:tt)*) => {{ let _ = writeln!(o, $($arg)*); }};
+    }
     let m = &s["median"];
     let mem = &s["memory"];
     let mib = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0) / (1024.0 * 1024.0);
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
     println!(
-        "model        {} ({:.1} MiB, {}, vocab {}, block {}, kv cache {})",
+        "model        {:?} ({:.1} MiB, {}, vocab {}, block {}, kv cache {}{})",
         s["model"].as_str().unwrap_or(""),
         mib(&s["file_size"]),
         s["family"].as_str().unwrap_or(""),
         s["vocab_size"],
         s["block_size"],
-        s["kv_cache"]
+        s["kv_cache"],
+        if s["no_mmap"] == true {
+            ", read into memory"
+        } else {
+            ""
+        }
     );
     println!(
-        "workload     prompt {} + {} new tokens, {} runs (medians below)",
-        s["prompt_len"], s["gen_len"], s["runs"]
+        "workload     prompt {} + {} new tokens{}, {} runs (medians below)",
+        s["prompt_len"],
+        s["gen_len"],
+        if s["lengths_fitted"] == true {
+            " (defaults shortened to fit the model's context)"
+        } else {
+            ""
+        },
+        s["runs"]
     );
     println!("threads      {}", s["threads"]);
     println!("load         {:.2} ms", f(&s["load_ms"]));
@@ -367,6 +391,7 @@ fn print_table(s: &serde_json::Value) {
         mib(&mem["end"]["private"]),
         mib(&mem["end"]["anonymous"]),
     );
+    o
 }
 
 #[cfg(test)]

@@ -1,19 +1,22 @@
 //! `diffulex generate`: prompt text in, generated text out, streamed as blocks are committed.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use diffulex_edge::runtime::DiffusionModel;
 use diffulex_edge::runtime::{
     BlockEvent, Control, DiffusionEngine, DiffusionGenerationConfig, GenerationObserver,
     GenerationOutput, ModelType, StepEvent,
 };
-use diffulex_edge::runtime::{DiffusionModel, PteModel};
 use diffulex_edge::text::{
     encode_prompt, read_prompt_bounded, ChatTemplate, PromptOptions, StreamDecoder, TextTokenizer,
 };
 
+use crate::limits::{self, LengthArgs};
+use crate::load::{check_file, LoadArgs};
+use crate::output::{eprint_line, write_stdout};
 use crate::sampling::DecodeArgs;
 use crate::threads::ThreadArgs;
 
@@ -45,12 +48,8 @@ pub struct GenerateArgs {
     /// Expected family: auto (read from the .pte), sdar, fast_dllm_v2, llada or dream.
     #[arg(long, default_value = "auto")]
     pub model_type: String,
-    /// Context limit for prompt + generation (default and maximum: the model's own bound).
-    #[arg(long)]
-    pub max_seq_len: Option<usize>,
-    /// Tokens to generate at most (default: 64, or what is left of the context if less).
-    #[arg(long)]
-    pub max_new_tokens: Option<usize>,
+    #[command(flatten)]
+    pub lengths: LengthArgs,
     /// Seed for sampling (temperature > 0, random remasking, ...).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -65,6 +64,8 @@ pub struct GenerateArgs {
     pub visual: bool,
     #[command(flatten)]
     pub threads: ThreadArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
     #[command(flatten)]
     pub decode: DecodeArgs,
 }
@@ -87,7 +88,7 @@ fn default_model() -> Result<PathBuf> {
                 "no --model given and the bundled model is missing (looked at {}); pass --model PATH.pte",
                 candidates
                     .iter()
-                    .map(|p| p.display().to_string())
+                    .map(|p| format!("{p:?}"))
                     .collect::<Vec<_>>()
                     .join(", ")
             )
@@ -146,14 +147,15 @@ impl Printer<'_> {
             });
         match self.stream.push(self.tokenizer, &ids[..end]) {
             Ok(text) => {
-                print!("{text}");
-                let _ = std::io::stdout().flush();
+                if let Err(e) = write_stdout(&text) {
+                    self.error = Some(e);
+                }
             }
             Err(e) => self.error = Some(e.into()),
         }
     }
 
-    fn draw(&self, event: &StepEvent<'_>) {
+    fn draw(&mut self, event: &StepEvent<'_>) {
         let mut line = String::new();
         for &t in event.canvas {
             if t == event.mask_token_id {
@@ -165,29 +167,36 @@ impl Printer<'_> {
                     .unwrap_or_else(|_| "?".into());
             }
         }
-        print!(
+        let frame = format!(
             "\x1b[2J\x1b[Hstep {:>4}  block {:>3}\n{line}\n",
             event.step, event.block
         );
-        let _ = std::io::stdout().flush();
-    }
-}
-
-impl GenerationObserver for Printer<'_> {
-    fn on_step(&mut self, event: &StepEvent<'_>) -> Control {
-        if self.visual {
-            self.draw(event);
+        if let Err(e) = write_stdout(&frame) {
+            self.error = Some(e);
         }
-        Control::Continue
     }
 
-    fn on_block(&mut self, event: &BlockEvent<'_>) -> Control {
-        self.emit(event.tokens);
+    /// Stop decoding once output failed: nobody can see the rest.
+    fn control(&self) -> Control {
         if self.error.is_some() {
             Control::Stop
         } else {
             Control::Continue
         }
+    }
+}
+
+impl GenerationObserver for Printer<'_> {
+    fn on_step(&mut self, event: &StepEvent<'_>) -> Control {
+        if self.visual && self.error.is_none() {
+            self.draw(event);
+        }
+        self.control()
+    }
+
+    fn on_block(&mut self, event: &BlockEvent<'_>) -> Control {
+        self.emit(event.tokens);
+        self.control()
     }
 }
 
@@ -198,43 +207,36 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => default_model()?,
     };
-    if !model_path.is_file() {
-        bail!(
-            "model {} not found: pass --model PATH.pte (export one with `diffulex-export export`)",
-            model_path.display()
-        );
-    }
+    check_file(
+        "model",
+        &model_path,
+        "pass --model PATH.pte (export one with `diffulex-export export`)",
+    )?;
     let tokenizer_path = match &args.tokenizer {
         Some(p) => p.clone(),
         None => model_path.with_file_name("tokenizer.json"),
     };
-    if !tokenizer_path.is_file() {
-        bail!(
-            "tokenizer {} not found: pass --tokenizer PATH/tokenizer.json",
-            tokenizer_path.display()
-        );
-    }
+    check_file(
+        "tokenizer",
+        &tokenizer_path,
+        "pass --tokenizer PATH/tokenizer.json",
+    )?;
     let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
     let model_type: ModelType = args
         .model_type
         .parse()
         .context("bad --model-type (use auto, sdar, fast_dllm_v2, llada or dream)")?;
 
-    let model = PteModel::load(&model_path).with_context(|| {
-        format!(
-            "cannot use {} (expected a .pte exported by diffulex-export for ExecuTorch 1.5.1)",
-            model_path.display()
-        )
-    })?;
+    let model = args.load.model(&model_path)?;
     let meta = model.metadata().clone();
-    let max_seq_len = context_limit(args.max_seq_len, meta.max_seq_len)?;
+    let max_seq_len = limits::context_limit(args.lengths.max_seq_len, meta.max_seq_len)?;
     let prompt_text = read_prompt(args, &tokenizer, max_seq_len)?;
     let use_kv_cache = meta.use_kv_cache && !args.no_kv_cache;
     let mut engine = DiffusionEngine::from_model(model, model_type, use_kv_cache)?;
     if tokenizer.max_id() as usize >= meta.vocab_size {
         bail!(
-            "tokenizer {} has ids up to {} but the model's vocabulary has {} entries: use the tokenizer.json exported with this model",
-            tokenizer_path.display(),
+            "tokenizer {:?} has ids up to {} but the model's vocabulary has {} entries: use the tokenizer.json exported with this model",
+            tokenizer_path,
             tokenizer.max_id(),
             meta.vocab_size
         );
@@ -242,6 +244,11 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
 
     let template = if args.chat {
         let config = tokenizer_path.with_file_name("tokenizer_config.json");
+        check_file(
+            "chat template config",
+            &config,
+            "--chat needs the tokenizer_config.json exported beside tokenizer.json",
+        )?;
         Some(ChatTemplate::from_tokenizer_config(&config)?)
     } else {
         None
@@ -253,16 +260,20 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     };
     let encoded = encode_prompt(&tokenizer, &prompt_text, &options)?;
     if encoded.unknown_tokens > 0 {
-        eprintln!(
+        eprint_line(&format!(
             "warning: {} of the prompt's {} tokens are unknown to the tokenizer: the model does not see that text",
             encoded.unknown_tokens, encoded.user_tokens
-        );
+        ));
     }
     let prompt = encoded.ids;
     if prompt.is_empty() {
         bail!("the prompt tokenizes to nothing: give some text");
     }
-    let max_new_tokens = new_token_budget(prompt.len(), args.max_new_tokens, max_seq_len)?;
+    let max_new_tokens = limits::new_token_budget(
+        prompt.len(),
+        args.lengths.max_new_tokens,
+        limits::capacity(&meta, max_seq_len),
+    )?;
 
     let config = DiffusionGenerationConfig {
         max_new_tokens,
@@ -285,54 +296,18 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     }
     let answer = tokenizer.decode(&out.tokens, true)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json_report(&prompt, &answer, &out))?
-        );
+        let report = serde_json::to_string_pretty(&json_report(&prompt, &answer, &out))?;
+        write_stdout(&(report + "\n"))?;
     } else {
-        if args.visual {
-            print!("{answer}");
+        let rest = if args.visual {
+            answer
         } else {
-            print!("{}", printer.stream.finish(&tokenizer)?);
-        }
-        println!();
-        eprintln!("{}", stats_line(&out));
+            printer.stream.finish(&tokenizer)?
+        };
+        write_stdout(&(rest + "\n"))?;
+        eprint_line(&stats_line(&out));
     }
     Ok(())
-}
-
-/// The context limit: the model's own bound, or a smaller one the user asked for.
-fn context_limit(requested: Option<usize>, model_bound: usize) -> Result<usize> {
-    match requested {
-        None => Ok(model_bound),
-        Some(0) => bail!("--max-seq-len must be at least 1"),
-        Some(n) if n > model_bound => bail!(
-            "--max-seq-len {n} is larger than the model's bound of {model_bound} (fixed at export): use at most {model_bound} or re-export with a larger --max-seq-len"
-        ),
-        Some(n) => Ok(n),
-    }
-}
-
-/// How many tokens to generate: the user's number if it fits after the prompt, else the default
-/// of 64 shortened to what the context leaves.
-fn new_token_budget(
-    prompt_len: usize,
-    requested: Option<usize>,
-    max_seq_len: usize,
-) -> Result<usize> {
-    let left = max_seq_len.saturating_sub(prompt_len);
-    match requested {
-        Some(0) => bail!("--max-new-tokens must be at least 1"),
-        Some(n) if n > left => bail!(
-            "prompt ({prompt_len} tokens) + --max-new-tokens ({n}) = {} exceeds the context limit of {max_seq_len}: shorten the prompt or lower --max-new-tokens to at most {left}",
-            prompt_len + n
-        ),
-        Some(n) => Ok(n),
-        None if left == 0 => bail!(
-            "the prompt ({prompt_len} tokens) fills the whole context of {max_seq_len}: shorten it"
-        ),
-        None => Ok(left.min(64)),
-    }
 }
 
 fn json_report(prompt: &[i64], text: &str, out: &GenerationOutput) -> serde_json::Value {

@@ -3,12 +3,13 @@
 //! run and their outputs printed).
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use diffulex_edge::pte::{OwnedTensor, PteModule, TensorInfo};
 use serde::Serialize;
+
+use crate::load::LoadArgs;
+use crate::output::write_stdout;
 
 /// Arguments of `inspect`.
 #[derive(Debug, clap::Args)]
@@ -18,6 +19,8 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub load: LoadArgs,
 }
 
 /// Everything `inspect` reports.
@@ -49,8 +52,7 @@ struct MethodReport {
 
 /// Runs the subcommand.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let mut module = PteModule::load(&args.model)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let mut module = args.load.module(&args.model)?;
     let mut methods = Vec::new();
     for name in module.method_names()? {
         methods.push(describe(&mut module, &name));
@@ -67,11 +69,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     } else {
         render_text(&report)
     };
-    // A closed pipe (`| head`) is not an error for a report printer.
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
-        _ => {}
-    }
+    // A closed pipe (`| head`) ends the program quietly (see `output`).
+    write_stdout(&text)?;
     anyhow::ensure!(failures == 0, "{failures} method(s) could not be inspected");
     Ok(())
 }
@@ -132,12 +131,7 @@ fn json_value(t: &OwnedTensor) -> serde_json::Value {
 fn render_text(report: &Report) -> String {
     let mut o = String::new();
     // Writing into a String cannot fail, hence the ignored results.
-    let _ = writeln!(
-        o,
-        "file: {} ({} bytes)",
-        report.file.display(),
-        report.file_size
-    );
+    let _ = writeln!(o, "file: {:?} ({} bytes)", report.file, report.file_size);
     let _ = writeln!(o, "runtime: {}", report.runtime);
     let _ = writeln!(o, "methods: {}", report.methods.len());
     for m in &report.methods {

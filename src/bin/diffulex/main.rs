@@ -5,6 +5,9 @@
 mod bench;
 mod generate;
 mod inspect;
+mod limits;
+mod load;
+mod output;
 mod runtime;
 mod sampling;
 mod threads;
@@ -33,15 +36,40 @@ enum Commands {
     Runtime(runtime::Args),
 }
 
-/// Errors are printed as one line (the context chain, no backtrace) with exit code 1: the user
-/// needs to know what was wrong and what to do, not where in our code it was noticed.
+/// Errors are printed as one line (the context chain, no backtrace; control characters
+/// escaped) with exit code 1: the user needs to know what was wrong and what to do, not where
+/// in our code it was noticed. Flag errors from the parser get the same treatment; `--help`
+/// and `--version` print normally and exit 0. A closed stdout ends the program quietly.
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    use std::process::ExitCode;
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                // A closed stdout while printing help is not worth a message either.
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            let command = std::env::args()
+                .nth(1)
+                .filter(|a| ["generate", "bench", "inspect"].contains(&a.as_str()))
+                .map_or("diffulex".to_string(), |c| format!("diffulex {c}"));
+            let message = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                "a subcommand is required: generate, bench or inspect".to_string()
+            } else {
+                output::clap_message(&e)
+            };
+            output::eprint_line(&format!("error: {message} (see {command} --help)"));
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if output::stdout_closed(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            output::eprint_line(&format!("error: {}", output::one_line(&format!("{e:#}"))));
+            ExitCode::FAILURE
         }
     }
 }

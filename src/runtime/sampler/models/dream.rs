@@ -70,7 +70,7 @@ impl std::str::FromStr for DreamAlg {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct DreamSampler {
-    /// Total denoising steps (default: max_new_tokens).
+    /// Total denoising steps, 1..=max_new_tokens (default: max_new_tokens).
     pub steps: Option<usize>,
     /// Final time of the schedule, in (0, 1).
     pub eps: f64,
@@ -126,6 +126,9 @@ impl DreamSampler {
     /// use diffulex_edge::runtime::sampler::DreamSampler;
     /// assert_eq!(DreamSampler::default().validate(64).unwrap(), 64);
     /// assert!(DreamSampler { eps: 1.0, ..Default::default() }.validate(64).is_err());
+    /// // More steps than tokens is refused before anything is allocated or scheduled.
+    /// let err = DreamSampler { steps: Some(usize::MAX), ..Default::default() }.validate(64).unwrap_err();
+    /// assert!(err.to_string().contains("1..=64"), "{err}");
     /// ```
     pub fn validate(&self, n: usize) -> Result<usize> {
         check_temperature(self.temperature)?;
@@ -140,8 +143,15 @@ impl DreamSampler {
             }
         }
         let steps = self.steps.unwrap_or(n);
-        if steps == 0 {
-            return Err(invalid("steps", steps, "must be >= 1"));
+        if steps == 0 || steps > n {
+            return Err(invalid(
+                "steps",
+                steps,
+                format!(
+                    "must be in 1..={n} (max_new_tokens): the steps commit {n} tokens in all, \
+                     so more steps than tokens only add forwards that commit nothing"
+                ),
+            ));
         }
         Ok(steps)
     }

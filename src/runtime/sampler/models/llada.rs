@@ -64,7 +64,8 @@ impl std::str::FromStr for LLaDARemasking {
 /// ```
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LLaDASampler {
-    /// Total denoising steps (default: max_new_tokens); must be a multiple of the block count.
+    /// Total denoising steps, 1..=max_new_tokens (default: max_new_tokens); must be a multiple
+    /// of the block count.
     pub steps: Option<usize>,
     /// Block length (default: max_new_tokens, one block); must divide max_new_tokens.
     pub block_length: Option<usize>,
@@ -95,6 +96,8 @@ impl LLaDASampler {
     /// let s = LLaDASampler { block_length: Some(8), steps: Some(16), ..Default::default() };
     /// assert_eq!(s.validate(32).unwrap(), (8, 4));
     /// assert!(LLaDASampler { steps: Some(6), ..s }.validate(32).is_err());
+    /// let err = LLaDASampler { steps: Some(usize::MAX), ..s }.validate(32).unwrap_err();
+    /// assert!(err.to_string().contains("1..=32"), "{err}");
     /// ```
     pub fn validate(&self, n: usize) -> Result<(usize, usize)> {
         check_temperature(self.temperature)?;
@@ -118,7 +121,19 @@ impl LLaDASampler {
         }
         let nb = n / bl;
         let steps = self.steps.unwrap_or(n);
-        if self.threshold.is_none() && (steps == 0 || !steps.is_multiple_of(nb)) {
+        // Checked even in threshold mode (where the steps are unused): the per-block quota is
+        // still sized by them.
+        if steps == 0 || steps > n {
+            return Err(invalid(
+                "steps",
+                steps,
+                format!(
+                    "must be in 1..={n} (max_new_tokens): a step commits at least one token \
+                     of its block, so more steps than tokens only add forwards that commit nothing"
+                ),
+            ));
+        }
+        if self.threshold.is_none() && !steps.is_multiple_of(nb) {
             return Err(invalid(
                 "steps",
                 steps,
