@@ -2,12 +2,13 @@
 //! what it registers, and the files a copy of `diffulex` (or of any binary built on
 //! diffulex-edge) needs beside it on another machine of the same architecture.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use diffulex_edge::pte;
 use serde::Serialize;
+
+use crate::output::write_stdout;
 
 /// Arguments of `runtime`.
 #[derive(Debug, clap::Args)]
@@ -59,10 +60,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     } else {
         render_text(&report)
     };
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
+    write_stdout(&text)
 }
 
 fn copy_files(files: &[PathBuf], dir: &Path) -> anyhow::Result<()> {
