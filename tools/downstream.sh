@@ -15,13 +15,23 @@ clean_env=(env -i "PATH=$PATH" "HOME=$HOME")
 run_all_kinds() {
     local crate=$1 repo=$2
     echo "downstream ($crate): build"
-    (cd "$crate" && cargo build --quiet --bins --examples --lib --tests)
+    (cd "$crate" && cargo build --quiet --bins --examples --lib)
+    # The test binary is run directly (under `env -i`, cargo would rebuild everything for the
+    # profile settings the environment no longer carries).
+    local test_binary
+    test_binary=$(cd "$crate" && cargo test --quiet --no-run --test goldens --message-format=json \
+        | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "goldens" and m.get("executable"):
+        print(m["executable"])')
+    [[ -x $test_binary ]] || { echo "downstream: no test binary for goldens" >&2; exit 1; }
     echo "downstream ($crate): bin"
     "${clean_env[@]}" "$crate/target/debug/diffulex-downstream" "$repo"
     echo "downstream ($crate): example"
     "${clean_env[@]}" "$crate/target/debug/examples/decode"
     echo "downstream ($crate): test"
-    (cd "$crate" && "${clean_env[@]}" cargo test --quiet --test goldens)
+    "${clean_env[@]}" "$test_binary"
     echo "downstream ($crate): cdylib from a C caller"
     "${clean_env[@]}" python3 -c '
 import ctypes, sys
