@@ -5,7 +5,8 @@
 # decodes the fixtures of all four families against the reference goldens:
 #   1. bin, example, test and cdylib (loaded by a C caller: Python's ctypes), path dependency;
 #   2. the same crate against the packaged .crate files (`cargo package --workspace`, unpacked
-#      and used through [patch.crates-io]): what a crates.io user gets.
+#      and used through [patch.crates-io]): what a crates.io user gets;
+#   3. `diffulex` from `cargo install`, after its build directory is gone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -82,4 +83,14 @@ PY
 mkdir -p "$work/models"
 ln -s "$work/diffulex-edge-0.1.0/models/default" "$work/models/default"
 run_all_kinds "$work/tests/downstream" "$work"
+# 3. `cargo install`: its build directory is deleted afterwards, and the installed binary still
+#    finds the runtime (the build stored the shim in the per-user cache). A debug build keeps
+#    this step short; what is checked does not depend on the profile.
+echo "downstream: cargo install, build directory deleted, run with env -i"
+cargo install --quiet --debug --locked --path . --root "$work/install" --target-dir "$work/install-target"
+rm -rf "$work/install-target"
+answer=$("${clean_env[@]}" "$work/install/bin/diffulex" generate --prompt "123+456=" 2>/dev/null)
+[[ $answer == 579 ]] || { echo "downstream: installed diffulex answered '$answer', not 579" >&2; exit 1; }
+echo "installed diffulex: 123+456=$answer"
+
 echo "downstream: every target kind decodes every family, from the checkout and from the packages"
