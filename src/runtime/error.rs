@@ -77,6 +77,35 @@ pub enum EngineError {
     /// The model's metadata is unusable (unknown family id, zero vocabulary, ...).
     #[error("invalid model metadata: {0}")]
     Metadata(String),
+    /// Two of the model's constants contradict each other: an id outside the vocabulary, an eos
+    /// or pad id equal to the mask id, a block larger than the context, ... Both constants are
+    /// named by their `.pte` method (docs/pte-contract.md) with their values.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{EngineError, Family, ModelMetadata};
+    /// let mut m = ModelMetadata::for_family(Family::Sdar, 256, 512, 3, vec![3], 4);
+    /// let e = m.validate().unwrap_err();
+    /// assert!(matches!(e, EngineError::ConflictingConstants { .. }));
+    /// assert_eq!(e.to_string(), "contradictory model constants: get_eos_ids[0] = 3 and \
+    ///     get_mask_token_id = 3: a stop id must not be the mask id (re-export the model with \
+    ///     `diffulex-export`)");
+    /// ```
+    #[error(
+        "contradictory model constants: {constant} = {value} and {other} = {other_value}: \
+         {reason} (re-export the model with `diffulex-export`)"
+    )]
+    ConflictingConstants {
+        /// The constant found wrong (its `.pte` method, with an index for lists).
+        constant: String,
+        /// Its value (booleans as 0 / 1).
+        value: i64,
+        /// The constant it contradicts.
+        other: &'static str,
+        /// That constant's value.
+        other_value: i64,
+        /// The rule that is broken.
+        reason: &'static str,
+    },
     /// The model asked for a KV cache mode it does not support.
     #[error("KV cache requested but the model was exported without one (use_kv_cache = false)")]
     NoKvCache,
