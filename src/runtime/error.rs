@@ -109,6 +109,31 @@ pub enum EngineError {
     /// The model asked for a KV cache mode it does not support.
     #[error("KV cache requested but the model was exported without one (use_kv_cache = false)")]
     NoKvCache,
+    /// The weight segments' SHA-256 differs from the one recorded at export
+    /// (`get_weights_digest`): the file was corrupted or altered after export.
+    #[error(
+        "{file}: the weights are corrupt: the SHA-256 of its {bytes} bytes of segments is \
+         {computed}, the export recorded {recorded} (restore or re-export the file)"
+    )]
+    WeightsCorrupt {
+        /// The model file (`<memory>` for one loaded from bytes).
+        file: String,
+        /// Bytes hashed.
+        bytes: u64,
+        /// Digest recorded at export, hex.
+        recorded: String,
+        /// Digest of the bytes now, hex.
+        computed: String,
+    },
+    /// Weight verification was asked for a model that records no weights digest.
+    #[error(
+        "{file} records no weights digest (it was exported before `get_weights_digest` \
+         existed): re-export it with `diffulex-export export` to make it verifiable"
+    )]
+    NoWeightsDigest {
+        /// The model file.
+        file: String,
+    },
     /// A forward call was given arguments outside the model's contract.
     #[error("forward call rejected: {0}")]
     ForwardArgs(String),

@@ -17,4 +17,5 @@ mod tokenizer;
 pub use chat::ChatTemplate;
 pub use error::TextError;
 pub use stream::StreamDecoder;
+pub use tokenizer::unknown_id_marker;
 pub use tokenizer::TextTokenizer;

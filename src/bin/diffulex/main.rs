@@ -7,6 +7,7 @@ mod generate;
 mod inspect;
 mod sampling;
 mod threads;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,8 @@ enum Commands {
     Bench(Box<bench::BenchArgs>),
     /// Show a .pte program's methods, their inputs/outputs, delegates and constant values.
     Inspect(inspect::Args),
+    /// Check that a .pte's weights match the digest recorded at export (and its tokenizer).
+    Verify(verify::Args),
 }
 
 /// Errors are printed as one line (the context chain, no backtrace) with exit code 1: the user
@@ -47,5 +50,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Generate(args) => generate::run(&args),
         Commands::Inspect(args) => inspect::run(&args),
         Commands::Bench(args) => bench::run(&args),
+        Commands::Verify(args) => verify::run(&args),
     }
 }
