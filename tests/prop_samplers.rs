@@ -109,6 +109,28 @@ proptest! {
         check_common(&row, TopPSampler::new(p, t).unwrap().with_seed(seed).sample(&row));
     }
 
+    /// The T -> 0 limit: at temperatures where `logit / T` overflows f64 (or lies just below),
+    /// softmax(logits / T) puts all mass on the largest finite logit, so top-k and top-p pick a
+    /// maximum: the greedy token when it is unique, one of the tied maxima otherwise. (Before
+    /// the fix, `inf - inf` made every weight NaN and the draw fell to the last candidate.)
+    #[test]
+    fn tiny_temperatures_pick_the_greedy_token(row in row(), k in 1usize..10, p in 0.0001f64..=1.0, t in prop_oneof![Just(1e-300f64), Just(1e-310), Just(5e-324), Just(f64::MIN_POSITIVE)], seed: u64) {
+        let top = row.iter().filter(|x| x.is_finite()).fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let ties = row.iter().filter(|&&x| x == top).count();
+        let greedy = GreedySampler::new().sample(&row).ok();
+        for got in [
+            TopKSampler::new(k, t).unwrap().with_seed(seed).sample(&row),
+            TopPSampler::new(p, t).unwrap().with_seed(seed).sample(&row),
+        ] {
+            if let Some(i) = check_common(&row, got) {
+                prop_assert_eq!(row[i], top, "T={:e} chose {} in {:?}", t, i, row);
+                if ties == 1 {
+                    prop_assert_eq!(Some(i), greedy);
+                }
+            }
+        }
+    }
+
     /// The same seed replays the same choices after `reset`.
     #[test]
     fn reset_replays(row in row(), k in 1usize..10, seed: u64) {

@@ -152,3 +152,136 @@ fn module_moves_across_threads() {
     .unwrap();
     assert_eq!(answer, 42);
 }
+
+/// Issue 13, item 12: contradictory model constants are refused at load with a typed error
+/// naming both constants and their values. Starts from each fixture's real metadata (as
+/// `PteModel::from_module` reads it, which calls `validate`) and breaks one constant at a time.
+#[test]
+fn contradictory_constants_are_rejected_naming_both() {
+    use diffulex_edge::runtime::{DiffusionModel, EngineError, ModelMetadata, PteModel};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let check = |m: &ModelMetadata, want: (&str, i64, &str, i64)| {
+        match m.validate() {
+            Err(EngineError::ConflictingConstants {
+                constant,
+                value,
+                other,
+                other_value,
+                ..
+            }) => assert_eq!(
+                (constant.as_str(), value, other, other_value),
+                want,
+                "{m:?}"
+            ),
+            other => panic!("{want:?}: expected ConflictingConstants, got {other:?}"),
+        }
+        let text = m.validate().unwrap_err().to_string();
+        assert!(
+            text.contains(&format!("{} = {}", want.0, want.1))
+                && text.contains(&format!("{} = {}", want.2, want.3)),
+            "{text}"
+        );
+    };
+    for file in [
+        "models/default/model.pte",
+        "tests/fixtures/pte/sdar_cached.pte",
+        "tests/fixtures/pte/fast_dllm_v2_uncached.pte",
+        "tests/fixtures/pte/llada.pte",
+        "tests/fixtures/pte/dream_rows.pte",
+    ] {
+        let good = PteModel::load(root.join(file)).unwrap().metadata().clone();
+        good.validate().unwrap();
+        let (v, mask) = (good.vocab_size as i64, good.mask_token_id);
+        let vocab = v;
+        // eos: -1, == vocab size, 2^40, == mask id (in first and in a later position)
+        for bad in [-1, v, 1 << 40] {
+            let mut m = good.clone();
+            m.eos_ids[0] = bad;
+            check(&m, ("get_eos_ids[0]", bad, "get_vocab_size", vocab));
+        }
+        let mut m = good.clone();
+        m.eos_ids[0] = mask;
+        check(&m, ("get_eos_ids[0]", mask, "get_mask_token_id", mask));
+        let mut m = good.clone();
+        m.eos_ids.push(mask);
+        let k = m.eos_ids.len() - 1;
+        check(
+            &m,
+            (
+                &format!("get_eos_ids[{k}]"),
+                mask,
+                "get_mask_token_id",
+                mask,
+            ),
+        );
+        // mask == eos is the same pair seen from the mask's side: moving the mask onto the eos.
+        let mut m = good.clone();
+        m.mask_token_id = good.eos_ids[0];
+        check(
+            &m,
+            (
+                "get_eos_ids[0]",
+                good.eos_ids[0],
+                "get_mask_token_id",
+                good.eos_ids[0],
+            ),
+        );
+        // mask == pad (pad moved onto the mask, and the mask moved onto the pad)
+        let mut m = good.clone();
+        m.pad_id = mask;
+        check(&m, ("get_pad_id", mask, "get_mask_token_id", mask));
+        let mut m = good.clone();
+        m.mask_token_id = good.pad_id;
+        if !good.eos_ids.contains(&good.pad_id) {
+            check(
+                &m,
+                ("get_pad_id", good.pad_id, "get_mask_token_id", good.pad_id),
+            );
+        } else {
+            assert!(m.validate().is_err());
+        }
+        // pad and mask outside the vocabulary
+        for bad in [-1, v, 1 << 40] {
+            let mut m = good.clone();
+            m.pad_id = bad;
+            check(&m, ("get_pad_id", bad, "get_vocab_size", vocab));
+            let mut m = good.clone();
+            m.mask_token_id = bad;
+            check(&m, ("get_mask_token_id", bad, "get_vocab_size", vocab));
+        }
+        // structural constants against the family and the context
+        let family = good.family.id();
+        let mut m = good.clone();
+        m.shift_logits = !m.shift_logits;
+        check(
+            &m,
+            (
+                "shift_logits",
+                i64::from(m.shift_logits),
+                "get_family_id",
+                family,
+            ),
+        );
+        let mut m = good.clone();
+        if good.family.block_causal() {
+            m.block_size = good.max_seq_len + 1;
+            let max = good.max_seq_len as i64;
+            check(&m, ("get_block_size", max + 1, "get_max_seq_len", max));
+            let mut m = good.clone();
+            m.block_size = 0;
+            check(&m, ("get_block_size", 0, "get_family_id", family));
+        } else {
+            m.block_size = 4;
+            check(&m, ("get_block_size", 4, "get_family_id", family));
+            let mut m = good.clone();
+            m.use_kv_cache = true;
+            check(&m, ("use_kv_cache", 1, "get_family_id", family));
+            let mut m = good.clone();
+            m.sub_block_size = 2;
+            check(&m, ("get_sub_block_size", 2, "get_family_id", family));
+        }
+        let mut m = good.clone();
+        m.eos_ids.clear();
+        assert!(matches!(m.validate(), Err(EngineError::Metadata(_))));
+    }
+}

@@ -62,16 +62,18 @@ def _delegates(program) -> list:
     return []
 
 
-def _manifest_entry(name: str, model, program, out: Path) -> dict:
+def _manifest_entry(name: str, model, program, out: Path, ckpt_root: Path) -> dict:
     """The manifest record of one fixture.
 
     "logits" is written only for v2 ("rows") fixtures: an absent key means "all" (v1), which
     keeps the entries of the v1 fixtures exactly as they were before v2 existed.
 
     Example:
-        >>> _manifest_entry("llada_rows", model, program, path)["logits"]  # doctest: +SKIP
+        >>> _manifest_entry("llada_rows", model, program, path, ckpt_root)["logits"]  # doctest: +SKIP
         'rows'
     """
+    from diffulex_export.export import tokenizer_digest
+
     family, kv, backend, quant, logits = PTES[name]
     entry = {
         "checkpoint": f"tests/fixtures/ckpt/{family}",
@@ -88,6 +90,9 @@ def _manifest_entry(name: str, model, program, out: Path) -> dict:
         "delegates": _delegates(program),
         "operators": _operators(program),
         "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+        # What get_tokenizer_digest returns, as hex: the checkpoint's tokenizer.json vocabulary
+        # (tests/tokenizer_identity.rs compares it with the Rust computation).
+        "tokenizer_digest": tokenizer_digest(ckpt_root / family / "tokenizer.json").hex(),
     })
     return entry
 
@@ -95,7 +100,7 @@ def _manifest_entry(name: str, model, program, out: Path) -> dict:
 def build(root: Path, only: list) -> None:
     import torch
 
-    from diffulex_export.export import quantize_model, to_program, write_atomic
+    from diffulex_export.export import add_weights_digest, quantize_model, to_program, write_atomic
     from diffulex_export.models import load_model
     from diffulex_export.tiny import write_checkpoint
 
@@ -113,9 +118,12 @@ def build(root: Path, only: list) -> None:
         torch.manual_seed(SEED)
         model = load_model(ckpt_root / family, max_seq_len=MAX_SEQ_LEN, kv_cache=kv, logits_rows=logits == "rows")
         quantize_model(model, quant)
-        program = to_program(model, backend)
-        out = write_atomic(program.buffer, pte_root / f"{name}.pte")
-        manifest[name] = _manifest_entry(name, model, program, out)
+        # The digest of the checkpoint's tokenizer is recorded (get_tokenizer_digest), as
+        # `diffulex-export export` does.
+        program = to_program(model, backend, tokenizer=ckpt_root / family / "tokenizer.json")
+        # ... and the digest of its weight segments (get_weights_digest), as the CLI does.
+        out = write_atomic(add_weights_digest(program), pte_root / f"{name}.pte")
+        manifest[name] = _manifest_entry(name, model, program, out, ckpt_root)
     manifest_path.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
 
 

@@ -110,7 +110,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         # leaves neither a .pte nor stray tokenizer files behind.
         staged = [] if args.skip_tokenizer else _stage_tokenizer(args.checkpoint, out_dir)
         try:
-            export_model(model, args.output, backend=args.backend, quantize=args.quantize)
+            tokenizer = None if args.skip_tokenizer else args.checkpoint / "tokenizer.json"
+            export_model(model, args.output, backend=args.backend, quantize=args.quantize, tokenizer=tokenizer)
         except BaseException:
             for tmp, _ in staged:
                 if os.path.exists(tmp):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 
@@ -23,8 +23,104 @@ QUANTIZE = ("none", "int8", "8da4w")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
-def constant_methods(model: DiffusionLM) -> Dict[str, Any]:
+def tokenizer_digest(tokenizer_json: Union[str, Path]) -> bytes:
+    """SHA-256 of a tokenizer's vocabulary (added tokens included), as the engine computes it.
+
+    For every (token, id) pair of `Tokenizer.get_vocab(with_added_tokens=True)`, sorted by id
+    then by the token's UTF-8 bytes: the id as 4 little-endian bytes, the token's UTF-8 length
+    as 4 little-endian bytes, then the bytes (twin of `TextTokenizer::vocab_digest` in
+    src/text/tokenizer.rs). Only the id <-> token mapping counts.
+
+    Example:
+        >>> len(tokenizer_digest("models/default/tokenizer.json"))  # doctest: +SKIP
+        32
+    """
+    import hashlib
+
+    from tokenizers import Tokenizer
+
+    vocab = Tokenizer.from_file(str(tokenizer_json)).get_vocab(with_added_tokens=True)
+    h = hashlib.sha256()
+    for i, tok in sorted((int(i), t.encode("utf-8")) for t, i in vocab.items()):
+        h.update(i.to_bytes(4, "little"))
+        h.update(len(tok).to_bytes(4, "little"))
+        h.update(tok)
+    return h.digest()
+
+
+def digest_words(digest: bytes) -> List[int]:
+    """A 32-byte digest as the four signed int64 values a constant method returns (big-endian words).
+
+    Example:
+        >>> digest_words(bytes(range(32)))[0] == 0x0001020304050607
+        True
+    """
+    if len(digest) != 32:
+        raise ExportError(f"expected a 32-byte digest, got {len(digest)} bytes")
+    return [int.from_bytes(digest[k:k + 8], "big", signed=True) for k in range(0, 32, 8)]
+
+
+def weights_digest(pte: bytes) -> bytes:
+    """SHA-256 of a program's segment data: every byte from the extended header's segment base
+    offset to the end of the file (delegate payloads with their weights, constant tensors).
+    Twin of `pte::weights_digest` in src/pte/digest.rs.
+
+    Example:
+        >>> len(weights_digest(open("tests/fixtures/pte/dream.pte", "rb").read()))  # doctest: +SKIP
+        32
+    """
+    import hashlib
+
+    if pte[8:12] != b"eh00" or len(pte) < 32:
+        raise ExportError("the program has no extended header, so no segments to digest")
+    base = int.from_bytes(pte[24:32], "little")
+    if base > len(pte):
+        raise ExportError(f"segment base offset {base} is past the end of the {len(pte)}-byte program")
+    return hashlib.sha256(pte[base:]).digest()
+
+
+def add_weights_digest(program) -> bytes:
+    """The program's bytes with a `get_weights_digest` method: SHA-256 of its segment data as four
+    int64 words (see `weights_digest`; docs/pte-contract.md).
+
+    A constant method lives in the flatbuffer, before the segments, and the segments do not
+    depend on it: the program is serialized once to digest its segments, then again with the
+    extra method (same segments, a slightly longer flatbuffer). This uses the program manager's
+    emitter output and ExecuTorch's serializer (pinned executorch 1.5.1).
+    """
+    import executorch.extension.pytree as ex_pytree
+    from executorch.exir._serialize._serialize import serialize_for_executorch
+    from executorch.exir.schema import Chain, ContainerMetadata, EValue, ExecutionPlan, Int
+
+    digest = weights_digest(program.buffer)
+    words = digest_words(digest)
+    _, spec = ex_pytree.tree_flatten(words)
+    plan = ExecutionPlan(
+        name="get_weights_digest",
+        values=[EValue(Int(w)) for w in words],
+        inputs=[],
+        outputs=list(range(len(words))),
+        chains=[Chain(inputs=[], outputs=[], instructions=[], stacktrace=None)],
+        operators=[],
+        delegates=[],
+        non_const_buffer_sizes=[0],
+        container_meta_type=ContainerMetadata("", spec.to_str()),
+    )
+    emitted = program._emitter_output
+    emitted.program.execution_plan.append(plan)
+    pte, _ = serialize_for_executorch(emitted, backend_config(), program._data_serializer, program._named_data)
+    out = bytes(pte)
+    if weights_digest(out) != digest:
+        raise ExportError("internal error: adding get_weights_digest changed the segments")
+    return out
+
+
+def constant_methods(model: DiffusionLM, tokenizer: Optional[Union[str, Path]] = None) -> Dict[str, Any]:
     """The metadata methods stored in the .pte: `get_<key>` for counts/ids, bare names for flags.
+
+    With `tokenizer` (the checkpoint's tokenizer.json) also `get_tokenizer_digest`: the
+    vocabulary's SHA-256 as four int64 words, which the engine compares with the tokenizer
+    it is given (docs/pte-contract.md).
 
     Example:
         >>> sorted(constant_methods(m))  # doctest: +SKIP
@@ -35,6 +131,8 @@ def constant_methods(model: DiffusionLM) -> Dict[str, Any]:
     for key, value in meta.items():
         name = key if key in ("use_kv_cache", "shift_logits") else f"get_{key}"
         out[name] = value
+    if tokenizer is not None:
+        out["get_tokenizer_digest"] = digest_words(tokenizer_digest(tokenizer))
     return out
 
 
@@ -123,11 +221,24 @@ def quantize_model(model: DiffusionLM, scheme: str) -> None:
     quantize_(model, config, filter_fn=lambda m, _fqn: isinstance(m, torch.nn.Linear))
 
 
-def to_program(model: DiffusionLM, backend: str = "xnnpack"):
-    """Export and lower; returns the ExecuTorch program manager (its `.buffer` is the .pte)."""
-    from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
+def backend_config():
+    """The ExecuTorch backend config of every export (memory planning, dynamic shapes)."""
+    from executorch.exir import ExecutorchBackendConfig
     from executorch.exir.passes import MemoryPlanningPass
     from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
+
+    return ExecutorchBackendConfig(
+        memory_planning_pass=MemoryPlanningPass(alloc_graph_input=True),
+        sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass(),
+    )
+
+
+def to_program(model: DiffusionLM, backend: str = "xnnpack", tokenizer: Optional[Union[str, Path]] = None):
+    """Export and lower; returns the ExecuTorch program manager (its `.buffer` is the .pte).
+
+    `tokenizer` (a tokenizer.json) adds `get_tokenizer_digest` (see `constant_methods`).
+    """
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     if backend not in BACKENDS:
         raise ExportError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
@@ -150,15 +261,10 @@ def to_program(model: DiffusionLM, backend: str = "xnnpack"):
         edge = to_edge_transform_and_lower(
             ep,
             partitioner=partitioners,
-            constant_methods=constant_methods(model),
+            constant_methods=constant_methods(model, tokenizer),
             compile_config=EdgeCompileConfig(_check_ir_validity=False),
         )
-        return edge.to_executorch(
-            ExecutorchBackendConfig(
-                memory_planning_pass=MemoryPlanningPass(alloc_graph_input=True),
-                sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass(),
-            )
-        )
+        return edge.to_executorch(backend_config())
     finally:
         torch.set_grad_enabled(prev)
 
@@ -195,8 +301,11 @@ def export_model(
     out_path: Union[str, Path],
     backend: str = "xnnpack",
     quantize: str = "none",
+    tokenizer: Optional[Union[str, Path]] = None,
 ) -> Path:
     """Quantize (optionally), export, lower and write `model` as a .pte at out_path.
+
+    `tokenizer` (the checkpoint's tokenizer.json) records its vocabulary digest in the program.
 
     Example:
         >>> export_model(load_model("tests/fixtures/ckpt/dream", max_seq_len=256), "/tmp/d.pte")  # doctest: +SKIP
@@ -207,8 +316,8 @@ def export_model(
     if quantize != "none" and backend != "xnnpack":
         raise ExportError(f"--quantize {quantize} needs --backend xnnpack (the portable kernels run float only)")
     quantize_model(model, quantize)
-    program = to_program(model, backend)
-    return write_atomic(program.buffer, out_path)
+    program = to_program(model, backend, tokenizer)
+    return write_atomic(add_weights_digest(program), out_path)
 
 
 def load_pte_method(path: Union[str, Path], method: str = "forward"):
@@ -235,6 +344,6 @@ def read_metadata(path: Union[str, Path]) -> Dict[str, Any]:
         if name == "forward":
             continue
         values = list(program.load_method(name).execute([]))
-        out[name] = values if name == "get_eos_ids" else values[0]
+        out[name] = values if name in ("get_eos_ids", "get_tokenizer_digest", "get_weights_digest") else values[0]
     return out
 

@@ -17,7 +17,8 @@ from safetensors.torch import load_file, save_file
 
 from conftest import FIXTURES, PY_ROOT
 from diffulex_export import cli
-from diffulex_export.export import constant_methods, load_pte_method, quantize_model, read_metadata
+from diffulex_export.export import (constant_methods, digest_words, load_pte_method, quantize_model, read_metadata,
+                                    tokenizer_digest, weights_digest)
 from diffulex_export.models import load_model
 
 
@@ -58,9 +59,16 @@ def test_export_each_family(family, tiny_ckpts, tmp_path, capsys):
         assert filecmp.cmp(out.parent / name, tiny_ckpts[family] / name, shallow=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pte", "tokenizer.json", "tokenizer_config.json"]
 
-    # The default export is contract v2 (logits rows): forward takes `rows` last.
-    assert read_metadata(out) == constant_methods(load_model(tiny_ckpts[family], max_seq_len=64, kv_cache=kv,
-                                                             logits_rows=True))
+    # The default export is contract v2 (logits rows): forward takes `rows` last. It records the
+    # digests of its tokenizer's vocabulary and of its weight segments (issue 13).
+    meta = read_metadata(out)
+    want = constant_methods(load_model(tiny_ckpts[family], max_seq_len=64, kv_cache=kv, logits_rows=True),
+                            tiny_ckpts[family] / "tokenizer.json")
+    want["get_weights_digest"] = digest_words(weights_digest(out.read_bytes()))
+    assert meta == want
+    assert meta["get_tokenizer_digest"] == digest_words(tokenizer_digest(out.parent / "tokenizer.json"))
+    bundled = FIXTURES.parent.parent / "models" / "default" / "tokenizer.json"
+    assert meta["get_tokenizer_digest"] != digest_words(tokenizer_digest(bundled))
     ref = load_model(tiny_ckpts[family], max_seq_len=64, kv_cache=kv)
     quantize_model(ref, quant)
     tokens = _tokens(21, seed=7)
@@ -205,7 +213,7 @@ def test_missing_output_directory(tiny_ckpts, tmp_path, capsys):
 def test_failure_mid_export_leaves_nothing(tiny_ckpts, out_dir, capsys, monkeypatch):
     import diffulex_export.export as ex
 
-    def boom(model, backend="xnnpack"):
+    def boom(model, backend="xnnpack", tokenizer=None):
         raise RuntimeError("lowering failed")
 
     monkeypatch.setattr(ex, "to_program", boom)

@@ -263,3 +263,22 @@ def test_unwritten_cache_slots_may_hold_nan(tiny_ckpts):
         got = ours(tokens, torch.tensor([0]))
         want = plain(tokens)
     torch.testing.assert_close(got, want, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("key,file,what", [("eos_token_id", "generation_config.json", "eos id"),
+                                           ("pad_token_id", "config.json", "pad id")])
+def test_special_id_equal_to_the_mask_refused(tiny_ckpts, tmp_path, key, file, what):
+    """Issue 13, item 12: an eos or pad id equal to the mask id is refused at export (the engine
+    refuses such a .pte at load too: tests/pte_meta.rs::contradictory_constants_are_rejected_naming_both)."""
+    import shutil
+
+    src = tiny_ckpts["dream"]
+    for f in src.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    mask = load_model(src, max_seq_len=64).meta["mask_token_id"]
+    path = tmp_path / file
+    cfg = json.loads(path.read_text()) if path.exists() else {}
+    cfg[key] = mask
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(ExportError, match=f"{what} {mask} is the mask token id {mask}"):
+        load_model(tmp_path, max_seq_len=64)

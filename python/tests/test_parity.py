@@ -23,7 +23,8 @@ import pytest
 import torch
 
 from conftest import FIXTURES, REPO
-from diffulex_export.export import constant_methods, load_pte_method, quantize_model, read_metadata
+from diffulex_export.export import (constant_methods, digest_words, load_pte_method, quantize_model, read_metadata,
+                                    tokenizer_digest, weights_digest)
 from diffulex_export.models import load_model
 
 TOL = 1e-4
@@ -96,8 +97,13 @@ def test_pte_matches_module(name):
 def test_pte_metadata(name):
     entry = _manifest()[name]
     model = _load(entry)
-    got = read_metadata(FIXTURES / "pte" / f"{name}.pte")
-    assert got == constant_methods(model)
+    pte = FIXTURES / "pte" / f"{name}.pte"
+    got = read_metadata(pte)
+    tokenizer = FIXTURES.parent.parent / entry["checkpoint"] / "tokenizer.json"
+    want = constant_methods(model, tokenizer)
+    want["get_weights_digest"] = digest_words(weights_digest(pte.read_bytes()))
+    assert got == want
+    assert bytes.fromhex(entry["tokenizer_digest"]) == tokenizer_digest(tokenizer)
     assert isinstance(got["use_kv_cache"], bool) and isinstance(got["shift_logits"], bool)
 
 

@@ -54,6 +54,7 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 mod constants;
+mod digest;
 mod dtype;
 mod error;
 mod flatbuf;
@@ -70,6 +71,7 @@ pub mod threads;
 mod validate;
 mod xnnpack_blob;
 
+pub use digest::{weights_digest_of_bytes, weights_digest_of_file, SegmentsDigest};
 pub use dtype::{DType, Element};
 pub use error::{ErrorCode, Operation, PteError, Result};
 pub use executorch_sys::{Runtime, RuntimeSource};

@@ -37,6 +37,15 @@ impl AlignedBytes {
         }
     }
 
+    /// The bytes in 64-byte pieces, the last one cut to the length.
+    fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        let len = self.len;
+        self.chunks
+            .iter()
+            .enumerate()
+            .map(move |(i, c)| &c.0[..len.saturating_sub(i * 64).min(64)])
+    }
+
     fn as_ptr(&self) -> *const u8 {
         self.chunks.as_ptr().cast()
     }
@@ -275,6 +284,12 @@ impl PteModule {
             names,
             metas: RefCell::new(HashMap::new()),
         })
+    }
+
+    /// The program bytes of a module loaded with [`PteModule::from_bytes`], in pieces; `None`
+    /// for a memory-mapped module.
+    pub(crate) fn owned_pieces(&self) -> Option<impl Iterator<Item = &[u8]>> {
+        self._bytes.as_ref().map(AlignedBytes::pieces)
     }
 
     /// The file this module was loaded from (`None` for [`PteModule::from_bytes`]; the file

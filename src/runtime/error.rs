@@ -79,9 +79,63 @@ pub enum EngineError {
     /// The model's metadata is unusable (unknown family id, zero vocabulary, ...).
     #[error("invalid model metadata: {0}")]
     Metadata(String),
+    /// Two of the model's constants contradict each other: an id outside the vocabulary, an eos
+    /// or pad id equal to the mask id, a block larger than the context, ... Both constants are
+    /// named by their `.pte` method (docs/pte-contract.md) with their values.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{EngineError, Family, ModelMetadata};
+    /// let mut m = ModelMetadata::for_family(Family::Sdar, 256, 512, 3, vec![3], 4);
+    /// let e = m.validate().unwrap_err();
+    /// assert!(matches!(e, EngineError::ConflictingConstants { .. }));
+    /// assert_eq!(e.to_string(), "contradictory model constants: get_eos_ids[0] = 3 and \
+    ///     get_mask_token_id = 3: a stop id must not be the mask id (re-export the model with \
+    ///     `diffulex-export`)");
+    /// ```
+    #[error(
+        "contradictory model constants: {constant} = {value} and {other} = {other_value}: \
+         {reason} (re-export the model with `diffulex-export`)"
+    )]
+    ConflictingConstants {
+        /// The constant found wrong (its `.pte` method, with an index for lists).
+        constant: String,
+        /// Its value (booleans as 0 / 1).
+        value: i64,
+        /// The constant it contradicts.
+        other: &'static str,
+        /// That constant's value.
+        other_value: i64,
+        /// The rule that is broken.
+        reason: &'static str,
+    },
     /// The model asked for a KV cache mode it does not support.
     #[error("KV cache requested but the model was exported without one (use_kv_cache = false)")]
     NoKvCache,
+    /// The weight segments' SHA-256 differs from the one recorded at export
+    /// (`get_weights_digest`): the file was corrupted or altered after export.
+    #[error(
+        "{file}: the weights are corrupt: the SHA-256 of its {bytes} bytes of segments is \
+         {computed}, the export recorded {recorded} (restore or re-export the file)"
+    )]
+    WeightsCorrupt {
+        /// The model file (`<memory>` for one loaded from bytes).
+        file: String,
+        /// Bytes hashed.
+        bytes: u64,
+        /// Digest recorded at export, hex.
+        recorded: String,
+        /// Digest of the bytes now, hex.
+        computed: String,
+    },
+    /// Weight verification was asked for a model that records no weights digest.
+    #[error(
+        "{file} records no weights digest (it was exported before `get_weights_digest` \
+         existed): re-export it with `diffulex-export export` to make it verifiable"
+    )]
+    NoWeightsDigest {
+        /// The model file.
+        file: String,
+    },
     /// A forward call was given arguments outside the model's contract.
     #[error("forward call rejected: {0}")]
     ForwardArgs(String),

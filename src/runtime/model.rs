@@ -235,46 +235,171 @@ impl ModelMetadata {
         }
     }
 
-    /// Checks internal consistency (vocabulary covers the mask id, block sizes divide, ...).
+    /// Checks every constant against the others (docs/pte-contract.md, "Methods"): the mask,
+    /// pad and every eos id lie in the vocabulary; no eos or pad id is the mask id; at least one
+    /// eos id; the shift, block and sub-block sizes and the KV cache match the family; a block
+    /// fits the context. A contradiction is [`EngineError::ConflictingConstants`] naming both
+    /// constants and their values.
     ///
     /// ```
-    /// use diffulex_edge::runtime::{Family, ModelMetadata};
+    /// use diffulex_edge::runtime::{EngineError, Family, ModelMetadata};
     /// let mut m = ModelMetadata::for_family(Family::Sdar, 256, 512, 3, vec![2], 4);
     /// m.mask_token_id = 512;
     /// assert!(m.validate().is_err());
+    /// m.mask_token_id = 3;
+    /// m.pad_id = 3; // pad == mask: padding would be read as "still to generate"
+    /// let e = m.validate().unwrap_err().to_string();
+    /// assert!(e.contains("get_pad_id = 3") && e.contains("get_mask_token_id = 3"), "{e}");
     /// ```
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(EngineError::Metadata(m));
+        let conflict = |constant: String,
+                        value: i64,
+                        other: &'static str,
+                        other_value: i64,
+                        reason: &'static str| {
+            Err(EngineError::ConflictingConstants {
+                constant,
+                value,
+                other,
+                other_value,
+                reason,
+            })
+        };
+        // Sizes beyond i64 cannot come from a `.pte` (its constants are int64).
+        let int = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         if self.vocab_size == 0 || self.max_seq_len == 0 {
             return bad(format!(
                 "vocab_size {} and max_seq_len {} must be > 0",
                 self.vocab_size, self.max_seq_len
             ));
         }
-        if self.mask_token_id < 0 || self.mask_token_id as u64 >= self.vocab_size as u64 {
-            return bad(format!(
-                "mask_token_id {} outside vocabulary of {}",
-                self.mask_token_id, self.vocab_size
-            ));
+        let vocab = int(self.vocab_size);
+        let in_vocab = |id: i64| (0..vocab).contains(&id);
+        let mask = self.mask_token_id;
+        if !in_vocab(self.mask_token_id) {
+            return conflict(
+                "get_mask_token_id".into(),
+                mask,
+                "get_vocab_size",
+                vocab,
+                "an id must lie in [0, vocab_size)",
+            );
         }
+        if self.eos_ids.is_empty() {
+            return bad(
+                "get_eos_ids returned no ids (the contract requires at least one stop id)".into(),
+            );
+        }
+        for (k, &eos) in self.eos_ids.iter().enumerate() {
+            let name = format!("get_eos_ids[{k}]");
+            if !in_vocab(eos) {
+                return conflict(
+                    name,
+                    eos,
+                    "get_vocab_size",
+                    vocab,
+                    "an id must lie in [0, vocab_size)",
+                );
+            }
+            if eos == self.mask_token_id {
+                return conflict(
+                    name,
+                    eos,
+                    "get_mask_token_id",
+                    mask,
+                    "a stop id must not be the mask id",
+                );
+            }
+        }
+        if !in_vocab(self.pad_id) {
+            return conflict(
+                "get_pad_id".into(),
+                self.pad_id,
+                "get_vocab_size",
+                vocab,
+                "an id must lie in [0, vocab_size)",
+            );
+        }
+        if self.pad_id == self.mask_token_id {
+            return conflict(
+                "get_pad_id".into(),
+                self.pad_id,
+                "get_mask_token_id",
+                mask,
+                "the pad id must not be the mask id",
+            );
+        }
+        let family = self.family.id();
         if self.shift_logits != self.family.shifted() {
-            return bad(format!(
-                "shift_logits = {} but {} is {}shifted",
-                self.shift_logits,
-                self.family,
-                if self.family.shifted() { "" } else { "not " }
-            ));
+            return conflict(
+                "shift_logits".into(),
+                i64::from(self.shift_logits),
+                "get_family_id",
+                family,
+                if self.family.shifted() {
+                    "this family's logits are shifted (fast_dllm_v2, dream)"
+                } else {
+                    "this family's logits are not shifted (sdar, llada)"
+                },
+            );
         }
+        if self.use_kv_cache && !self.family.block_causal() {
+            return conflict(
+                "use_kv_cache".into(),
+                1,
+                "get_family_id",
+                family,
+                "bidirectional families (llada, dream) have no KV cache",
+            );
+        }
+        let block = int(self.block_size);
         if self.family.block_causal() && self.block_size == 0 {
-            return bad(format!("{} needs a block size > 0", self.family));
+            return conflict(
+                "get_block_size".into(),
+                0,
+                "get_family_id",
+                family,
+                "block-causal families (sdar, fast_dllm_v2) need a block size > 0",
+            );
         }
-        if self.family == Family::FastDllmV2
-            && (self.sub_block_size == 0 || !self.block_size.is_multiple_of(self.sub_block_size))
-        {
-            return bad(format!(
-                "fast_dllm_v2 sub_block_size {} must divide block_size {}",
-                self.sub_block_size, self.block_size
-            ));
+        if !self.family.block_causal() && self.block_size != 0 {
+            return conflict(
+                "get_block_size".into(),
+                block,
+                "get_family_id",
+                family,
+                "bidirectional families (llada, dream) have block size 0",
+            );
+        }
+        if self.block_size > self.max_seq_len {
+            return conflict(
+                "get_block_size".into(),
+                block,
+                "get_max_seq_len",
+                int(self.max_seq_len),
+                "a block must fit the context",
+            );
+        }
+        let sub = int(self.sub_block_size);
+        if self.family == Family::FastDllmV2 {
+            if self.sub_block_size == 0 || !self.block_size.is_multiple_of(self.sub_block_size) {
+                return conflict(
+                    "get_sub_block_size".into(),
+                    sub,
+                    "get_block_size",
+                    block,
+                    "fast_dllm_v2's sub-block size must be > 0 and divide the block size",
+                );
+            }
+        } else if self.sub_block_size != 0 {
+            return conflict(
+                "get_sub_block_size".into(),
+                sub,
+                "get_family_id",
+                family,
+                "only fast_dllm_v2 has sub-blocks (0 for the other families)",
+            );
         }
         Ok(())
     }

@@ -55,6 +55,10 @@ pub fn check_contract_version(version: i64) -> Result<()> {
 pub struct PteModel {
     module: PteModule,
     meta: ModelMetadata,
+    /// `get_tokenizer_digest` (optional): SHA-256 of the vocabulary of the exported tokenizer.
+    tokenizer_digest: Option<[u8; 32]>,
+    /// `get_weights_digest` (optional): SHA-256 of the weight segments at export.
+    weights_digest: Option<[u8; 32]>,
     /// Contract 2: `forward` takes the rows to compute logits for.
     selects_rows: bool,
     /// The `rows` input of the last forward, as the program takes it.
@@ -79,6 +83,56 @@ fn usize_of(module: &mut PteModule, method: &str) -> Result<usize> {
     let v = module.constant_i64(method).map_err(pte(method))?;
     usize::try_from(v)
         .map_err(|_| EngineError::Metadata(format!("{method} returned {v}, expected >= 0")))
+}
+
+/// Options of [`PteModel::load_with`].
+///
+/// ```
+/// assert!(!diffulex_edge::runtime::pte_model::LoadOptions::default().verify_weights);
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// Hash the weight segments and compare them with `get_weights_digest` (one read of the
+    /// file; off by default). A file without the digest is then an error.
+    pub verify_weights: bool,
+}
+
+impl LoadOptions {
+    /// Sets [`LoadOptions::verify_weights`].
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::pte_model::LoadOptions;
+    /// assert!(LoadOptions::default().with_verify_weights(true).verify_weights);
+    /// ```
+    pub fn with_verify_weights(mut self, verify: bool) -> Self {
+        self.verify_weights = verify;
+        self
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads an optional 256-bit digest method: four `Int`s, the digest's bytes as big-endian
+/// 64-bit words (docs/pte-contract.md). `None` when the program has no such method.
+pub(crate) fn read_digest(module: &mut PteModule, method: &str) -> Result<Option<[u8; 32]>> {
+    if !module.has_method(method) {
+        return Ok(None);
+    }
+    let words = module.constant_i64_list(method).map_err(pte(method))?;
+    if words.len() != 4 {
+        return Err(EngineError::Metadata(format!(
+            "{method} returned {} values, expected 4 (a SHA-256 as four int64 words)",
+            words.len()
+        )));
+    }
+    let mut out = [0u8; 32];
+    for (chunk, w) in out.chunks_exact_mut(8).zip(&words) {
+        chunk.copy_from_slice(&w.to_be_bytes());
+    }
+    Ok(Some(out))
 }
 
 impl PteModel {
@@ -157,12 +211,94 @@ impl PteModel {
             pad_id: m.constant_i64("get_pad_id").map_err(pte("get_pad_id"))?,
         };
         meta.validate()?;
+        let tokenizer_digest = read_digest(&mut module, "get_tokenizer_digest")?;
+        let weights_digest = read_digest(&mut module, "get_weights_digest")?;
         Ok(PteModel {
             module,
             meta,
+            tokenizer_digest,
+            weights_digest,
             selects_rows: version >= 2,
             rows_input: Vec::new(),
         })
+    }
+
+    /// The SHA-256 of the exported tokenizer's vocabulary (`get_tokenizer_digest`), or `None`
+    /// for files exported before it existed. Check a tokenizer against it with
+    /// [`TextTokenizer::check_model`](crate::text::TextTokenizer::check_model).
+    ///
+    /// ```
+    /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/default/model.pte");
+    /// let m = diffulex_edge::runtime::PteModel::load(path).unwrap();
+    /// assert!(m.tokenizer_digest().is_none()); // exported before the digest existed
+    /// ```
+    pub fn tokenizer_digest(&self) -> Option<&[u8; 32]> {
+        self.tokenizer_digest.as_ref()
+    }
+
+    /// The SHA-256 of the weight segments recorded at export (`get_weights_digest`), or `None`
+    /// for files exported before it existed.
+    ///
+    /// ```
+    /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/dream.pte");
+    /// assert!(diffulex_edge::runtime::PteModel::load(path).unwrap().weights_digest().is_some());
+    /// ```
+    pub fn weights_digest(&self) -> Option<&[u8; 32]> {
+        self.weights_digest.as_ref()
+    }
+
+    /// Hashes the weight segments (reading the file again, or the module's own copy for
+    /// [`PteModule::from_bytes`]) and compares the digest with the one recorded at export.
+    /// Returns what was hashed; [`EngineError::WeightsCorrupt`] if they differ,
+    /// [`EngineError::NoWeightsDigest`] if the file records none. Costs one read of the file
+    /// and SHA-256 over it (measured in BENCHMARKS.md, "Weight verification").
+    ///
+    /// ```
+    /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/dream.pte");
+    /// let m = diffulex_edge::runtime::PteModel::load(path).unwrap();
+    /// let d = m.verify_weights().unwrap();
+    /// assert_eq!(&d.sha256, m.weights_digest().unwrap());
+    /// ```
+    pub fn verify_weights(&self) -> Result<crate::pte::SegmentsDigest> {
+        let file = self
+            .module
+            .path()
+            .map_or("<memory>".to_string(), |p| p.display().to_string());
+        let Some(recorded) = self.weights_digest else {
+            return Err(EngineError::NoWeightsDigest { file });
+        };
+        let got = self
+            .module
+            .weights_digest()
+            .map_err(pte("hashing the weight segments"))?;
+        if got.sha256 != recorded {
+            return Err(EngineError::WeightsCorrupt {
+                file,
+                bytes: got.bytes,
+                recorded: hex(&recorded),
+                computed: got.hex(),
+            });
+        }
+        Ok(got)
+    }
+
+    /// Loads with options: [`LoadOptions::verify_weights`] checks the weight segments against
+    /// the digest recorded at export before the model is returned.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{pte_model::LoadOptions, PteModel};
+    /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/llada.pte");
+    /// let opts = LoadOptions::default().with_verify_weights(true);
+    /// assert!(PteModel::load_with(path, &opts).is_ok());
+    /// let old = concat!(env!("CARGO_MANIFEST_DIR"), "/models/default/model.pte");
+    /// assert!(PteModel::load_with(old, &opts).is_err()); // records no digest
+    /// ```
+    pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Self> {
+        let model = Self::load(path)?;
+        if options.verify_weights {
+            model.verify_weights()?;
+        }
+        Ok(model)
     }
 
     /// Whether `forward` computes logits only for the rows a step reads (contract 2).

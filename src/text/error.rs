@@ -17,6 +17,16 @@ pub enum TextError {
         /// What went wrong.
         reason: String,
     },
+    /// The tokenizer is not the model's: its vocabulary digest differs from the one the model
+    /// recorded at export, or (models without a digest) the model's special ids are not the
+    /// tokenizer's special tokens, or its ids exceed the model's vocabulary.
+    #[error("tokenizer {path} does not belong to the model: {reason}; use the tokenizer.json exported beside the .pte (or pass --tokenizer PATH to it)")]
+    Mismatch {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// What differs.
+        reason: String,
+    },
     /// Encoding the prompt failed.
     #[error("cannot tokenize the prompt: {0}")]
     Encode(String),

@@ -19,4 +19,6 @@ pub use chat::ChatTemplate;
 pub use error::TextError;
 pub use prompt::{encode_prompt, read_prompt_bounded, Prompt, PromptOptions};
 pub use stream::StreamDecoder;
-pub use tokenizer::{MarkedText, MarkedToken, TextTokenizer, MIN_BYTES_PER_TOKEN};
+pub use tokenizer::{
+    unknown_id_marker, MarkedText, MarkedToken, TextTokenizer, MIN_BYTES_PER_TOKEN,
+};

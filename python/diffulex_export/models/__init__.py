@@ -58,6 +58,10 @@ def load_spec(ckpt_dir: Union[str, Path], family: Optional[str] = None) -> Model
     for value in spec.eos_ids:
         if not 0 <= value < spec.vocab_size:
             raise ExportError(f"{ckpt_dir}: eos id {value} is outside the vocabulary (size {spec.vocab_size})")
+        if value == spec.mask_token_id:
+            raise ExportError(f"{ckpt_dir}: eos id {value} is the mask token id {spec.mask_token_id}")
+    if spec.pad_id == spec.mask_token_id:
+        raise ExportError(f"{ckpt_dir}: pad id {spec.pad_id} is the mask token id {spec.mask_token_id}")
     return spec
 
 

@@ -156,6 +156,12 @@ def propose(row, excluded, rng, temperature=0.0, top_k=None, top_p=None, order="
             kept.append(i)
     if not kept:
         raise ValueError("no valid token")
+    if any(math.isinf(z[i]) for i in kept):
+        # x / T overflowed (T ~ 1e-310): same softmax with the max subtracted before dividing,
+        # values in [-inf, 0], never inf - inf = NaN (twin of base.rs).
+        x_max = max(float(row[i]) for i in kept)
+        for i in kept:
+            z[i] = (float(row[i]) - x_max) / temperature
     if filtering:
         steps = [("k", top_k), ("p", top_p)] if order == "k_then_p" else [("p", top_p), ("k", top_k)]
         for kind, val in steps:
@@ -173,14 +179,17 @@ def propose(row, excluded, rng, temperature=0.0, top_k=None, top_p=None, order="
     if sampling:
         r = rng.next_f64() * s
         acc = 0.0
-        token = kept[-1]
+        token = arg
         for i in kept:
-            acc += e[i]
-            if acc > r:
+            if e[i] > 0.0:
+                acc += e[i]
                 token = i
-                break
+                if acc > r:
+                    break
     else:
         token = arg
+    if token is None or not (math.isfinite(s) and s > 0.0):
+        raise ValueError("no valid token")
     prob = e[token] / s
     if extra == MARGIN:
         x = 1.0 / s - math.exp(m2 - m) / s

@@ -66,7 +66,12 @@ def generate(f, meta, prompt, max_new_tokens, sampler=None, seed=0, stop_ids=Non
                 order = sort_desc(range(m), conf)[:q]
             else:
                 mx = max(conf(k) / alg_temp for k in range(m))
-                w = [math.exp(conf(k) / alg_temp - mx) for k in range(m)]
+                if any(math.isinf(conf(k) / alg_temp) for k in range(m)):
+                    # conf / alg_temp overflowed: max subtracted before dividing (twin of dream.rs).
+                    cmax = max(conf(k) for k in range(m))
+                    w = [math.exp((conf(k) - cmax) / alg_temp) for k in range(m)]
+                else:
+                    w = [math.exp(conf(k) / alg_temp - mx) for k in range(m)]
                 order = []
                 for _ in range(q):
                     total = 0.0
@@ -81,6 +86,9 @@ def generate(f, meta, prompt, max_new_tokens, sampler=None, seed=0, stop_ids=Non
                             if acc > r:
                                 break
                     if pick is None:
+                        # Every remaining weight underflowed to 0: the most confident of the rest.
+                        rest = sort_desc([k for k in range(m) if k not in order], conf)
+                        order.extend(rest[: q - len(order)])
                         break
                     w[pick] = 0.0
                     order.append(pick)

@@ -56,6 +56,9 @@ pub struct GenerateArgs {
     /// Recompute the whole sequence every forward instead of using the KV cache.
     #[arg(long)]
     pub no_kv_cache: bool,
+    /// Check the weights against the digest recorded at export before generating (one read of the file).
+    #[arg(long)]
+    pub verify: bool,
     /// Print one JSON object (tokens, text, stop reason, stats) instead of streaming text.
     #[arg(long, conflicts_with = "visual")]
     pub json: bool,
@@ -232,15 +235,11 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let max_seq_len = limits::context_limit(args.lengths.max_seq_len, meta.max_seq_len)?;
     let prompt_text = read_prompt(args, &tokenizer, max_seq_len)?;
     let use_kv_cache = meta.use_kv_cache && !args.no_kv_cache;
-    let mut engine = DiffusionEngine::from_model(model, model_type, use_kv_cache)?;
-    if tokenizer.max_id() as usize >= meta.vocab_size {
-        bail!(
-            "tokenizer {:?} has ids up to {} but the model's vocabulary has {} entries: use the tokenizer.json exported with this model",
-            tokenizer_path,
-            tokenizer.max_id(),
-            meta.vocab_size
-        );
+    tokenizer.check_model(&meta, model.tokenizer_digest())?;
+    if args.verify {
+        model.verify_weights()?;
     }
+    let mut engine = DiffusionEngine::from_model(model, model_type, use_kv_cache)?;
 
     let template = if args.chat {
         let config = tokenizer_path.with_file_name("tokenizer_config.json");

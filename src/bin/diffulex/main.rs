@@ -11,6 +11,7 @@ mod output;
 mod runtime;
 mod sampling;
 mod threads;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +35,8 @@ enum Commands {
     /// Show where the ExecuTorch runtime was loaded from and the files a copy of `diffulex`
     /// needs beside it; `--copy-to DIR` copies them there.
     Runtime(runtime::Args),
+    /// Check that a .pte's weights match the digest recorded at export (and its tokenizer).
+    Verify(verify::Args),
 }
 
 /// Errors are printed as one line (the context chain, no backtrace; control characters
@@ -80,5 +83,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Inspect(args) => inspect::run(&args),
         Commands::Bench(args) => bench::run(&args),
         Commands::Runtime(args) => runtime::run(&args),
+        Commands::Verify(args) => verify::run(&args),
     }
 }

@@ -150,15 +150,31 @@ impl Scorer {
         self.z.clear();
         self.z.resize(v, f64::NEG_INFINITY);
         self.kept.clear();
+        let (mut x_max, mut overflow) = (f64::NEG_INFINITY, false);
         for i in 0..v {
             let x = row.at(i);
             if valid(x, i, excluded) {
-                self.z[i] = if sampling { x / spec.temperature } else { x };
+                let z = if sampling { x / spec.temperature } else { x };
+                overflow |= z.is_infinite();
+                x_max = x_max.max(x);
+                self.z[i] = z;
                 self.kept.push(i as u32);
             }
         }
         if self.kept.is_empty() {
             return Err(EngineError::NoValidToken { position });
+        }
+        if overflow {
+            // `x / T` left the f64 range (T below about max|x| / f64::MAX, e.g. 1e-310), and
+            // `inf - inf` would turn every weight into NaN. softmax(x / T) equals
+            // softmax((x - max) / T), whose values lie in [-inf, 0] with the maximum exactly 0,
+            // so it cannot overflow. At such a T every non-maximal weight underflows to 0: the
+            // distribution is the T -> 0 limit, all mass on the argmax (shared by exact ties).
+            // Temperatures that do not overflow keep the division above unchanged, so their
+            // results stay bit-identical to the Python reference and the goldens.
+            for &i in &self.kept {
+                self.z[i as usize] = (row.at(i as usize) - x_max) / spec.temperature;
+            }
         }
         match spec.order {
             FilterOrder::TopKThenTopP => {
@@ -182,18 +198,28 @@ impl Scorer {
         let token = if sampling {
             let r = rng.next_f64() * s;
             let mut acc = 0.0f64;
-            let mut pick = *self.kept.last().unwrap_or(&(arg as u32)) as usize;
+            // Falls back to the last token with positive weight (never one of weight 0, nor a
+            // NaN weight: `x > 0.0` is false for NaN), then to the argmax.
+            let mut pick = arg;
             for &i in &self.kept {
-                acc += self.e[i as usize];
-                if acc > r {
+                let e = self.e[i as usize];
+                if e > 0.0 {
+                    acc += e;
                     pick = i as usize;
-                    break;
+                    if acc > r {
+                        break;
+                    }
                 }
             }
             pick
         } else {
             arg
         };
+        // Unreachable with the weights above (the maximum has weight exactly 1), but a NaN must
+        // never decide a token: without a finite argmax there is no token.
+        if token >= v || !(s.is_finite() && s > 0.0) {
+            return Err(EngineError::NoValidToken { position });
+        }
         let prob = self.e[token] / s;
         let extra = match extra {
             Extra::None => 0.0,

@@ -256,7 +256,18 @@ impl DreamSampler {
                             .map(|k| conf(k) / a)
                             .fold(f64::NEG_INFINITY, f64::max);
                         w.clear();
-                        w.extend((0..m).map(|k| (conf(k) / a - mx).exp()));
+                        if (0..m).any(|k| (conf(k) / a).is_infinite()) {
+                            // conf / alg_temp overflowed (alg_temp ~1e-310): `inf - inf` would
+                            // make every weight NaN and no position would ever be drawn. Same
+                            // softmax, max subtracted before dividing: weights in [0, 1], the
+                            // most confident position(s) exactly 1, the rest 0 at such a
+                            // temperature (the alg_temp -> 0 limit, i.e. the top-confidence
+                            // order). Other alg_temps keep the arithmetic of the reference.
+                            let cmax = (0..m).map(conf).fold(f64::NEG_INFINITY, f64::max);
+                            w.extend((0..m).map(|k| ((conf(k) - cmax) / a).exp()));
+                        } else {
+                            w.extend((0..m).map(|k| (conf(k) / a - mx).exp()));
+                        }
                         for _ in 0..q {
                             let total: f64 = w.iter().sum();
                             let r = d.rng.next_f64() * total;
@@ -271,7 +282,18 @@ impl DreamSampler {
                                     }
                                 }
                             }
-                            let Some(k) = pick else { break };
+                            let Some(k) = pick else {
+                                // Every remaining weight is 0 (underflowed at a tiny alg_temp)
+                                // or NaN: nothing can be drawn, yet the step must commit q
+                                // positions. The limit of the draws is the confidence order,
+                                // so the most confident remaining positions fill the quota.
+                                let mut rest: Vec<usize> =
+                                    (0..m).filter(|k| !order.contains(k)).collect();
+                                sort_desc(&mut rest, conf);
+                                rest.truncate(q - order.len());
+                                order.extend(rest);
+                                break;
+                            };
                             w[k] = 0.0;
                             order.push(k);
                         }
