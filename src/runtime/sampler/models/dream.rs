@@ -228,6 +228,7 @@ impl DreamSampler {
                     extra,
                     &mut d.rng,
                     &mut props,
+                    d.pool,
                 )?;
                 let conf = |k: usize| {
                     if extra == Extra::None {

@@ -183,6 +183,7 @@ impl FastdLLMV2Sampler {
                         Extra::None,
                         &mut d.rng,
                         &mut props,
+                        d.pool,
                     )?;
                     let mut best = 0;
                     for (i, pr) in props.iter().enumerate() {

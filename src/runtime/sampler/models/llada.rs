@@ -242,7 +242,7 @@ impl LLaDASampler {
                     )?;
                     if self.temperature <= 0.0 && self.remasking == LLaDARemasking::LowConfidence {
                         let vocab = d.meta.vocab_size;
-                        let scored = parallel::map_rows(positions.len(), vocab, |k| {
+                        let scored = parallel::map_rows(d.pool, positions.len(), vocab, |k| {
                             let p = positions[k];
                             Self::greedy_with_confidence(view.row(p), &excl, &conf_excl, p)
                         });

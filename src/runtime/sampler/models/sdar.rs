@@ -244,6 +244,7 @@ impl SDARSampler {
                     extra,
                     &mut d.rng,
                     &mut props,
+                    d.pool,
                 )?;
                 let q = quota[step.min(steps - 1)].min(positions.len());
                 self.select(q, &props, &mut order);
