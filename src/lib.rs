@@ -4,6 +4,7 @@
 //! - [`runtime`]: the diffusion engine, generation config, blocks and samplers.
 //! - [`text`]: tokenization, streaming detokenization and chat templates.
 
+#[cfg(feature = "pte")]
 #[deny(missing_docs)]
 pub mod pte;
 pub mod runtime;

@@ -16,6 +16,7 @@ mod chat_template;
 mod cli;
 #[path = "../fuzz/harness/engine.rs"]
 mod engine;
+#[cfg(feature = "pte")]
 #[path = "../fuzz/harness/pte_load.rs"]
 mod pte_load;
 #[path = "../fuzz/harness/text.rs"]
@@ -50,6 +51,7 @@ fn replay(target: &str, run: impl Fn(&[u8])) -> usize {
     files.len()
 }
 
+#[cfg(feature = "pte")]
 #[test]
 fn pte_load_corpus_replays() {
     let n = replay("pte_load", pte_load::run_bytes);

@@ -6,11 +6,13 @@ use super::diffusion::{Decoder, GenerationObserver, GenerationOutput, NoObserver
 use super::error::{EngineError, Result};
 use super::model::{DiffusionModel, Family, ModelMetadata, ModelType};
 use super::parallel::RowPool;
+#[cfg(feature = "pte")]
 use super::pte_model::PteModel;
 use super::rng::Rng;
 use super::sampler::base::Scorer;
 use super::sampler::BlockSampler;
 use super::stats::GenerationStats;
+#[cfg(feature = "pte")]
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -106,6 +108,7 @@ impl DiffusionEngine {
     /// assert!(engine.uses_kv_cache());
     /// assert!(DiffusionEngine::from_pte(path, ModelType::Auto, 512).is_err());
     /// ```
+    #[cfg(feature = "pte")]
     pub fn from_pte(
         path: impl AsRef<Path>,
         model_type: impl Into<ModelType>,
