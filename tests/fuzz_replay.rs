@@ -12,6 +12,7 @@ use diffulex_edge::text::TextTokenizer;
 
 #[path = "../fuzz/harness/chat_template.rs"]
 mod chat_template;
+#[cfg(feature = "cli")]
 #[path = "../fuzz/harness/cli.rs"]
 mod cli;
 #[path = "../fuzz/harness/engine.rs"]
@@ -86,6 +87,7 @@ fn engine_corpus_replays() {
     eprintln!("engine: {n} inputs");
 }
 
+#[cfg(feature = "cli")]
 #[test]
 fn cli_corpus_replays() {
     let n = replay("cli", cli::run_bytes);
