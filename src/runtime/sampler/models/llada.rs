@@ -57,10 +57,12 @@ impl std::str::FromStr for LLaDARemasking {
 /// let s = LLaDASampler { steps: Some(16), block_length: Some(8), ..Default::default() };
 /// assert_eq!(s.cfg_scale, 0.0);
 ///
+/// # #[cfg(feature = "pte")] {
 /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/llada.pte");
 /// let mut engine = DiffusionEngine::from_pte(path, ModelType::Auto, 256).unwrap();
 /// let out = engine.generate(&[10, 11, 12], &DiffusionGenerationConfig::new(16).with_sampler(s)).unwrap();
 /// assert_eq!(out.stats.decode_forwards, 16); // one token per step, no early EOS here
+/// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LLaDASampler {
