@@ -18,7 +18,7 @@ struct Problem {
     answer: String,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tok = TextTokenizer::from_file(root.join("models/default/tokenizer.json"))?;
     let problems: Vec<Problem> = std::fs::read_to_string(root.join("training/default_eval.jsonl"))?

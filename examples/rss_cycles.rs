@@ -21,7 +21,7 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let cycles: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1000);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         if i == 1 {
             tokens = out.tokens.clone();
         } else if out.tokens != tokens {
-            anyhow::bail!("cycle {i}: tokens changed {:?} != {tokens:?}", out.tokens);
+            return Err(format!("cycle {i}: tokens changed {:?} != {tokens:?}", out.tokens).into());
         }
         drop(engine);
         let rss = rss_kib();

@@ -1,5 +1,6 @@
 //! Drives `diffulex bench` on committed fixtures: the JSON report's shape and the counts that do
 //! not depend on timing (no timing assertions: the machine may be shared).
+#![cfg(all(feature = "cli", feature = "pte"))]
 
 use std::process::Command;
 

@@ -1,6 +1,7 @@
 //! Drives `diffulex generate` as a user would: the bundled model answers held-out problems
 //! (checked against the answer key), `--json` carries the engine's tokens (checked against the
 //! Python reference goldens), and every user error is one line with a non-zero exit.
+#![cfg(all(feature = "cli", feature = "pte"))]
 
 use serde_json::Value;
 use std::io::Write;

@@ -1,4 +1,5 @@
 //! Drives the `diffulex inspect` binary on committed fixtures.
+#![cfg(all(feature = "cli", feature = "pte"))]
 
 use std::process::Command;
 

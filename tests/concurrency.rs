@@ -2,6 +2,7 @@
 //! runs: every family fixture (tests/fixtures/pte/*.pte) and the bundled default model, each
 //! thread with its own engines (a `PteModule` is `Send` but not `Sync`, so engines are moved,
 //! never shared), all threads released together by a barrier.
+#![cfg(feature = "pte")]
 
 use diffulex_edge::pte::PteModule;
 use diffulex_edge::runtime::{

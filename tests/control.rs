@@ -7,6 +7,7 @@
 //! - A `.pte` truncated in place while mapped kills the process with SIGBUS when the runtime
 //!   touches the missing pages (checked in a child process); a module loaded with
 //!   `PteModule::from_bytes(std::fs::read(path)?)` owns a copy and is immune.
+#![cfg(feature = "pte")]
 
 use diffulex_edge::pte::{PteModule, Tensor};
 use diffulex_edge::runtime::{

@@ -2,6 +2,7 @@
 //! reference decoder's tokens on all 500 held-out addition problems (goldens from
 //! tools/make_default_goldens.py), and its exact-match accuracy meets the product targets:
 //! at least 95% greedy, and threshold decoding losing at most 1 point.
+#![cfg(feature = "pte")]
 
 use diffulex_edge::runtime::sampler::{SDARSampler, SdarStrategy};
 use diffulex_edge::runtime::{DiffusionEngine, DiffusionGenerationConfig, ModelType};

@@ -1,13 +1,16 @@
 //! Rust engine == Python reference decoders (goldens from tools/make_goldens.py), token for token,
 //! for every fixture and mode; and KV-cache == recompute at temperature 0 for block-causal models.
 
-mod common;
+#[path = "common/golden_sampler.rs"]
+mod golden_sampler;
 
-use common::golden_sampler::{n, sampler_from};
+#[cfg(feature = "pte")]
+use diffulex_edge::runtime::PteModel;
 use diffulex_edge::runtime::{
     DiffusionEngine, DiffusionGenerationConfig, DiffusionModel, Family, HashModel, ModelMetadata,
-    ModelType, PteModel, StopReason,
+    ModelType, StopReason,
 };
+use golden_sampler::{n, sampler_from};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -132,6 +135,7 @@ fn check_cached_equals_uncached(name: &str, got: &HashMap<String, Vec<i64>>) {
     assert!(pairs > 0, "{name}: no greedy cached/uncached pairs");
 }
 
+#[cfg(feature = "pte")]
 fn pte_golden(name: &str) -> HashMap<String, Vec<i64>> {
     let g = load(name);
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(g["pte"].as_str().unwrap());
@@ -174,6 +178,7 @@ fn hash_dream_matches_reference() {
     hash_golden("dream");
 }
 
+#[cfg(feature = "pte")]
 #[test]
 fn pte_sdar_cached_matches_reference() {
     let cached = pte_golden("sdar_cached");
@@ -188,16 +193,19 @@ fn pte_sdar_cached_matches_reference() {
     }
 }
 
+#[cfg(feature = "pte")]
 #[test]
 fn pte_sdar_cached_portable_matches_reference() {
     pte_golden("sdar_cached_portable");
 }
 
+#[cfg(feature = "pte")]
 #[test]
 fn pte_sdar_cached_int8_matches_reference() {
     pte_golden("sdar_cached_int8");
 }
 
+#[cfg(feature = "pte")]
 #[test]
 fn pte_fast_dllm_v2_matches_reference() {
     let cached = pte_golden("fast_dllm_v2_cached");
@@ -211,11 +219,13 @@ fn pte_fast_dllm_v2_matches_reference() {
     }
 }
 
+#[cfg(feature = "pte")]
 #[test]
 fn pte_llada_matches_reference() {
     pte_golden("llada");
 }
 
+#[cfg(feature = "pte")]
 #[test]
 fn pte_dream_matches_reference() {
     pte_golden("dream");
@@ -223,6 +233,7 @@ fn pte_dream_matches_reference() {
 
 /// A contract-2 program of the same weights (logits only for the rows a step reads) must
 /// decode exactly its contract-1 twin's goldens: the reference decoders read every row.
+#[cfg(feature = "pte")]
 fn rows_golden(name: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/pte")
@@ -231,21 +242,25 @@ fn rows_golden(name: &str) {
     check_golden(name, || PteModel::load(&path).unwrap());
 }
 
+#[cfg(feature = "pte")]
 #[test]
 fn pte_sdar_rows_matches_reference() {
     rows_golden("sdar_cached");
 }
 
+#[cfg(feature = "pte")]
 #[test]
 fn pte_fast_dllm_v2_rows_matches_reference() {
     rows_golden("fast_dllm_v2_cached");
 }
 
+#[cfg(feature = "pte")]
 #[test]
 fn pte_llada_rows_matches_reference() {
     rows_golden("llada");
 }
 
+#[cfg(feature = "pte")]
 #[test]
 fn pte_dream_rows_matches_reference() {
     rows_golden("dream");

@@ -12,10 +12,12 @@ use diffulex_edge::text::TextTokenizer;
 
 #[path = "../fuzz/harness/chat_template.rs"]
 mod chat_template;
+#[cfg(feature = "cli")]
 #[path = "../fuzz/harness/cli.rs"]
 mod cli;
 #[path = "../fuzz/harness/engine.rs"]
 mod engine;
+#[cfg(feature = "pte")]
 #[path = "../fuzz/harness/pte_load.rs"]
 mod pte_load;
 #[path = "../fuzz/harness/text.rs"]
@@ -50,6 +52,7 @@ fn replay(target: &str, run: impl Fn(&[u8])) -> usize {
     files.len()
 }
 
+#[cfg(feature = "pte")]
 #[test]
 fn pte_load_corpus_replays() {
     let n = replay("pte_load", pte_load::run_bytes);
@@ -84,6 +87,7 @@ fn engine_corpus_replays() {
     eprintln!("engine: {n} inputs");
 }
 
+#[cfg(feature = "cli")]
 #[test]
 fn cli_corpus_replays() {
     let n = replay("cli", cli::run_bytes);

@@ -3,6 +3,7 @@
 //! Each file is loaded with `PteModule::from_bytes` and every method executed with zero inputs
 //! shaped as its metadata says, in a child process so that an abort inside ExecuTorch shows
 //! up as a test failure instead of taking the test harness down.
+#![cfg(feature = "pte")]
 
 use diffulex_edge::pte::{DType, PteModule, Tensor};
 use std::path::{Path, PathBuf};

@@ -2,6 +2,7 @@
 //! are the rows their contract-1 twin (same checkpoint, exported with `--logits all`) computes,
 //! bad row lists are errors, and the engine asks for fewer rows. Token-level parity with the
 //! Python reference decoders is in engine_parity.rs (`pte_*_rows_matches_reference`).
+#![cfg(feature = "pte")]
 
 use diffulex_edge::runtime::{
     DiffusionEngine, DiffusionGenerationConfig, DiffusionModel, EngineError, ModelType, PteModel,

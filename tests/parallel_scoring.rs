@@ -4,11 +4,15 @@
 //! logits per step), so this decodes with the synthetic HashModel at a 16,384-token
 //! vocabulary with 32-token blocks (a step with 16 or more masked rows goes parallel, later
 //! steps of a block stay sequential), once scoring on the calling thread only
-//! (`set_scoring_threads(1)`) and once on ExecuTorch's thread pool (any other setting; the pool
-//! has one thread per core), for every family's greedy modes. The one-thread path itself is checked against the Python reference
-//! by tests/engine_parity.rs.
+//! ([`SequentialPool`], the hash model's own), once on scoped threads of the standard library
+//! that run the rows in reverse, and (with the `pte` feature) once on ExecuTorch's thread pool
+//! (one thread per core), set with `DiffusionEngine::with_row_pool`, for every family's greedy
+//! modes. The one-thread path itself is checked against the Python reference by
+//! tests/engine_parity.rs.
 
-use diffulex_edge::runtime::parallel::set_scoring_threads;
+use std::sync::Arc;
+
+use diffulex_edge::runtime::parallel::{RowPool, SequentialPool};
 use diffulex_edge::runtime::sampler::{
     BlockSampler, DreamAlg, DreamSampler, FastdLLMV2Sampler, LLaDASampler, SDARSampler,
     SdarStrategy,
@@ -19,21 +23,31 @@ use diffulex_edge::runtime::{
 
 const VOCAB: usize = 16_384;
 
-fn decode(family: Family, sampler: &BlockSampler, threads: usize) -> Vec<i64> {
+/// Two scoped threads, each running its half of the rows from the last to the first.
+struct ScopedReversed;
+impl RowPool for ScopedReversed {
+    fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        std::thread::scope(|s| {
+            for half in [0..n / 2, n / 2..n] {
+                s.spawn(move || half.rev().for_each(f));
+            }
+        });
+    }
+}
+
+fn decode(family: Family, sampler: &BlockSampler, pool: Arc<dyn RowPool>) -> Vec<i64> {
     let block = 32;
     let mut meta = ModelMetadata::for_family(family, 128, VOCAB, VOCAB as i64 - 1, vec![1], block);
     let cached = matches!(family, Family::Sdar | Family::FastDllmV2);
     meta.use_kv_cache = cached;
     let mut engine = DiffusionEngine::from_model(HashModel::new(meta, 9), family, cached)
-        .expect("engine over the hash model");
+        .expect("engine over the hash model")
+        .with_row_pool(pool);
     let cfg = DiffusionGenerationConfig::new(32)
         .with_sampler(sampler.clone())
         .with_stop_ids(vec![]);
     let prompt: Vec<i64> = (100..117).collect();
-    set_scoring_threads(threads);
-    let out = engine.generate(&prompt, &cfg).expect("generation");
-    set_scoring_threads(0);
-    out.tokens
+    engine.generate(&prompt, &cfg).expect("generation").tokens
 }
 
 #[test]
@@ -74,9 +88,15 @@ fn calling_thread_and_thread_pool_give_the_same_tokens() {
         ),
     ];
     for (family, sampler) in cases {
-        let one = decode(family, &sampler, 1);
-        let four = decode(family, &sampler, 4);
+        let one = decode(family, &sampler, Arc::new(SequentialPool));
         assert_eq!(one.len(), 32, "{family} {sampler:?}");
-        assert_eq!(one, four, "{family} {sampler:?}");
+        let scoped = decode(family, &sampler, Arc::new(ScopedReversed));
+        assert_eq!(one, scoped, "{family} {sampler:?}");
+        #[cfg(feature = "pte")]
+        {
+            use diffulex_edge::runtime::pte_model::ExecuTorchPool;
+            let pool = decode(family, &sampler, Arc::new(ExecuTorchPool));
+            assert_eq!(one, pool, "{family} {sampler:?}");
+        }
     }
 }

@@ -1,4 +1,5 @@
 //! Every bad input gives a typed error with context, and nothing crashes.
+#![cfg(feature = "pte")]
 
 mod common;
 

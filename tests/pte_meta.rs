@@ -1,4 +1,5 @@
 //! Metadata, constants, state and loading variants.
+#![cfg(feature = "pte")]
 
 mod common;
 

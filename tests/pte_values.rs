@@ -1,4 +1,5 @@
 //! Every committed fixture reproduces PyTorch eager outputs (tools/make_pte_fixtures.py).
+#![cfg(feature = "pte")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! A binary copied to another machine: `diffulex runtime --copy-to DIR` puts the runtime's files
 //! in DIR, and a copy of the binary in DIR runs from there with an empty environment, finding
 //! the runtime beside itself. A runtime directory that does not hold one is a one-line error.
+#![cfg(all(feature = "cli", feature = "pte"))]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

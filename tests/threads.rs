@@ -5,6 +5,7 @@
 //!
 //! The pool is process-wide, so these tests live in their own test binary (other binaries load
 //! models concurrently) and take a lock so they do not resize it under each other.
+#![cfg(feature = "pte")]
 
 mod common;
 

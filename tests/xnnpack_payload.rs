@@ -9,6 +9,7 @@
 //! harness down. Before the payload
 //! checks (`src/pte/xnnpack_blob.rs`) 7 of these flips segfaulted the process (and flipping
 //! each bit of every offset, with `DIFFULEX_XNN_FLIP_MASK`, killed it 78 times).
+#![cfg(feature = "pte")]
 
 mod common;
 

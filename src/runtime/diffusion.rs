@@ -4,6 +4,7 @@
 use super::block::Canvas;
 use super::error::{EngineError, Result};
 use super::model::{DiffusionModel, LogitsView, ModelMetadata};
+use super::parallel::RowPool;
 use super::rng::Rng;
 use super::sampler::base::Scorer;
 use super::stats::GenerationStats;
@@ -192,6 +193,8 @@ pub(crate) struct Decoder<'a> {
     /// Feed only the current block at its absolute position (block-causal families with a cache).
     pub cached: bool,
     pub scorer: &'a mut Scorer,
+    /// Scores the rows of a greedy step (the engine's pool).
+    pub pool: &'a dyn RowPool,
     pub rng: Rng,
     pub stats: GenerationStats,
     pub observer: &'a mut dyn GenerationObserver,

@@ -5,12 +5,16 @@ use super::config::DiffusionGenerationConfig;
 use super::diffusion::{Decoder, GenerationObserver, GenerationOutput, NoObserver, StopReason};
 use super::error::{EngineError, Result};
 use super::model::{DiffusionModel, Family, ModelMetadata, ModelType};
+use super::parallel::RowPool;
+#[cfg(feature = "pte")]
 use super::pte_model::PteModel;
 use super::rng::Rng;
 use super::sampler::base::Scorer;
 use super::sampler::BlockSampler;
 use super::stats::GenerationStats;
+#[cfg(feature = "pte")]
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Decodes with one model; reusable across generations (also after a cancelled one).
@@ -28,6 +32,9 @@ pub struct DiffusionEngine {
     meta: ModelMetadata,
     use_kv_cache: bool,
     scorer: Scorer,
+    /// Scores the rows of a greedy step; the model's [`DiffusionModel::row_pool`] unless
+    /// replaced with [`DiffusionEngine::with_row_pool`].
+    pool: Arc<dyn RowPool>,
 }
 
 impl std::fmt::Debug for DiffusionEngine {
@@ -62,11 +69,32 @@ impl DiffusionEngine {
             return Err(EngineError::NoKvCache);
         }
         Ok(DiffusionEngine {
+            pool: model.row_pool(),
             model: Box::new(model),
             meta,
             use_kv_cache,
             scorer: Scorer::default(),
         })
+    }
+
+    /// Scores the rows of greedy steps on `pool` instead of the model's own
+    /// ([`DiffusionModel::row_pool`]): e.g. [`SequentialPool`](super::parallel::SequentialPool)
+    /// to keep a `.pte` model's scoring on the calling thread, or a pool of your own for a model
+    /// that brings none. The tokens do not depend on it.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionEngine, DiffusionGenerationConfig, Family, HashModel, ModelMetadata};
+    /// use diffulex_edge::runtime::parallel::SequentialPool;
+    /// use std::sync::Arc;
+    /// let meta = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
+    /// let mut e = DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Llada, false)
+    ///     .unwrap()
+    ///     .with_row_pool(Arc::new(SequentialPool));
+    /// assert!(e.generate(&[4, 5], &DiffusionGenerationConfig::new(4)).is_ok());
+    /// ```
+    pub fn with_row_pool(mut self, pool: Arc<dyn RowPool>) -> Self {
+        self.pool = pool;
+        self
     }
 
     /// Loads a `.pte` with the KV cache it was exported with. `model_type` may be
@@ -80,6 +108,7 @@ impl DiffusionEngine {
     /// assert!(engine.uses_kv_cache());
     /// assert!(DiffusionEngine::from_pte(path, ModelType::Auto, 512).is_err());
     /// ```
+    #[cfg(feature = "pte")]
     pub fn from_pte(
         path: impl AsRef<Path>,
         model_type: impl Into<ModelType>,
@@ -215,6 +244,7 @@ impl DiffusionEngine {
             cached: self.uses_kv_cache(),
             model: &mut *self.model,
             scorer: &mut self.scorer,
+            pool: &*self.pool,
             rng: Rng::new(config.seed),
             stats: decoder_stats,
             observer,

@@ -157,26 +157,49 @@ pub enum EngineError {
         /// Absolute canvas position.
         position: usize,
     },
-    /// An ExecuTorch call failed.
+    /// The model's backend failed: an ExecuTorch call for a `.pte` model, or whatever a
+    /// [`DiffusionModel`](super::DiffusionModel) of your own runs on.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::EngineError;
+    /// let io = std::io::Error::other("device lost");
+    /// let e = EngineError::model("MyBackend", "forward(4 tokens at 0)", io);
+    /// assert_eq!(e.to_string(), "MyBackend error in forward(4 tokens at 0)");
+    /// assert_eq!(std::error::Error::source(&e).unwrap().to_string(), "device lost");
+    /// ```
     // The source is printed by whoever walks the error chain (`{:#}` in anyhow); repeating it
     // here would print it twice.
-    #[error("ExecuTorch error in {context}")]
-    Pte {
-        /// Which call failed.
-        context: String,
-        /// Underlying error.
-        #[source]
-        source: crate::pte::PteError,
-    },
-    /// The model backend failed.
-    #[error("model backend error in {context}")]
-    Backend {
+    #[error("{backend} error in {context}")]
+    Model {
+        /// The backend that failed (`ExecuTorch` for a `.pte` model).
+        backend: &'static str,
         /// Which call failed.
         context: String,
         /// Underlying error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl EngineError {
+    /// Shorthand for [`EngineError::Model`]: `backend` failed in `context` with `source`.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::EngineError;
+    /// let e = EngineError::model("MyBackend", "loading weights", std::io::Error::other("gone"));
+    /// assert!(matches!(e, EngineError::Model { backend: "MyBackend", .. }));
+    /// ```
+    pub fn model(
+        backend: &'static str,
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        EngineError::Model {
+            backend,
+            context: context.into(),
+            source: source.into(),
+        }
+    }
 }
 
 /// `needed` of [`EngineError::SequenceTooLong`] as text: a saturated sum is "at least" the

@@ -10,6 +10,7 @@ pub mod error;
 pub mod hash_model;
 pub mod model;
 pub mod parallel;
+#[cfg(feature = "pte")]
 pub mod pte_model;
 pub mod rng;
 pub mod sampler;
@@ -24,6 +25,7 @@ pub use engine::DiffusionEngine;
 pub use error::EngineError;
 pub use hash_model::HashModel;
 pub use model::{DiffusionModel, Family, LogitsView, ModelMetadata, ModelType};
+#[cfg(feature = "pte")]
 pub use pte_model::PteModel;
 pub use stats::GenerationStats;
 

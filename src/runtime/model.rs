@@ -1,6 +1,8 @@
 //! The forward interface the engine decodes with, and model metadata.
 
 use super::error::{EngineError, Result};
+use super::parallel::{RowPool, SequentialPool};
+use std::sync::Arc;
 
 /// Diffusion LM family; decides the decoding algorithm, mask and logit shift.
 ///
@@ -617,6 +619,23 @@ pub trait DiffusionModel {
         check_rows(rows, tokens.len())?;
         self.forward(tokens, input_pos)
     }
+
+    /// The pool that scores the rows of a greedy step between two forwards (see
+    /// [`parallel`](super::parallel)). The default scores on the calling thread; a model whose
+    /// backend has idle threads between forwards hands them out here (a `.pte` model returns
+    /// ExecuTorch's thread pool). The engine asks once, when it is built. Tokens never depend
+    /// on the pool.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionModel, Family, HashModel, ModelMetadata};
+    /// let meta = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
+    /// let seen = std::sync::Mutex::new(Vec::new());
+    /// HashModel::new(meta, 0).row_pool().run(2, &|i| seen.lock().unwrap().push(i));
+    /// assert_eq!(seen.into_inner().unwrap(), [0, 1]); // in order, on this thread
+    /// ```
+    fn row_pool(&self) -> Arc<dyn RowPool> {
+        Arc::new(SequentialPool)
+    }
 }
 
 impl<M: DiffusionModel + ?Sized> DiffusionModel for Box<M> {
@@ -633,5 +652,8 @@ impl<M: DiffusionModel + ?Sized> DiffusionModel for Box<M> {
         rows: &'s [usize],
     ) -> Result<LogitsView<'s>> {
         (**self).forward_rows(tokens, input_pos, rows)
+    }
+    fn row_pool(&self) -> Arc<dyn RowPool> {
+        (**self).row_pool()
     }
 }

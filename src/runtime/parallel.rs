@@ -1,70 +1,90 @@
 //! Threads for scoring the rows of one denoising step.
 //!
-//! Between two `execute` calls XNNPACK's thread pool sits idle, while the engine scores every
-//! still-masked position of the step against the whole vocabulary: at a 152k vocabulary and a
-//! 32-token block that is five million logits per step. Rows are independent, so they are
-//! handed to that same pool ([`run_on_pool`]): its workers are still spinning for work right
-//! after `execute`, so they start at once, where threads of our own had to be spawned and then
-//! competed with the spinning workers for the cores (on 2 vCPUs a second thread of our own
-//! gained nothing). Each row is still reduced by one thread in its fixed order, so the results
-//! are bit-identical to a sequential run whatever the thread count.
+//! Between two forwards the engine scores every still-masked position of the step against the
+//! whole vocabulary: at a 152k vocabulary and a 32-token block that is five million logits per
+//! step. Rows are independent, so a greedy step hands them to a [`RowPool`]. The pool comes
+//! from the model ([`DiffusionModel::row_pool`](super::DiffusionModel::row_pool)): a `.pte`
+//! model hands them to ExecuTorch's own thread pool, whose workers are still spinning for work
+//! right after `execute` (threads of our own had to be spawned and then competed with them);
+//! any other model scores on the calling thread ([`SequentialPool`]) unless it provides a pool.
+//! [`DiffusionEngine::with_row_pool`](super::DiffusionEngine::with_row_pool) overrides the
+//! model's choice.
+//!
+//! Each row is reduced by one thread in its fixed order, so the results are bit-identical to a
+//! sequential run whatever the pool and its thread count.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use crate::pte::threads::{run_on_pool, thread_count};
-
-/// 0 = automatic (see [`scoring_threads`]).
-static SCORING_THREADS: AtomicUsize = AtomicUsize::new(0);
-
-/// Below this many logits in a step, handing rows to the pool costs more than it saves.
-const MIN_PARALLEL_LOGITS: usize = 1 << 18;
-
-/// Chooses who scores the rows of a step, process-wide: `1` keeps scoring on the calling
-/// thread; any other value (0 = automatic, the default) scores on ExecuTorch's thread pool,
-/// whose size [`crate::pte::threads::set_thread_count`] sets. Results do not depend on it.
+/// Runs independent row tasks, possibly on several threads.
+///
+/// The engine calls [`RowPool::run`] with the rows of one greedy step; each task writes its own
+/// result slot, so a pool decides only *where* tasks run, never what they compute.
 ///
 /// ```
-/// use diffulex_edge::runtime::parallel::{scoring_threads, set_scoring_threads};
-/// set_scoring_threads(1);
-/// assert_eq!(scoring_threads(), 1);
-/// set_scoring_threads(0);
-/// assert!(scoring_threads() >= 1);
+/// use diffulex_edge::runtime::parallel::RowPool;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+///
+/// /// Runs the tasks on scoped threads of the standard library, two at a time.
+/// struct Scoped;
+/// impl RowPool for Scoped {
+///     fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+///         std::thread::scope(|s| {
+///             for half in [0..n / 2, n / 2..n] {
+///                 s.spawn(move || half.for_each(f));
+///             }
+///         });
+///     }
+/// }
+/// let sum = AtomicUsize::new(0);
+/// Scoped.run(100, &|i| {
+///     sum.fetch_add(i, Ordering::Relaxed);
+/// });
+/// assert_eq!(sum.into_inner(), 4950);
 /// ```
-pub fn set_scoring_threads(n: usize) {
-    SCORING_THREADS.store(n, Ordering::Relaxed);
+pub trait RowPool: Send + Sync {
+    /// Calls `f(i)` for the indices `i` in `0..n`, each at most once, concurrently and in any
+    /// order, and returns when every call it made has returned. A pool that cannot run some
+    /// tasks (its runtime failed) may leave them out: the caller runs the missing ones on its
+    /// own thread. A panic in `f` should reach the caller.
+    fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync));
 }
 
-/// The number of threads that score the rows of a step (always >= 1): 1 if
-/// [`set_scoring_threads`] chose the calling thread, otherwise the size of ExecuTorch's thread
-/// pool (1 if the runtime has none).
+/// Runs every task in index order on the calling thread: the pool of models that bring none.
 ///
 /// ```
-/// assert!(diffulex_edge::runtime::parallel::scoring_threads() >= 1);
+/// use diffulex_edge::runtime::parallel::{RowPool, SequentialPool};
+/// let seen = std::sync::Mutex::new(Vec::new());
+/// SequentialPool.run(3, &|i| seen.lock().unwrap().push(i));
+/// assert_eq!(seen.into_inner().unwrap(), [0, 1, 2]);
 /// ```
-pub fn scoring_threads() -> usize {
-    match SCORING_THREADS.load(Ordering::Relaxed) {
-        1 => 1,
-        _ => thread_count().unwrap_or(1).max(1),
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SequentialPool;
+
+impl RowPool for SequentialPool {
+    fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        (0..n).for_each(f);
     }
 }
 
-/// `(0..n).map(f)` on ExecuTorch's thread pool when the step is big enough
-/// (`n * logits_per_item`) and [`scoring_threads`] allows; the output is in index order either
-/// way.
+/// Below this many logits in a step, handing rows to a pool costs more than it saves.
+const MIN_PARALLEL_LOGITS: usize = 1 << 18;
+
+/// `(0..n).map(f)` on `pool` when the step is big enough (`n * logits_per_item`); the output
+/// is in index order either way.
 pub(crate) fn map_rows<T: Send + Sync>(
+    pool: &dyn RowPool,
     n: usize,
     logits_per_item: usize,
     f: impl Fn(usize) -> T + Sync,
 ) -> Vec<T> {
     let small = n < 2 || n.saturating_mul(logits_per_item) < MIN_PARALLEL_LOGITS;
-    if small || SCORING_THREADS.load(Ordering::Relaxed) == 1 {
+    if small {
         return (0..n).map(f).collect();
     }
     let slots: Vec<OnceLock<T>> = (0..n).map(|_| OnceLock::new()).collect();
-    // An error from the pool (the runtime failed to run it) leaves some slots empty; they are
-    // filled below on this thread, so the result is the same either way.
-    let _ = run_on_pool(n, &|i| {
+    // A pool that left tasks out (its runtime failed to run them) leaves their slots empty;
+    // they are filled below on this thread, so the result is the same either way.
+    pool.run(n, &|i| {
         let _ = slots[i].set(f(i));
     });
     slots
@@ -78,12 +98,24 @@ pub(crate) fn map_rows<T: Send + Sync>(
 mod tests {
     use super::*;
 
+    /// Runs the odd indices only, in reverse, on another thread: the caller must fill the rest.
+    struct OddsReversed;
+    impl RowPool for OddsReversed {
+        fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+            std::thread::scope(|s| {
+                s.spawn(|| (0..n).rev().filter(|i| i % 2 == 1).for_each(f));
+            });
+        }
+    }
+
     #[test]
     fn order_is_kept_for_any_split() {
         for n in [0usize, 1, 2, 3, 7, 33] {
             let want: Vec<usize> = (0..n).map(|i| i * i).collect();
-            assert_eq!(map_rows(n, MIN_PARALLEL_LOGITS, |i| i * i), want);
-            assert_eq!(map_rows(n, 1, |i| i * i), want);
+            for pool in [&SequentialPool as &dyn RowPool, &OddsReversed] {
+                assert_eq!(map_rows(pool, n, MIN_PARALLEL_LOGITS, |i| i * i), want);
+                assert_eq!(map_rows(pool, n, 1, |i| i * i), want);
+            }
         }
     }
 }

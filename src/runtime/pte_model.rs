@@ -2,8 +2,10 @@
 
 use super::error::{EngineError, Result};
 use super::model::{check_rows, DiffusionModel, Family, LogitsView, ModelMetadata};
+use super::parallel::RowPool;
 use crate::pte::{PteError, PteModule, Tensor};
 use std::path::Path;
+use std::sync::Arc;
 
 /// The newest contract version this engine implements. Version 2 is version 1 plus a last
 /// `forward` input `rows` (int64 `[R]`) selecting which input rows get logits (`[1, R, V]`),
@@ -76,7 +78,7 @@ impl std::fmt::Debug for PteModel {
 
 fn pte(context: impl Into<String>) -> impl FnOnce(PteError) -> EngineError {
     let context = context.into();
-    move |source| EngineError::Pte { context, source }
+    move |source| EngineError::model("ExecuTorch", context, source)
 }
 
 fn usize_of(module: &mut PteModule, method: &str) -> Result<usize> {
@@ -417,5 +419,37 @@ impl DiffusionModel for PteModel {
         let vocab = self.meta.vocab_size;
         let data = self.execute(tokens, start, computed)?;
         LogitsView::selected(&data[..rows.len() * vocab], rows, t, vocab)
+    }
+
+    /// ExecuTorch's thread pool ([`ExecuTorchPool`]): idle between two forwards, so it scores
+    /// the rows of a step.
+    fn row_pool(&self) -> Arc<dyn RowPool> {
+        Arc::new(ExecuTorchPool)
+    }
+}
+
+/// ExecuTorch's process-wide thread pool as a [`RowPool`], the calling thread included: the pool
+/// [`PteModel`] scores with. Between two `execute` calls its workers are idle (and, right after
+/// one, still spinning for work), so rows handed to them start at once. Its size is
+/// [`crate::pte::threads::set_thread_count`]'s; with one thread, or a runtime without a pool,
+/// the rows run in order on the calling thread. Rows the runtime fails to run are left to the
+/// caller (see [`RowPool::run`]).
+///
+/// ```
+/// use diffulex_edge::runtime::{parallel::RowPool, pte_model::ExecuTorchPool};
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// let sum = AtomicUsize::new(0);
+/// ExecuTorchPool.run(100, &|i| {
+///     sum.fetch_add(i, Ordering::Relaxed);
+/// });
+/// assert_eq!(sum.into_inner(), 4950);
+/// ```
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ExecuTorchPool;
+
+impl RowPool for ExecuTorchPool {
+    fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        // An error means the runtime did not run (all of) the tasks; the caller runs the rest.
+        let _ = crate::pte::threads::run_on_pool(n, f);
     }
 }

@@ -21,7 +21,6 @@ impl ThreadArgs {
     pub fn apply(&self) -> Result<()> {
         if let Some(n) = self.threads {
             threads::set_thread_count(n).with_context(|| format!("--threads {n}"))?;
-            diffulex_edge::runtime::parallel::set_scoring_threads(n);
         }
         Ok(())
     }

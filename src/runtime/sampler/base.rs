@@ -8,7 +8,7 @@
 //! the mask token) are never proposed.
 
 use crate::runtime::error::{EngineError, Result};
-use crate::runtime::parallel;
+use crate::runtime::parallel::{self, RowPool};
 use crate::runtime::rng::Rng;
 use crate::runtime::sampler::softmax_f32::{self, exp_f32};
 use std::cmp::Ordering;
@@ -247,7 +247,7 @@ impl Scorer {
     }
 
     /// Proposals for the rows of one step, in `positions` order, into `out`. Plain greedy
-    /// rows draw nothing, so they are scored on [`parallel::map_rows`]'s threads; otherwise
+    /// rows draw nothing, so they are scored on `pool` ([`parallel::map_rows`]); otherwise
     /// rows go one by one (the draws must follow position order). Returns the error of the
     /// first failing position.
     #[allow(clippy::too_many_arguments)]
@@ -260,11 +260,12 @@ impl Scorer {
         extra: Extra,
         rng: &mut Rng,
         out: &mut Vec<Proposal>,
+        pool: &dyn RowPool,
     ) -> Result<()> {
         out.clear();
         if spec.is_plain_greedy() {
             let vocab = positions.first().map_or(0, |&p| row_of(p).len());
-            let scored = parallel::map_rows(positions.len(), vocab, |k| {
+            let scored = parallel::map_rows(pool, positions.len(), vocab, |k| {
                 greedy_f32(row_of(positions[k]), excluded, extra, positions[k])
             });
             for proposal in scored {

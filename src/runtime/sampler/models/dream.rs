@@ -62,11 +62,13 @@ impl std::str::FromStr for DreamAlg {
 /// let s = DreamSampler { alg: DreamAlg::MaskgitPlus, temperature: 0.2, top_p: Some(0.95), ..Default::default() };
 /// assert_eq!(s.eps, 1e-3);
 ///
+/// # #[cfg(feature = "pte")] {
 /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/dream.pte");
 /// let mut engine = DiffusionEngine::from_pte(path, ModelType::Auto, 256).unwrap();
 /// let cfg = DiffusionGenerationConfig::new(10).with_seed(7).with_sampler(DreamSampler { steps: Some(5), ..s });
 /// let out = engine.generate(&[10, 11, 12], &cfg).unwrap();
 /// assert!(out.stats.decode_forwards <= 5);
+/// # }
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct DreamSampler {
@@ -228,6 +230,7 @@ impl DreamSampler {
                     extra,
                     &mut d.rng,
                     &mut props,
+                    d.pool,
                 )?;
                 let conf = |k: usize| {
                     if extra == Extra::None {

@@ -22,11 +22,13 @@ use crate::runtime::sampler::{check_temperature, check_threshold, check_top_p};
 /// let s = FastdLLMV2Sampler::new(0.95, 1.0);
 /// assert_eq!(s.top_p, Some(0.95));
 ///
+/// # #[cfg(feature = "pte")] {
 /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/fast_dllm_v2_cached.pte");
 /// let mut engine = DiffusionEngine::from_pte(path, Family::FastDllmV2, 256).unwrap();
 /// let cfg = DiffusionGenerationConfig::new(40).with_seed(1).with_sampler(s);
 /// let out = engine.generate(&[10, 11, 12], &cfg).unwrap();
 /// assert!(out.stats.decode_forwards >= 1 && out.tokens.len() <= 40);
+/// # }
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct FastdLLMV2Sampler {
@@ -183,6 +185,7 @@ impl FastdLLMV2Sampler {
                         Extra::None,
                         &mut d.rng,
                         &mut props,
+                        d.pool,
                     )?;
                     let mut best = 0;
                     for (i, pr) in props.iter().enumerate() {

@@ -57,10 +57,12 @@ impl std::str::FromStr for LLaDARemasking {
 /// let s = LLaDASampler { steps: Some(16), block_length: Some(8), ..Default::default() };
 /// assert_eq!(s.cfg_scale, 0.0);
 ///
+/// # #[cfg(feature = "pte")] {
 /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/llada.pte");
 /// let mut engine = DiffusionEngine::from_pte(path, ModelType::Auto, 256).unwrap();
 /// let out = engine.generate(&[10, 11, 12], &DiffusionGenerationConfig::new(16).with_sampler(s)).unwrap();
 /// assert_eq!(out.stats.decode_forwards, 16); // one token per step, no early EOS here
+/// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LLaDASampler {
@@ -242,7 +244,7 @@ impl LLaDASampler {
                     )?;
                     if self.temperature <= 0.0 && self.remasking == LLaDARemasking::LowConfidence {
                         let vocab = d.meta.vocab_size;
-                        let scored = parallel::map_rows(positions.len(), vocab, |k| {
+                        let scored = parallel::map_rows(d.pool, positions.len(), vocab, |k| {
                             let p = positions[k];
                             Self::greedy_with_confidence(view.row(p), &excl, &conf_excl, p)
                         });

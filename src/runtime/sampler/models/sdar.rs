@@ -71,12 +71,14 @@ impl std::str::FromStr for SdarStrategy {
 /// let s = SDARSampler::new(0.9, 1.0);
 /// assert_eq!((s.threshold, s.temperature, s.strategy), (0.9, 1.0, SdarStrategy::LowConfidenceDynamic));
 ///
+/// # #[cfg(feature = "pte")] {
 /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/sdar_cached.pte");
 /// let mut engine = DiffusionEngine::from_pte(path, ModelType::Auto, 256).unwrap();
 /// let greedy = SDARSampler { strategy: SdarStrategy::LowConfidenceStatic, ..SDARSampler::new(0.9, 0.0) };
 /// let cfg = DiffusionGenerationConfig::new(12).with_sampler(greedy);
 /// let out = engine.generate(&[10, 11, 12, 13, 14], &cfg).unwrap();
 /// assert!(!out.tokens.is_empty() && out.tokens.len() <= 12);
+/// # }
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct SDARSampler {
@@ -244,6 +246,7 @@ impl SDARSampler {
                     extra,
                     &mut d.rng,
                     &mut props,
+                    d.pool,
                 )?;
                 let q = quota[step.min(steps - 1)].min(positions.len());
                 self.select(q, &props, &mut order);
