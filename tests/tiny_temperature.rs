@@ -13,6 +13,7 @@
 //!   one-hot limit distribution, for families whose confidences use the tempered probabilities
 //!   (SDAR dynamic, Fast-dLLM v2, Dream), so that the limit run commits in a different order
 //!   than the T = 0 run.
+#![cfg(feature = "pte")]
 
 use diffulex_edge::runtime::sampler::{
     BlockSampler, DreamAlg, DreamSampler, FastdLLMV2Sampler, LLaDASampler, SDARSampler,

@@ -9,6 +9,7 @@
 //! Independent reference: the digests in tests/fixtures/pte/manifest.json are computed by the
 //! Python exporter (`diffulex_export.export.tokenizer_digest`, with the Python `tokenizers`
 //! package) when tools/make_fixtures.py writes the fixtures.
+#![cfg(all(feature = "cli", feature = "pte"))]
 
 use diffulex_edge::runtime::{DiffusionModel, PteModel};
 use diffulex_edge::text::{StreamDecoder, TextError, TextTokenizer};

@@ -5,6 +5,7 @@
 //!
 //! Independent reference: the recorded digests are computed by the Python exporter
 //! (`diffulex_export.export.weights_digest`, hashlib) from the bytes it writes.
+#![cfg(all(feature = "cli", feature = "pte"))]
 
 use diffulex_edge::pte::{weights_digest_of_bytes, PteModule};
 use diffulex_edge::runtime::pte_model::LoadOptions;
