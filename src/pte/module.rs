@@ -167,14 +167,7 @@ impl PteModule {
             path: path.to_path_buf(),
             error,
         };
-        let meta = std::fs::metadata(path).map_err(io)?;
-        // Decided from the metadata, before any open: opening a FIFO blocks until a writer
-        // comes, and a device has no size to map.
-        if let Some(kind) = not_a_regular_file(&meta) {
-            return Err(io(std::io::Error::other(format!(
-                "{kind}, not a regular file"
-            ))));
-        }
+        let meta = regular_file_metadata(path)?;
         // Open once for reading so a permission problem is reported as an I/O error.
         std::fs::File::open(path).map_err(io)?;
         if meta.len() == 0 {
@@ -233,17 +226,11 @@ impl PteModule {
     /// ```
     pub fn load_copy(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let io = |error| PteError::Io {
+        regular_file_metadata(path)?;
+        let bytes = std::fs::read(path).map_err(|error| PteError::Io {
             path: path.to_path_buf(),
             error,
-        };
-        let meta = std::fs::metadata(path).map_err(io)?;
-        if let Some(kind) = not_a_regular_file(&meta) {
-            return Err(io(std::io::Error::other(format!(
-                "{kind}, not a regular file"
-            ))));
-        }
-        let bytes = std::fs::read(path).map_err(io)?;
+        })?;
         Self::from_bytes_of(bytes, Some(path.to_path_buf()))
     }
 
@@ -487,6 +474,22 @@ fn tensor_info(raw: raw::RawValue) -> TensorInfo {
         dynamic: matches!(dynamism, Dynamism::Bounded | Dynamism::Unbounded),
         kind: ValueKind::from_tag(raw.tag),
         dynamism,
+    }
+}
+
+/// The metadata of `path`, refused unless it is a regular file. Decided before any open:
+/// opening a FIFO blocks until a writer comes, and a device has no size to map or read.
+fn regular_file_metadata(path: &Path) -> Result<std::fs::Metadata> {
+    let io = |error| PteError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    match not_a_regular_file(&meta) {
+        Some(kind) => Err(io(std::io::Error::other(format!(
+            "{kind}, not a regular file"
+        )))),
+        None => Ok(meta),
     }
 }
 
