@@ -248,7 +248,7 @@ impl ChatTemplate {
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(|state, value, method, args| {
             if let (Some(f), "format") = (value.as_str(), method) {
-                check_format_widths(f)?;
+                check_format_string(f)?;
             }
             minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
         });
@@ -272,15 +272,25 @@ impl ChatTemplate {
             limit: self.max_output_bytes,
             exceeded: false,
         };
-        let result = tmpl.render_captured_to(
-            minijinja::context! {
-                messages => vec![minijinja::context! { role => "user", content => content }],
-                add_generation_prompt => true,
-                bos_token => &self.bos_token,
-                eos_token => &self.eos_token,
-            },
-            &mut sink,
-        );
+        let context = minijinja::context! {
+            messages => vec![minijinja::context! { role => "user", content => content }],
+            add_generation_prompt => true,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+        };
+        // A template is input, and minijinja 3.1 has panicked on some (a format spec it slices
+        // inside a multi-byte character): a panic of the template engine is this template's
+        // error, never the process's.
+        let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tmpl.render_captured_to(context, &mut sink)
+        }));
+        let Ok(result) = rendered else {
+            return Err(TextError::Render(
+                "the template engine failed on this template (it panicked); the chat template \
+                 is malformed"
+                    .into(),
+            ));
+        };
         if sink.exceeded {
             return Err(TextError::TemplateOutputTooLarge {
                 limit: self.max_output_bytes,
@@ -304,8 +314,18 @@ impl ChatTemplate {
 const MAX_FORMAT_WIDTH: u64 = 4096;
 
 /// Refuses a `str.format` string with a number above [`MAX_FORMAT_WIDTH`] inside a replacement
-/// field (`{:>N}`, `{:.N}`, `{0:0N}`).
-fn check_format_widths(f: &str) -> Result<(), minijinja::Error> {
+/// field (`{:>N}`, `{:.N}`, `{0:0N}`), or with a replacement field and any non-ASCII character:
+/// minijinja 3.1's field parser slices by bytes and panicked inside a multi-byte character
+/// (found by the `chat_template` fuzz target; a field's `[index]` may run past `}`, so where a
+/// field ends is not simple to tell). Python allows non-ASCII text and fill characters there; no
+/// chat template seen needs them, and the render's panic barrier stays as the second line.
+fn check_format_string(f: &str) -> Result<(), minijinja::Error> {
+    if f.contains('{') && !f.is_ascii() {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            "str.format on a string with replacement fields and non-ASCII characters",
+        ));
+    }
     let mut in_field = false;
     let mut n: u64 = 0;
     for c in f.chars() {
@@ -439,6 +459,24 @@ mod tests {
     }
 
     /// A long message gets fuel in proportion, so bounding steps does not bound honest prompts.
+    /// Found by the `chat_template` fuzz target: minijinja 3.1 panicked slicing this format spec
+    /// inside a multi-byte character; now it is this template's error.
+    #[test]
+    fn non_ascii_format_specs_are_errors_not_panics() {
+        for src in [
+            "{{'{Tp[im:.0f}im:\u{85}\u{85}.1f}'.format(1) }}",
+            "{{ '{:\u{e9}>4}'.format(1) }}",
+        ] {
+            let err = render(src).unwrap_err();
+            assert!(
+                matches!(&err, TextError::Render(m) if m.contains("non-ASCII")),
+                "{src}: {err}"
+            );
+        }
+        // Plain non-ASCII text with no replacement field is untouched.
+        assert_eq!(render("{{ 'caf\u{e9}'.format() }}").unwrap(), "caf\u{e9}");
+    }
+
     #[test]
     fn long_messages_still_render() {
         let t = ChatTemplate::from_source(
