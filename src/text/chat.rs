@@ -252,6 +252,20 @@ impl ChatTemplate {
             }
             minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
         });
+        // The printf-style `format` filter shares minijinja's byte-slicing spec parser: the same
+        // check before the builtin runs.
+        let builtin_format = minijinja::Value::from_function(minijinja::filters::format);
+        env.add_filter(
+            "format",
+            move |state: &mut minijinja::State,
+                  args: minijinja::value::Rest<minijinja::Value>|
+                  -> Result<minijinja::Value, minijinja::Error> {
+                if let Some(f) = args.first().and_then(minijinja::Value::as_str) {
+                    check_printf_string(f)?;
+                }
+                builtin_format.call(state, &args)
+            },
+        );
         env.set_fuel(Some(fuel));
         env.add_function(
             "raise_exception",
@@ -347,6 +361,19 @@ fn check_format_string(f: &str) -> Result<(), minijinja::Error> {
             _ => {}
         }
         n = 0;
+    }
+    Ok(())
+}
+
+/// Refuses a printf-style `format` filter string with a `%` spec and any non-ASCII character,
+/// for the reason of [`check_format_string`] (the `chat_template` fuzz target found
+/// `'%(engthth5d\u{97}…'|format(3)` panicking minijinja 3.1 the same way).
+fn check_printf_string(f: &str) -> Result<(), minijinja::Error> {
+    if f.contains('%') && !f.is_ascii() {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            "the format filter on a string with % specs and non-ASCII characters",
+        ));
     }
     Ok(())
 }
@@ -473,6 +500,18 @@ mod tests {
                 "{src}: {err}"
             );
         }
+        // The printf-style filter: the second reproducer of the fuzz run.
+        for src in [
+            "{{ '%(engthth5d\u{97}\u{97}\u{97}' | format(3) }}",
+            "{{ '%\u{e9}d' | format(1) }}",
+        ] {
+            let err = render(src).unwrap_err();
+            assert!(
+                matches!(&err, TextError::Render(m) if m.contains("non-ASCII")),
+                "{src}: {err}"
+            );
+        }
+        assert_eq!(render("{{ '%d%%' | format(5) }}").unwrap(), "5%");
         // Plain non-ASCII text with no replacement field is untouched.
         assert_eq!(render("{{ 'caf\u{e9}'.format() }}").unwrap(), "caf\u{e9}");
     }
