@@ -1,6 +1,10 @@
 use std::path::{Path, PathBuf};
 
-use super::{MarkedText, TextError};
+use super::messages::read_bounded;
+use super::{ChatMessage, ChatOptions, MarkedText, TextError};
+
+mod python_json;
+mod strftime;
 
 /// A model's own chat template (the `chat_template` of its `tokenizer_config.json`), rendered
 /// with minijinja plus Python-compatible string methods, as Hugging Face's
@@ -118,22 +122,14 @@ impl ChatTemplate {
             path: path.clone(),
             reason,
         };
-        // Read one byte past the bound so a huge (or endless) file costs nothing.
-        let mut raw = String::new();
-        std::fs::File::open(&path)
-            .and_then(|f| {
-                std::io::Read::read_to_string(
-                    &mut std::io::Read::take(f, Self::MAX_CONFIG_BYTES + 1),
-                    &mut raw,
-                )
+        // Reads one byte past the bound, so a huge (or endless) file costs nothing.
+        let raw = read_bounded(&path, Self::MAX_CONFIG_BYTES).map_err(|reason| {
+            err(if reason.starts_with("larger than") {
+                format!("{reason}, not a tokenizer_config.json")
+            } else {
+                reason
             })
-            .map_err(|e| err(e.to_string()))?;
-        if raw.len() as u64 > Self::MAX_CONFIG_BYTES {
-            return Err(err(format!(
-                "larger than {} bytes, not a tokenizer_config.json",
-                Self::MAX_CONFIG_BYTES
-            )));
-        }
+        })?;
         let json: serde_json::Value =
             serde_json::from_str(&raw).map_err(|e| err(format!("not valid JSON: {e}")))?;
         let source = match json.get("chat_template") {
@@ -166,6 +162,63 @@ impl ChatTemplate {
         })
     }
 
+    /// A template from a file: a `tokenizer_config.json` (its `chat_template`, `bos_token`,
+    /// `eos_token`) or a Jinja file (`chat_template.jinja`, as newer checkpoints ship it),
+    /// told apart by content.
+    ///
+    /// ```
+    /// # use diffulex_edge::text::ChatTemplate;
+    /// let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/models/default");
+    /// assert!(ChatTemplate::from_file(format!("{dir}/tokenizer_config.json")).is_ok());
+    /// assert!(ChatTemplate::from_file("/no/such/chat_template.jinja").is_err());
+    /// ```
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, TextError> {
+        let path = path.as_ref();
+        let source =
+            read_bounded(path, Self::MAX_CONFIG_BYTES).map_err(|reason| TextError::Template {
+                path: path.to_path_buf(),
+                reason,
+            })?;
+        if source.trim_start().starts_with('{')
+            && serde_json::from_str::<serde_json::Value>(&source).is_ok_and(|v| v.is_object())
+        {
+            return Self::from_tokenizer_config(path);
+        }
+        Ok(Self::from_source(source))
+    }
+
+    /// Sets the `bos_token` and `eos_token` strings the template may print (a
+    /// `tokenizer_config.json` gives them; a bare Jinja file does not).
+    ///
+    /// ```
+    /// let t = diffulex_edge::text::ChatTemplate::from_source("{{ bos_token }}x").with_special_tokens("<s>", "</s>");
+    /// assert_eq!(t.render_user("").unwrap(), "<s>x");
+    /// ```
+    pub fn with_special_tokens(mut self, bos_token: &str, eos_token: &str) -> Self {
+        self.bos_token = bos_token.to_string();
+        self.eos_token = eos_token.to_string();
+        self
+    }
+
+    /// The template's `bos_token` and `eos_token` strings.
+    ///
+    /// ```
+    /// let t = diffulex_edge::text::ChatTemplate::from_source("").with_special_tokens("<s>", "</s>");
+    /// assert_eq!(t.special_tokens(), ("<s>", "</s>"));
+    /// ```
+    pub fn special_tokens(&self) -> (&str, &str) {
+        (&self.bos_token, &self.eos_token)
+    }
+
+    /// The Jinja source.
+    ///
+    /// ```
+    /// assert_eq!(diffulex_edge::text::ChatTemplate::from_source("x").source(), "x");
+    /// ```
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// Renders a single user turn followed by the assistant's generation prompt.
     ///
     /// ```
@@ -173,19 +226,31 @@ impl ChatTemplate {
     /// assert_eq!(t.render_user("2+2").unwrap(), "U:2+2");
     /// ```
     pub fn render_user(&self, content: &str) -> Result<String, TextError> {
-        let fuel = self.fuel.saturating_add(content.len() as u64 / 16);
-        self.render_bounded(content, fuel)
+        self.render(&[ChatMessage::user(content)], &ChatOptions::default())
     }
 
-    /// Renders a single user turn like [`render_user`](Self::render_user) and marks which bytes
-    /// of the result are the user's content, so that only the template's own markup can produce
-    /// special tokens ([`TextTokenizer::encode_marked`](super::TextTokenizer::encode_marked)).
+    /// Renders a conversation as `apply_chat_template(messages, tokenize=False,
+    /// add_generation_prompt=…, **kwargs)` does.
     ///
-    /// The template is rendered twice: with the content, and with a placeholder that appears
-    /// nowhere in the template or its tokens. The second output, with the content put back in
-    /// place of each placeholder, must equal the first (or equal it with the content trimmed,
-    /// as Llama 3's `message['content'] | trim` does); otherwise the template transforms or
-    /// inspects the content and the result is [`TextError::TemplateTransformsContent`].
+    /// ```
+    /// use diffulex_edge::text::{ChatMessage, ChatOptions, ChatTemplate};
+    /// let t = ChatTemplate::from_source(
+    ///     "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}",
+    /// );
+    /// let chat = [ChatMessage::system("Be brief."), ChatMessage::user("2+2=")];
+    /// assert_eq!(t.render(&chat, &ChatOptions::default()).unwrap(), "<system>Be brief.<user>2+2=<assistant>");
+    /// ```
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        options: &ChatOptions,
+    ) -> Result<String, TextError> {
+        let fuel = self.fuel.saturating_add(content_fuel(messages));
+        self.render_bounded(messages, options, fuel)
+    }
+
+    /// Renders a single user turn like [`render_user`](Self::render_user), marking the user's
+    /// bytes (see [`render_marked`](Self::render_marked)).
     ///
     /// ```
     /// let t = diffulex_edge::text::ChatTemplate::from_source(
@@ -196,54 +261,132 @@ impl ChatTemplate {
     /// assert_eq!(m.user_ranges(), &[17..30]);
     /// ```
     pub fn render_user_marked(&self, content: &str) -> Result<MarkedText, TextError> {
-        let fuel = self.fuel.saturating_add(content.len() as u64 / 16);
-        let rendered = self.render_bounded(content, fuel)?;
-        // A placeholder of private-use characters the template cannot contain or produce.
-        let mut n = 0u64;
+        self.render_marked(&[ChatMessage::user(content)], &ChatOptions::default())
+    }
+
+    /// Renders a conversation like [`render`](Self::render) and marks which bytes of the result
+    /// are message content, so that only the template's own markup can produce special tokens
+    /// ([`TextTokenizer::encode_marked`](super::TextTokenizer::encode_marked)).
+    ///
+    /// The template is rendered twice: with the contents, and with a placeholder per message
+    /// that appears nowhere in the template or its tokens. The second output, with each content
+    /// put back in place of its placeholder, must equal the first (or equal it with every
+    /// content trimmed, as Llama 3's `message['content'] | trim` does); otherwise the template
+    /// transforms or inspects the content and the result is
+    /// [`TextError::TemplateTransformsContent`]. (Qwen3's template, for one, cuts
+    /// `<think>…</think>` out of earlier assistant turns: such a history turn is refused here,
+    /// and renders with [`render`](Self::render).)
+    ///
+    /// ```
+    /// use diffulex_edge::text::{ChatMessage, ChatOptions, ChatTemplate};
+    /// let t = ChatTemplate::from_source("{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}");
+    /// let chat = [ChatMessage::system("<s>"), ChatMessage::user("hi")];
+    /// let m = t.render_marked(&chat, &ChatOptions::default()).unwrap();
+    /// assert_eq!(m.text(), "[system]<s>[user]hi");
+    /// assert_eq!(m.user_ranges(), &[8..11, 17..19]);
+    /// ```
+    pub fn render_marked(
+        &self,
+        messages: &[ChatMessage],
+        options: &ChatOptions,
+    ) -> Result<MarkedText, TextError> {
+        let rendered = self.render(messages, options)?;
+        // Placeholders of private-use characters the template cannot contain or produce.
         let (open, close) = ('\u{F0000}', '\u{F0001}');
-        let placeholder = loop {
-            let p = format!("{open}diffulex-user-content-{n}{close}");
-            if ![&self.source, &self.bos_token, &self.eos_token, content]
-                .iter()
-                .any(|s| s.contains(&p))
-            {
+        let mut attempt = 0u64;
+        let prefix = loop {
+            let p = format!("{open}diffulex-content-{attempt}-");
+            let seen = [&self.source, &self.bos_token, &self.eos_token]
+                .into_iter()
+                .chain(messages.iter().map(|m| &m.content))
+                .any(|s| s.contains(&p));
+            if !seen {
                 break p;
             }
-            n += 1;
+            attempt += 1;
         };
-        let skeleton = self.render_bounded(&placeholder, self.fuel)?;
-        let parts: Vec<&str> = skeleton.split(&placeholder).collect();
-        // A part holding the placeholder's first character is derived from the content.
-        let foreign = !self.source.contains(open)
-            && !self.bos_token.contains(open)
-            && !self.eos_token.contains(open)
-            && parts.iter().any(|p| p.contains(open));
-        if foreign {
+        let skeleton_messages: Vec<ChatMessage> = messages
+            .iter()
+            .enumerate()
+            .map(|(index, m)| ChatMessage::new(m.role.clone(), format!("{prefix}{index}{close}")))
+            .collect();
+        let skeleton = self.render_bounded(&skeleton_messages, options, self.fuel)?;
+        // Markup parts and, between them, the index of the message whose content goes there.
+        let mut parts: Vec<&str> = Vec::new();
+        let mut slots: Vec<usize> = Vec::new();
+        let mut rest = skeleton.as_str();
+        while let Some(at) = rest.find(&prefix) {
+            parts.push(&rest[..at]);
+            let after = &rest[at + prefix.len()..];
+            let end = after
+                .find(close)
+                .ok_or(TextError::TemplateTransformsContent)?;
+            let index: usize = after[..end]
+                .parse()
+                .map_err(|_| TextError::TemplateTransformsContent)?;
+            if index >= messages.len() {
+                return Err(TextError::TemplateTransformsContent);
+            }
+            slots.push(index);
+            rest = &after[end + close.len_utf8()..];
+        }
+        parts.push(rest);
+        // A part holding the placeholder's first character is derived from a content.
+        let template_has_open = [&self.source, &self.bos_token, &self.eos_token]
+            .iter()
+            .any(|s| s.contains(open));
+        if !template_has_open && parts.iter().any(|p| p.contains(open)) {
             return Err(TextError::TemplateTransformsContent);
         }
-        for c in [content, content.trim()] {
+        for trimmed in [false, true] {
+            let content = |index: usize| {
+                let c = messages[index].content.as_str();
+                if trimmed {
+                    c.trim()
+                } else {
+                    c
+                }
+            };
             let markup: usize = parts.iter().map(|p| p.len()).sum();
-            let slots = parts.len() - 1;
-            if markup.checked_add(slots.saturating_mul(c.len())) != Some(rendered.len()) {
+            let inserted = slots
+                .iter()
+                .try_fold(markup, |sum, &index| sum.checked_add(content(index).len()));
+            if inserted != Some(rendered.len()) {
                 continue;
             }
             let mut text = String::with_capacity(rendered.len());
-            let mut user = Vec::with_capacity(slots);
-            for (i, p) in parts.iter().enumerate() {
-                if i > 0 {
+            let mut user = Vec::with_capacity(slots.len());
+            for (position, part) in parts.iter().enumerate() {
+                if position > 0 {
+                    let c = content(slots[position - 1]);
                     user.push(text.len()..text.len() + c.len());
                     text.push_str(c);
                 }
-                text.push_str(p);
+                text.push_str(part);
             }
             if text == rendered {
+                // Empty contents leave empty ranges, which mark nothing.
+                user.retain(|range| !range.is_empty());
                 return MarkedText::new(text, user).ok_or(TextError::TemplateTransformsContent);
             }
         }
         Err(TextError::TemplateTransformsContent)
     }
 
-    fn render_bounded(&self, content: &str, fuel: u64) -> Result<String, TextError> {
+    fn render_bounded(
+        &self,
+        messages: &[ChatMessage],
+        options: &ChatOptions,
+        fuel: u64,
+    ) -> Result<String, TextError> {
+        if let Some(key) = ChatOptions::RESERVED
+            .iter()
+            .find(|key| options.kwargs.contains_key(**key))
+        {
+            return Err(TextError::TemplateKwargs {
+                reason: format!("\"{key}\" is set by the renderer, not by a keyword argument"),
+            });
+        }
         let mut env = minijinja::Environment::new();
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(|state, value, method, args| {
@@ -266,6 +409,12 @@ impl ChatTemplate {
                 builtin_format.call(state, &args)
             },
         );
+        // Hugging Face replaces Jinja's HTML-escaping `tojson` with `json.dumps`; so do we.
+        env.add_filter("tojson", python_json::tojson);
+        let now = options.now_unix_seconds;
+        env.add_function("strftime_now", move |format: String| {
+            strftime::strftime_now(&format, now)
+        });
         env.set_fuel(Some(fuel));
         env.add_function(
             "raise_exception",
@@ -286,12 +435,7 @@ impl ChatTemplate {
             limit: self.max_output_bytes,
             exceeded: false,
         };
-        let context = minijinja::context! {
-            messages => vec![minijinja::context! { role => "user", content => content }],
-            add_generation_prompt => true,
-            bos_token => &self.bos_token,
-            eos_token => &self.eos_token,
-        };
+        let context = template_context(self, messages, options);
         // A template is input, and minijinja 3.1 has panicked on some (a format spec it slices
         // inside a multi-byte character): a panic of the template engine is this template's
         // error, never the process's.
@@ -319,6 +463,116 @@ impl ChatTemplate {
             }
             Err(e) => Err(TextError::Render(e.to_string())),
         }
+    }
+}
+
+/// Extra fuel for the contents: `len / 16` per message, so a long message can be copied a few
+/// times without the step budget bounding honest prompts.
+fn content_fuel(messages: &[ChatMessage]) -> u64 {
+    messages.iter().fold(0u64, |fuel, m| {
+        fuel.saturating_add(m.content.len() as u64 / 16)
+    })
+}
+
+/// The variables a template sees: the keyword arguments, then `messages`,
+/// `add_generation_prompt`, `bos_token` and `eos_token` (which the keyword arguments may not
+/// replace), in an ordered map, as Python's dicts are.
+fn template_context(
+    template: &ChatTemplate,
+    messages: &[ChatMessage],
+    options: &ChatOptions,
+) -> minijinja::Value {
+    use minijinja::Value;
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            OrderedMap::value(vec![
+                ("role".into(), Value::from(m.role.as_str())),
+                ("content".into(), Value::from(m.content.as_str())),
+            ])
+        })
+        .collect();
+    let mut entries: Vec<(String, Value)> = options
+        .kwargs
+        .iter()
+        .map(|(key, value)| (key.clone(), json_to_value(value)))
+        .collect();
+    entries.extend([
+        ("messages".to_string(), Value::from(messages)),
+        (
+            "add_generation_prompt".to_string(),
+            Value::from(options.add_generation_prompt),
+        ),
+        (
+            "bos_token".to_string(),
+            Value::from(template.bos_token.as_str()),
+        ),
+        (
+            "eos_token".to_string(),
+            Value::from(template.eos_token.as_str()),
+        ),
+    ]);
+    OrderedMap::value(entries)
+}
+
+/// A JSON value as a template value; objects keep their key order.
+fn json_to_value(json: &serde_json::Value) -> minijinja::Value {
+    use minijinja::Value;
+    match json {
+        serde_json::Value::Null => Value::from(()),
+        serde_json::Value::Bool(b) => Value::from(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Value::from(i),
+            (None, Some(f)) => Value::from(f),
+            (None, None) => Value::from(n.to_string()),
+        },
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        serde_json::Value::Array(items) => {
+            Value::from(items.iter().map(json_to_value).collect::<Vec<_>>())
+        }
+        serde_json::Value::Object(map) => OrderedMap::value(
+            map.iter()
+                .map(|(key, value)| (key.clone(), json_to_value(value)))
+                .collect(),
+        ),
+    }
+}
+
+/// A map that iterates in insertion order, as a Python dict does (minijinja's own maps sort
+/// their keys unless built with `preserve_order`).
+#[derive(Debug)]
+struct OrderedMap(Vec<(String, minijinja::Value)>);
+
+impl OrderedMap {
+    fn value(entries: Vec<(String, minijinja::Value)>) -> minijinja::Value {
+        minijinja::Value::from_object(OrderedMap(entries))
+    }
+}
+
+impl minijinja::value::Object for OrderedMap {
+    fn repr(self: &std::sync::Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Map
+    }
+
+    fn get_value(self: &std::sync::Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        let key = key.as_str()?;
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Values(
+            self.0
+                .iter()
+                .map(|(k, _)| minijinja::Value::from(k.as_str()))
+                .collect(),
+        )
+    }
+
+    fn enumerator_len(self: &std::sync::Arc<Self>) -> Option<usize> {
+        Some(self.0.len())
     }
 }
 

@@ -63,6 +63,20 @@ pub enum TextError {
     /// apart from the template's own markup (which alone may produce special tokens).
     #[error("the chat template transforms the message content (its output is not the template's markup with the content inserted verbatim), so the user's text cannot be kept apart from the template's special tokens: pass --raw-special-tokens to tokenize the rendered text as is")]
     TemplateTransformsContent,
+    /// A message list (`--messages`, an API request) is not what chat templates take.
+    #[error(
+        "bad message list: {reason}; expected [{{\"role\": \"user\", \"content\": \"…\"}}, …]"
+    )]
+    Messages {
+        /// What is wrong, and where.
+        reason: String,
+    },
+    /// Chat template keyword arguments (`--chat-template-kwargs`) are unusable.
+    #[error("bad chat template arguments: {reason}")]
+    TemplateKwargs {
+        /// What is wrong.
+        reason: String,
+    },
     /// The prompt has more bytes than `max_seq_len` tokens can cover, checked before tokenizing.
     #[error("the prompt is longer than {limit} bytes, more than a context of {max_seq_len} tokens can hold at {bytes_per_token} bytes per token (the longest token of this tokenizer, at least 16): shorten it")]
     PromptTooLarge {

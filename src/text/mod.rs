@@ -11,12 +11,14 @@
 
 mod chat;
 mod error;
+mod messages;
 mod prompt;
 mod stream;
 mod tokenizer;
 
 pub use chat::ChatTemplate;
 pub use error::TextError;
+pub use messages::{ChatMessage, ChatOptions};
 pub use prompt::{encode_prompt, read_prompt_bounded, Prompt, PromptOptions};
 pub use stream::StreamDecoder;
 pub use tokenizer::{
