@@ -308,7 +308,10 @@ impl ChatTemplate {
         let skeleton_messages: Vec<ChatMessage> = messages
             .iter()
             .enumerate()
-            .map(|(index, m)| ChatMessage::new(m.role.clone(), format!("{prefix}{index}{close}")))
+            .map(|(index, m)| ChatMessage {
+                content: format!("{prefix}{index}{close}"),
+                ..m.clone()
+            })
             .collect();
         let skeleton = self.render_bounded(&skeleton_messages, options, self.fuel)?;
         // Markup parts and, between them, the index of the message whose content goes there.
@@ -388,6 +391,15 @@ impl ChatTemplate {
             });
         }
         let mut env = minijinja::Environment::new();
+        // Hugging Face renders with trim_blocks and lstrip_blocks on: a block tag takes the
+        // newline after it and the indentation before it with it.
+        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+        {
+            env.set_syntax(syntax);
+        }
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(|state, value, method, args| {
             if let (Some(f), "format") = (value.as_str(), method) {
@@ -486,10 +498,16 @@ fn template_context(
     let messages: Vec<Value> = messages
         .iter()
         .map(|m| {
-            OrderedMap::value(vec![
-                ("role".into(), Value::from(m.role.as_str())),
-                ("content".into(), Value::from(m.content.as_str())),
-            ])
+            let mut fields = vec![
+                ("role".to_string(), Value::from(m.role.as_str())),
+                ("content".to_string(), Value::from(m.content.as_str())),
+            ];
+            fields.extend(
+                m.extra
+                    .iter()
+                    .map(|(key, value)| (key.clone(), json_to_value(value))),
+            );
+            OrderedMap::value(fields)
         })
         .collect();
     let mut entries: Vec<(String, Value)> = options

@@ -18,6 +18,10 @@ pub struct ChatMessage {
     pub role: String,
     /// The message's text.
     pub content: String,
+    /// Other fields the template may read (`reasoning_content`, `tool_calls`, `name`), as
+    /// they were given; fields whose value is `null` are left out, as Hugging Face does.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ChatMessage {
@@ -31,6 +35,7 @@ impl ChatMessage {
         ChatMessage {
             role: role.into(),
             content: content.into(),
+            extra: serde_json::Map::new(),
         }
     }
 
@@ -63,9 +68,9 @@ impl ChatMessage {
 
     /// Parses a message list from JSON: an array of `{"role": …, "content": …}` objects, or an
     /// object with such an array under `"messages"` (an OpenAI request body). `content` may be
-    /// a string or a list of `{"type": "text", "text": …}` parts, which are joined. Other fields
-    /// of a message (names, tool calls) are not passed to the template, and other part types
-    /// (images, audio) are refused: these models read text only.
+    /// a string or a list of `{"type": "text", "text": …}` parts, which are joined; other part
+    /// types (images, audio) are refused, as these models read text only. A message's other
+    /// fields go to [`extra`](Self::extra).
     ///
     /// ```
     /// use diffulex_edge::text::ChatMessage;
@@ -120,7 +125,21 @@ impl ChatMessage {
                         }
                         _ => return Err(at("no \"content\" string or list of text parts")),
                     };
-                Ok(ChatMessage { role, content })
+                let extra = match message {
+                    serde_json::Value::Object(fields) => fields
+                        .iter()
+                        .filter(|(key, value)| {
+                            !value.is_null() && key.as_str() != "role" && key.as_str() != "content"
+                        })
+                        .map(|(key, value)| (key.clone(), value.clone()))
+                        .collect(),
+                    _ => return Err(at("not a JSON object")),
+                };
+                Ok(ChatMessage {
+                    role,
+                    content,
+                    extra,
+                })
             })
             .collect()
     }
