@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
                         "all: contract v1, forward returns logits [1, T, V] for every position")
     e.add_argument("--skip-tokenizer", action="store_true",
                    help="do not require or copy tokenizer.json / tokenizer_config.json")
+    e.add_argument("--embed-tokenizer", action="store_true",
+                   help="store tokenizer.json, tokenizer_config.json and chat_template.jinja in the .pte "
+                        "(named data), so the one file is the whole model; they are still copied beside it "
+                        "unless --skip-tokenizer")
     e.add_argument("-o", "--output", required=True, type=Path, help="the .pte file to write")
 
     i = sub.add_parser("info", help="print the metadata methods of a .pte as JSON")
@@ -92,6 +96,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"{args.checkpoint} has no tokenizer.json (the engine needs it beside the .pte); "
             f"add it, or pass --skip-tokenizer"
         )
+    if args.embed_tokenizer and not (args.checkpoint / "tokenizer.json").is_file():
+        raise ExportError(f"--embed-tokenizer: {args.checkpoint} has no tokenizer.json to embed")
     if args.quantize != "none" and args.backend != "xnnpack":
         raise ExportError(f"--quantize {args.quantize} needs --backend xnnpack (the portable kernels run float only)")
     if args.quantize != "none" and args.dtype != "fp32":
@@ -110,8 +116,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         # leaves neither a .pte nor stray tokenizer files behind.
         staged = [] if args.skip_tokenizer else _stage_tokenizer(args.checkpoint, out_dir)
         try:
-            tokenizer = None if args.skip_tokenizer else args.checkpoint / "tokenizer.json"
-            export_model(model, args.output, backend=args.backend, quantize=args.quantize, tokenizer=tokenizer)
+            has_tokenizer = args.embed_tokenizer or not args.skip_tokenizer
+            tokenizer = args.checkpoint / "tokenizer.json" if has_tokenizer else None
+            export_model(model, args.output, backend=args.backend, quantize=args.quantize, tokenizer=tokenizer,
+                         embed_tokenizer=args.embed_tokenizer)
         except BaseException:
             for tmp, _ in staged:
                 if os.path.exists(tmp):
@@ -125,6 +133,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"max_seq_len {meta['max_seq_len']}, kv_cache {meta['use_kv_cache']}, backend {args.backend}, "
         f"dtype {args.dtype}, quantize {args.quantize}, logits {args.logits} "
         f"(contract v{meta['contract_version']})"
+        + (", tokenizer embedded" if args.embed_tokenizer else "")
     )
     return 0
 

@@ -79,9 +79,36 @@ def weights_digest(pte: bytes) -> bytes:
     return hashlib.sha256(pte[base:]).digest()
 
 
-def add_weights_digest(program) -> bytes:
+#: Named-data keys of the files `--embed-tokenizer` stores in the program (docs/pte-contract.md,
+#: "Embedded tokenizer"): the runtime uses them when no tokenizer file is given.
+EMBEDDED_FILES = {
+    "tokenizer.json": "diffulex/tokenizer.json",
+    "tokenizer_config.json": "diffulex/tokenizer_config.json",
+    "chat_template.jinja": "diffulex/chat_template.jinja",
+}
+
+
+def embedded_files(checkpoint: Union[str, Path]) -> Dict[str, bytes]:
+    """The checkpoint's tokenizer files that exist, keyed by their named-data key.
+
+    Example:
+        >>> sorted(embedded_files("tests/fixtures/ckpt/sdar"))  # doctest: +SKIP
+        ['diffulex/tokenizer.json', 'diffulex/tokenizer_config.json']
+    """
+    out = {}
+    for name, key in EMBEDDED_FILES.items():
+        path = Path(checkpoint) / name
+        if path.is_file():
+            out[key] = path.read_bytes()
+    if "diffulex/tokenizer.json" not in out:
+        raise ExportError(f"{checkpoint} has no tokenizer.json to embed")
+    return out
+
+
+def add_weights_digest(program, embedded: Optional[Dict[str, bytes]] = None) -> bytes:
     """The program's bytes with a `get_weights_digest` method: SHA-256 of its segment data as four
-    int64 words (see `weights_digest`; docs/pte-contract.md).
+    int64 words (see `weights_digest`; docs/pte-contract.md), and with `embedded` (named-data key
+    -> bytes, see `embedded_files`) stored as named data in the program's segments.
 
     A constant method lives in the flatbuffer, before the segments, and the segments do not
     depend on it: the program is serialized once to digest its segments, then again with the
@@ -89,10 +116,25 @@ def add_weights_digest(program) -> bytes:
     emitter output and ExecuTorch's serializer (pinned executorch 1.5.1).
     """
     import executorch.extension.pytree as ex_pytree
+    from executorch.exir._serialize._named_data_store import NamedDataStore
     from executorch.exir._serialize._serialize import serialize_for_executorch
     from executorch.exir.schema import Chain, ContainerMetadata, EValue, ExecutionPlan, Int
 
-    digest = weights_digest(program.buffer)
+    emitted = program._emitter_output
+    named = program._named_data
+    if embedded:
+        store = NamedDataStore()
+        if named is not None:
+            store.merge_named_data_store(named)
+        for key, data in embedded.items():
+            store.add_named_data(key, data, alignment=16)
+        named = store.get_named_data_store_output()
+
+    def serialize() -> bytes:
+        pte, _ = serialize_for_executorch(emitted, backend_config(), program._data_serializer, named)
+        return bytes(pte)
+
+    digest = weights_digest(serialize())
     words = digest_words(digest)
     _, spec = ex_pytree.tree_flatten(words)
     plan = ExecutionPlan(
@@ -106,12 +148,31 @@ def add_weights_digest(program) -> bytes:
         non_const_buffer_sizes=[0],
         container_meta_type=ContainerMetadata("", spec.to_str()),
     )
-    emitted = program._emitter_output
     emitted.program.execution_plan.append(plan)
-    pte, _ = serialize_for_executorch(emitted, backend_config(), program._data_serializer, program._named_data)
-    out = bytes(pte)
+    out = serialize()
     if weights_digest(out) != digest:
         raise ExportError("internal error: adding get_weights_digest changed the segments")
+    return out
+
+
+def read_embedded(path: Union[str, Path]) -> Dict[str, bytes]:
+    """The named data a .pte stores under `diffulex/` keys (the embedded tokenizer files).
+
+    Example:
+        >>> read_embedded("model.pte")["diffulex/tokenizer.json"][:1]  # doctest: +SKIP
+        b'{'
+    """
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    data = Path(path).read_bytes()
+    pte_file = deserialize_pte_binary(data)
+    out = {}
+    named = pte_file.named_data
+    if named is None:
+        return out
+    for key, entry in named.pte_data.items():
+        if key.startswith("diffulex/"):
+            out[key] = bytes(named.buffers[entry.buffer_index])
     return out
 
 
@@ -302,10 +363,13 @@ def export_model(
     backend: str = "xnnpack",
     quantize: str = "none",
     tokenizer: Optional[Union[str, Path]] = None,
+    embed_tokenizer: bool = False,
 ) -> Path:
     """Quantize (optionally), export, lower and write `model` as a .pte at out_path.
 
-    `tokenizer` (the checkpoint's tokenizer.json) records its vocabulary digest in the program.
+    `tokenizer` (the checkpoint's tokenizer.json) records its vocabulary digest in the program;
+    with `embed_tokenizer` the tokenizer files beside it (tokenizer.json, tokenizer_config.json,
+    chat_template.jinja) are stored in the program too, so the .pte is the whole model.
 
     Example:
         >>> export_model(load_model("tests/fixtures/ckpt/dream", max_seq_len=256), "/tmp/d.pte")  # doctest: +SKIP
@@ -316,8 +380,11 @@ def export_model(
     if quantize != "none" and backend != "xnnpack":
         raise ExportError(f"--quantize {quantize} needs --backend xnnpack (the portable kernels run float only)")
     quantize_model(model, quantize)
+    if embed_tokenizer and tokenizer is None:
+        raise ExportError("embed_tokenizer needs the tokenizer.json to embed")
+    embedded = embedded_files(Path(tokenizer).parent) if embed_tokenizer else None
     program = to_program(model, backend, tokenizer)
-    return write_atomic(add_weights_digest(program), out_path)
+    return write_atomic(add_weights_digest(program, embedded), out_path)
 
 
 def load_pte_method(path: Union[str, Path], method: str = "forward"):

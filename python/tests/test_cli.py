@@ -237,3 +237,35 @@ def test_missing_checkpoint_directory(tmp_path, out_dir, capsys):
     code, _, err = _run(["export", "--checkpoint", tmp_path / "nothing", "--max-seq-len", 8, "-o", out_dir / "m.pte"], capsys)
     assert code == 1 and "checkpoint directory" in err and "does not exist" in err
     _assert_nothing_written(out_dir)
+
+
+def test_embed_tokenizer_makes_one_file(tiny_ckpts, tmp_path, capsys):
+    """--embed-tokenizer --skip-tokenizer: the .pte alone, holding the tokenizer files byte for byte
+    as named data, still digest-checked (the named data is segment data, so inside the digest)."""
+    from diffulex_export.export import read_embedded
+
+    (tiny_ckpts["llada"] / "chat_template.jinja").write_text("{{ messages[0].content }}")
+    out = tmp_path / "model.pte"
+    code, stdout, stderr = _run(
+        ["export", "--checkpoint", tiny_ckpts["llada"], "--max-seq-len", 64, "--backend", "portable",
+         "--embed-tokenizer", "--skip-tokenizer", "-o", out], capsys
+    )
+    assert code == 0, stderr
+    assert "tokenizer embedded" in stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pte"]
+    embedded = read_embedded(out)
+    assert sorted(embedded) == ["diffulex/chat_template.jinja", "diffulex/tokenizer.json",
+                                "diffulex/tokenizer_config.json"]
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        assert embedded[f"diffulex/{name}"] == (tiny_ckpts["llada"] / name).read_bytes()
+    meta = read_metadata(out)
+    assert meta["get_weights_digest"] == digest_words(weights_digest(out.read_bytes()))
+    assert meta["get_tokenizer_digest"] == digest_words(tokenizer_digest(tiny_ckpts["llada"] / "tokenizer.json"))
+    # A model without its tokenizer cannot embed it.
+    (tiny_ckpts["llada"] / "chat_template.jinja").unlink()
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text((tiny_ckpts["llada"] / "config.json").read_text())
+    code, _, stderr = _run(["export", "--checkpoint", bare, "--max-seq-len", 64, "--embed-tokenizer",
+                            "--skip-tokenizer", "-o", tmp_path / "x.pte"], capsys)
+    assert code == 1 and "no tokenizer.json to embed" in stderr
