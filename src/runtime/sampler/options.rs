@@ -243,7 +243,10 @@ impl BlockSampler {
             BlockSampler::LLaDA(_) | BlockSampler::Dream(_) => false,
         };
         if greedy_filter {
-            let filter = [("top_k", options.top_k.is_some()), ("top_p", options.top_p.is_some())];
+            let filter = [
+                ("top_k", options.top_k.is_some()),
+                ("top_p", options.top_p.is_some()),
+            ];
             if let Some((option, _)) = filter.into_iter().find(|(_, set)| *set) {
                 return Err(EngineError::OptionNeedsSampling { option, family });
             }
@@ -468,12 +471,18 @@ mod tests {
         assert!(BlockSampler::from_options(Family::Dream, &greedy_top_k).is_ok());
         assert!(matches!(
             BlockSampler::from_options(Family::Llada, &greedy_top_k),
-            Err(EngineError::OptionNotApplicable { option: "top_k", .. })
+            Err(EngineError::OptionNotApplicable {
+                option: "top_k",
+                ..
+            })
         ));
         // Fast-dLLM v2 has no top_k whatever the temperature.
         assert!(matches!(
             BlockSampler::from_options(Family::FastDllmV2, &greedy_top_k),
-            Err(EngineError::OptionNotApplicable { option: "top_k", .. })
+            Err(EngineError::OptionNotApplicable {
+                option: "top_k",
+                ..
+            })
         ));
     }
 
