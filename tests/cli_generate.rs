@@ -424,12 +424,17 @@ fn one_error_line(out: &Output, needles: &[&str]) {
 }
 
 fn fixture_args(family: &str) -> Vec<String> {
+    fixture_model_args(family, family)
+}
+
+/// `generate` on the fixture `pte` with the tokenizer of checkpoint `ckpt`, prompt "hello".
+fn fixture_model_args(pte: &str, ckpt: &str) -> Vec<String> {
     vec![
         "generate".into(),
         "--model".into(),
-        format!("{}/tests/fixtures/pte/{family}.pte", root()),
+        format!("{}/tests/fixtures/pte/{pte}.pte", root()),
         "--tokenizer".into(),
-        format!("{}/tests/fixtures/ckpt/{family}/tokenizer.json", root()),
+        format!("{}/tests/fixtures/ckpt/{ckpt}/tokenizer.json", root()),
         "--prompt".into(),
         "hello".into(),
     ]
@@ -768,19 +773,9 @@ fn flags_a_family_does_not_use_are_refused_by_name() {
         ),
         ("sdar_cached", "sdar", "--eps", "0.1", "Dream's"),
     ] {
-        let model = format!("{}/tests/fixtures/pte/{pte}.pte", root());
-        let tok = format!("{}/tests/fixtures/ckpt/{ckpt}/tokenizer.json", root());
-        let args = [
-            "generate",
-            "--model",
-            &model,
-            "--tokenizer",
-            &tok,
-            "--prompt",
-            "hello",
-            flag,
-            value,
-        ];
+        let mut args = fixture_model_args(pte, ckpt);
+        args.extend([flag.to_string(), value.to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = diffulex(&args, None);
         let family = format!("does not apply to {ckpt} models");
         // `--alg` is the visible alias of `--strategy`, reported by the flag's own name.

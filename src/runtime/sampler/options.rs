@@ -166,80 +166,63 @@ impl BlockSampler {
                 reason,
             });
         }
-        // Each arm starts from the sampler's `Default` and sets what was given; the table above
-        // guarantees every given option lands in a field here.
+        // Each arm starts from the sampler's `Default` and sets what was given. Every option
+        // the table above lets through lands in a field here (a test sets each one alone and
+        // checks that the sampler changed).
         let sampler: BlockSampler = match family {
             Family::Sdar => {
                 let mut sampler = SDARSampler::default();
-                if let Some(threshold) = options.threshold {
-                    sampler.threshold = threshold;
-                }
-                if let Some(temperature) = options.temperature {
-                    sampler.temperature = temperature;
-                }
-                if let Some(name) = &options.strategy {
-                    sampler.strategy = name.parse::<SdarStrategy>()?;
-                }
-                if let Some(bound) = options.eb_threshold {
-                    sampler.eb_threshold = bound;
-                }
-                sampler.denoising_steps = options.steps.or(sampler.denoising_steps);
-                sampler.block_length = options.block_size.or(sampler.block_length);
-                sampler.top_k = options.top_k.or(sampler.top_k);
-                sampler.top_p = options.top_p.or(sampler.top_p);
+                apply(&mut sampler.threshold, options.threshold);
+                apply(&mut sampler.temperature, options.temperature);
+                apply(
+                    &mut sampler.strategy,
+                    parse::<SdarStrategy>(&options.strategy)?,
+                );
+                apply(&mut sampler.eb_threshold, options.eb_threshold);
+                apply(&mut sampler.denoising_steps, options.steps.map(Some));
+                apply(&mut sampler.block_length, options.block_size.map(Some));
+                apply(&mut sampler.top_k, options.top_k.map(Some));
+                apply(&mut sampler.top_p, options.top_p.map(Some));
                 sampler.into()
             }
             Family::FastDllmV2 => {
                 let mut sampler = FastdLLMV2Sampler::default();
-                if let Some(threshold) = options.threshold {
-                    sampler.threshold = threshold;
-                }
-                if let Some(temperature) = options.temperature {
-                    sampler.temperature = temperature;
-                }
-                sampler.top_p = options.top_p.or(sampler.top_p);
-                sampler.block_length = options.block_size.or(sampler.block_length);
+                apply(&mut sampler.threshold, options.threshold);
+                apply(&mut sampler.temperature, options.temperature);
+                apply(&mut sampler.top_p, options.top_p.map(Some));
+                apply(&mut sampler.block_length, options.block_size.map(Some));
                 sampler.into()
             }
             Family::Llada => {
                 let mut sampler = LLaDASampler::default();
-                if let Some(temperature) = options.temperature {
-                    sampler.temperature = temperature;
-                }
-                if let Some(scale) = options.cfg_scale {
-                    sampler.cfg_scale = scale;
-                }
-                if let Some(name) = &options.strategy {
-                    sampler.remasking = name.parse::<LLaDARemasking>()?;
-                }
-                sampler.steps = options.steps.or(sampler.steps);
-                sampler.block_length = options.block_size.or(sampler.block_length);
-                sampler.threshold = options.threshold.or(sampler.threshold);
+                apply(&mut sampler.temperature, options.temperature);
+                apply(&mut sampler.cfg_scale, options.cfg_scale);
+                apply(
+                    &mut sampler.remasking,
+                    parse::<LLaDARemasking>(&options.strategy)?,
+                );
+                apply(&mut sampler.steps, options.steps.map(Some));
+                apply(&mut sampler.block_length, options.block_size.map(Some));
+                apply(&mut sampler.threshold, options.threshold.map(Some));
                 sampler.into()
             }
             Family::Dream => {
                 let mut sampler = DreamSampler::default();
-                if let Some(temperature) = options.temperature {
-                    sampler.temperature = temperature;
-                }
-                if let Some(eps) = options.eps {
-                    sampler.eps = eps;
-                }
-                if let Some(name) = &options.strategy {
-                    sampler.alg = name.parse::<DreamAlg>()?;
-                }
-                sampler.steps = options.steps.or(sampler.steps);
-                sampler.alg_temp = options.alg_temp.or(sampler.alg_temp);
-                sampler.top_p = options.top_p.or(sampler.top_p);
-                sampler.top_k = options.top_k.or(sampler.top_k);
+                apply(&mut sampler.temperature, options.temperature);
+                apply(&mut sampler.eps, options.eps);
+                apply(&mut sampler.alg, parse::<DreamAlg>(&options.strategy)?);
+                apply(&mut sampler.steps, options.steps.map(Some));
+                apply(&mut sampler.alg_temp, options.alg_temp.map(Some));
+                apply(&mut sampler.top_p, options.top_p.map(Some));
+                apply(&mut sampler.top_k, options.top_k.map(Some));
                 sampler.into()
             }
         };
         // SDAR and Fast-dLLM v2 filter candidates only when they sample; Dream filters also
         // when greedy (it changes the confidence), and LLaDA was refused above.
         let greedy_filter = match &sampler {
-            BlockSampler::Sdar(s) => s.temperature == 0.0,
-            BlockSampler::FastdLLMV2(s) => s.temperature == 0.0,
+            BlockSampler::Sdar(sdar) => sdar.temperature == 0.0,
+            BlockSampler::FastdLLMV2(fast) => fast.temperature == 0.0,
             BlockSampler::LLaDA(_) | BlockSampler::Dream(_) => false,
         };
         if greedy_filter {
@@ -253,6 +236,18 @@ impl BlockSampler {
         }
         Ok(sampler)
     }
+}
+
+/// Sets `field` to the given option; an unset option leaves the sampler's default in place.
+fn apply<T>(field: &mut T, given: Option<T>) {
+    if let Some(value) = given {
+        *field = value;
+    }
+}
+
+/// The family's commit rule named by `strategy`, if one was given.
+fn parse<T: std::str::FromStr<Err = EngineError>>(strategy: &Option<String>) -> Result<Option<T>> {
+    strategy.as_deref().map(str::parse).transpose()
 }
 
 #[cfg(test)]
@@ -269,29 +264,29 @@ mod tests {
 
     /// `sampling()` with one option set to a valid value that differs from every default.
     fn with_one(family: Family, name: &str) -> SamplerOptions {
-        let mut o = sampling();
+        let mut options = sampling();
         match name {
-            "block_size" => o.block_size = Some(8),
-            "steps" => o.steps = Some(4),
-            "threshold" => o.threshold = Some(0.5),
+            "block_size" => options.block_size = Some(8),
+            "steps" => options.steps = Some(4),
+            "threshold" => options.threshold = Some(0.5),
             "strategy" => {
                 let name = match family {
                     Family::Llada => "random",
                     Family::Dream => "origin",
                     _ => "sequential",
                 };
-                o.strategy = Some(name.into());
+                options.strategy = Some(name.into());
             }
-            "temperature" => o.temperature = Some(0.5),
-            "top_k" => o.top_k = Some(5),
-            "top_p" => o.top_p = Some(0.5),
-            "eb_threshold" => o.eb_threshold = Some(0.5),
-            "cfg_scale" => o.cfg_scale = Some(1.0),
-            "eps" => o.eps = Some(0.01),
-            "alg_temp" => o.alg_temp = Some(0.1),
+            "temperature" => options.temperature = Some(0.5),
+            "top_k" => options.top_k = Some(5),
+            "top_p" => options.top_p = Some(0.5),
+            "eb_threshold" => options.eb_threshold = Some(0.5),
+            "cfg_scale" => options.cfg_scale = Some(1.0),
+            "eps" => options.eps = Some(0.01),
+            "alg_temp" => options.alg_temp = Some(0.1),
             other => panic!("unknown option {other}"),
         }
-        o
+        options
     }
 
     const ALL_OPTIONS: [&str; 11] = [
@@ -335,11 +330,11 @@ mod tests {
                     }
                     Err(EngineError::OptionNotApplicable {
                         option,
-                        family: f,
+                        family: refused_for,
                         reason,
                     }) => {
                         assert!(refused, "{family}: {name} refused: {reason}");
-                        assert_eq!((option, f), (name, family));
+                        assert_eq!((option, refused_for), (name, family));
                         assert!(!reason.is_empty());
                     }
                     Err(e) => panic!("{family}: {name}: {e}"),
@@ -461,9 +456,9 @@ mod tests {
         ] {
             match BlockSampler::from_options(family, options) {
                 Err(EngineError::OptionNeedsSampling {
-                    option: o,
-                    family: f,
-                }) => assert_eq!((o, f), (option, family)),
+                    option: refused,
+                    family: refused_for,
+                }) => assert_eq!((refused, refused_for), (option, family)),
                 other => panic!("{family} {option}: {other:?}"),
             }
         }
