@@ -68,6 +68,26 @@ fn json_report_has_every_measurement() {
     assert_eq!(v["tokens"].as_array().unwrap().len(), 8);
     let prompt = v["prompt_tokens"].as_array().unwrap();
     assert_eq!(prompt.len(), 8);
+    // Each run carries the engine's serialized stats (as `generate --json` does) beside the
+    // bench's own numbers.
+    for key in [
+        "prefill_forwards",
+        "decode_forwards",
+        "commit_forwards",
+        "cfg_forwards",
+        "tokens_generated",
+        "tokens_committed",
+        "tokens_per_forward",
+        "logit_rows",
+        "tokens_per_second",
+        "prefill_ms",
+        "decode_ms",
+        "prefill_tokens_per_s",
+        "decode_tokens_per_s",
+    ] {
+        assert!(runs[0][key].is_number(), "per_run.{key}: {}", runs[0]);
+    }
+    assert_eq!(runs[0]["tokens_generated"], runs[0]["tokens"]);
     // Greedy decoding of a fixed prompt does the same forwards every run.
     assert_eq!(runs[0]["forwards"], runs[1]["forwards"]);
     let m = &v["median"];

@@ -424,12 +424,17 @@ fn one_error_line(out: &Output, needles: &[&str]) {
 }
 
 fn fixture_args(family: &str) -> Vec<String> {
+    fixture_model_args(family, family)
+}
+
+/// `generate` on the fixture `pte` with the tokenizer of checkpoint `ckpt`, prompt "hello".
+fn fixture_model_args(pte: &str, ckpt: &str) -> Vec<String> {
     vec![
         "generate".into(),
         "--model".into(),
-        format!("{}/tests/fixtures/pte/{family}.pte", root()),
+        format!("{}/tests/fixtures/pte/{pte}.pte", root()),
         "--tokenizer".into(),
-        format!("{}/tests/fixtures/ckpt/{family}/tokenizer.json", root()),
+        format!("{}/tests/fixtures/ckpt/{ckpt}/tokenizer.json", root()),
         "--prompt".into(),
         "hello".into(),
     ]
@@ -692,4 +697,136 @@ fn no_mmap_decodes_the_same() {
     assert_eq!(v["text"].as_str().unwrap().trim(), answer);
     let got: Vec<i64> = serde_json::from_value(v["tokens"].clone()).unwrap();
     assert_eq!(got, tokens);
+}
+
+/// Issue 14: `--model-type` is parsed by the flag parser (the library's names, listed in
+/// `--help`), so a bad value is the parser's one-line error before any file is opened.
+#[test]
+fn model_type_is_a_typed_flag() {
+    let help = stdout(&diffulex(&["generate", "--help"], None));
+    assert!(
+        help.contains("[possible values: auto, sdar, fast_dllm_v2, llada, dream]"),
+        "{help}"
+    );
+    let out = diffulex(
+        &[
+            "generate",
+            "--model",
+            "/no/such.pte",
+            "--model-type",
+            "gpt",
+            "--prompt",
+            "1",
+        ],
+        None,
+    );
+    one_error_line(
+        &out,
+        &[
+            "'gpt'",
+            "--model-type",
+            "[possible values: auto, sdar, fast_dllm_v2, llada, dream]",
+            "diffulex generate --help",
+        ],
+    );
+    assert!(!stderr(&out).contains("no/such"), "{}", stderr(&out));
+    // A near miss gets the parser's suggestion.
+    let out = diffulex(
+        &["generate", "--model-type", "fast_dll", "--prompt", "1"],
+        None,
+    );
+    one_error_line(&out, &["'fast_dllm_v2'"]);
+    // Every spelling the library accepts still works (the bundled model is SDAR).
+    let (prompt, answer, _) = problems(1).remove(0);
+    for spelling in ["sdar", "SDAR", "auto"] {
+        let out = diffulex(
+            &["generate", "--model-type", spelling, "--prompt", &prompt],
+            None,
+        );
+        assert!(out.status.success(), "{spelling}: {}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), answer, "{spelling}");
+    }
+}
+
+/// Issue 14: the decoding flags are the library's `SamplerOptions`; a flag the model's family
+/// does not use is refused by the library and reported under the flag's name, with the reason.
+#[test]
+fn flags_a_family_does_not_use_are_refused_by_name() {
+    for (pte, ckpt, flag, value, reason) in [
+        ("dream", "dream", "--eb-threshold", "0.5", "entropy_bounded"),
+        ("dream", "dream", "--block-size", "4", "without blocks"),
+        ("llada", "llada", "--top-p", "0.9", "Gumbel"),
+        ("llada", "llada", "--alg-temp", "0.5", "Dream's"),
+        (
+            "fast_dllm_v2_cached",
+            "fast_dllm_v2",
+            "--steps",
+            "4",
+            "until it is done",
+        ),
+        (
+            "fast_dllm_v2_cached",
+            "fast_dllm_v2",
+            "--alg",
+            "origin",
+            "threshold",
+        ),
+        ("sdar_cached", "sdar", "--eps", "0.1", "Dream's"),
+    ] {
+        let mut args = fixture_model_args(pte, ckpt);
+        args.extend([flag.to_string(), value.to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = diffulex(&args, None);
+        let family = format!("does not apply to {ckpt} models");
+        // `--alg` is the visible alias of `--strategy`, reported by the flag's own name.
+        let named = if flag == "--alg" { "--strategy" } else { flag };
+        one_error_line(&out, &[named, &family, reason, "--help"]);
+    }
+}
+
+/// Issue 14: `--json` serializes the engine's `GenerationStats`: the keys scripts read stay,
+/// durations in milliseconds, and the derived values agree with the counters.
+#[test]
+fn json_stats_are_the_serialized_generation_stats() {
+    let (prompt, _, _) = problems(1).remove(0);
+    let out = diffulex(&["generate", "--json", "--prompt", &prompt], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+    let stats = v["stats"].as_object().unwrap();
+    let keys: Vec<&str> = stats.keys().map(String::as_str).collect();
+    for key in [
+        "forwards",
+        "prefill_forwards",
+        "decode_forwards",
+        "commit_forwards",
+        "cfg_forwards",
+        "tokens_generated",
+        "tokens_committed",
+        "tokens_per_forward",
+        "logit_rows",
+        "tokens_per_second",
+        "prefill_ms",
+        "decode_ms",
+        "execute_ms",
+        "engine_ms",
+        "total_ms",
+    ] {
+        assert!(stats[key].is_number(), "stats.{key} in {keys:?}");
+    }
+    assert_eq!(keys.len(), 15, "{keys:?}");
+    let number = |key: &str| stats[key].as_f64().unwrap();
+    assert!(
+        (number("execute_ms") + number("engine_ms") - number("total_ms")).abs()
+            < 1e-6 * number("total_ms").max(1.0)
+    );
+    assert_eq!(
+        number("tokens_per_forward"),
+        number("tokens_committed") / number("decode_forwards")
+    );
+    assert_eq!(
+        number("tokens_generated") as usize,
+        v["tokens"].as_array().unwrap().len()
+    );
+    let eos = v["tokens"].as_array().unwrap().last().unwrap();
+    assert_eq!(v["stop_reason"], format!("Eos({eos})"));
 }

@@ -179,6 +179,36 @@ pub enum EngineError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A [`SamplerOptions`](super::sampler::SamplerOptions) field that the family's decoding
+    /// does not use: refused rather than silently ignored.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{sampler::{BlockSampler, SamplerOptions}, EngineError, Family};
+    /// let options = SamplerOptions { cfg_scale: Some(1.0), ..Default::default() };
+    /// let e = BlockSampler::from_options(Family::Sdar, &options).unwrap_err();
+    /// assert!(matches!(e, EngineError::OptionNotApplicable { option: "cfg_scale", family: Family::Sdar, .. }));
+    /// ```
+    #[error("sampler option {option} does not apply to {family} models: {reason}")]
+    OptionNotApplicable {
+        /// The option, by its `SamplerOptions` field name (`cfg_scale`).
+        option: &'static str,
+        /// The family it was given for.
+        family: Family,
+        /// Why the family has no use for it.
+        reason: &'static str,
+    },
+    /// `top_k` or `top_p` given for greedy decoding (temperature 0) of a family that filters
+    /// candidates only when it samples, so the option would change nothing.
+    #[error(
+        "sampler option {option} only matters when sampling: {family} filters candidates only \
+         at temperature > 0 (0 decodes greedily)"
+    )]
+    OptionNeedsSampling {
+        /// `top_k` or `top_p`.
+        option: &'static str,
+        /// The family it was given for.
+        family: Family,
+    },
 }
 
 impl EngineError {

@@ -90,6 +90,21 @@ impl Family {
     }
 }
 
+impl Family {
+    /// Every family, in `get_family_id` order (for listing the accepted names).
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::Family;
+    /// assert!(Family::ALL.iter().enumerate().all(|(i, f)| f.id() == i as i64));
+    /// ```
+    pub const ALL: [Family; 4] = [
+        Family::Sdar,
+        Family::FastDllmV2,
+        Family::Llada,
+        Family::Dream,
+    ];
+}
+
 impl std::fmt::Display for Family {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

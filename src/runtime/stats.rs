@@ -1,11 +1,20 @@
-//! Per-generation counters and timings.
+//! Per-generation counters and timings, and their JSON form.
 
 use std::time::Duration;
+
+use serde::ser::{Serialize, SerializeStruct, Serializer};
+
+use super::diffusion::StopReason;
 
 /// What one `generate` call cost.
 ///
 /// `execute_time` is time spent inside model forwards; `engine_time()` is the rest
 /// (sampling, selection, bookkeeping).
+///
+/// Serializes (serde) as a flat object: every counter under its field name, durations as
+/// milliseconds (`f64`) under `*_ms` names (`prefill_ms`, `decode_ms`, `execute_ms`,
+/// `total_ms`), and the derived `engine_ms`, `tokens_per_forward` and `tokens_per_second`.
+/// This is the `stats` object of `diffulex generate --json`.
 ///
 /// ```
 /// use diffulex_edge::runtime::GenerationStats;
@@ -78,6 +87,128 @@ impl GenerationStats {
             self.tokens_generated as f64 / s
         } else {
             0.0
+        }
+    }
+}
+
+/// Milliseconds as a float, the unit of every `*_ms` key.
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+/// The flat JSON form described on [`GenerationStats`].
+///
+/// ```
+/// use std::time::Duration;
+/// use diffulex_edge::runtime::GenerationStats;
+/// let stats = GenerationStats {
+///     decode_forwards: 2, tokens_committed: 6,
+///     total_time: Duration::from_millis(30), execute_time: Duration::from_millis(20),
+///     ..Default::default()
+/// };
+/// let json = serde_json::to_value(&stats).unwrap();
+/// assert_eq!(json["tokens_per_forward"], 3.0);
+/// assert_eq!(json["total_ms"], 30.0);
+/// assert_eq!(json["engine_ms"], 10.0);
+/// ```
+impl Serialize for GenerationStats {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Destructured, so a counter added to the struct cannot be left out of the JSON.
+        let GenerationStats {
+            forwards,
+            prefill_forwards,
+            decode_forwards,
+            commit_forwards,
+            cfg_forwards,
+            prefill_time,
+            decode_time,
+            execute_time,
+            total_time,
+            tokens_committed,
+            tokens_generated,
+            logit_rows,
+        } = self;
+        let mut out = serializer.serialize_struct("GenerationStats", 15)?;
+        out.serialize_field("forwards", forwards)?;
+        out.serialize_field("prefill_forwards", prefill_forwards)?;
+        out.serialize_field("decode_forwards", decode_forwards)?;
+        out.serialize_field("commit_forwards", commit_forwards)?;
+        out.serialize_field("cfg_forwards", cfg_forwards)?;
+        out.serialize_field("tokens_generated", tokens_generated)?;
+        out.serialize_field("tokens_committed", tokens_committed)?;
+        out.serialize_field("tokens_per_forward", &self.tokens_per_forward())?;
+        out.serialize_field("logit_rows", logit_rows)?;
+        out.serialize_field("tokens_per_second", &self.tokens_per_second())?;
+        out.serialize_field("prefill_ms", &ms(*prefill_time))?;
+        out.serialize_field("decode_ms", &ms(*decode_time))?;
+        out.serialize_field("execute_ms", &ms(*execute_time))?;
+        out.serialize_field("engine_ms", &ms(self.engine_time()))?;
+        out.serialize_field("total_ms", &ms(*total_time))?;
+        out.end()
+    }
+}
+
+/// A string: `"Eos(<id>)"`, `"MaxNewTokens"` or `"Cancelled"` (the `stop_reason` of
+/// `diffulex generate --json`; the spelling of the variants, kept stable for scripts).
+///
+/// ```
+/// use diffulex_edge::runtime::StopReason;
+/// assert_eq!(serde_json::to_value(StopReason::Eos(2)).unwrap(), "Eos(2)");
+/// assert_eq!(serde_json::to_value(StopReason::MaxNewTokens).unwrap(), "MaxNewTokens");
+/// ```
+// Implemented here, beside the stats it is reported with, to keep `diffusion.rs` about decoding.
+impl Serialize for StopReason {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StopReason::Eos(id) => serializer.collect_str(&format_args!("Eos({id})")),
+            StopReason::MaxNewTokens => serializer.serialize_str("MaxNewTokens"),
+            StopReason::Cancelled => serializer.serialize_str("Cancelled"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_keys_are_the_cli_reports() {
+        let stats = GenerationStats {
+            forwards: 7,
+            prefill_forwards: 1,
+            decode_forwards: 4,
+            commit_forwards: 2,
+            cfg_forwards: 0,
+            prefill_time: Duration::from_micros(1500),
+            decode_time: Duration::from_millis(8),
+            execute_time: Duration::from_millis(6),
+            total_time: Duration::from_millis(10),
+            tokens_committed: 12,
+            tokens_generated: 10,
+            logit_rows: 40,
+        };
+        let json = serde_json::to_value(&stats).unwrap();
+        let expected = serde_json::json!({
+            "forwards": 7, "prefill_forwards": 1, "decode_forwards": 4, "commit_forwards": 2,
+            "cfg_forwards": 0, "tokens_generated": 10, "tokens_committed": 12,
+            "tokens_per_forward": 3.0, "logit_rows": 40, "tokens_per_second": 1000.0,
+            "prefill_ms": 1.5, "decode_ms": 8.0, "execute_ms": 6.0, "engine_ms": 4.0,
+            "total_ms": 10.0,
+        });
+        assert_eq!(json, expected);
+    }
+
+    #[test]
+    fn stop_reasons_serialize_as_their_names() {
+        for (reason, text) in [
+            (StopReason::Eos(151643), "\"Eos(151643)\""),
+            (StopReason::Eos(-1), "\"Eos(-1)\""),
+            (StopReason::MaxNewTokens, "\"MaxNewTokens\""),
+            (StopReason::Cancelled, "\"Cancelled\""),
+        ] {
+            assert_eq!(serde_json::to_string(&reason).unwrap(), text);
+            // The spelling `{:?}` gave before it was serialized.
+            assert_eq!(format!("\"{reason:?}\""), text);
         }
     }
 }

@@ -12,7 +12,7 @@ use clap::Args;
 use diffulex_edge::runtime::rng::Rng;
 use diffulex_edge::runtime::{
     BlockEvent, Control, DiffusionEngine, DiffusionGenerationConfig, DiffusionModel,
-    GenerationObserver, GenerationOutput, ModelMetadata, ModelType,
+    GenerationObserver, GenerationOutput, GenerationStats, ModelMetadata, ModelType,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -106,24 +106,23 @@ impl GenerationObserver for Watch<'_> {
     }
 }
 
-/// One timed generation.
+/// One timed generation: the engine's stats (their JSON form, `GenerationStats`'s `Serialize`)
+/// and what the bench derives from them.
 #[derive(Debug, Clone, serde::Serialize)]
 struct Run {
-    total_ms: f64,
+    #[serde(flatten)]
+    stats: GenerationStats,
     first_token_ms: f64,
-    prefill_ms: f64,
-    decode_ms: f64,
-    execute_ms: f64,
-    engine_ms: f64,
-    forwards: usize,
-    decode_forwards: usize,
+    /// `tokens_generated`, under the name earlier bench reports used.
     tokens: usize,
-    tokens_per_forward: f64,
-    /// Rows of logits computed over all forwards (fewer than the tokens fed on contract-2 models).
-    logit_rows: usize,
     prefill_tokens_per_s: f64,
     decode_tokens_per_s: f64,
+    /// Share of the wall time spent outside model forwards.
     engine_overhead: f64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 fn per_s(n: usize, d: Duration) -> f64 {
@@ -135,21 +134,11 @@ fn per_s(n: usize, d: Duration) -> f64 {
     }
 }
 
-fn run_of(out: &GenerationOutput, prompt_len: usize, first: Option<Duration>) -> Run {
-    let s = &out.stats;
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+fn run_of(out: GenerationOutput, prompt_len: usize, first: Option<Duration>) -> Run {
+    let s = out.stats;
     Run {
-        total_ms: ms(s.total_time),
         first_token_ms: first.map_or(f64::NAN, ms),
-        prefill_ms: ms(s.prefill_time),
-        decode_ms: ms(s.decode_time),
-        execute_ms: ms(s.execute_time),
-        engine_ms: ms(s.engine_time()),
-        forwards: s.forwards,
-        decode_forwards: s.decode_forwards,
         tokens: s.tokens_generated,
-        tokens_per_forward: s.tokens_per_forward(),
-        logit_rows: s.logit_rows,
         prefill_tokens_per_s: if s.prefill_forwards > 0 {
             per_s(prompt_len, s.prefill_time)
         } else {
@@ -157,6 +146,7 @@ fn run_of(out: &GenerationOutput, prompt_len: usize, first: Option<Duration>) ->
         },
         decode_tokens_per_s: per_s(s.tokens_generated, s.decode_time),
         engine_overhead: s.engine_time().as_secs_f64() / s.total_time.as_secs_f64().max(1e-12),
+        stats: s,
     }
 }
 
@@ -263,13 +253,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             first_block: None,
             bar: &bar,
         };
-        let out = engine
+        let mut out = engine
             .generate_with(&prompt, &config, &mut watch)
             .with_context(|| format!("run {}", i + 1))?;
-        runs.push(run_of(&out, prompt.len(), watch.first_block));
         if i == 0 {
-            tokens = out.tokens;
+            tokens = std::mem::take(&mut out.tokens);
         }
+        runs.push(run_of(out, prompt.len(), watch.first_block));
     }
     bar.finish_and_clear();
     let mem_end = Memory::now();
@@ -291,20 +281,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "runs": args.runs,
         "threads": threads,
         "runtime": runtime.to_string(),
-        "runtime_open_ms": runtime_open.as_secs_f64() * 1e3,
-        "load_ms": load.as_secs_f64() * 1e3,
-        "method_load_ms": method_load.as_secs_f64() * 1e3,
+        "runtime_open_ms": ms(runtime_open),
+        "load_ms": ms(load),
+        "method_load_ms": ms(method_load),
         "median": {
-            "total_ms": med(|r| r.total_ms),
+            "total_ms": med(|r| ms(r.stats.total_time)),
             "first_token_ms": med(|r| r.first_token_ms),
             "prefill_tokens_per_s": med(|r| r.prefill_tokens_per_s),
             "decode_tokens_per_s": med(|r| r.decode_tokens_per_s),
-            "tokens_per_forward": med(|r| r.tokens_per_forward),
-            "forwards": med(|r| r.forwards as f64),
-            "logit_rows": med(|r| r.logit_rows as f64),
+            "tokens_per_forward": med(|r| r.stats.tokens_per_forward()),
+            "forwards": med(|r| r.stats.forwards as f64),
+            "logit_rows": med(|r| r.stats.logit_rows as f64),
             "engine_overhead": med(|r| r.engine_overhead),
-            "engine_ms": med(|r| r.engine_ms),
-            "execute_ms": med(|r| r.execute_ms),
+            "engine_ms": med(|r| ms(r.stats.engine_time())),
+            "execute_ms": med(|r| ms(r.stats.execute_time)),
         },
         "memory": {
             "start": mem_start,

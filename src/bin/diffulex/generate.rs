@@ -1,14 +1,16 @@
 //! `diffulex generate`: prompt text in, generated text out, streamed as blocks are committed.
 
+use std::ffi::OsStr;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::Args;
 use diffulex_edge::runtime::DiffusionModel;
 use diffulex_edge::runtime::{
-    BlockEvent, Control, DiffusionEngine, DiffusionGenerationConfig, GenerationObserver,
-    GenerationOutput, ModelType, StepEvent,
+    BlockEvent, Control, DiffusionEngine, DiffusionGenerationConfig, Family, GenerationObserver,
+    GenerationOutput, GenerationStats, ModelType, StepEvent, StopReason,
 };
 use diffulex_edge::text::{
     encode_prompt, read_prompt_bounded, ChatTemplate, PromptOptions, StreamDecoder, TextTokenizer,
@@ -45,9 +47,9 @@ pub struct GenerateArgs {
     /// Without it they are plain text, and only the chat template's own markup makes them.
     #[arg(long)]
     pub raw_special_tokens: bool,
-    /// Expected family: auto (read from the .pte), sdar, fast_dllm_v2, llada or dream.
-    #[arg(long, default_value = "auto")]
-    pub model_type: String,
+    /// Expected family: auto reads it from the .pte; a family name refuses a model of another.
+    #[arg(long, default_value = "auto", value_name = "TYPE", value_parser = ModelTypeParser)]
+    pub model_type: ModelType,
     #[command(flatten)]
     pub lengths: LengthArgs,
     /// Seed for sampling (temperature > 0, random remasking, ...).
@@ -71,6 +73,41 @@ pub struct GenerateArgs {
     pub load: LoadArgs,
     #[command(flatten)]
     pub decode: DecodeArgs,
+}
+
+/// `--model-type`: whatever the library's `ModelType::from_str` accepts, with `--help` and the
+/// error for anything else listing `auto` and the family names (`Family::ALL`).
+#[derive(Debug, Clone, Copy)]
+struct ModelTypeParser;
+
+impl ModelTypeParser {
+    fn names() -> impl Iterator<Item = &'static str> {
+        std::iter::once("auto").chain(Family::ALL.iter().map(|family| family.name()))
+    }
+}
+
+impl TypedValueParser for ModelTypeParser {
+    type Value = ModelType;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> std::result::Result<ModelType, clap::Error> {
+        match value.to_str().map(str::parse::<ModelType>) {
+            Some(Ok(model_type)) => Ok(model_type),
+            // Clap's own "invalid value" error, with the accepted names and a suggestion.
+            _ => PossibleValuesParser::new(Self::names())
+                .parse_ref(cmd, arg, value)?
+                .parse()
+                .map_err(|e| clap::Error::raw(clap::error::ErrorKind::InvalidValue, e)),
+        }
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(Self::names().map(PossibleValue::new)))
+    }
 }
 
 /// The bundled model: next to the executable first (installed layout), then the source tree.
@@ -225,10 +262,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         "pass --tokenizer PATH/tokenizer.json",
     )?;
     let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
-    let model_type: ModelType = args
-        .model_type
-        .parse()
-        .context("bad --model-type (use auto, sdar, fast_dllm_v2, llada or dream)")?;
+    let model_type = args.model_type;
 
     let model = args.load.model(&model_path)?;
     let meta = model.metadata().clone();
@@ -309,30 +343,24 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-fn json_report(prompt: &[i64], text: &str, out: &GenerationOutput) -> serde_json::Value {
-    let s = &out.stats;
-    serde_json::json!({
-        "prompt_tokens": prompt,
-        "tokens": out.tokens,
-        "text": text,
-        "stop_reason": format!("{:?}", out.stop_reason),
-        "stats": {
-            "forwards": s.forwards,
-            "prefill_forwards": s.prefill_forwards,
-            "decode_forwards": s.decode_forwards,
-            "commit_forwards": s.commit_forwards,
-            "tokens_generated": s.tokens_generated,
-            "tokens_committed": s.tokens_committed,
-            "tokens_per_forward": s.tokens_per_forward(),
-            "logit_rows": s.logit_rows,
-            "tokens_per_second": s.tokens_per_second(),
-            "prefill_ms": s.prefill_time.as_secs_f64() * 1e3,
-            "decode_ms": s.decode_time.as_secs_f64() * 1e3,
-            "execute_ms": s.execute_time.as_secs_f64() * 1e3,
-            "engine_ms": s.engine_time().as_secs_f64() * 1e3,
-            "total_ms": s.total_time.as_secs_f64() * 1e3,
-        }
-    })
+/// The object `generate --json` prints.
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    prompt_tokens: &'a [i64],
+    tokens: &'a [i64],
+    text: &'a str,
+    stop_reason: StopReason,
+    stats: &'a GenerationStats,
+}
+
+fn json_report<'a>(prompt: &'a [i64], text: &'a str, out: &'a GenerationOutput) -> JsonReport<'a> {
+    JsonReport {
+        prompt_tokens: prompt,
+        tokens: &out.tokens,
+        text,
+        stop_reason: out.stop_reason,
+        stats: &out.stats,
+    }
 }
 
 fn stats_line(out: &GenerationOutput) -> String {

@@ -63,13 +63,16 @@ pub fn one_line(text: &str) -> String {
 }
 
 /// A clap error as one line for `error: …`: clap's message (the text before its first blank
-/// line, without the `error: ` prefix) and its tips, with control characters escaped.
+/// line, without the `error: ` prefix) and its tips, with control characters escaped. Clap's
+/// indented `[possible values: …]` line joins the message ("invalid value 'x' for
+/// '--model-type <TYPE>' [possible values: …]"); other newlines, such as one inside a value
+/// the user typed, are escaped like any control character.
 pub fn clap_message(e: &clap::Error) -> String {
     let rendered = e.render().to_string();
     let mut parts = rendered.split("\n\n");
     let head = parts.next().unwrap_or_default();
     let head = head.strip_prefix("error: ").unwrap_or(head);
-    let mut msg = one_line(head.trim_end());
+    let mut msg = one_line(&head.trim_end().replace("\n  [", " ["));
     for tip in parts.filter_map(|p| p.trim().strip_prefix("tip: ")) {
         msg.push_str("; tip: ");
         msg.push_str(&one_line(tip.trim_end()));

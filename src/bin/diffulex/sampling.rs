@@ -1,15 +1,17 @@
-//! Turns the decoding flags of `diffulex generate` into the family's sampler settings, refusing
-//! flags that mean nothing for the family instead of silently ignoring them.
+//! The decoding flags of `diffulex generate` and `bench`: a thin clap face over the library's
+//! [`SamplerOptions`]. Each flag is the option of the same name (`--block-size` is
+//! `block_size`); the defaults and which family uses which option live in the library
+//! ([`BlockSampler::from_options`]). The library names options by field; this file turns its
+//! refusals back into the flag names the user typed.
+//!
+//! Included as it is by the `cli` fuzz target (`fuzz/harness/cli.rs`): no `crate::` paths.
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, Result};
 use clap::Args;
-use diffulex_edge::runtime::sampler::{
-    BlockSampler, DreamAlg, DreamSampler, FastdLLMV2Sampler, LLaDARemasking, LLaDASampler,
-    SDARSampler, SdarStrategy,
-};
-use diffulex_edge::runtime::Family;
+use diffulex_edge::runtime::sampler::{BlockSampler, SamplerOptions};
+use diffulex_edge::runtime::{EngineError, Family};
 
-/// Decoding flags shared by `generate` (and later `bench`).
+/// Decoding flags shared by `generate` and `bench`; unset flags keep the family's defaults.
 #[derive(Debug, Clone, Args)]
 pub struct DecodeArgs {
     /// Block length (SDAR, Fast-dLLM v2: must equal the model's; LLaDA: semi-autoregressive block).
@@ -26,9 +28,9 @@ pub struct DecodeArgs {
     /// topk_margin | entropy.
     #[arg(long, visible_alias = "alg", value_name = "NAME")]
     pub strategy: Option<String>,
-    /// Sampling temperature; 0 decodes greedily.
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f64,
+    /// Sampling temperature; 0 (the default) decodes greedily.
+    #[arg(long)]
+    pub temperature: Option<f64>,
     /// Keep only the k most likely tokens when sampling (SDAR, Dream).
     #[arg(long)]
     pub top_k: Option<usize>,
@@ -49,110 +51,45 @@ pub struct DecodeArgs {
     pub alg_temp: Option<f64>,
 }
 
+impl From<&DecodeArgs> for SamplerOptions {
+    fn from(args: &DecodeArgs) -> Self {
+        SamplerOptions {
+            block_size: args.block_size,
+            steps: args.steps,
+            threshold: args.threshold,
+            strategy: args.strategy.clone(),
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            eb_threshold: args.eb_threshold,
+            cfg_scale: args.cfg_scale,
+            eps: args.eps,
+            alg_temp: args.alg_temp,
+        }
+    }
+}
+
 impl DecodeArgs {
     /// The sampler for `family`, or an error naming the first flag the family cannot use.
     pub fn sampler_for(&self, family: Family) -> Result<BlockSampler> {
-        let unsupported = |flag: &str| -> Result<BlockSampler> {
-            bail!(
-                "{flag} does not apply to {} models; run `diffulex generate --help` for the flags each family takes",
-                family.name()
-            )
-        };
-        // Dream filters with top-p/top-k even when greedy (it changes the confidence), so only
-        // there do they mean something at temperature 0.
-        if (self.top_k.is_some() || self.top_p.is_some())
-            && self.temperature == 0.0
-            && family != Family::Dream
-        {
-            bail!("--top-k/--top-p only matter when sampling: add --temperature > 0 (0 decodes greedily)");
-        }
-        Ok(match family {
-            Family::Sdar => {
-                if self.cfg_scale.is_some() {
-                    return unsupported("--cfg-scale");
-                }
-                if self.eps.is_some() || self.alg_temp.is_some() {
-                    return unsupported("--eps/--alg-temp");
-                }
-                let mut s = SDARSampler::new(self.threshold.unwrap_or(0.9), self.temperature);
-                if let Some(name) = &self.strategy {
-                    s.strategy = name.parse::<SdarStrategy>()?;
-                }
-                if let Some(eb) = self.eb_threshold {
-                    s.eb_threshold = eb;
-                }
-                s.denoising_steps = self.steps;
-                s.block_length = self.block_size;
-                s.top_k = self.top_k;
-                s.top_p = self.top_p;
-                s.into()
-            }
-            Family::FastDllmV2 => {
-                if self.strategy.is_some() {
-                    return unsupported("--strategy");
-                }
-                if self.top_k.is_some() {
-                    return unsupported("--top-k");
-                }
-                if self.steps.is_some() {
-                    return unsupported("--steps (Fast-dLLM v2 decodes until the block is done)");
-                }
-                if self.cfg_scale.is_some() || self.eps.is_some() || self.alg_temp.is_some() {
-                    return unsupported("--cfg-scale/--eps/--alg-temp");
-                }
-                let mut s =
-                    FastdLLMV2Sampler::new(self.threshold.unwrap_or(0.95), self.temperature);
-                if self.top_p.is_some() {
-                    s.top_p = self.top_p;
-                }
-                s.block_length = self.block_size;
-                s.into()
-            }
-            Family::Llada => {
-                if self.top_k.is_some() || self.top_p.is_some() {
-                    return unsupported("--top-k/--top-p (LLaDA samples with Gumbel noise)");
-                }
-                if self.eps.is_some() || self.alg_temp.is_some() {
-                    return unsupported("--eps/--alg-temp");
-                }
-                let remasking = match &self.strategy {
-                    Some(name) => name.parse::<LLaDARemasking>()?,
-                    None => LLaDARemasking::default(),
-                };
-                LLaDASampler {
-                    steps: self.steps,
-                    block_length: self.block_size,
-                    temperature: self.temperature,
-                    cfg_scale: self.cfg_scale.unwrap_or(0.0),
-                    remasking,
-                    threshold: self.threshold,
-                    ..Default::default()
-                }
-                .into()
-            }
-            Family::Dream => {
-                if self.block_size.is_some() || self.threshold.is_some() {
-                    return unsupported("--block-size/--threshold");
-                }
-                if self.cfg_scale.is_some() {
-                    return unsupported("--cfg-scale");
-                }
-                let mut s = DreamSampler {
-                    steps: self.steps,
-                    temperature: self.temperature,
-                    top_p: self.top_p,
-                    top_k: self.top_k,
-                    alg_temp: self.alg_temp,
-                    ..Default::default()
-                };
-                if let Some(eps) = self.eps {
-                    s.eps = eps;
-                }
-                if let Some(name) = &self.strategy {
-                    s.alg = name.parse::<DreamAlg>()?;
-                }
-                s.into()
-            }
+        BlockSampler::from_options(family, &SamplerOptions::from(self)).map_err(|e| match e {
+            EngineError::OptionNotApplicable {
+                option,
+                family,
+                reason,
+            } => anyhow!(
+                "{} does not apply to {family} models ({reason}); run `diffulex generate --help` for the flags each family takes",
+                flag(option)
+            ),
+            EngineError::OptionNeedsSampling { .. } => anyhow!(
+                "--top-k/--top-p only matter when sampling: add --temperature > 0 (0 decodes greedily)"
+            ),
+            other => other.into(),
         })
     }
+}
+
+/// The flag of a [`SamplerOptions`] field: `cfg_scale` is `--cfg-scale`.
+fn flag(option: &str) -> String {
+    format!("--{}", option.replace('_', "-"))
 }

@@ -3,6 +3,7 @@
 
 pub mod base;
 pub mod models;
+mod options;
 pub mod shift;
 mod softmax_f32;
 pub mod token;
@@ -12,6 +13,7 @@ pub use models::fast_dllm_v2::FastdLLMV2Sampler;
 pub use models::llada::{LLaDARemasking, LLaDASampler};
 pub use models::sdar::{SDARSampler, SdarStrategy};
 pub use models::BlockSampler;
+pub use options::SamplerOptions;
 pub use token::{GreedySampler, TokenSampler, TopKSampler, TopPSampler};
 
 use crate::runtime::error::{invalid, Result};
