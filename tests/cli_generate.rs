@@ -830,3 +830,100 @@ fn json_stats_are_the_serialized_generation_stats() {
     let eos = v["tokens"].as_array().unwrap().last().unwrap();
     assert_eq!(v["stop_reason"], format!("Eos({eos})"));
 }
+
+/// `--system`, `--messages`, `--chat-template` and `--chat-template-kwargs` build the same
+/// conversation: a template that joins the turns with a separator taken from the keyword
+/// arguments turns system "12" and user "34=" into the plain prompt "12+34=", so each way must
+/// give the plain prompt's ids and answer.
+#[test]
+fn system_messages_template_and_kwargs_flags() {
+    let dir = std::env::temp_dir().join(format!("diffulex-chat-flags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let template = dir.join("join.jinja");
+    std::fs::write(
+        &template,
+        "{% for m in messages %}{% if not loop.first %}{{ sep }}{% endif %}{{ m.content }}{% endfor %}",
+    )
+    .unwrap();
+    let messages = dir.join("chat.json");
+    std::fs::write(
+        &messages,
+        r#"{"messages": [{"role": "system", "content": "12"}, {"role": "user", "content": [{"type": "text", "text": "34="}]}]}"#,
+    )
+    .unwrap();
+    let (template, messages) = (template.to_str().unwrap(), messages.to_str().unwrap());
+    let kwargs = r#"{"sep": "+"}"#;
+    let json = |args: &[&str]| -> Value {
+        let out = diffulex(&[&["generate", "--json"], args].concat(), None);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    let plain = json(&["--prompt", "12+34="]);
+    for args in [
+        vec![
+            "--system",
+            "12",
+            "--prompt",
+            "34=",
+            "--chat-template",
+            template,
+            "--chat-template-kwargs",
+            kwargs,
+        ],
+        vec![
+            "--messages",
+            messages,
+            "--chat-template",
+            template,
+            "--chat-template-kwargs",
+            kwargs,
+        ],
+    ] {
+        let v = json(&args);
+        assert_eq!(v["prompt_tokens"], plain["prompt_tokens"], "{args:?}");
+        assert_eq!(v["text"], plain["text"], "{args:?}");
+    }
+    // Mistakes are one line each, naming what to fix.
+    for (args, needle) in [
+        (
+            vec![
+                "--system",
+                "1",
+                "--messages",
+                messages,
+                "--chat-template",
+                template,
+            ],
+            "keep one of them",
+        ),
+        (
+            vec!["--prompt", "1", "--chat-template-kwargs", "[1]"],
+            "--chat-template-kwargs",
+        ),
+        (
+            vec![
+                "--prompt",
+                "1",
+                "--chat-template-kwargs",
+                r#"{"messages": 1}"#,
+            ],
+            "set by the renderer",
+        ),
+        (vec!["--messages", template], "not valid JSON"),
+        (
+            vec!["--prompt", "1", "--chat-template", "/no/such.jinja"],
+            "not found",
+        ),
+        (
+            vec!["--messages", messages, "--prompt", "1"],
+            "cannot be used with",
+        ),
+    ] {
+        let out = diffulex(&[&["generate"], &args[..]].concat(), None);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

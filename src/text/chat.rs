@@ -144,20 +144,10 @@ impl ChatTemplate {
                 .ok_or_else(|| err("no template named \"default\"".into()))?,
             _ => return Err(err("it has no \"chat_template\" entry".into())),
         };
-        let token = |key: &str| -> String {
-            match json.get(key) {
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(v) => v
-                    .get("content")
-                    .and_then(|c| c.as_str())
-                    .unwrap_or_default()
-                    .to_string(),
-                None => String::new(),
-            }
-        };
+        let (bos_token, eos_token) = special_tokens(&json);
         Ok(Self {
-            bos_token: token("bos_token"),
-            eos_token: token("eos_token"),
+            bos_token,
+            eos_token,
             ..Self::from_source(source)
         })
     }
@@ -185,6 +175,44 @@ impl ChatTemplate {
             return Self::from_tokenizer_config(path);
         }
         Ok(Self::from_source(source))
+    }
+
+    /// The template of a checkpoint directory as Hugging Face finds it: the `chat_template` of
+    /// `tokenizer_config.json`, else `chat_template.jinja` (where newer checkpoints keep it),
+    /// with the config's `bos_token`/`eos_token` either way.
+    ///
+    /// ```
+    /// # use diffulex_edge::text::ChatTemplate;
+    /// let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/models/default");
+    /// assert!(ChatTemplate::from_dir(dir).is_ok());
+    /// assert!(ChatTemplate::from_dir("/no/such/dir").is_err());
+    /// ```
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, TextError> {
+        let dir = dir.as_ref();
+        let config = dir.join("tokenizer_config.json");
+        let jinja = dir.join("chat_template.jinja");
+        let from_config = config
+            .is_file()
+            .then(|| Self::from_tokenizer_config(&config));
+        match from_config {
+            Some(Ok(template)) => Ok(template),
+            Some(Err(_)) | None if jinja.is_file() => {
+                let template = Self::from_file(&jinja)?;
+                let tokens = read_bounded(&config, Self::MAX_CONFIG_BYTES)
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                    .map(|json| special_tokens(&json));
+                Ok(match tokens {
+                    Some((bos, eos)) => template.with_special_tokens(&bos, &eos),
+                    None => template,
+                })
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(TextError::Template {
+                path: config,
+                reason: format!("not found, and no {:?} either", jinja.display().to_string()),
+            }),
+        }
     }
 
     /// Sets the `bos_token` and `eos_token` strings the template may print (a
@@ -476,6 +504,23 @@ impl ChatTemplate {
             Err(e) => Err(TextError::Render(e.to_string())),
         }
     }
+}
+
+/// `bos_token` and `eos_token` of a tokenizer_config.json: a string, or an added-token object
+/// with `content`; empty when absent.
+fn special_tokens(config: &serde_json::Value) -> (String, String) {
+    let token = |key: &str| -> String {
+        match config.get(key) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v) => v
+                .get("content")
+                .and_then(|c| c.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            None => String::new(),
+        }
+    };
+    (token("bos_token"), token("eos_token"))
 }
 
 /// Extra fuel for the contents: `len / 16` per message, so a long message can be copied a few

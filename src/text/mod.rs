@@ -19,7 +19,7 @@ mod tokenizer;
 pub use chat::ChatTemplate;
 pub use error::TextError;
 pub use messages::{ChatMessage, ChatOptions};
-pub use prompt::{encode_prompt, read_prompt_bounded, Prompt, PromptOptions};
+pub use prompt::{encode_chat, encode_prompt, read_prompt_bounded, Prompt, PromptOptions};
 pub use stream::StreamDecoder;
 pub use tokenizer::{
     unknown_id_marker, MarkedText, MarkedToken, TextTokenizer, MIN_BYTES_PER_TOKEN,

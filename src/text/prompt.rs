@@ -4,7 +4,7 @@
 
 use std::io::Read;
 
-use super::{ChatTemplate, MarkedText, TextError, TextTokenizer};
+use super::{ChatMessage, ChatOptions, ChatTemplate, MarkedText, TextError, TextTokenizer};
 
 /// How a prompt is turned into ids.
 #[derive(Debug, Clone, Copy)]
@@ -99,16 +99,73 @@ pub fn encode_prompt(
     text: &str,
     opts: &PromptOptions<'_>,
 ) -> Result<Prompt, TextError> {
+    match opts.chat {
+        Some(template) => encode_input(
+            tok,
+            Input::Chat(
+                template,
+                &[ChatMessage::user(text)],
+                &ChatOptions::default(),
+            ),
+            opts,
+        ),
+        None => encode_input(tok, Input::Plain(text), opts),
+    }
+}
+
+/// Tokenizes a conversation rendered by `template` (system prompt, earlier turns, template
+/// keyword arguments), with the rules of [`encode_prompt`]: the contents together are bounded
+/// by [`TextTokenizer::max_prompt_bytes`], and special tokens come only from the template's
+/// markup, never from a message's text (unless `opts.raw_special_tokens`). `opts.chat` is not
+/// used: `template` is.
+///
+/// ```
+/// use diffulex_edge::text::{encode_chat, ChatMessage, ChatOptions, ChatTemplate, PromptOptions, TextTokenizer};
+/// # let p = concat!(env!("CARGO_MANIFEST_DIR"), "/models/default/tokenizer.json");
+/// let tok = TextTokenizer::from_file(p).unwrap();
+/// let template = ChatTemplate::from_source("{% for m in messages %}{{ m.content }}{% endfor %}");
+/// let chat = [ChatMessage::system("1+1="), ChatMessage::user("2")];
+/// let opts = PromptOptions { max_seq_len: 64, chat: None, raw_special_tokens: false };
+/// let prompt = encode_chat(&tok, &template, &chat, &ChatOptions::default(), &opts).unwrap();
+/// assert_eq!(prompt.ids, tok.encode("1+1=2", false).unwrap());
+/// ```
+pub fn encode_chat(
+    tok: &TextTokenizer,
+    template: &ChatTemplate,
+    messages: &[ChatMessage],
+    chat: &ChatOptions,
+    opts: &PromptOptions<'_>,
+) -> Result<Prompt, TextError> {
+    encode_input(tok, Input::Chat(template, messages, chat), opts)
+}
+
+/// What is tokenized: the user's text as is, or a conversation through a template.
+enum Input<'a> {
+    Plain(&'a str),
+    Chat(&'a ChatTemplate, &'a [ChatMessage], &'a ChatOptions),
+}
+
+fn encode_input(
+    tok: &TextTokenizer,
+    input: Input<'_>,
+    opts: &PromptOptions<'_>,
+) -> Result<Prompt, TextError> {
     let limit = tok.max_prompt_bytes(opts.max_seq_len);
-    if text.len() > limit {
+    let content_bytes = match &input {
+        Input::Plain(text) => text.len(),
+        Input::Chat(_, messages, _) => messages
+            .iter()
+            .fold(0usize, |sum, m| sum.saturating_add(m.content.len())),
+    };
+    if content_bytes > limit {
         return Err(TextError::PromptTooLarge {
-            got: text.len(),
+            got: content_bytes,
             limit,
             max_seq_len: opts.max_seq_len,
             bytes_per_token: tok.bytes_per_token(),
         });
     }
-    let template = opts.chat.map(|t| {
+    let bounded = |t: &ChatTemplate| {
         t.clone().with_max_output_bytes_because(
             limit,
             &format!(
@@ -117,12 +174,12 @@ pub fn encode_prompt(
                 tok.bytes_per_token()
             ),
         )
-    });
+    };
     let unk = tok.unk_token().map(|(id, _)| id);
     let prompt = if opts.raw_special_tokens {
-        let rendered = match &template {
-            Some(t) => t.render_user(text)?,
-            None => text.to_string(),
+        let rendered = match &input {
+            Input::Chat(t, messages, chat) => bounded(t).render(messages, chat)?,
+            Input::Plain(text) => text.to_string(),
         };
         let ids = tok.encode_raw(&rendered, false)?;
         Prompt {
@@ -131,9 +188,9 @@ pub fn encode_prompt(
             ids,
         }
     } else {
-        let marked = match &template {
-            Some(t) => t.render_user_marked(text)?,
-            None => MarkedText::user(text),
+        let marked = match &input {
+            Input::Chat(t, messages, chat) => bounded(t).render_marked(messages, chat)?,
+            Input::Plain(text) => MarkedText::user(*text),
         };
         let tokens = tok.encode_marked(&marked)?;
         if let Some(t) = tokens.iter().find(|t| t.from_user && tok.is_control(t.id)) {

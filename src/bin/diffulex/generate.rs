@@ -13,9 +13,10 @@ use diffulex_edge::runtime::{
     GenerationOutput, GenerationStats, ModelType, StepEvent, StopReason,
 };
 use diffulex_edge::text::{
-    encode_prompt, read_prompt_bounded, ChatTemplate, PromptOptions, StreamDecoder, TextTokenizer,
+    encode_chat, encode_prompt, read_prompt_bounded, PromptOptions, StreamDecoder, TextTokenizer,
 };
 
+use crate::chat_args::ChatArgs;
 use crate::limits::{self, LengthArgs};
 use crate::load::{check_file, LoadArgs};
 use crate::output::{eprint_line, write_stdout};
@@ -28,6 +29,8 @@ use crate::threads::ThreadArgs;
   diffulex generate --prompt '12+34='                      # bundled default model
   echo '7+8=' | diffulex generate --json                   # prompt from stdin, JSON out
   diffulex generate --model sdar.pte --chat --prompt 'Hi' --threshold 0.9
+  diffulex generate --model sdar.pte --system 'Answer briefly.' --prompt 'Hi' --chat-template-kwargs '{\"enable_thinking\": false}'
+  diffulex generate --model sdar.pte --messages chat.json
   diffulex generate --model dream.pte --alg entropy --steps 64 --max-new-tokens 64 --visual
   diffulex generate --model sdar.pte --threads 2 --prompt 'Hi'")]
 pub struct GenerateArgs {
@@ -40,9 +43,8 @@ pub struct GenerateArgs {
     /// Prompt text; read from stdin when omitted.
     #[arg(long)]
     pub prompt: Option<String>,
-    /// Wrap the prompt in the model's chat template (tokenizer_config.json beside the tokenizer).
-    #[arg(long)]
-    pub chat: bool,
+    #[command(flatten)]
+    pub chat: ChatArgs,
     /// Tokenize special-token strings typed in the prompt (`<|endoftext|>`) as control tokens.
     /// Without it they are plain text, and only the chat template's own markup makes them.
     #[arg(long)]
@@ -143,6 +145,9 @@ fn read_prompt(
 ) -> Result<String> {
     if let Some(p) = &args.prompt {
         return Ok(p.clone());
+    }
+    if args.chat.messages.is_some() {
+        return Ok(String::new());
     }
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
@@ -275,23 +280,26 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     }
     let mut engine = DiffusionEngine::from_model(model, model_type, use_kv_cache)?;
 
-    let template = if args.chat {
-        let config = tokenizer_path.with_file_name("tokenizer_config.json");
-        check_file(
-            "chat template config",
-            &config,
-            "--chat needs the tokenizer_config.json exported beside tokenizer.json",
-        )?;
-        Some(ChatTemplate::from_tokenizer_config(&config)?)
-    } else {
-        None
-    };
     let options = PromptOptions {
         max_seq_len,
-        chat: template.as_ref(),
+        chat: None,
         raw_special_tokens: args.raw_special_tokens,
     };
-    let encoded = encode_prompt(&tokenizer, &prompt_text, &options)?;
+    let encoded = if args.chat.enabled() {
+        let template = args.chat.template(None, &tokenizer_path)?;
+        let messages = args
+            .chat
+            .conversation((args.chat.messages.is_none()).then_some(prompt_text))?;
+        encode_chat(
+            &tokenizer,
+            &template,
+            &messages,
+            &args.chat.options()?,
+            &options,
+        )?
+    } else {
+        encode_prompt(&tokenizer, &prompt_text, &options)?
+    };
     if encoded.unknown_tokens > 0 {
         eprint_line(&format!(
             "warning: {} of the prompt's {} tokens are unknown to the tokenizer: the model does not see that text",

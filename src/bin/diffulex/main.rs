@@ -3,6 +3,7 @@
 //! One module per subcommand; `main` only parses arguments and dispatches.
 
 mod bench;
+mod chat_args;
 mod generate;
 mod inspect;
 mod limits;

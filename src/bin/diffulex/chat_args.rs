@@ -1,0 +1,111 @@
+//! The chat flags shared by `generate` (and the chat and serve commands): which template,
+//! which conversation, which template arguments.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use diffulex_edge::text::{ChatMessage, ChatOptions, ChatTemplate};
+
+use crate::load::check_file;
+
+/// Largest `--messages` file read (the prompt's own byte bound applies after).
+const MAX_MESSAGES_BYTES: u64 = 64 << 20;
+
+/// How the prompt becomes a conversation.
+#[derive(Debug, Clone, Args)]
+pub struct ChatArgs {
+    /// Wrap the prompt in the model's chat template as one user turn (the template embedded in
+    /// the .pte, else tokenizer_config.json or chat_template.jinja beside the tokenizer).
+    #[arg(long)]
+    pub chat: bool,
+    /// A system message before the prompt (implies --chat).
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+    /// The conversation as a JSON message list (`[{"role": "user", "content": "…"}, …]`, or an
+    /// OpenAI request body with "messages"), instead of --prompt (implies --chat).
+    #[arg(long, value_name = "FILE.json", conflicts_with = "prompt")]
+    pub messages: Option<PathBuf>,
+    /// Keyword arguments for the template, as a JSON object, e.g. '{"enable_thinking": false}'
+    /// (implies --chat).
+    #[arg(long, value_name = "JSON")]
+    pub chat_template_kwargs: Option<String>,
+    /// Use this chat template instead of the model's: a .jinja file or a tokenizer_config.json
+    /// (implies --chat).
+    #[arg(long, value_name = "FILE")]
+    pub chat_template: Option<PathBuf>,
+}
+
+impl ChatArgs {
+    /// Whether the prompt goes through a chat template.
+    pub fn enabled(&self) -> bool {
+        self.chat
+            || self.system.is_some()
+            || self.messages.is_some()
+            || self.chat_template_kwargs.is_some()
+            || self.chat_template.is_some()
+    }
+
+    /// The template options from `--chat-template-kwargs`.
+    pub fn options(&self) -> Result<ChatOptions> {
+        let options = ChatOptions::default();
+        Ok(match &self.chat_template_kwargs {
+            Some(json) => options
+                .with_kwargs_json(json)
+                .context("bad --chat-template-kwargs")?,
+            None => options,
+        })
+    }
+
+    /// The chat template: `--chat-template`, else `embedded` (the model's own), else the files
+    /// beside `tokenizer_path`.
+    pub fn template(
+        &self,
+        embedded: Option<ChatTemplate>,
+        tokenizer_path: &Path,
+    ) -> Result<ChatTemplate> {
+        if let Some(path) = &self.chat_template {
+            check_file(
+                "chat template",
+                path,
+                "pass a .jinja file or a tokenizer_config.json",
+            )?;
+            return Ok(ChatTemplate::from_file(path)?);
+        }
+        if let Some(template) = embedded {
+            return Ok(template);
+        }
+        let dir = tokenizer_path.parent().unwrap_or(Path::new("."));
+        ChatTemplate::from_dir(dir).with_context(|| {
+            format!(
+                "--chat needs a chat template: none is embedded in the model and none is beside \
+                 the tokenizer in {dir:?}; pass --chat-template FILE"
+            )
+        })
+    }
+
+    /// The conversation: `--messages`, or `--system` and the prompt as the user's turn.
+    pub fn conversation(&self, prompt: Option<String>) -> Result<Vec<ChatMessage>> {
+        let mut messages = match (&self.messages, prompt) {
+            (Some(path), _) => {
+                check_file("messages file", path, "pass a JSON file of messages")?;
+                let list = ChatMessage::read_list(path, MAX_MESSAGES_BYTES)?;
+                if list.is_empty() {
+                    bail!("{path:?} holds no messages");
+                }
+                list
+            }
+            (None, Some(text)) => vec![ChatMessage::user(text)],
+            (None, None) => bail!(
+                "no prompt: pass --prompt TEXT, --messages FILE.json or pipe the prompt on stdin"
+            ),
+        };
+        if let Some(system) = &self.system {
+            if messages.first().is_some_and(|m| m.role == "system") {
+                bail!("--system and a system message in --messages: keep one of them");
+            }
+            messages.insert(0, ChatMessage::system(system.clone()));
+        }
+        Ok(messages)
+    }
+}
