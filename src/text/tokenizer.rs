@@ -178,10 +178,36 @@ impl TextTokenizer {
     /// ```
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, TextError> {
         let path = path.as_ref().to_path_buf();
-        let mut inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| TextError::Load {
+        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| TextError::Load {
             path: path.clone(),
             reason: e.to_string(),
         })?;
+        Ok(Self::from_inner(inner, path))
+    }
+
+    /// Loads a `tokenizer.json` held in memory (one embedded in a `.pte`); `origin` names where
+    /// it came from in messages and [`path`](Self::path).
+    ///
+    /// ```
+    /// # use diffulex_edge::text::TextTokenizer;
+    /// let p = concat!(env!("CARGO_MANIFEST_DIR"), "/models/default/tokenizer.json");
+    /// let tok = TextTokenizer::from_bytes(&std::fs::read(p).unwrap(), "model.pte (embedded)").unwrap();
+    /// assert_eq!(tok.encode("12+34=", false).unwrap().len(), 6);
+    /// assert!(TextTokenizer::from_bytes(b"{", "x").is_err());
+    /// ```
+    pub fn from_bytes(
+        json: &[u8],
+        origin: impl Into<std::path::PathBuf>,
+    ) -> Result<Self, TextError> {
+        let path = origin.into();
+        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| TextError::Load {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self::from_inner(inner, path))
+    }
+
+    fn from_inner(mut inner: tokenizers::Tokenizer, path: std::path::PathBuf) -> Self {
         inner.set_encode_special_tokens(true);
         let unk = unk_token(&inner);
         let mut specials: Vec<SpecialToken> = inner
@@ -204,7 +230,7 @@ impl TextTokenizer {
             .filter(|&id| Some(id) != unk.as_ref().map(|(u, _)| *u))
             .collect();
         controls.sort_unstable();
-        Ok(Self {
+        Self {
             inner,
             raw: OnceLock::new(),
             path,
@@ -212,7 +238,7 @@ impl TextTokenizer {
             controls,
             unk,
             longest_token,
-        })
+        }
     }
 
     /// The file this tokenizer was loaded from.

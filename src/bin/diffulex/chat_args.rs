@@ -58,30 +58,13 @@ impl ChatArgs {
     }
 
     /// The chat template: `--chat-template`, else `embedded` (the model's own), else the files
-    /// beside `tokenizer_path`.
+    /// in `tokenizer_dir`.
     pub fn template(
         &self,
         embedded: Option<ChatTemplate>,
-        tokenizer_path: &Path,
+        tokenizer_dir: &Path,
     ) -> Result<ChatTemplate> {
-        if let Some(path) = &self.chat_template {
-            check_file(
-                "chat template",
-                path,
-                "pass a .jinja file or a tokenizer_config.json",
-            )?;
-            return Ok(ChatTemplate::from_file(path)?);
-        }
-        if let Some(template) = embedded {
-            return Ok(template);
-        }
-        let dir = tokenizer_path.parent().unwrap_or(Path::new("."));
-        ChatTemplate::from_dir(dir).with_context(|| {
-            format!(
-                "--chat needs a chat template: none is embedded in the model and none is beside \
-                 the tokenizer in {dir:?}; pass --chat-template FILE"
-            )
-        })
+        resolve_template(self.chat_template.as_deref(), embedded, tokenizer_dir)
     }
 
     /// The conversation: `--messages`, or `--system` and the prompt as the user's turn.
@@ -108,4 +91,30 @@ impl ChatArgs {
         }
         Ok(messages)
     }
+}
+
+/// The chat template to use: `override_file` (`--chat-template`), else `embedded` (the one in
+/// the `.pte`), else the files in `tokenizer_dir` as Hugging Face finds them.
+pub fn resolve_template(
+    override_file: Option<&Path>,
+    embedded: Option<ChatTemplate>,
+    tokenizer_dir: &Path,
+) -> Result<ChatTemplate> {
+    if let Some(path) = override_file {
+        check_file(
+            "chat template",
+            path,
+            "pass a .jinja file or a tokenizer_config.json",
+        )?;
+        return Ok(ChatTemplate::from_file(path)?);
+    }
+    if let Some(template) = embedded {
+        return Ok(template);
+    }
+    ChatTemplate::from_dir(tokenizer_dir).with_context(|| {
+        format!(
+            "no chat template: none is embedded in the model and none is beside the tokenizer \
+             in {tokenizer_dir:?}; pass --chat-template FILE"
+        )
+    })
 }

@@ -286,7 +286,8 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         raw_special_tokens: args.raw_special_tokens,
     };
     let encoded = if args.chat.enabled() {
-        let template = args.chat.template(None, &tokenizer_path)?;
+        let tokenizer_dir = tokenizer_path.parent().unwrap_or(Path::new("."));
+        let template = args.chat.template(None, tokenizer_dir)?;
         let messages = args
             .chat
             .conversation((args.chat.messages.is_none()).then_some(prompt_text))?;
