@@ -91,7 +91,7 @@ impl DiffusionEngine {
     ///
     /// ```
     /// use diffulex_edge::runtime::{DiffusionEngine, DiffusionGenerationConfig, Family, HashModel, ModelMetadata};
-    /// use diffulex_edge::runtime::parallel::SequentialPool;
+    /// use diffulex_edge::runtime::SequentialPool;
     /// use std::sync::Arc;
     /// let meta = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
     /// let mut e = DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Llada, false)
@@ -194,11 +194,7 @@ impl DiffusionEngine {
     /// assert_eq!(e.with_max_seq_len(30).unwrap().capacity(), 28);
     /// ```
     pub fn capacity(&self) -> usize {
-        if self.meta.family.block_causal() && self.meta.block_size > 0 {
-            self.context_limit / self.meta.block_size * self.meta.block_size
-        } else {
-            self.context_limit
-        }
+        self.meta.capacity(self.context_limit)
     }
 
     /// The most tokens a generation after a prompt of `prompt_len` tokens can produce

@@ -225,7 +225,7 @@ fn positions(needed: usize) -> String {
 /// Result alias of the runtime.
 ///
 /// ```
-/// fn f() -> diffulex_edge::runtime::error::Result<u8> { Ok(1) }
+/// fn f() -> diffulex_edge::runtime::Result<u8> { Ok(1) }
 /// assert_eq!(f().unwrap(), 1);
 /// ```
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 /// result slot, so a pool decides only *where* tasks run, never what they compute.
 ///
 /// ```
-/// use diffulex_edge::runtime::parallel::RowPool;
+/// use diffulex_edge::runtime::RowPool;
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 ///
 /// /// Runs the tasks on scoped threads of the standard library, two at a time.
@@ -52,7 +52,7 @@ pub trait RowPool: Send + Sync {
 /// Runs every task in index order on the calling thread: the pool of models that bring none.
 ///
 /// ```
-/// use diffulex_edge::runtime::parallel::{RowPool, SequentialPool};
+/// use diffulex_edge::runtime::{RowPool, SequentialPool};
 /// let seen = std::sync::Mutex::new(Vec::new());
 /// SequentialPool.run(3, &|i| seen.lock().unwrap().push(i));
 /// assert_eq!(seen.into_inner().unwrap(), [0, 1, 2]);
