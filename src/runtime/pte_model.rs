@@ -280,7 +280,7 @@ impl PteModel {
     /// the digest recorded at export before the model is returned.
     ///
     /// ```
-    /// use diffulex_edge::runtime::{pte_model::LoadOptions, PteModel};
+    /// use diffulex_edge::runtime::{LoadOptions, PteModel};
     /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/llada.pte");
     /// let opts = LoadOptions::default().with_verify_weights(true);
     /// assert!(PteModel::load_with(path, &opts).is_ok());
@@ -428,7 +428,7 @@ impl DiffusionModel for PteModel {
 /// caller (see [`RowPool::run`]).
 ///
 /// ```
-/// use diffulex_edge::runtime::{parallel::RowPool, pte_model::ExecuTorchPool};
+/// use diffulex_edge::runtime::{ExecuTorchPool, RowPool};
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 /// let sum = AtomicUsize::new(0);
 /// ExecuTorchPool.run(100, &|i| {
