@@ -627,7 +627,7 @@ pub trait DiffusionModel {
     }
 
     /// The pool that scores the rows of a greedy step between two forwards (see
-    /// [`parallel`](super::parallel)). The default scores on the calling thread; a model whose
+    /// [`RowPool`](super::RowPool)). The default scores on the calling thread; a model whose
     /// backend has idle threads between forwards hands them out here (a `.pte` model returns
     /// ExecuTorch's thread pool). The engine asks once, when it is built. Tokens never depend
     /// on the pool.
