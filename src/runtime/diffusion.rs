@@ -197,7 +197,7 @@ pub(crate) trait FamilyDecoder {
 }
 
 /// The borrowed parts of the engine a generation runs on.
-pub(crate) struct Machine<'a> {
+pub(crate) struct EngineParts<'a> {
     /// The model, driven only through [`Run::forward`].
     pub model: &'a mut dyn DiffusionModel,
     /// The model's constants.
@@ -310,23 +310,23 @@ impl<'r> Forward<'r> {
 impl<'a> Run<'a> {
     /// A generation after `prompt` of `max_new_tokens` tokens (> 0, fitted to the context).
     pub(crate) fn new(
-        machine: Machine<'a>,
+        parts: EngineParts<'a>,
         prompt: &[i64],
         max_new_tokens: usize,
         stop_ids: Vec<i64>,
         seed: u64,
         start: Instant,
     ) -> Self {
-        let meta = machine.meta;
+        let meta = parts.meta;
         Run {
-            model: machine.model,
+            model: parts.model,
             meta,
-            cached: machine.cached,
-            scorer: machine.scorer,
-            pool: machine.pool,
+            cached: parts.cached,
+            scorer: parts.scorer,
+            pool: parts.pool,
             rng: Rng::new(seed),
             stats: GenerationStats::default(),
-            observer: machine.observer,
+            observer: parts.observer,
             stop_ids,
             canvas: Canvas::new(prompt, 0, meta.mask_token_id),
             max_new_tokens,

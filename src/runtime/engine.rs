@@ -3,7 +3,7 @@
 
 use super::config::DiffusionGenerationConfig;
 use super::diffusion::{
-    FamilyDecoder, GenerationObserver, GenerationOutput, Machine, NoObserver, Request, Run,
+    EngineParts, FamilyDecoder, GenerationObserver, GenerationOutput, NoObserver, Request, Run,
     StopReason,
 };
 use super::error::{invalid, EngineError, Result};
@@ -358,7 +358,7 @@ impl DiffusionEngine {
             .stop_ids
             .clone()
             .unwrap_or_else(|| self.meta.eos_ids.clone());
-        let machine = Machine {
+        let parts = EngineParts {
             model: &mut *self.model,
             meta: &self.meta,
             cached,
@@ -366,14 +366,7 @@ impl DiffusionEngine {
             pool: &*self.pool,
             observer,
         };
-        let run = Run::new(
-            machine,
-            prompt,
-            max_new_tokens,
-            stop_ids,
-            config.seed,
-            start,
-        );
+        let run = Run::new(parts, prompt, max_new_tokens, stop_ids, config.seed, start);
         // The one place the engine picks a family: everything after goes through the trait.
         match &sampler {
             BlockSampler::Sdar(decoder) => plan_and_decode(decoder, run),
