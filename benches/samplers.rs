@@ -6,11 +6,11 @@
 //! scored per second (`elem/s`).
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use diffulex_edge::runtime::rng::Rng;
 use diffulex_edge::runtime::sampler::{
     BlockSampler, FastdLLMV2Sampler, GreedySampler, SDARSampler, SdarStrategy, TokenSampler,
     TopKSampler, TopPSampler,
 };
+use diffulex_edge::runtime::Rng;
 use diffulex_edge::runtime::{
     DiffusionEngine, DiffusionGenerationConfig, DiffusionModel, EngineError, Family, LogitsView,
     ModelMetadata, ModelType,

@@ -19,5 +19,6 @@
 #[cfg(feature = "pte")]
 #[deny(missing_docs)]
 pub mod pte;
+#[deny(missing_docs)]
 pub mod runtime;
 pub mod text;

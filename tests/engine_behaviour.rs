@@ -55,7 +55,7 @@ impl DiffusionModel for Recorder {
         &mut self,
         tokens: &[i64],
         input_pos: Option<usize>,
-    ) -> diffulex_edge::runtime::error::Result<LogitsView<'_>> {
+    ) -> diffulex_edge::runtime::Result<LogitsView<'_>> {
         let v = self.inner.metadata().vocab_size;
         let view = self.inner.forward(tokens, input_pos)?;
         self.buf.clear();
@@ -166,7 +166,7 @@ fn forward_calls_have_block_shapes() {
             &mut self,
             t: &[i64],
             p: Option<usize>,
-        ) -> diffulex_edge::runtime::error::Result<LogitsView<'_>> {
+        ) -> diffulex_edge::runtime::Result<LogitsView<'_>> {
             self.0.lock().unwrap().push((t.len(), p));
             self.1.forward(t, p)
         }
@@ -653,7 +653,7 @@ impl DiffusionModel for Logged {
         &mut self,
         tokens: &[i64],
         input_pos: Option<usize>,
-    ) -> diffulex_edge::runtime::error::Result<LogitsView<'_>> {
+    ) -> diffulex_edge::runtime::Result<LogitsView<'_>> {
         self.log.lock().unwrap().push((tokens.len(), input_pos));
         self.inner.forward(tokens, input_pos)
     }

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use diffulex_edge::runtime::parallel::RowPool;
+use diffulex_edge::runtime::RowPool;
 use diffulex_edge::runtime::{
     DiffusionEngine, DiffusionGenerationConfig, DiffusionModel, Family, LogitsView, ModelMetadata,
 };
@@ -24,7 +24,7 @@ impl DiffusionModel for MyModel {
         &mut self,
         tokens: &[i64],
         _pos: Option<usize>,
-    ) -> diffulex_edge::runtime::error::Result<LogitsView<'_>> {
+    ) -> diffulex_edge::runtime::Result<LogitsView<'_>> {
         let vocab = self.meta.vocab_size;
         self.logits = (0..tokens.len() * vocab)
             .map(|i| if i % vocab == 3 { 1.0 } else { 0.0 })

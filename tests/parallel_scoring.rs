@@ -12,7 +12,6 @@
 
 use std::sync::Arc;
 
-use diffulex_edge::runtime::parallel::{RowPool, SequentialPool};
 use diffulex_edge::runtime::sampler::{
     BlockSampler, DreamAlg, DreamSampler, FastdLLMV2Sampler, LLaDASampler, SDARSampler,
     SdarStrategy,
@@ -20,6 +19,7 @@ use diffulex_edge::runtime::sampler::{
 use diffulex_edge::runtime::{
     DiffusionEngine, DiffusionGenerationConfig, Family, HashModel, ModelMetadata,
 };
+use diffulex_edge::runtime::{RowPool, SequentialPool};
 
 const VOCAB: usize = 16_384;
 
@@ -94,7 +94,7 @@ fn calling_thread_and_thread_pool_give_the_same_tokens() {
         assert_eq!(one, scoped, "{family} {sampler:?}");
         #[cfg(feature = "pte")]
         {
-            use diffulex_edge::runtime::pte_model::ExecuTorchPool;
+            use diffulex_edge::runtime::ExecuTorchPool;
             let pool = decode(family, &sampler, Arc::new(ExecuTorchPool));
             assert_eq!(one, pool, "{family} {sampler:?}");
         }

@@ -62,7 +62,7 @@ impl DiffusionModel for Hostile {
         &mut self,
         tokens: &[i64],
         input_pos: Option<usize>,
-    ) -> diffulex_edge::runtime::error::Result<LogitsView<'_>> {
+    ) -> diffulex_edge::runtime::Result<LogitsView<'_>> {
         let m = &self.meta;
         let start = input_pos.unwrap_or(0);
         let mut bad = Vec::new();
@@ -145,7 +145,7 @@ impl DiffusionModel for Hostile {
         tokens: &[i64],
         input_pos: Option<usize>,
         rows: &'s [usize],
-    ) -> diffulex_edge::runtime::error::Result<LogitsView<'s>> {
+    ) -> diffulex_edge::runtime::Result<LogitsView<'s>> {
         let sorted = rows.windows(2).all(|w| w[0] < w[1]);
         if !sorted || rows.last().is_some_and(|&r| r >= tokens.len()) {
             self.violations
@@ -155,9 +155,19 @@ impl DiffusionModel for Hostile {
         }
         self.forward(tokens, input_pos)?;
         let v = self.meta.vocab_size;
-        diffulex_edge::runtime::model::pack_rows(&mut self.out, rows, v);
+        pack_rows(&mut self.out, rows, v);
         LogitsView::selected(&self.out, rows, tokens.len(), v)
     }
+}
+
+/// Keeps only the rows `rows` (ascending, unique) of a row-major `[_, vocab]` buffer, packed in
+/// that order: the layout `LogitsView::selected` wraps (what a row-selecting `.pte` returns).
+fn pack_rows(buf: &mut Vec<f32>, rows: &[usize], vocab: usize) {
+    for (k, &r) in rows.iter().enumerate() {
+        // Ascending rows: a destination never overtakes its source.
+        buf.copy_within(r * vocab..(r + 1) * vocab, k * vocab);
+    }
+    buf.truncate(rows.len() * vocab);
 }
 
 #[derive(Debug, Clone)]

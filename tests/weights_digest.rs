@@ -8,7 +8,7 @@
 #![cfg(all(feature = "cli", feature = "pte"))]
 
 use diffulex_edge::pte::{weights_digest_of_bytes, PteModule};
-use diffulex_edge::runtime::pte_model::LoadOptions;
+use diffulex_edge::runtime::LoadOptions;
 use diffulex_edge::runtime::{EngineError, PteModel};
 use std::path::{Path, PathBuf};
 use std::process::Command;

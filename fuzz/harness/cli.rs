@@ -2,7 +2,7 @@
 //! flag-to-config path. Arbitrary flags go through the CLI's own clap definitions (the
 //! length, bench-length and decoding flags of `src/bin/diffulex/{limits,sampling}.rs`, included
 //! as they are), then through the same checks `diffulex generate` and `diffulex bench` run
-//! (`context_limit`, `new_token_budget`, `bench_lengths`, `sampler_for`) and into the engine
+//! (the engine's `with_max_seq_len`, `new_token_budget`, `bench_lengths`, `sampler_for`) and into the engine
 //! over a hash test model. Must hold for every input:
 //! - a parser error renders as one line without control characters (`output::clap_message`);
 //! - no panic, no huge allocation, no unbounded loop, whatever the numbers;
@@ -55,14 +55,18 @@ fn meta(family: Family, cached: bool) -> ModelMetadata {
     m
 }
 
-/// Generates and checks the outcome against the budget the CLI computed.
-fn generate(meta: &ModelMetadata, prompt_len: usize, config: &DiffusionGenerationConfig) {
-    let mut engine = DiffusionEngine::from_model(
+/// An engine over the hash test model.
+fn engine(meta: &ModelMetadata) -> DiffusionEngine {
+    DiffusionEngine::from_model(
         HashModel::new(meta.clone(), 7),
         meta.family,
         meta.use_kv_cache,
     )
-    .expect("a valid test model");
+    .expect("a valid test model")
+}
+
+/// Generates and checks the outcome against the budget the CLI computed.
+fn generate(engine: &mut DiffusionEngine, prompt_len: usize, config: &DiffusionGenerationConfig) {
     let prompt: Vec<i64> = (0..prompt_len as i64).map(|i| 2 + i % 28).collect();
     match engine.generate(&prompt, config) {
         Ok(out) => assert!(
@@ -100,9 +104,10 @@ pub fn run_bytes(data: &[u8]) {
         return;
     };
     // `diffulex generate`.
-    if let Ok(ctx) = limits::context_limit(flags.lengths.max_seq_len, meta.max_seq_len) {
-        let cap = limits::capacity(&meta, ctx);
-        if let Ok(n) = limits::new_token_budget(prompt_len, flags.lengths.max_new_tokens, cap) {
+    let limit = flags.lengths.max_seq_len.unwrap_or(meta.max_seq_len);
+    if let Ok(mut engine) = engine(&meta).with_max_seq_len(limit) {
+        let cap = engine.capacity();
+        if let Ok(n) = limits::new_token_budget(prompt_len, flags.lengths.max_new_tokens, &engine) {
             assert!(
                 prompt_len + n <= cap,
                 "budget {n} after {prompt_len} > {cap}"
@@ -113,7 +118,7 @@ pub fn run_bytes(data: &[u8]) {
                 sampler: Some(sampler.clone()),
                 ..Default::default()
             };
-            generate(&meta, prompt_len, &config);
+            generate(&mut engine, prompt_len, &config);
         }
     }
     // `diffulex bench` (no early stop).
@@ -126,6 +131,6 @@ pub fn run_bytes(data: &[u8]) {
             clamp_to_max_seq_len: false,
             sampler: Some(sampler),
         };
-        generate(&meta, p, &config);
+        generate(&mut engine(&meta), p, &config);
     }
 }

@@ -45,7 +45,7 @@ impl DiffusionModel for Bytes {
         &mut self,
         tokens: &[i64],
         pos: Option<usize>,
-    ) -> diffulex_edge::runtime::error::Result<LogitsView<'_>> {
+    ) -> diffulex_edge::runtime::Result<LogitsView<'_>> {
         let m = &self.meta;
         assert_eq!(
             pos.is_some(),
@@ -77,13 +77,23 @@ impl DiffusionModel for Bytes {
         tokens: &[i64],
         pos: Option<usize>,
         rows: &'s [usize],
-    ) -> diffulex_edge::runtime::error::Result<LogitsView<'s>> {
+    ) -> diffulex_edge::runtime::Result<LogitsView<'s>> {
         assert!(rows.windows(2).all(|w| w[0] < w[1]) && rows.iter().all(|&r| r < tokens.len()));
         self.forward(tokens, pos)?;
         let v = self.meta.vocab_size;
-        diffulex_edge::runtime::model::pack_rows(&mut self.out, rows, v);
+        pack_rows(&mut self.out, rows, v);
         LogitsView::selected(&self.out, rows, tokens.len(), v)
     }
+}
+
+/// Keeps only the rows `rows` (ascending, unique) of a row-major `[_, vocab]` buffer, packed in
+/// that order: the layout `LogitsView::selected` wraps (what a row-selecting `.pte` returns).
+fn pack_rows(buf: &mut Vec<f32>, rows: &[usize], vocab: usize) {
+    for (k, &r) in rows.iter().enumerate() {
+        // Ascending rows: a destination never overtakes its source.
+        buf.copy_within(r * vocab..(r + 1) * vocab, k * vocab);
+    }
+    buf.truncate(rows.len() * vocab);
 }
 
 fn sampler(family: Family, inp: &Input) -> BlockSampler {

@@ -17,7 +17,9 @@ pub struct DiffusionGenerationConfig {
     pub seed: u64,
     /// Stop ids; `None` uses the model's eos ids, `Some(vec![])` never stops early.
     pub stop_ids: Option<Vec<i64>>,
-    /// Shorten `max_new_tokens` to fit the model's context instead of failing.
+    /// Shorten `max_new_tokens` to fit the engine's context limit
+    /// ([`DiffusionEngine::room_after`](super::DiffusionEngine::room_after)) instead of failing
+    /// with [`EngineError::SequenceTooLong`](super::EngineError::SequenceTooLong).
     pub clamp_to_max_seq_len: bool,
     /// Family settings; `None` uses the model family's defaults.
     pub sampler: Option<BlockSampler>,

@@ -1,13 +1,17 @@
-//! Shared decoding machinery: outputs, streaming events, and the per-generation context that
-//! runs (and times) forwards for the family decoders in `sampler::models`.
+//! Shared decoding machinery: outputs and streaming events (public), and the one interface the
+//! family decoders in `sampler::models` implement ([`FamilyDecoder`]) together with the
+//! generation they drive ([`Run`]): it owns the model borrow, the canvas, the statistics and the
+//! scoring tools, and is the only place a forward is run.
 
 use super::block::Canvas;
 use super::error::{EngineError, Result};
 use super::model::{DiffusionModel, LogitsView, ModelMetadata};
 use super::parallel::RowPool;
 use super::rng::Rng;
-use super::sampler::base::Scorer;
+use super::sampler::base::{DistSpec, Extra, Proposal, Scorer};
+use super::sampler::shift::{logit_row, rows_for};
 use super::stats::GenerationStats;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 /// Why a generation ended.
@@ -145,82 +149,317 @@ impl<F: FnMut(&StepEvent<'_>) -> Control> GenerationObserver for StepFn<F> {
 /// Kind of forward, for the statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pass {
+    /// Writes the K/V of the prompt's whole blocks (block families with a cache).
     Prefill,
+    /// A denoising step: its logits propose tokens.
     Decode,
+    /// Writes the final K/V of a finished block.
     Commit,
+    /// The unconditional forward of classifier-free guidance (LLaDA).
     Cfg,
 }
 
-/// Runs a forward of which only the logits of input rows `rows` are read (see
-/// [`DiffusionModel::forward_rows`]), checks the logits shape and books its time.
-pub(crate) fn forward<'m>(
-    model: &'m mut dyn DiffusionModel,
-    stats: &mut GenerationStats,
-    pass: Pass,
-    tokens: &[i64],
-    pos: Option<usize>,
-    rows: &'m [usize],
-) -> Result<LogitsView<'m>> {
-    let vocab = model.metadata().vocab_size;
-    let t0 = Instant::now();
-    let view = model.forward_rows(tokens, pos, rows)?;
-    stats.execute_time += t0.elapsed();
-    stats.forwards += 1;
-    match pass {
-        Pass::Prefill => stats.prefill_forwards += 1,
-        Pass::Decode => stats.decode_forwards += 1,
-        Pass::Commit => stats.commit_forwards += 1,
-        Pass::Cfg => stats.cfg_forwards += 1,
-    }
-    if view.rows() != tokens.len()
-        || view.vocab() != vocab
-        || !rows.iter().all(|&r| view.has_row(r))
-    {
-        return Err(EngineError::LogitsShape {
-            got: vec![1, view.computed_rows(), view.vocab()],
-            tokens: tokens.len(),
-            vocab,
-        });
-    }
-    stats.logit_rows += view.computed_rows();
-    Ok(view)
+/// How a family's decoding loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The loop ran to its end: the budget is filled or a stop token was committed.
+    Finished,
+    /// The observer returned [`Control::Stop`].
+    Cancelled,
 }
 
-/// Everything one generation needs; the family decoders drive it.
-pub(crate) struct Decoder<'a> {
+/// What a generation asks for, as far as a family's plan depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Request {
+    /// Tokens of the prompt.
+    pub prompt_len: usize,
+    /// Tokens to generate, already fitted to the context by the engine (> 0).
+    pub max_new_tokens: usize,
+}
+
+/// The one interface of a family's decoding rules (SDAR, Fast-dLLM v2, LLaDA, Dream).
+///
+/// The engine calls [`FamilyDecoder::plan`] once per generation, before anything is allocated,
+/// then [`FamilyDecoder::decode`] with a [`Run`] whose canvas holds the prompt only. `decode`
+/// grows the canvas, runs forwards through [`Run::forward`] and commits through
+/// [`Run::finish_step`]; it never touches the model or the statistics directly.
+///
+/// Room for a later multi-turn mode that keeps the KV cache between generations (SDAR,
+/// Fast-dLLM v2): the prefix already in the cache would travel in [`Request`] and the block
+/// families would start their prefill there instead of at 0; nothing else here changes.
+pub(crate) trait FamilyDecoder {
+    /// Settings resolved against the model and the request (block sizes, step counts).
+    type Plan;
+    /// Checks the settings against the model's constants and the request.
+    fn plan(&self, meta: &ModelMetadata, request: Request) -> Result<Self::Plan>;
+    /// Runs the family's algorithm to the end of the budget, a stop token or a cancel.
+    fn decode(&self, plan: Self::Plan, run: &mut Run<'_>) -> Result<Outcome>;
+}
+
+/// The borrowed parts of the engine a generation runs on.
+pub(crate) struct EngineParts<'a> {
+    /// The model, driven only through [`Run::forward`].
     pub model: &'a mut dyn DiffusionModel,
-    pub meta: ModelMetadata,
-    /// Feed only the current block at its absolute position (block-causal families with a cache).
+    /// The model's constants.
+    pub meta: &'a ModelMetadata,
+    /// Feed only the current block at its absolute position (see [`Run::cached`]).
     pub cached: bool,
+    /// The engine's reusable scoring buffers.
     pub scorer: &'a mut Scorer,
     /// Scores the rows of a greedy step (the engine's pool).
     pub pool: &'a dyn RowPool,
-    pub rng: Rng,
-    pub stats: GenerationStats,
+    /// Receives every step and finished block.
     pub observer: &'a mut dyn GenerationObserver,
-    pub stop_ids: Vec<i64>,
-    pub canvas: Canvas,
-    /// Number of tokens the caller wants (the canvas may extend further to whole blocks).
-    pub max_new: usize,
-    pub step: usize,
-    pub committed: Vec<(usize, i64)>,
-    pub prefill_end: Option<Instant>,
-    pub start: Instant,
 }
 
-impl Decoder<'_> {
-    /// Position argument for a forward over the whole sequence from 0.
-    pub(crate) fn full_pos(&self) -> Option<usize> {
-        self.meta.use_kv_cache.then_some(0)
+/// One generation in progress: the model borrow, the canvas, the statistics and the scoring
+/// tools. The family decoders drive it through its methods only.
+pub(crate) struct Run<'a> {
+    model: &'a mut dyn DiffusionModel,
+    meta: &'a ModelMetadata,
+    /// Feed only the current block at its absolute position (block-causal families with a cache).
+    cached: bool,
+    scorer: &'a mut Scorer,
+    pool: &'a dyn RowPool,
+    rng: Rng,
+    stats: GenerationStats,
+    observer: &'a mut dyn GenerationObserver,
+    stop_ids: Vec<i64>,
+    canvas: Canvas,
+    /// Number of tokens the caller wants (the canvas may extend further to whole blocks).
+    max_new_tokens: usize,
+    /// Steps reported so far.
+    steps_done: usize,
+    /// `(offset in the generation, token)` committed by the current step (reused buffer).
+    committed: Vec<(usize, i64)>,
+    /// Logits rows of the current forward (reused buffer).
+    logit_rows: Vec<usize>,
+    /// The canvas with the prompt masked, for classifier-free guidance (reused buffer).
+    unconditional: Vec<i64>,
+    prefill_end: Option<Instant>,
+    start: Instant,
+}
+
+/// The logits of one forward with the tools to score them: the engine's [`Scorer`], the
+/// sampling stream and the row pool. Positions are absolute canvas positions; the row each one
+/// reads (shifted families read the row before) is resolved here.
+pub(crate) struct Forward<'r> {
+    logits: LogitsView<'r>,
+    /// Absolute position of the forward's first input token.
+    start: usize,
+    shifted: bool,
+    mask: Option<usize>,
+    scorer: &'r mut Scorer,
+    rng: &'r mut Rng,
+    pool: &'r dyn RowPool,
+}
+
+impl<'r> Forward<'r> {
+    /// Logits that score absolute position `position` (a position without a row of its own in
+    /// this forward reads row 0; the decoders never ask for one).
+    pub(crate) fn logits_of(&self, position: usize) -> &'r [f32] {
+        self.logits
+            .row(logit_row(position, self.start, self.shifted).unwrap_or(0))
     }
 
-    pub(crate) fn mask_index(&self) -> Option<usize> {
-        Some(self.meta.mask_token_id as usize)
+    /// Proposes a token for `position` (never the mask). Draws one uniform when sampling.
+    pub(crate) fn propose(
+        &mut self,
+        position: usize,
+        spec: &DistSpec,
+        extra: Extra,
+    ) -> Result<Proposal> {
+        let row = self.logits_of(position);
+        self.scorer
+            .propose(row, self.mask, spec, extra, self.rng, position)
+    }
+
+    /// Proposals for `positions`, in their order, into `proposals` (plain greedy rows are
+    /// scored on the row pool).
+    pub(crate) fn propose_all(
+        &mut self,
+        positions: &[usize],
+        spec: &DistSpec,
+        extra: Extra,
+        proposals: &mut Vec<Proposal>,
+    ) -> Result<()> {
+        let (logits, start, shifted) = (self.logits, self.start, self.shifted);
+        self.scorer.propose_rows(
+            positions,
+            |p| logits.row(logit_row(p, start, shifted).unwrap_or(0)),
+            self.mask,
+            spec,
+            extra,
+            self.rng,
+            proposals,
+            self.pool,
+        )
+    }
+
+    /// The generation's sampling stream.
+    pub(crate) fn rng(&mut self) -> &mut Rng {
+        self.rng
+    }
+
+    /// The pool that scores the rows of a greedy step.
+    pub(crate) fn pool(&self) -> &'r dyn RowPool {
+        self.pool
+    }
+}
+
+impl<'a> Run<'a> {
+    /// A generation after `prompt` of `max_new_tokens` tokens (> 0, fitted to the context).
+    pub(crate) fn new(
+        parts: EngineParts<'a>,
+        prompt: &[i64],
+        max_new_tokens: usize,
+        stop_ids: Vec<i64>,
+        seed: u64,
+        start: Instant,
+    ) -> Self {
+        let meta = parts.meta;
+        Run {
+            model: parts.model,
+            meta,
+            cached: parts.cached,
+            scorer: parts.scorer,
+            pool: parts.pool,
+            rng: Rng::new(seed),
+            stats: GenerationStats::default(),
+            observer: parts.observer,
+            stop_ids,
+            canvas: Canvas::new(prompt, 0, meta.mask_token_id),
+            max_new_tokens,
+            steps_done: 0,
+            committed: Vec::new(),
+            logit_rows: Vec::new(),
+            unconditional: Vec::new(),
+            prefill_end: None,
+            start,
+        }
+    }
+
+    /// The model's constants.
+    pub(crate) fn meta(&self) -> &'a ModelMetadata {
+        self.meta
+    }
+
+    /// Whether forwards feed only the current block at its absolute position (the KV cache
+    /// holds everything before it); otherwise every forward recomputes from position 0.
+    pub(crate) fn cached(&self) -> bool {
+        self.cached
+    }
+
+    /// The prompt and what is generated so far, masks included.
+    pub(crate) fn canvas(&self) -> &Canvas {
+        &self.canvas
+    }
+
+    /// Length of the prompt.
+    pub(crate) fn prompt_len(&self) -> usize {
+        self.canvas.prompt_len()
+    }
+
+    /// Tokens the caller wants.
+    pub(crate) fn max_new_tokens(&self) -> usize {
+        self.max_new_tokens
     }
 
     /// End (exclusive) of the region whose tokens are returned.
-    pub(crate) fn gen_end(&self) -> usize {
-        self.canvas.prompt_len() + self.max_new
+    pub(crate) fn output_end(&self) -> usize {
+        self.canvas.prompt_len() + self.max_new_tokens
+    }
+
+    /// Extends the canvas with masks up to `len` positions.
+    pub(crate) fn grow_canvas_to(&mut self, len: usize) {
+        self.canvas.grow_to(len);
+    }
+
+    /// Runs a forward over the canvas positions `tokens` and books it as `pass`. Only the
+    /// logits of `scored` (absolute positions) are computed, see
+    /// [`DiffusionModel::forward_rows`]. With the cache, the tokens are fed at their absolute
+    /// position; without it, `tokens` must start at 0 (the whole sequence is recomputed).
+    pub(crate) fn forward(
+        &mut self,
+        pass: Pass,
+        tokens: Range<usize>,
+        scored: &[usize],
+    ) -> Result<Forward<'_>> {
+        let input_pos = if self.cached {
+            Some(tokens.start)
+        } else {
+            debug_assert_eq!(tokens.start, 0, "an uncached forward starts at 0");
+            self.meta.use_kv_cache.then_some(0)
+        };
+        let start = tokens.start;
+        self.forward_tokens(pass, Input::Canvas(tokens), start, input_pos, scored)
+    }
+
+    /// Like [`Run::forward`] over the whole canvas from 0, with the prompt replaced by masks:
+    /// the unconditional half of classifier-free guidance.
+    pub(crate) fn forward_prompt_masked(
+        &mut self,
+        pass: Pass,
+        scored: &[usize],
+    ) -> Result<Forward<'_>> {
+        debug_assert!(!self.cached, "guidance recomputes the whole sequence");
+        self.unconditional.clear();
+        self.unconditional.extend_from_slice(self.canvas.tokens());
+        let prompt_len = self.canvas.prompt_len();
+        self.unconditional[..prompt_len].fill(self.meta.mask_token_id);
+        let input_pos = self.meta.use_kv_cache.then_some(0);
+        self.forward_tokens(pass, Input::Unconditional, 0, input_pos, scored)
+    }
+
+    /// Runs one forward, checks the logits shape and books its time.
+    fn forward_tokens(
+        &mut self,
+        pass: Pass,
+        input: Input,
+        start: usize,
+        input_pos: Option<usize>,
+        scored: &[usize],
+    ) -> Result<Forward<'_>> {
+        let shifted = self.meta.family.shifted();
+        rows_for(scored, start, shifted, &mut self.logit_rows);
+        let tokens = match input {
+            Input::Canvas(range) => &self.canvas.tokens()[range],
+            Input::Unconditional => &self.unconditional[..],
+        };
+        let vocab = self.meta.vocab_size;
+        let started = Instant::now();
+        let logits = self
+            .model
+            .forward_rows(tokens, input_pos, &self.logit_rows)?;
+        let stats = &mut self.stats;
+        stats.execute_time += started.elapsed();
+        stats.forwards += 1;
+        match pass {
+            Pass::Prefill => stats.prefill_forwards += 1,
+            Pass::Decode => stats.decode_forwards += 1,
+            Pass::Commit => stats.commit_forwards += 1,
+            Pass::Cfg => stats.cfg_forwards += 1,
+        }
+        if logits.rows() != tokens.len()
+            || logits.vocab() != vocab
+            || !self.logit_rows.iter().all(|&row| logits.has_row(row))
+        {
+            return Err(EngineError::LogitsShape {
+                got: vec![1, logits.computed_rows(), logits.vocab()],
+                tokens: tokens.len(),
+                vocab,
+            });
+        }
+        stats.logit_rows += logits.computed_rows();
+        Ok(Forward {
+            logits,
+            start,
+            shifted,
+            mask: Some(self.meta.mask_token_id as usize),
+            scorer: &mut *self.scorer,
+            rng: &mut self.rng,
+            pool: self.pool,
+        })
     }
 
     /// Marks the prefill as done (decode time starts here).
@@ -232,54 +471,55 @@ impl Decoder<'_> {
         }
     }
 
-    /// Commits the pending `(position, token)` list, reports the step; returns the callback's wish.
+    /// Commits the `(position, token)` picks of one step of `block` and reports the step;
+    /// returns the observer's wish.
     pub(crate) fn finish_step(&mut self, block: usize, picks: &[(usize, i64)]) -> Control {
-        let lp = self.canvas.prompt_len();
+        let prompt_len = self.canvas.prompt_len();
         self.committed.clear();
-        for &(pos, tok) in picks {
-            if self.canvas.commit(pos, tok) {
-                self.committed.push((pos - lp, tok));
+        for &(position, token) in picks {
+            if self.canvas.commit(position, token) {
+                self.committed.push((position - prompt_len, token));
             }
         }
         self.stats.tokens_committed += self.committed.len();
-        let ev = StepEvent {
-            step: self.step,
+        let event = StepEvent {
+            step: self.steps_done,
             block,
-            canvas: &self.canvas.tokens()[lp..],
+            canvas: &self.canvas.tokens()[prompt_len..],
             committed: &self.committed,
             mask_token_id: self.meta.mask_token_id,
         };
-        self.step += 1;
-        self.observer.on_step(&ev)
+        self.steps_done += 1;
+        self.observer.on_step(&event)
     }
 
     /// Reports a final block `[start, end)` (absolute); prompt positions are left out.
     pub(crate) fn finish_block(&mut self, block: usize, start: usize, end: usize) -> Control {
-        let lp = self.canvas.prompt_len();
-        let s = start.max(lp);
-        let end = end.min(self.gen_end()).max(s);
-        let ev = BlockEvent {
+        let prompt_len = self.canvas.prompt_len();
+        let first = start.max(prompt_len);
+        let end = end.min(self.output_end()).max(first);
+        let event = BlockEvent {
             block,
-            start: s - lp,
-            tokens: &self.canvas.tokens()[s..end],
+            start: first - prompt_len,
+            tokens: &self.canvas.tokens()[first..end],
         };
-        self.observer.on_block(&ev)
+        self.observer.on_block(&event)
     }
 
     /// Whether the output is complete through a stop token.
     pub(crate) fn stop_reached(&self) -> bool {
         self.canvas
-            .finished_through_stop(self.gen_end(), &self.stop_ids)
+            .finished_through_stop(self.output_end(), &self.stop_ids)
             .is_some()
     }
 
     /// Builds the output.
-    pub(crate) fn into_output(mut self, cancelled: bool) -> GenerationOutput {
-        let (tokens, stop) = self.canvas.output(self.gen_end(), &self.stop_ids);
-        let stop_reason = match (stop, cancelled) {
-            (Some(t), _) => StopReason::Eos(t),
-            (None, true) => StopReason::Cancelled,
-            (None, false) => StopReason::MaxNewTokens,
+    pub(crate) fn into_output(mut self, outcome: Outcome) -> GenerationOutput {
+        let (tokens, stop) = self.canvas.output(self.output_end(), &self.stop_ids);
+        let stop_reason = match (stop, outcome) {
+            (Some(token), _) => StopReason::Eos(token),
+            (None, Outcome::Cancelled) => StopReason::Cancelled,
+            (None, Outcome::Finished) => StopReason::MaxNewTokens,
         };
         self.end_prefill();
         let now = Instant::now();
@@ -293,4 +533,12 @@ impl Decoder<'_> {
             stats: self.stats,
         }
     }
+}
+
+/// Where a forward's input tokens come from.
+enum Input {
+    /// These positions of the canvas.
+    Canvas(Range<usize>),
+    /// The whole canvas with the prompt masked ([`Run::forward_prompt_masked`]).
+    Unconditional,
 }

@@ -1,14 +1,16 @@
-//! The diffusion engine: validates a request, builds the canvas and runs the family decoder.
+//! The diffusion engine: validates a request, fits it to the context, and runs the family
+//! decoder on a [`Run`].
 
-use super::block::Canvas;
 use super::config::DiffusionGenerationConfig;
-use super::diffusion::{Decoder, GenerationObserver, GenerationOutput, NoObserver, StopReason};
-use super::error::{EngineError, Result};
+use super::diffusion::{
+    EngineParts, FamilyDecoder, GenerationObserver, GenerationOutput, NoObserver, Request, Run,
+    StopReason,
+};
+use super::error::{invalid, EngineError, Result};
 use super::model::{DiffusionModel, Family, ModelMetadata, ModelType};
 use super::parallel::RowPool;
 #[cfg(feature = "pte")]
 use super::pte_model::PteModel;
-use super::rng::Rng;
 use super::sampler::base::Scorer;
 use super::sampler::BlockSampler;
 use super::stats::GenerationStats;
@@ -30,6 +32,8 @@ use std::time::Instant;
 pub struct DiffusionEngine {
     model: Box<dyn DiffusionModel + Send>,
     meta: ModelMetadata,
+    /// Positions a generation may use, prompt included: 1..=`meta.max_seq_len`.
+    context_limit: usize,
     use_kv_cache: bool,
     scorer: Scorer,
     /// Scores the rows of a greedy step; the model's [`DiffusionModel::row_pool`] unless
@@ -41,6 +45,7 @@ impl std::fmt::Debug for DiffusionEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DiffusionEngine")
             .field("meta", &self.meta)
+            .field("context_limit", &self.context_limit)
             .field("use_kv_cache", &self.use_kv_cache)
             .finish()
     }
@@ -49,7 +54,8 @@ impl std::fmt::Debug for DiffusionEngine {
 impl DiffusionEngine {
     /// Wraps a model. `use_kv_cache = false` on a cached model recomputes the whole sequence
     /// each forward (position 0); `true` needs a cached model. LLaDA and Dream always recompute
-    /// (bidirectional attention makes a prefix cache inexact).
+    /// (bidirectional attention makes a prefix cache inexact). The context limit is the model's
+    /// own `max_seq_len`; [`DiffusionEngine::with_max_seq_len`] lowers it.
     ///
     /// ```
     /// use diffulex_edge::runtime::{DiffusionEngine, Family, HashModel, ModelMetadata};
@@ -71,6 +77,7 @@ impl DiffusionEngine {
         Ok(DiffusionEngine {
             pool: model.row_pool(),
             model: Box::new(model),
+            context_limit: meta.max_seq_len,
             meta,
             use_kv_cache,
             scorer: Scorer::default(),
@@ -84,7 +91,7 @@ impl DiffusionEngine {
     ///
     /// ```
     /// use diffulex_edge::runtime::{DiffusionEngine, DiffusionGenerationConfig, Family, HashModel, ModelMetadata};
-    /// use diffulex_edge::runtime::parallel::SequentialPool;
+    /// use diffulex_edge::runtime::SequentialPool;
     /// use std::sync::Arc;
     /// let meta = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
     /// let mut e = DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Llada, false)
@@ -97,15 +104,49 @@ impl DiffusionEngine {
         self
     }
 
+    /// Sets the context limit: the positions a generation may use, prompt included (what
+    /// `from_pte`'s `max_seq_len` sets). Any value in 1..= the model's own `max_seq_len` is
+    /// accepted; a larger one is [`EngineError::MaxSeqLenTooLarge`] (the model's bound is fixed
+    /// at export), 0 is [`EngineError::InvalidConfig`].
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionEngine, DiffusionGenerationConfig, EngineError, Family, HashModel, ModelMetadata};
+    /// let meta = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
+    /// let engine = DiffusionEngine::from_model(HashModel::new(meta.clone(), 0), Family::Llada, false).unwrap();
+    /// let mut engine = engine.with_max_seq_len(16).unwrap();
+    /// assert_eq!(engine.context_limit(), 16);
+    /// assert!(engine.generate(&[4, 5], &DiffusionGenerationConfig::new(15)).is_err());
+    /// let too_large = DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Llada, false)
+    ///     .unwrap()
+    ///     .with_max_seq_len(65);
+    /// assert!(matches!(too_large, Err(EngineError::MaxSeqLenTooLarge { requested: 65, bound: 64 })));
+    /// ```
+    pub fn with_max_seq_len(mut self, max_seq_len: usize) -> Result<Self> {
+        let bound = self.meta.max_seq_len;
+        if max_seq_len == 0 {
+            return Err(invalid("max_seq_len", 0, "must be at least 1"));
+        }
+        if max_seq_len > bound {
+            return Err(EngineError::MaxSeqLenTooLarge {
+                requested: max_seq_len,
+                bound,
+            });
+        }
+        self.context_limit = max_seq_len;
+        Ok(self)
+    }
+
     /// Loads a `.pte` with the KV cache it was exported with. `model_type` may be
-    /// [`ModelType::Auto`] (read `get_family_id`); `max_seq_len` must equal the exported
-    /// `get_max_seq_len` (it is the size of the cache buffers, so it cannot be changed here).
+    /// [`ModelType::Auto`] (read `get_family_id`). `max_seq_len` is this engine's context limit
+    /// (see [`DiffusionEngine::with_max_seq_len`]): at most the exported `get_max_seq_len`, the
+    /// size of the model's cache buffers.
     ///
     /// ```
     /// use diffulex_edge::runtime::{DiffusionEngine, ModelType};
     /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/sdar_cached.pte");
     /// let engine = DiffusionEngine::from_pte(path, ModelType::Auto, 256).unwrap();
     /// assert!(engine.uses_kv_cache());
+    /// assert_eq!(DiffusionEngine::from_pte(path, ModelType::Auto, 128).unwrap().context_limit(), 128);
     /// assert!(DiffusionEngine::from_pte(path, ModelType::Auto, 512).is_err());
     /// ```
     #[cfg(feature = "pte")]
@@ -115,15 +156,8 @@ impl DiffusionEngine {
         max_seq_len: usize,
     ) -> Result<Self> {
         let model = PteModel::load(path)?;
-        let meta = model.metadata();
-        if meta.max_seq_len != max_seq_len {
-            return Err(EngineError::MaxSeqLenMismatch {
-                requested: max_seq_len,
-                model: meta.max_seq_len,
-            });
-        }
-        let cached = meta.use_kv_cache;
-        Self::from_model(model, model_type, cached)
+        let cached = model.metadata().use_kv_cache;
+        Self::from_model(model, model_type, cached)?.with_max_seq_len(max_seq_len)
     }
 
     /// The model's constants.
@@ -136,6 +170,81 @@ impl DiffusionEngine {
     /// ```
     pub fn metadata(&self) -> &ModelMetadata {
         &self.meta
+    }
+
+    /// The context limit: positions a generation may use, prompt included.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionEngine, Family, HashModel, ModelMetadata};
+    /// let meta = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
+    /// let e = DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Llada, false).unwrap();
+    /// assert_eq!(e.context_limit(), 64); // the model's own bound unless lowered
+    /// ```
+    pub fn context_limit(&self) -> usize {
+        self.context_limit
+    }
+
+    /// Positions the canvas can fill: the context limit, rounded down to whole blocks for the
+    /// block families (SDAR and Fast-dLLM v2 grow their canvas a block at a time).
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionEngine, Family, HashModel, ModelMetadata};
+    /// let meta = ModelMetadata::for_family(Family::Sdar, 64, 32, 31, vec![1], 4);
+    /// let e = DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Sdar, false).unwrap();
+    /// assert_eq!(e.with_max_seq_len(30).unwrap().capacity(), 28);
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.meta.capacity(self.context_limit)
+    }
+
+    /// The most tokens a generation after a prompt of `prompt_len` tokens can produce
+    /// (0 when the prompt fills the [`capacity`](DiffusionEngine::capacity)).
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionEngine, Family, HashModel, ModelMetadata};
+    /// let meta = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
+    /// let e = DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Llada, false).unwrap();
+    /// assert_eq!((e.room_after(60), e.room_after(64), e.room_after(100)), (4, 0, 0));
+    /// ```
+    pub fn room_after(&self, prompt_len: usize) -> usize {
+        self.capacity().saturating_sub(prompt_len)
+    }
+
+    /// `max_new_tokens` if a generation of that many tokens after a prompt of `prompt_len`
+    /// tokens fits the context limit, else [`EngineError::SequenceTooLong`]. This is the check
+    /// [`DiffusionEngine::generate`] runs (before `clamp_to_max_seq_len` shortens a request).
+    /// The sums are checked: a sum that does not fit a `usize` is refused with `needed`
+    /// saturated at `usize::MAX`, never wrapped.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionEngine, EngineError, Family, HashModel, ModelMetadata};
+    /// let meta = ModelMetadata::for_family(Family::Sdar, 64, 32, 31, vec![1], 4);
+    /// let e = DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Sdar, false).unwrap();
+    /// assert_eq!(e.max_new_tokens_for(10, 54).unwrap(), 54);
+    /// let err = e.max_new_tokens_for(10, 55).unwrap_err();
+    /// assert!(matches!(err, EngineError::SequenceTooLong { needed: 68, max_seq_len: 64, .. }));
+    /// ```
+    pub fn max_new_tokens_for(&self, prompt_len: usize, max_new_tokens: usize) -> Result<usize> {
+        let fits = prompt_len
+            .checked_add(max_new_tokens)
+            .is_some_and(|end| end <= self.capacity());
+        if fits {
+            return Ok(max_new_tokens);
+        }
+        let block_size = self.meta.block_size;
+        let needed = prompt_len.checked_add(max_new_tokens).and_then(|end| {
+            if self.meta.family.block_causal() && block_size > 0 {
+                end.div_ceil(block_size).checked_mul(block_size)
+            } else {
+                Some(end)
+            }
+        });
+        Err(EngineError::SequenceTooLong {
+            prompt_len,
+            max_new_tokens,
+            needed: needed.unwrap_or(usize::MAX),
+            max_seq_len: self.context_limit,
+        })
     }
 
     /// The model family.
@@ -229,74 +338,52 @@ impl DiffusionEngine {
                 family: meta.family,
             });
         }
-        let max_new = self.fit(prompt.len(), config)?;
-        let decoder_stats = GenerationStats::default();
-        if max_new == 0 {
+        let max_new_tokens = match self.max_new_tokens_for(prompt.len(), config.max_new_tokens) {
+            Ok(n) => n,
+            Err(_) if config.clamp_to_max_seq_len && self.room_after(prompt.len()) > 0 => {
+                config.max_new_tokens.min(self.room_after(prompt.len()))
+            }
+            Err(e) => return Err(e),
+        };
+        if max_new_tokens == 0 {
             return Ok(GenerationOutput {
                 tokens: vec![],
                 prompt_len: prompt.len(),
                 stop_reason: StopReason::MaxNewTokens,
-                stats: decoder_stats,
+                stats: GenerationStats::default(),
             });
         }
-        let mut d = Decoder {
-            meta: self.meta.clone(),
-            cached: self.uses_kv_cache(),
+        let cached = self.uses_kv_cache();
+        let stop_ids = config
+            .stop_ids
+            .clone()
+            .unwrap_or_else(|| self.meta.eos_ids.clone());
+        let parts = EngineParts {
             model: &mut *self.model,
+            meta: &self.meta,
+            cached,
             scorer: &mut self.scorer,
             pool: &*self.pool,
-            rng: Rng::new(config.seed),
-            stats: decoder_stats,
             observer,
-            stop_ids: config
-                .stop_ids
-                .clone()
-                .unwrap_or_else(|| self.meta.eos_ids.clone()),
-            canvas: Canvas::new(prompt, 0, self.meta.mask_token_id),
-            max_new,
-            step: 0,
-            committed: Vec::new(),
-            prefill_end: None,
-            start,
         };
-        let cancelled = match &sampler {
-            BlockSampler::Sdar(s) => s.decode(&mut d)?,
-            BlockSampler::FastdLLMV2(s) => s.decode(&mut d)?,
-            BlockSampler::LLaDA(s) => s.decode(&mut d)?,
-            BlockSampler::Dream(s) => s.decode(&mut d)?,
-        };
-        Ok(d.into_output(cancelled))
+        let run = Run::new(parts, prompt, max_new_tokens, stop_ids, config.seed, start);
+        // The one place the engine picks a family: everything after goes through the trait.
+        match &sampler {
+            BlockSampler::Sdar(decoder) => plan_and_decode(decoder, run),
+            BlockSampler::FastdLLMV2(decoder) => plan_and_decode(decoder, run),
+            BlockSampler::LLaDA(decoder) => plan_and_decode(decoder, run),
+            BlockSampler::Dream(decoder) => plan_and_decode(decoder, run),
+        }
     }
+}
 
-    /// Positions the canvas needs for `n` new tokens, and `n` shortened to fit when clamping.
-    /// The sums use checked arithmetic: `max_new_tokens` comes from the caller (and the CLI's
-    /// user), so `prompt + max_new_tokens` may not fit a `usize`; such a request is
-    /// [`EngineError::SequenceTooLong`] with `needed` saturated at `usize::MAX`, never a wrapped sum.
-    fn fit(&self, lp: usize, config: &DiffusionGenerationConfig) -> Result<usize> {
-        let (max, bs) = (self.meta.max_seq_len, self.meta.block_size);
-        let block = self.meta.family.block_causal();
-        let need = |n: usize| -> Option<usize> {
-            let end = lp.checked_add(n)?;
-            if block {
-                end.div_ceil(bs).checked_mul(bs)
-            } else {
-                Some(end)
-            }
-        };
-        let n = config.max_new_tokens;
-        let needed = need(n);
-        if needed.is_some_and(|p| p <= max) {
-            return Ok(n);
-        }
-        let cap = if block { max / bs * bs } else { max };
-        if config.clamp_to_max_seq_len && cap > lp {
-            return Ok(n.min(cap - lp));
-        }
-        Err(EngineError::SequenceTooLong {
-            prompt_len: lp,
-            max_new_tokens: n,
-            needed: needed.unwrap_or(usize::MAX),
-            max_seq_len: max,
-        })
-    }
+/// Checks `decoder`'s settings against the request, then decodes on `run`.
+fn plan_and_decode<F: FamilyDecoder>(decoder: &F, mut run: Run<'_>) -> Result<GenerationOutput> {
+    let request = Request {
+        prompt_len: run.prompt_len(),
+        max_new_tokens: run.max_new_tokens(),
+    };
+    let plan = decoder.plan(run.meta(), request)?;
+    let outcome = decoder.decode(plan, &mut run)?;
+    Ok(run.into_output(outcome))
 }

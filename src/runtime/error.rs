@@ -41,10 +41,10 @@ pub enum EngineError {
         /// Why it is rejected.
         reason: String,
     },
-    /// The prompt plus the generation does not fit into the model's context.
+    /// The prompt plus the generation does not fit into the engine's context limit.
     #[error(
         "sequence too long: prompt ({prompt_len}) + max_new_tokens ({max_new_tokens}) needs {} \
-         positions but the model's max_seq_len is {max_seq_len} (set clamp_to_max_seq_len to shorten the generation)",
+         positions but the engine's max_seq_len is {max_seq_len} (set clamp_to_max_seq_len to shorten the generation)",
         positions(*needed)
     )]
     SequenceTooLong {
@@ -55,7 +55,7 @@ pub enum EngineError {
         /// Positions the decoding canvas needs (rounded up to whole blocks for block families);
         /// `usize::MAX` when the sum does not fit a `usize` (shown as "at least ...").
         needed: usize,
-        /// The model's context length.
+        /// The engine's context limit ([`DiffusionEngine::context_limit`](super::DiffusionEngine::context_limit)).
         max_seq_len: usize,
     },
     /// The requested model type or sampler does not match the model's family.
@@ -68,13 +68,23 @@ pub enum EngineError {
         /// Family of the model.
         got: Family,
     },
-    /// An explicit max_seq_len differs from the one the model was exported with.
-    #[error("max_seq_len mismatch: requested {requested}, the model was exported with {model}")]
-    MaxSeqLenMismatch {
+    /// The requested context limit is larger than the model's bound (the `get_max_seq_len` it
+    /// was exported with: the size of its KV cache and position tables).
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::EngineError;
+    /// let e = EngineError::MaxSeqLenTooLarge { requested: 512, bound: 256 };
+    /// assert!(e.to_string().contains("at most 256"));
+    /// ```
+    #[error(
+        "max_seq_len {requested} is larger than the model's bound of {bound} (fixed at export): \
+         use at most {bound} or re-export with a larger --max-seq-len"
+    )]
+    MaxSeqLenTooLarge {
         /// Value passed by the caller.
         requested: usize,
-        /// Value reported by the model.
-        model: usize,
+        /// The model's own `max_seq_len`.
+        bound: usize,
     },
     /// The model's metadata is unusable (unknown family id, zero vocabulary, ...).
     #[error("invalid model metadata: {0}")]
@@ -245,7 +255,7 @@ fn positions(needed: usize) -> String {
 /// Result alias of the runtime.
 ///
 /// ```
-/// fn f() -> diffulex_edge::runtime::error::Result<u8> { Ok(1) }
+/// fn f() -> diffulex_edge::runtime::Result<u8> { Ok(1) }
 /// assert_eq!(f().unwrap(), 1);
 /// ```
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

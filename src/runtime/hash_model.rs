@@ -63,51 +63,51 @@ impl HashModel {
 impl HashModel {
     /// Fills `self.out` with the logits of every input row.
     fn compute(&mut self, tokens: &[i64], input_pos: Option<usize>) -> Result<()> {
-        let t = tokens.len();
+        let token_count = tokens.len();
         let start = match (self.meta.use_kv_cache, input_pos) {
-            (true, Some(p)) => p,
+            (true, Some(pos)) => pos,
             (true, None) => {
                 return Err(EngineError::ForwardArgs(
                     "cached model needs input_pos".into(),
                 ))
             }
             (false, None) => 0,
-            (false, Some(p)) => {
+            (false, Some(pos)) => {
                 return Err(EngineError::ForwardArgs(format!(
-                    "uncached model got input_pos {p}"
+                    "uncached model got input_pos {pos}"
                 )))
             }
         };
         // Checked: `input_pos` comes from the caller; a wrapped sum would pass the bound.
-        if t == 0
+        if token_count == 0
             || start
-                .checked_add(t)
+                .checked_add(token_count)
                 .is_none_or(|end| end > self.meta.max_seq_len)
         {
             return Err(EngineError::ForwardArgs(format!(
-                "{t} tokens at position {start} exceed max_seq_len {}",
+                "{token_count} tokens at position {start} exceed max_seq_len {}",
                 self.meta.max_seq_len
             )));
         }
-        self.cache[start..start + t].copy_from_slice(tokens);
+        self.cache[start..start + token_count].copy_from_slice(tokens);
         let vocab = self.meta.vocab_size;
         self.out.clear();
-        self.out.resize(t * vocab, 0.0);
-        for i in 0..t {
-            let q = start + i;
-            let mut h = self.seed;
-            for k in 0..start + t {
-                if self.visible(k, q) {
-                    h = mix64(h ^ ((k as u64) << 32) ^ (self.cache[k] as u64));
+        self.out.resize(token_count * vocab, 0.0);
+        for row_index in 0..token_count {
+            let query = start + row_index;
+            let mut hash = self.seed;
+            for key in 0..start + token_count {
+                if self.visible(key, query) {
+                    hash = mix64(hash ^ ((key as u64) << 32) ^ (self.cache[key] as u64));
                 }
             }
-            h = mix64(h ^ (q as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let row = &mut self.out[i * vocab..(i + 1) * vocab];
-            for (v, x) in row.iter_mut().enumerate() {
-                let r = mix64(h ^ (v as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
-                *x = (r >> 56) as f32 / 32.0;
+            hash = mix64(hash ^ (query as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let row = &mut self.out[row_index * vocab..(row_index + 1) * vocab];
+            for (token, logit) in row.iter_mut().enumerate() {
+                let bits = mix64(hash ^ (token as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+                *logit = (bits >> 56) as f32 / 32.0;
             }
-            row[((h >> 8) % vocab as u64) as usize] += ((h >> 20) % 13) as f32;
+            row[((hash >> 8) % vocab as u64) as usize] += ((hash >> 20) % 13) as f32;
         }
         Ok(())
     }

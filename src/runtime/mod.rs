@@ -1,20 +1,24 @@
 //! Diffusion decoding runtime: the engine, its configuration, the forward interface and the
 //! per-family samplers. See docs/decoding.md for the algorithms and every deviation from the
-//! official implementations.
+//! official implementations, and docs/architecture.md for how a generation flows through the
+//! files below.
+//!
+//! Every public type has one path: here, or in [`sampler`] for the samplers. The modules
+//! themselves are private.
 
-pub mod block;
-pub mod config;
-pub mod diffusion;
-pub mod engine;
-pub mod error;
-pub mod hash_model;
-pub mod model;
-pub mod parallel;
+mod block;
+mod config;
+mod diffusion;
+mod engine;
+mod error;
+mod hash_model;
+mod model;
+mod parallel;
 #[cfg(feature = "pte")]
-pub mod pte_model;
-pub mod rng;
+mod pte_model;
+mod rng;
 pub mod sampler;
-pub mod stats;
+mod stats;
 
 pub use config::DiffusionGenerationConfig;
 pub use diffusion::{
@@ -22,11 +26,15 @@ pub use diffusion::{
     StopReason,
 };
 pub use engine::DiffusionEngine;
-pub use error::EngineError;
+pub use error::{EngineError, Result};
 pub use hash_model::HashModel;
 pub use model::{DiffusionModel, Family, LogitsView, ModelMetadata, ModelType};
+pub use parallel::{RowPool, SequentialPool};
 #[cfg(feature = "pte")]
-pub use pte_model::PteModel;
+pub use pte_model::{
+    ExecuTorchPool, LoadOptions, PteModel, CONTRACT_VERSION, MIN_CONTRACT_VERSION,
+};
+pub use rng::Rng;
 pub use stats::GenerationStats;
 
 /// Seed-API name of [`DiffusionEngine`].

@@ -252,6 +252,26 @@ impl ModelMetadata {
         }
     }
 
+    /// Positions a canvas can fill within a context limit of `context_limit` positions: the
+    /// limit itself, rounded down to whole blocks for the block families (SDAR and Fast-dLLM v2
+    /// grow their canvas a block at a time). [`DiffusionEngine::capacity`](super::DiffusionEngine::capacity)
+    /// is this at the engine's limit.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{Family, ModelMetadata};
+    /// let sdar = ModelMetadata::for_family(Family::Sdar, 64, 32, 31, vec![1], 4);
+    /// assert_eq!(sdar.capacity(30), 28);
+    /// let llada = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
+    /// assert_eq!(llada.capacity(30), 30);
+    /// ```
+    pub fn capacity(&self, context_limit: usize) -> usize {
+        if self.family.block_causal() && self.block_size > 0 {
+            context_limit / self.block_size * self.block_size
+        } else {
+            context_limit
+        }
+    }
+
     /// Checks every constant against the others (docs/pte-contract.md, "Methods"): the mask,
     /// pad and every eos id lie in the vocabulary; no eos or pad id is the mask id; at least one
     /// eos id; the shift, block and sub-block sizes and the KV cache match the family; a block
@@ -559,14 +579,7 @@ impl<'a> LogitsView<'a> {
 /// Keeps only the rows `rows` (ascending, unique) of a row-major `[_, vocab]` buffer, packed in
 /// that order: the layout [`LogitsView::selected`] wraps. For models that compute every row but
 /// want to answer [`DiffusionModel::forward_rows`] as a row-selecting program does.
-///
-/// ```
-/// use diffulex_edge::runtime::model::pack_rows;
-/// let mut buf = vec![0.0f32, 0.5, 1.0, 1.5, 2.0, 2.5];
-/// pack_rows(&mut buf, &[0, 2], 2);
-/// assert_eq!(buf, [0.0, 0.5, 2.0, 2.5]);
-/// ```
-pub fn pack_rows(buf: &mut Vec<f32>, rows: &[usize], vocab: usize) {
+pub(crate) fn pack_rows(buf: &mut Vec<f32>, rows: &[usize], vocab: usize) {
     for (k, &r) in rows.iter().enumerate() {
         // Ascending rows: a destination never overtakes its source.
         buf.copy_within(r * vocab..(r + 1) * vocab, k * vocab);
@@ -575,14 +588,7 @@ pub fn pack_rows(buf: &mut Vec<f32>, rows: &[usize], vocab: usize) {
 }
 
 /// Checks a row selection: ascending, unique, each `< rows`.
-///
-/// ```
-/// use diffulex_edge::runtime::model::check_rows;
-/// assert!(check_rows(&[0, 3], 4).is_ok());
-/// assert!(check_rows(&[1, 1], 4).is_err());
-/// assert!(check_rows(&[4], 4).is_err());
-/// ```
-pub fn check_rows(selected: &[usize], rows: usize) -> Result<()> {
+pub(crate) fn check_rows(selected: &[usize], rows: usize) -> Result<()> {
     let ascending = selected.windows(2).all(|w| w[0] < w[1]);
     if !ascending || selected.last().is_some_and(|&r| r >= rows) {
         return Err(EngineError::ForwardArgs(format!(
@@ -636,7 +642,7 @@ pub trait DiffusionModel {
     }
 
     /// The pool that scores the rows of a greedy step between two forwards (see
-    /// [`parallel`](super::parallel)). The default scores on the calling thread; a model whose
+    /// [`RowPool`](super::RowPool)). The default scores on the calling thread; a model whose
     /// backend has idle threads between forwards hands them out here (a `.pte` model returns
     /// ExecuTorch's thread pool). The engine asks once, when it is built. Tokens never depend
     /// on the pool.
@@ -670,5 +676,24 @@ impl<M: DiffusionModel + ?Sized> DiffusionModel for Box<M> {
     }
     fn row_pool(&self) -> Arc<dyn RowPool> {
         (**self).row_pool()
+    }
+}
+
+#[cfg(test)]
+mod row_tests {
+    use super::*;
+
+    #[test]
+    fn pack_rows_keeps_the_selected_rows_in_order() {
+        let mut buf = vec![0.0f32, 0.5, 1.0, 1.5, 2.0, 2.5];
+        pack_rows(&mut buf, &[0, 2], 2);
+        assert_eq!(buf, [0.0, 0.5, 2.0, 2.5]);
+    }
+
+    #[test]
+    fn check_rows_wants_ascending_unique_rows_in_range() {
+        assert!(check_rows(&[0, 3], 4).is_ok());
+        assert!(check_rows(&[1, 1], 4).is_err());
+        assert!(check_rows(&[4], 4).is_err());
     }
 }

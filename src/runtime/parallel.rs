@@ -17,11 +17,21 @@ use std::sync::OnceLock;
 
 /// Runs independent row tasks, possibly on several threads.
 ///
+/// Between two forwards the engine scores every still-masked position of the step against the
+/// whole vocabulary: at a 152k vocabulary and a 32-token block that is five million logits per
+/// step. Rows are independent, so a greedy step hands them to a pool. The pool comes from the
+/// model ([`DiffusionModel::row_pool`](super::DiffusionModel::row_pool)): a `.pte` model hands
+/// them to ExecuTorch's thread pool, any other model scores on the calling thread
+/// ([`SequentialPool`]) unless it provides a pool;
+/// [`DiffusionEngine::with_row_pool`](super::DiffusionEngine::with_row_pool) overrides the
+/// model's choice.
+///
 /// The engine calls [`RowPool::run`] with the rows of one greedy step; each task writes its own
-/// result slot, so a pool decides only *where* tasks run, never what they compute.
+/// result slot, so a pool decides only *where* tasks run, never what they compute: the tokens
+/// are bit-identical whatever the pool and its thread count.
 ///
 /// ```
-/// use diffulex_edge::runtime::parallel::RowPool;
+/// use diffulex_edge::runtime::RowPool;
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 ///
 /// /// Runs the tasks on scoped threads of the standard library, two at a time.
@@ -52,7 +62,7 @@ pub trait RowPool: Send + Sync {
 /// Runs every task in index order on the calling thread: the pool of models that bring none.
 ///
 /// ```
-/// use diffulex_edge::runtime::parallel::{RowPool, SequentialPool};
+/// use diffulex_edge::runtime::{RowPool, SequentialPool};
 /// let seen = std::sync::Mutex::new(Vec::new());
 /// SequentialPool.run(3, &|i| seen.lock().unwrap().push(i));
 /// assert_eq!(seen.into_inner().unwrap(), [0, 1, 2]);

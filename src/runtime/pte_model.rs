@@ -12,27 +12,19 @@ use std::sync::Arc;
 /// so a step skips the output layer of the rows it does not read.
 ///
 /// ```
-/// assert_eq!(diffulex_edge::runtime::pte_model::CONTRACT_VERSION, 2);
+/// assert_eq!(diffulex_edge::runtime::CONTRACT_VERSION, 2);
 /// ```
 pub const CONTRACT_VERSION: i64 = 2;
 
 /// The oldest contract version this engine still reads (every row gets logits).
 ///
 /// ```
-/// assert_eq!(diffulex_edge::runtime::pte_model::MIN_CONTRACT_VERSION, 1);
+/// assert_eq!(diffulex_edge::runtime::MIN_CONTRACT_VERSION, 1);
 /// ```
 pub const MIN_CONTRACT_VERSION: i64 = 1;
 
 /// Accepts the contract versions this engine implements.
-///
-/// ```
-/// use diffulex_edge::runtime::pte_model::check_contract_version;
-/// assert!(check_contract_version(1).is_ok() && check_contract_version(2).is_ok());
-/// let err = check_contract_version(3).unwrap_err().to_string();
-/// assert!(err.contains("contract version 3") && err.contains("re-export"), "{err}");
-/// assert!(check_contract_version(0).is_err());
-/// ```
-pub fn check_contract_version(version: i64) -> Result<()> {
+pub(crate) fn check_contract_version(version: i64) -> Result<()> {
     if (MIN_CONTRACT_VERSION..=CONTRACT_VERSION).contains(&version) {
         return Ok(());
     }
@@ -90,7 +82,7 @@ fn usize_of(module: &mut PteModule, method: &str) -> Result<usize> {
 /// Options of [`PteModel::load_with`].
 ///
 /// ```
-/// assert!(!diffulex_edge::runtime::pte_model::LoadOptions::default().verify_weights);
+/// assert!(!diffulex_edge::runtime::LoadOptions::default().verify_weights);
 /// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -104,7 +96,7 @@ impl LoadOptions {
     /// Sets [`LoadOptions::verify_weights`].
     ///
     /// ```
-    /// use diffulex_edge::runtime::pte_model::LoadOptions;
+    /// use diffulex_edge::runtime::LoadOptions;
     /// assert!(LoadOptions::default().with_verify_weights(true).verify_weights);
     /// ```
     pub fn with_verify_weights(mut self, verify: bool) -> Self {
@@ -288,7 +280,7 @@ impl PteModel {
     /// the digest recorded at export before the model is returned.
     ///
     /// ```
-    /// use diffulex_edge::runtime::{pte_model::LoadOptions, PteModel};
+    /// use diffulex_edge::runtime::{LoadOptions, PteModel};
     /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/llada.pte");
     /// let opts = LoadOptions::default().with_verify_weights(true);
     /// assert!(PteModel::load_with(path, &opts).is_ok());
@@ -436,7 +428,7 @@ impl DiffusionModel for PteModel {
 /// caller (see [`RowPool::run`]).
 ///
 /// ```
-/// use diffulex_edge::runtime::{parallel::RowPool, pte_model::ExecuTorchPool};
+/// use diffulex_edge::runtime::{ExecuTorchPool, RowPool};
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 /// let sum = AtomicUsize::new(0);
 /// ExecuTorchPool.run(100, &|i| {
@@ -451,5 +443,21 @@ impl RowPool for ExecuTorchPool {
     fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
         // An error means the runtime did not run (all of) the tasks; the caller runs the rest.
         let _ = crate::pte::threads::run_on_pool(n, f);
+    }
+}
+
+#[cfg(test)]
+mod contract_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_implemented_contract_versions_are_accepted() {
+        assert!(check_contract_version(1).is_ok() && check_contract_version(2).is_ok());
+        let err = check_contract_version(3).unwrap_err().to_string();
+        assert!(
+            err.contains("contract version 3") && err.contains("re-export"),
+            "{err}"
+        );
+        assert!(check_contract_version(0).is_err());
     }
 }

@@ -5,21 +5,18 @@
 //! the order in which every decoding mode consumes draws.
 
 /// SplitMix64 output function (also used to hash in the test model).
-///
-/// ```
-/// use diffulex_edge::runtime::rng::mix64;
-/// assert_ne!(mix64(1), mix64(2));
-/// ```
-pub fn mix64(mut z: u64) -> u64 {
+pub(crate) fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
 
-/// xoshiro256** generator.
+/// The engine's sampling stream: xoshiro256** seeded by SplitMix64, bit-identical to the
+/// Python reference's, so a seed gives the same draws in both languages. Public for tools that
+/// need reproducible random inputs (the benchmark's prompts).
 ///
 /// ```
-/// use diffulex_edge::runtime::rng::Rng;
+/// use diffulex_edge::runtime::Rng;
 /// let (mut a, mut b) = (Rng::new(7), Rng::new(7));
 /// assert_eq!(a.next_u64(), b.next_u64());
 /// let u = a.next_f64();
@@ -34,7 +31,7 @@ impl Rng {
     /// Seeds the four state words with consecutive SplitMix64 outputs of `seed`.
     ///
     /// ```
-    /// let mut r = diffulex_edge::runtime::rng::Rng::new(1);
+    /// let mut r = diffulex_edge::runtime::Rng::new(1);
     /// let _ = r.next_u64();
     /// ```
     pub fn new(seed: u64) -> Self {
@@ -51,7 +48,7 @@ impl Rng {
     /// Next 64 random bits.
     ///
     /// ```
-    /// let mut r = diffulex_edge::runtime::rng::Rng::new(1);
+    /// let mut r = diffulex_edge::runtime::Rng::new(1);
     /// assert_ne!(r.next_u64(), r.next_u64());
     /// ```
     pub fn next_u64(&mut self) -> u64 {
@@ -70,7 +67,7 @@ impl Rng {
     /// Uniform in [0, 1) from the top 53 bits (exact in float64).
     ///
     /// ```
-    /// let mut r = diffulex_edge::runtime::rng::Rng::new(1);
+    /// let mut r = diffulex_edge::runtime::Rng::new(1);
     /// assert!(r.next_f64() < 1.0);
     /// ```
     pub fn next_f64(&mut self) -> f64 {

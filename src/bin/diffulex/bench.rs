@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use diffulex_edge::runtime::rng::Rng;
+use diffulex_edge::runtime::Rng;
 use diffulex_edge::runtime::{
     BlockEvent, Control, DiffusionEngine, DiffusionGenerationConfig, DiffusionModel,
     GenerationObserver, GenerationOutput, GenerationStats, ModelMetadata, ModelType,

@@ -271,14 +271,17 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
 
     let model = args.load.model(&model_path)?;
     let meta = model.metadata().clone();
-    let max_seq_len = limits::context_limit(args.lengths.max_seq_len, meta.max_seq_len)?;
-    let prompt_text = read_prompt(args, &tokenizer, max_seq_len)?;
     let use_kv_cache = meta.use_kv_cache && !args.no_kv_cache;
     tokenizer.check_model(&meta, model.tokenizer_digest())?;
     if args.verify {
         model.verify_weights()?;
     }
-    let mut engine = DiffusionEngine::from_model(model, model_type, use_kv_cache)?;
+    // `--max-seq-len` is the engine's context limit (from_pte's `max_seq_len`); the engine
+    // refuses 0 and anything above the model's bound.
+    let mut engine = DiffusionEngine::from_model(model, model_type, use_kv_cache)?
+        .with_max_seq_len(args.lengths.max_seq_len.unwrap_or(meta.max_seq_len))?;
+    let max_seq_len = engine.context_limit();
+    let prompt_text = read_prompt(args, &tokenizer, max_seq_len)?;
 
     let options = PromptOptions {
         max_seq_len,
@@ -311,11 +314,8 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     if prompt.is_empty() {
         bail!("the prompt tokenizes to nothing: give some text");
     }
-    let max_new_tokens = limits::new_token_budget(
-        prompt.len(),
-        args.lengths.max_new_tokens,
-        limits::capacity(&meta, max_seq_len),
-    )?;
+    let max_new_tokens =
+        limits::new_token_budget(prompt.len(), args.lengths.max_new_tokens, &engine)?;
 
     let config = DiffusionGenerationConfig {
         max_new_tokens,

@@ -1,14 +1,16 @@
 //! The length flags (`--max-seq-len`, `--max-new-tokens`, bench's `--prompt-len` and
 //! `--gen-len`) and how they are checked against the model's context, before anything is
-//! allocated. Pure functions of the flags and the model's constants (no I/O, no `crate::`
-//! paths), so the `cli` fuzz target (`fuzz/harness/cli.rs`) includes this file as it is.
+//! allocated. The context arithmetic is the engine's ([`DiffusionEngine::capacity`],
+//! [`DiffusionEngine::max_new_tokens_for`], [`ModelMetadata::capacity`]); this file only turns
+//! its answers into messages about the flags. Pure functions (no I/O, no `crate::` paths), so
+//! the `cli` fuzz target (`fuzz/harness/cli.rs`) includes this file as it is.
 //!
 //! Every sum of user-given numbers is checked: a request whose arithmetic overflows is
 //! reported with the numbers the user typed, never with a wrapped sum.
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use diffulex_edge::runtime::ModelMetadata;
+use diffulex_edge::runtime::{DiffusionEngine, ModelMetadata};
 
 /// Length flags of `diffulex generate`.
 #[derive(Debug, Clone, Args)]
@@ -37,48 +39,27 @@ pub struct BenchLengthArgs {
 /// The default of both bench lengths and of `--max-new-tokens`.
 pub const DEFAULT_LEN: usize = 64;
 
-/// Positions the engine can fill: the context, rounded down to whole blocks for the block
-/// families (their canvas grows a block at a time).
-pub fn capacity(meta: &ModelMetadata, max_seq_len: usize) -> usize {
-    if meta.family.block_causal() && meta.block_size > 0 {
-        max_seq_len / meta.block_size * meta.block_size
-    } else {
-        max_seq_len
-    }
-}
-
-/// The context limit: the model's own bound, or a smaller one the user asked for.
-pub fn context_limit(requested: Option<usize>, model_bound: usize) -> Result<usize> {
-    match requested {
-        None => Ok(model_bound),
-        Some(0) => bail!("--max-seq-len must be at least 1"),
-        Some(n) if n > model_bound => bail!(
-            "--max-seq-len {n} is larger than the model's bound of {model_bound} (fixed at export): use at most {model_bound} or re-export with a larger --max-seq-len"
-        ),
-        Some(n) => Ok(n),
-    }
-}
-
 /// How many tokens to generate: the user's number if it fits after the prompt, else the default
-/// of 64 shortened to what the context leaves. `capacity` is [`capacity`] of the context limit.
+/// of 64 shortened to what the engine's context limit leaves.
 pub fn new_token_budget(
     prompt_len: usize,
     requested: Option<usize>,
-    capacity: usize,
+    engine: &DiffusionEngine,
 ) -> Result<usize> {
     if requested == Some(0) {
         bail!("--max-new-tokens must be at least 1");
     }
-    let Some(left) = capacity.checked_sub(prompt_len).filter(|&l| l > 0) else {
+    let capacity = engine.capacity();
+    let left = engine.room_after(prompt_len);
+    if left == 0 {
         bail!(
             "the prompt ({prompt_len} tokens) fills the whole context of {capacity} positions, leaving no room to generate: shorten the prompt"
         );
-    };
+    }
     match requested {
-        Some(n) if n > left => bail!(
+        Some(n) => engine.max_new_tokens_for(prompt_len, n).map_err(|_| anyhow!(
             "prompt ({prompt_len} tokens) + --max-new-tokens ({n}) exceeds the context limit of {capacity}: lower --max-new-tokens to at most {left} or shorten the prompt"
-        ),
-        Some(n) => Ok(n),
+        )),
         None => Ok(left.min(DEFAULT_LEN)),
     }
 }
@@ -91,7 +72,7 @@ pub fn bench_lengths(args: &BenchLengthArgs, meta: &ModelMetadata) -> Result<(us
     if args.prompt_len == Some(0) || args.gen_len == Some(0) {
         bail!("--prompt-len and --gen-len must be at least 1");
     }
-    let cap = capacity(meta, meta.max_seq_len);
+    let cap = meta.capacity(meta.max_seq_len);
     let blocks = if cap == meta.max_seq_len {
         String::new()
     } else {
@@ -143,7 +124,15 @@ mod tests {
 
     #[test]
     fn budgets_never_wrap_and_name_the_room_left() {
-        let e = new_token_budget(6, Some(usize::MAX), 64)
+        let meta = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
+        let engine = DiffusionEngine::from_model(
+            diffulex_edge::runtime::HashModel::new(meta, 0),
+            Family::Llada,
+            false,
+        )
+        .unwrap();
+        let engine = &engine;
+        let e = new_token_budget(6, Some(usize::MAX), engine)
             .unwrap_err()
             .to_string();
         assert!(
@@ -151,15 +140,17 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("= 5"), "{e}");
-        let e = new_token_budget(64, Some(1), 64).unwrap_err().to_string();
+        let e = new_token_budget(64, Some(1), engine)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("fills the whole context") && !e.contains("at most 0"),
             "{e}"
         );
-        let e = new_token_budget(80, None, 64).unwrap_err().to_string();
+        let e = new_token_budget(80, None, engine).unwrap_err().to_string();
         assert!(e.contains("fills the whole context"), "{e}");
-        assert_eq!(new_token_budget(6, None, 64).unwrap(), 58);
-        assert_eq!(new_token_budget(6, Some(3), 64).unwrap(), 3);
+        assert_eq!(new_token_budget(6, None, engine).unwrap(), 58);
+        assert_eq!(new_token_budget(6, Some(3), engine).unwrap(), 3);
     }
 
     #[test]

@@ -112,8 +112,10 @@ pub(crate) struct Proposal {
 /// Reusable buffers sized to the vocabulary; one per engine, never reallocated per step.
 #[derive(Debug, Default)]
 pub(crate) struct Scorer {
-    z: Vec<f64>,
-    e: Vec<f64>,
+    /// Tempered logits (`-inf` where invalid).
+    scaled: Vec<f64>,
+    /// Unnormalised softmax weights of the kept tokens.
+    weights: Vec<f64>,
     kept: Vec<u32>,
     order: Vec<u32>,
     keep: Vec<bool>,
@@ -146,18 +148,18 @@ impl Scorer {
         if !sampling && !filtering {
             return greedy_fast(row, excluded, extra, position);
         }
-        let v = row.len();
-        self.z.clear();
-        self.z.resize(v, f64::NEG_INFINITY);
+        let vocab = row.len();
+        self.scaled.clear();
+        self.scaled.resize(vocab, f64::NEG_INFINITY);
         self.kept.clear();
         let (mut x_max, mut overflow) = (f64::NEG_INFINITY, false);
-        for i in 0..v {
+        for i in 0..vocab {
             let x = row.at(i);
             if valid(x, i, excluded) {
-                let z = if sampling { x / spec.temperature } else { x };
-                overflow |= z.is_infinite();
+                let scaled = if sampling { x / spec.temperature } else { x };
+                overflow |= scaled.is_infinite();
                 x_max = x_max.max(x);
-                self.z[i] = z;
+                self.scaled[i] = scaled;
                 self.kept.push(i as u32);
             }
         }
@@ -173,7 +175,7 @@ impl Scorer {
             // Temperatures that do not overflow keep the division above unchanged, so their
             // results stay bit-identical to the Python reference and the goldens.
             for &i in &self.kept {
-                self.z[i as usize] = (row.at(i as usize) - x_max) / spec.temperature;
+                self.scaled[i as usize] = (row.at(i as usize) - x_max) / spec.temperature;
             }
         }
         match spec.order {
@@ -186,27 +188,31 @@ impl Scorer {
                 self.top_k(spec.top_k);
             }
         }
-        let (m, arg, m2) = max2(self.kept.iter().map(|&i| (self.z[i as usize], i as usize)));
-        self.e.clear();
-        self.e.resize(v, 0.0);
-        let mut s = 0.0f64;
+        let (max, arg, second_max) = max2(
+            self.kept
+                .iter()
+                .map(|&i| (self.scaled[i as usize], i as usize)),
+        );
+        self.weights.clear();
+        self.weights.resize(vocab, 0.0);
+        let mut exp_sum = 0.0f64;
         for &i in &self.kept {
-            let e = (self.z[i as usize] - m).exp();
-            self.e[i as usize] = e;
-            s += e;
+            let weight = (self.scaled[i as usize] - max).exp();
+            self.weights[i as usize] = weight;
+            exp_sum += weight;
         }
         let token = if sampling {
-            let r = rng.next_f64() * s;
+            let target = rng.next_f64() * exp_sum;
             let mut acc = 0.0f64;
             // Falls back to the last token with positive weight (never one of weight 0, nor a
             // NaN weight: `x > 0.0` is false for NaN), then to the argmax.
             let mut pick = arg;
             for &i in &self.kept {
-                let e = self.e[i as usize];
-                if e > 0.0 {
-                    acc += e;
+                let weight = self.weights[i as usize];
+                if weight > 0.0 {
+                    acc += weight;
                     pick = i as usize;
-                    if acc > r {
+                    if acc > target {
                         break;
                     }
                 }
@@ -217,17 +223,17 @@ impl Scorer {
         };
         // Unreachable with the weights above (the maximum has weight exactly 1), but a NaN must
         // never decide a token: without a finite argmax there is no token.
-        if token >= v || !(s.is_finite() && s > 0.0) {
+        if token >= vocab || !(exp_sum.is_finite() && exp_sum > 0.0) {
             return Err(EngineError::NoValidToken { position });
         }
-        let prob = self.e[token] / s;
+        let prob = self.weights[token] / exp_sum;
         let extra = match extra {
             Extra::None => 0.0,
-            Extra::Margin => 1.0 / s - (m2 - m).exp() / s,
+            Extra::Margin => 1.0 / exp_sum - (second_max - max).exp() / exp_sum,
             Extra::Entropy => {
                 let mut acc = 0.0f64;
                 for &i in &self.kept {
-                    let p = self.e[i as usize] / s;
+                    let p = self.weights[i as usize] / exp_sum;
                     if p > 0.0 {
                         acc += p * p.ln();
                     }
@@ -237,7 +243,7 @@ impl Scorer {
             Extra::NegEntropyEps => {
                 let mut acc = 0.0f64;
                 for &i in &self.kept {
-                    let p = self.e[i as usize] / s;
+                    let p = self.weights[i as usize] / exp_sum;
                     acc += p * (p + 1e-10).ln();
                 }
                 acc
@@ -287,54 +293,61 @@ impl Scorer {
         }
         self.order.clear();
         self.order.extend_from_slice(&self.kept);
-        let z = &self.z;
+        let scaled = &self.scaled;
         self.order.select_nth_unstable_by(k - 1, |&a, &b| {
-            desc((z[a as usize], a as usize), (z[b as usize], b as usize))
+            desc(
+                (scaled[a as usize], a as usize),
+                (scaled[b as usize], b as usize),
+            )
         });
-        let thr = z[self.order[k - 1] as usize];
-        self.kept.retain(|&i| z[i as usize] >= thr);
+        let kth_value = scaled[self.order[k - 1] as usize];
+        self.kept.retain(|&i| scaled[i as usize] >= kth_value);
     }
 
     /// Keeps the most probable tokens until the probability mass before a token exceeds p
     /// (the token that crosses p is kept).
-    fn top_p(&mut self, p: Option<f64>) {
-        let Some(p) = p else { return };
-        if p >= 1.0 {
+    fn top_p(&mut self, top_p: Option<f64>) {
+        let Some(top_p) = top_p else { return };
+        if top_p >= 1.0 {
             return;
         }
-        let z = &self.z;
-        let m = self
+        let scaled = &self.scaled;
+        let max = self
             .kept
             .iter()
-            .map(|&i| z[i as usize])
+            .map(|&i| scaled[i as usize])
             .fold(f64::NEG_INFINITY, f64::max);
-        let mut s = 0.0f64;
+        let mut exp_sum = 0.0f64;
         for &i in &self.kept {
-            s += (z[i as usize] - m).exp();
+            exp_sum += (scaled[i as usize] - max).exp();
         }
         self.order.clear();
         self.order.extend_from_slice(&self.kept);
         self.keep.clear();
-        self.keep.resize(z.len(), false);
-        let cmp =
-            |a: &u32, b: &u32| desc((z[*a as usize], *a as usize), (z[*b as usize], *b as usize));
+        self.keep.resize(scaled.len(), false);
+        let cmp = |a: &u32, b: &u32| {
+            desc(
+                (scaled[*a as usize], *a as usize),
+                (scaled[*b as usize], *b as usize),
+            )
+        };
         // The nucleus is usually tiny: sort growing chunks of the best remaining tokens
         // (select, then sort the chunk) instead of the whole vocabulary. The visiting order is
-        // exactly the full sort's, because (z desc, index asc) is a total order.
-        let n = self.order.len();
-        let (mut lo, mut chunk, mut cum) = (0usize, 64usize, 0.0f64);
-        'scan: while lo < n {
-            let hi = (lo + chunk).min(n);
-            if hi < n {
+        // exactly the full sort'exp_sum, because (scaled desc, index asc) is a total order.
+        let candidates = self.order.len();
+        let (mut lo, mut chunk, mut mass_before) = (0usize, 64usize, 0.0f64);
+        'scan: while lo < candidates {
+            let hi = (lo + chunk).min(candidates);
+            if hi < candidates {
                 self.order[lo..].select_nth_unstable_by(hi - lo - 1, cmp);
             }
             self.order[lo..hi].sort_unstable_by(cmp);
             for &i in &self.order[lo..hi] {
-                if cum > p {
+                if mass_before > top_p {
                     break 'scan;
                 }
                 self.keep[i as usize] = true;
-                cum += (z[i as usize] - m).exp() / s;
+                mass_before += (scaled[i as usize] - max).exp() / exp_sum;
             }
             lo = hi;
             chunk = chunk.saturating_mul(4);
@@ -345,18 +358,18 @@ impl Scorer {
 }
 
 /// (max, first argmax, second largest value) over (value, index) pairs in index order.
-fn max2(it: impl Iterator<Item = (f64, usize)>) -> (f64, usize, f64) {
-    let (mut m, mut arg, mut m2) = (f64::NEG_INFINITY, usize::MAX, f64::NEG_INFINITY);
-    for (x, i) in it {
-        if x > m {
-            m2 = m;
-            m = x;
+fn max2(pairs: impl Iterator<Item = (f64, usize)>) -> (f64, usize, f64) {
+    let (mut max, mut arg, mut second_max) = (f64::NEG_INFINITY, usize::MAX, f64::NEG_INFINITY);
+    for (x, i) in pairs {
+        if x > max {
+            second_max = max;
+            max = x;
             arg = i;
-        } else if x > m2 {
-            m2 = x;
+        } else if x > second_max {
+            second_max = x;
         }
     }
-    (m, arg, m2)
+    (max, arg, second_max)
 }
 
 /// One fused pass over a row: (max, first argmax, second largest, Σ exp(x − max)) over valid
@@ -366,26 +379,26 @@ pub(crate) fn online_softmax<R: LogitRow>(
     row: R,
     excluded: Option<usize>,
 ) -> (f64, usize, f64, f64) {
-    let (mut m, mut arg, mut m2, mut s) =
+    let (mut max, mut arg, mut second_max, mut exp_sum) =
         (f64::NEG_INFINITY, usize::MAX, f64::NEG_INFINITY, 0.0f64);
     for i in 0..row.len() {
         let x = row.at(i);
         if !valid(x, i, excluded) {
             continue;
         }
-        if x > m {
-            s = s * (m - x).exp() + 1.0;
-            m2 = m;
-            m = x;
+        if x > max {
+            exp_sum = exp_sum * (max - x).exp() + 1.0;
+            second_max = max;
+            max = x;
             arg = i;
         } else {
-            s += (x - m).exp();
-            if x > m2 {
-                m2 = x;
+            exp_sum += (x - max).exp();
+            if x > second_max {
+                second_max = x;
             }
         }
     }
-    (m, arg, m2, s)
+    (max, arg, second_max, exp_sum)
 }
 
 /// Greedy proposal without buffers: one fused pass (max, argmax, second max, softmax
@@ -396,25 +409,25 @@ fn greedy_fast<R: LogitRow>(
     extra: Extra,
     position: usize,
 ) -> Result<Proposal> {
-    if let Some(r) = row.as_f32() {
-        return greedy_f32(r, excluded, extra, position);
+    if let Some(row_f32) = row.as_f32() {
+        return greedy_f32(row_f32, excluded, extra, position);
     }
-    let v = row.len();
-    let (m, arg, m2, s) = online_softmax(row, excluded);
+    let vocab = row.len();
+    let (max, arg, second_max, exp_sum) = online_softmax(row, excluded);
     if arg == usize::MAX {
         return Err(EngineError::NoValidToken { position });
     }
-    // The argmax contributes e^(m - m) = 1 to the sum.
-    let prob = 1.0 / s;
+    // The argmax contributes e^(max - max) = 1 to the sum.
+    let prob = 1.0 / exp_sum;
     let extra = match extra {
         Extra::None => 0.0,
-        Extra::Margin => 1.0 / s - (m2 - m).exp() / s,
+        Extra::Margin => 1.0 / exp_sum - (second_max - max).exp() / exp_sum,
         Extra::Entropy | Extra::NegEntropyEps => {
             let mut acc = 0.0f64;
-            for i in 0..v {
+            for i in 0..vocab {
                 let x = row.at(i);
                 if valid(x, i, excluded) {
-                    let p = (x - m).exp() / s;
+                    let p = (x - max).exp() / exp_sum;
                     if extra == Extra::NegEntropyEps {
                         acc += p * (p + 1e-10).ln();
                     } else if p > 0.0 {
@@ -445,17 +458,17 @@ fn greedy_f32(
     position: usize,
 ) -> Result<Proposal> {
     let excluded = excluded.as_slice();
-    let st = softmax_f32::row_stats(row, excluded);
-    let token = st.arg.ok_or(EngineError::NoValidToken { position })?;
-    let s = st.sum;
+    let stats = softmax_f32::row_stats(row, excluded);
+    let token = stats.arg.ok_or(EngineError::NoValidToken { position })?;
+    let exp_sum = stats.sum;
     // The argmax contributes exp_f32(0) = 1 exactly.
-    let prob = 1.0 / s;
+    let prob = 1.0 / exp_sum;
     let extra = match extra {
         Extra::None => 0.0,
-        Extra::Margin => 1.0 / s - exp_f32(st.second - st.max) as f64 / s,
+        Extra::Margin => 1.0 / exp_sum - exp_f32(stats.second - stats.max) as f64 / exp_sum,
         Extra::Entropy => {
             let mut acc = 0.0f64;
-            softmax_f32::for_each_prob(row, excluded, &st, |_, p| {
+            softmax_f32::for_each_prob(row, excluded, &stats, |_, p| {
                 if p > 0.0 {
                     acc += p * p.ln();
                 }
@@ -464,7 +477,7 @@ fn greedy_f32(
         }
         Extra::NegEntropyEps => {
             let mut acc = 0.0f64;
-            softmax_f32::for_each_prob(row, excluded, &st, |_, p| {
+            softmax_f32::for_each_prob(row, excluded, &stats, |_, p| {
                 acc += p * (p + 1e-10).ln();
             });
             acc
@@ -614,7 +627,7 @@ mod tests {
                     want[i] = true;
                     cum += (z[i] - m).exp() / tot;
                 }
-                s.z = z.clone();
+                s.scaled = z.clone();
                 s.kept = (0..v as u32).collect();
                 s.top_p(Some(p));
                 let got: Vec<usize> = s.kept.iter().map(|&i| i as usize).collect();

@@ -1,12 +1,12 @@
 //! Samplers: token-level (autoregressive-style) samplers and the per-family block samplers
 //! that hold each family's decoding settings and run its algorithm.
 
-pub mod base;
-pub mod models;
+pub(crate) mod base;
+mod models;
 mod options;
-pub mod shift;
+pub(crate) mod shift;
 mod softmax_f32;
-pub mod token;
+mod token;
 
 pub use models::dream::{DreamAlg, DreamSampler};
 pub use models::fast_dllm_v2::FastdLLMV2Sampler;

@@ -8,14 +8,7 @@
 
 /// Row of the output that holds the logits for absolute position `pos`, for a forward whose
 /// first input token sits at absolute position `start`.
-///
-/// ```
-/// use diffulex_edge::runtime::sampler::shift::logit_row;
-/// assert_eq!(logit_row(10, 8, false), Some(2));
-/// assert_eq!(logit_row(10, 8, true), Some(1));
-/// assert_eq!(logit_row(8, 8, true), None);
-/// ```
-pub fn logit_row(pos: usize, start: usize, shifted: bool) -> Option<usize> {
+pub(crate) fn logit_row(pos: usize, start: usize, shifted: bool) -> Option<usize> {
     let src = if shifted { pos.checked_sub(1)? } else { pos };
     src.checked_sub(start)
 }
@@ -24,16 +17,7 @@ pub fn logit_row(pos: usize, start: usize, shifted: bool) -> Option<usize> {
 /// [`logit_row`]s (a position without one reads row 0, as the decoders do), ascending and
 /// unique, written to `out`. Asking the model for these rows alone skips the output layer of the
 /// rest.
-///
-/// ```
-/// use diffulex_edge::runtime::sampler::shift::rows_for;
-/// let mut rows = Vec::new();
-/// rows_for(&[9, 10, 12], 8, true, &mut rows);
-/// assert_eq!(rows, [0, 1, 3]);
-/// rows_for(&[0, 1], 0, true, &mut rows);
-/// assert_eq!(rows, [0]);
-/// ```
-pub fn rows_for(positions: &[usize], start: usize, shifted: bool, out: &mut Vec<usize>) {
+pub(crate) fn rows_for(positions: &[usize], start: usize, shifted: bool, out: &mut Vec<usize>) {
     out.clear();
     out.extend(
         positions
@@ -42,4 +26,25 @@ pub fn rows_for(positions: &[usize], start: usize, shifted: bool, out: &mut Vec<
     );
     out.sort_unstable();
     out.dedup();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shifted_positions_read_the_row_before() {
+        assert_eq!(logit_row(10, 8, false), Some(2));
+        assert_eq!(logit_row(10, 8, true), Some(1));
+        assert_eq!(logit_row(8, 8, true), None);
+    }
+
+    #[test]
+    fn rows_are_ascending_unique_and_default_to_row_0() {
+        let mut rows = Vec::new();
+        rows_for(&[9, 10, 12], 8, true, &mut rows);
+        assert_eq!(rows, [0, 1, 3]);
+        rows_for(&[0, 1], 0, true, &mut rows);
+        assert_eq!(rows, [0]);
+    }
 }

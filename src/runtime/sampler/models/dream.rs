@@ -6,10 +6,10 @@
 //! is `int(#masked · (1 − s/t))` in float32 (everything left at the last step), so the flooring
 //! matches the official code.
 
-use crate::runtime::diffusion::{forward, Control, Decoder, Pass};
+use crate::runtime::diffusion::{Control, FamilyDecoder, Outcome, Pass, Request, Run};
 use crate::runtime::error::{invalid, Result};
+use crate::runtime::model::ModelMetadata;
 use crate::runtime::sampler::base::{sort_desc, DistSpec, Extra, FilterOrder, Proposal};
-use crate::runtime::sampler::shift::{logit_row, rows_for};
 use crate::runtime::sampler::{check_temperature, check_top_k, check_top_p};
 
 /// Which positions a step unmasks.
@@ -122,50 +122,71 @@ pub(crate) fn timesteps(eps: f64, steps: usize) -> Vec<f32> {
 }
 
 impl DreamSampler {
-    /// Checks the settings for `n` new tokens; returns the step count.
+    /// Checks the settings for a generation of `max_new_tokens` tokens (the same checks
+    /// [`DiffusionEngine::generate`](crate::runtime::DiffusionEngine::generate) runs first).
     ///
     /// ```
-    /// use diffulex_edge::runtime::sampler::DreamSampler;
-    /// assert_eq!(DreamSampler::default().validate(64).unwrap(), 64);
-    /// assert!(DreamSampler { eps: 1.0, ..Default::default() }.validate(64).is_err());
+    /// use diffulex_edge::runtime::{sampler::DreamSampler, Family, ModelMetadata};
+    /// let meta = ModelMetadata::for_family(Family::Dream, 256, 512, 3, vec![2], 0);
+    /// assert!(DreamSampler::default().validate(&meta, 64).is_ok());
+    /// assert!(DreamSampler { eps: 1.0, ..Default::default() }.validate(&meta, 64).is_err());
     /// // More steps than tokens is refused before anything is allocated or scheduled.
-    /// let err = DreamSampler { steps: Some(usize::MAX), ..Default::default() }.validate(64).unwrap_err();
+    /// let err = DreamSampler { steps: Some(usize::MAX), ..Default::default() }.validate(&meta, 64).unwrap_err();
     /// assert!(err.to_string().contains("1..=64"), "{err}");
     /// ```
-    pub fn validate(&self, n: usize) -> Result<usize> {
+    pub fn validate(&self, meta: &ModelMetadata, max_new_tokens: usize) -> Result<()> {
+        let request = Request {
+            prompt_len: 1,
+            max_new_tokens,
+        };
+        self.plan(meta, request).map(drop)
+    }
+}
+
+/// Dream's step count, checked against the request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DreamPlan {
+    steps: usize,
+}
+
+impl FamilyDecoder for DreamSampler {
+    type Plan = DreamPlan;
+
+    fn plan(&self, _meta: &ModelMetadata, request: Request) -> Result<DreamPlan> {
+        let gen_len = request.max_new_tokens;
         check_temperature(self.temperature)?;
         check_top_p(self.top_p)?;
         check_top_k(self.top_k)?;
         if !(self.eps > 0.0 && self.eps < 1.0) {
             return Err(invalid("eps", self.eps, "must be in (0, 1)"));
         }
-        if let Some(a) = self.alg_temp {
-            if !(a.is_finite() && a >= 0.0) {
-                return Err(invalid("alg_temp", a, "must be finite and >= 0"));
+        if let Some(alg_temp) = self.alg_temp {
+            if !(alg_temp.is_finite() && alg_temp >= 0.0) {
+                return Err(invalid("alg_temp", alg_temp, "must be finite and >= 0"));
             }
         }
-        let steps = self.steps.unwrap_or(n);
-        if steps == 0 || steps > n {
+        let steps = self.steps.unwrap_or(gen_len);
+        if steps == 0 || steps > gen_len {
             return Err(invalid(
                 "steps",
                 steps,
                 format!(
-                    "must be in 1..={n} (max_new_tokens): the steps commit {n} tokens in all, \
-                     so more steps than tokens only add forwards that commit nothing"
+                    "must be in 1..={gen_len} (max_new_tokens): the steps commit {gen_len} tokens \
+                     in all, so more steps than tokens only add forwards that commit nothing"
                 ),
             ));
         }
-        Ok(steps)
+        Ok(DreamPlan { steps })
     }
 
-    /// Runs the algorithm; returns whether a callback cancelled.
-    pub(crate) fn decode(&self, d: &mut Decoder<'_>) -> Result<bool> {
-        let n = d.max_new;
-        let steps = self.validate(n)?;
-        let ts = timesteps(self.eps, steps);
-        let lp = d.canvas.prompt_len();
-        d.canvas.grow_to(lp + n);
-        d.end_prefill();
+    fn decode(&self, plan: DreamPlan, run: &mut Run<'_>) -> Result<Outcome> {
+        let steps = plan.steps;
+        let gen_len = run.max_new_tokens();
+        let times = timesteps(self.eps, steps);
+        let prompt_len = run.prompt_len();
+        let canvas_len = prompt_len + gen_len;
+        run.grow_canvas_to(canvas_len);
+        run.end_prefill();
         let spec = DistSpec {
             temperature: self.temperature,
             top_k: self.top_k,
@@ -178,146 +199,136 @@ impl DreamSampler {
             DreamAlg::Entropy => Extra::NegEntropyEps,
             _ => Extra::None,
         };
-        let (mask, pos) = (d.mask_index(), d.full_pos());
-        let (mut positions, mut props, mut order, mut picks, mut w, mut rows) = (
+        let (mut masked, mut proposals, mut chosen, mut picks, mut weights) = (
             Vec::new(),
             Vec::<Proposal>::new(),
             Vec::new(),
             Vec::new(),
             Vec::<f64>::new(),
-            Vec::new(),
         );
-        for i in 0..steps {
-            positions.clear();
-            positions.extend(d.canvas.masked_in(lp..lp + n));
-            if positions.is_empty() {
+        for step in 0..steps {
+            masked.clear();
+            masked.extend(run.canvas().masked_in(prompt_len..canvas_len));
+            if masked.is_empty() {
                 break;
             }
-            let (t, s) = (ts[i], ts[i + 1]);
-            let last = i + 1 == steps;
-            rows_for(&positions, 0, true, &mut rows);
-            let view = forward(
-                &mut *d.model,
-                &mut d.stats,
-                Pass::Decode,
-                d.canvas.tokens(),
-                pos,
-                &rows,
-            )?;
+            let (time, next_time) = (times[step], times[step + 1]);
+            let last_step = step + 1 == steps;
+            let mut logits = run.forward(Pass::Decode, 0..canvas_len, &masked)?;
             picks.clear();
             if self.alg == DreamAlg::Origin {
-                let p_transfer = if last { 1.0f32 } else { 1.0f32 - s / t };
-                order.clear();
-                for (k, _) in positions.iter().enumerate() {
-                    if d.rng.next_f64() < p_transfer as f64 {
-                        order.push(k);
+                let p_transfer = if last_step {
+                    1.0f32
+                } else {
+                    1.0f32 - next_time / time
+                };
+                chosen.clear();
+                for k in 0..masked.len() {
+                    if logits.rng().next_f64() < p_transfer as f64 {
+                        chosen.push(k);
                     }
                 }
-                for &k in &order {
-                    let p = positions[k];
-                    let row = view.row(logit_row(p, 0, true).unwrap_or(0));
-                    let pr = d
-                        .scorer
-                        .propose(row, mask, &spec, Extra::None, &mut d.rng, p)?;
-                    picks.push((p, pr.token as i64));
+                for &k in &chosen {
+                    let position = masked[k];
+                    let proposal = logits.propose(position, &spec, Extra::None)?;
+                    picks.push((position, proposal.token as i64));
                 }
             } else {
-                d.scorer.propose_rows(
-                    &positions,
-                    |p| view.row(logit_row(p, 0, true).unwrap_or(0)),
-                    mask,
-                    &spec,
-                    extra,
-                    &mut d.rng,
-                    &mut props,
-                    d.pool,
-                )?;
-                let conf = |k: usize| {
+                logits.propose_all(&masked, &spec, extra, &mut proposals)?;
+                let confidence = |k: usize| {
                     if extra == Extra::None {
-                        props[k].prob
+                        proposals[k].prob
                     } else {
-                        props[k].extra
+                        proposals[k].extra
                     }
                 };
-                let m = positions.len();
-                let q = if last {
-                    m
+                let masked_count = masked.len();
+                let quota = if last_step {
+                    masked_count
                 } else {
-                    (m as f32 * (1.0f32 - s / t)) as usize
+                    (masked_count as f32 * (1.0f32 - next_time / time)) as usize
                 }
-                .min(m);
-                order.clear();
-                match self.alg_temp.filter(|&a| a > 0.0) {
+                .min(masked_count);
+                chosen.clear();
+                match self.alg_temp.filter(|&t| t > 0.0) {
                     None => {
-                        order.extend(0..m);
-                        sort_desc(&mut order, conf);
-                        order.truncate(q);
+                        chosen.extend(0..masked_count);
+                        sort_desc(&mut chosen, confidence);
+                        chosen.truncate(quota);
                     }
-                    Some(a) => {
-                        // Sequential draws without replacement from softmax(conf / alg_temp).
-                        let mx = (0..m)
-                            .map(|k| conf(k) / a)
+                    Some(alg_temp) => {
+                        // Sequential draws without replacement from softmax(confidence / alg_temp).
+                        let max_scaled = (0..masked_count)
+                            .map(|k| confidence(k) / alg_temp)
                             .fold(f64::NEG_INFINITY, f64::max);
-                        w.clear();
-                        if (0..m).any(|k| (conf(k) / a).is_infinite()) {
-                            // conf / alg_temp overflowed (alg_temp ~1e-310): `inf - inf` would
-                            // make every weight NaN and no position would ever be drawn. Same
-                            // softmax, max subtracted before dividing: weights in [0, 1], the
-                            // most confident position(s) exactly 1, the rest 0 at such a
+                        weights.clear();
+                        if (0..masked_count).any(|k| (confidence(k) / alg_temp).is_infinite()) {
+                            // confidence / alg_temp overflowed (alg_temp ~1e-310): `inf - inf`
+                            // would make every weight NaN and no position would ever be drawn.
+                            // Same softmax, max subtracted before dividing: weights in [0, 1],
+                            // the most confident position(s) exactly 1, the rest 0 at such a
                             // temperature (the alg_temp -> 0 limit, i.e. the top-confidence
                             // order). Other alg_temps keep the arithmetic of the reference.
-                            let cmax = (0..m).map(conf).fold(f64::NEG_INFINITY, f64::max);
-                            w.extend((0..m).map(|k| ((conf(k) - cmax) / a).exp()));
+                            let max_confidence = (0..masked_count)
+                                .map(confidence)
+                                .fold(f64::NEG_INFINITY, f64::max);
+                            weights.extend(
+                                (0..masked_count)
+                                    .map(|k| ((confidence(k) - max_confidence) / alg_temp).exp()),
+                            );
                         } else {
-                            w.extend((0..m).map(|k| (conf(k) / a - mx).exp()));
+                            weights.extend(
+                                (0..masked_count)
+                                    .map(|k| (confidence(k) / alg_temp - max_scaled).exp()),
+                            );
                         }
-                        for _ in 0..q {
-                            let total: f64 = w.iter().sum();
-                            let r = d.rng.next_f64() * total;
-                            let mut acc = 0.0f64;
-                            let mut pick = None;
-                            for (k, &x) in w.iter().enumerate() {
-                                if x > 0.0 {
-                                    acc += x;
-                                    pick = Some(k);
-                                    if acc > r {
+                        for _ in 0..quota {
+                            let total: f64 = weights.iter().sum();
+                            let target = logits.rng().next_f64() * total;
+                            let mut cumulative = 0.0f64;
+                            let mut drawn = None;
+                            for (k, &weight) in weights.iter().enumerate() {
+                                if weight > 0.0 {
+                                    cumulative += weight;
+                                    drawn = Some(k);
+                                    if cumulative > target {
                                         break;
                                     }
                                 }
                             }
-                            let Some(k) = pick else {
+                            let Some(k) = drawn else {
                                 // Every remaining weight is 0 (underflowed at a tiny alg_temp)
-                                // or NaN: nothing can be drawn, yet the step must commit q
+                                // or NaN: nothing can be drawn, yet the step must commit `quota`
                                 // positions. The limit of the draws is the confidence order,
                                 // so the most confident remaining positions fill the quota.
                                 let mut rest: Vec<usize> =
-                                    (0..m).filter(|k| !order.contains(k)).collect();
-                                sort_desc(&mut rest, conf);
-                                rest.truncate(q - order.len());
-                                order.extend(rest);
+                                    (0..masked_count).filter(|k| !chosen.contains(k)).collect();
+                                sort_desc(&mut rest, confidence);
+                                rest.truncate(quota - chosen.len());
+                                chosen.extend(rest);
                                 break;
                             };
-                            w[k] = 0.0;
-                            order.push(k);
+                            weights[k] = 0.0;
+                            chosen.push(k);
                         }
                     }
                 }
-                order.sort_unstable();
-                for &k in &order {
-                    picks.push((positions[k], props[k].token as i64));
+                chosen.sort_unstable();
+                for &k in &chosen {
+                    picks.push((masked[k], proposals[k].token as i64));
                 }
             }
-            if d.finish_step(0, &picks) == Control::Stop {
-                return Ok(true);
+            if run.finish_step(0, &picks) == Control::Stop {
+                return Ok(Outcome::Cancelled);
             }
-            if d.stop_reached() {
+            if run.stop_reached() {
                 break;
             }
         }
-        if d.finish_block(0, lp, lp + n) == Control::Stop {
-            return Ok(true);
+        if run.finish_block(0, prompt_len, canvas_len) == Control::Stop {
+            return Ok(Outcome::Cancelled);
         }
-        Ok(false)
+        Ok(Outcome::Finished)
     }
 }
 

@@ -7,11 +7,10 @@
 //! the next block's first token greedily. Deviations (the prompt of exactly one block is no
 //! longer ignored, the mask token is never proposed) are in docs/decoding.md.
 
-use crate::runtime::diffusion::{forward, Control, Decoder, Pass};
+use crate::runtime::diffusion::{Control, FamilyDecoder, Outcome, Pass, Request, Run};
 use crate::runtime::error::{invalid, Result};
 use crate::runtime::model::ModelMetadata;
 use crate::runtime::sampler::base::{DistSpec, Extra, FilterOrder, Proposal};
-use crate::runtime::sampler::shift::{logit_row, rows_for};
 use crate::runtime::sampler::{check_temperature, check_threshold, check_top_p};
 
 /// Fast-dLLM v2 decoding settings.
@@ -67,39 +66,65 @@ impl FastdLLMV2Sampler {
         }
     }
 
-    /// Checks the settings against the model; returns (block, sub-block) sizes.
+    /// Checks the settings against the model for a generation of `max_new_tokens` tokens
+    /// (the same checks [`DiffusionEngine::generate`](crate::runtime::DiffusionEngine::generate)
+    /// runs first).
     ///
     /// ```
     /// use diffulex_edge::runtime::{sampler::FastdLLMV2Sampler, Family, ModelMetadata};
     /// let meta = ModelMetadata::for_family(Family::FastDllmV2, 256, 512, 3, vec![2], 32);
-    /// assert_eq!(FastdLLMV2Sampler::default().validate(&meta).unwrap(), (32, 8));
-    /// assert!(FastdLLMV2Sampler::new(1.1, 0.0).validate(&meta).is_err());
+    /// assert!(FastdLLMV2Sampler::default().validate(&meta, 16).is_ok());
+    /// assert!(FastdLLMV2Sampler::new(1.1, 0.0).validate(&meta, 16).is_err());
     /// ```
-    pub fn validate(&self, meta: &ModelMetadata) -> Result<(usize, usize)> {
+    pub fn validate(&self, meta: &ModelMetadata, max_new_tokens: usize) -> Result<()> {
+        let request = Request {
+            prompt_len: 1,
+            max_new_tokens,
+        };
+        self.plan(meta, request).map(drop)
+    }
+}
+
+/// Fast-dLLM v2's block sizes, checked against the model.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FastDllmV2Plan {
+    block_len: usize,
+    sub_block_len: usize,
+}
+
+impl FamilyDecoder for FastdLLMV2Sampler {
+    type Plan = FastDllmV2Plan;
+
+    fn plan(&self, meta: &ModelMetadata, _request: Request) -> Result<FastDllmV2Plan> {
         check_temperature(self.temperature)?;
         check_top_p(self.top_p)?;
         check_threshold("threshold", self.threshold)?;
-        let (bs, sbs) = (meta.block_size, meta.sub_block_size);
-        if let Some(b) = self.block_length.filter(|&b| b != bs) {
+        let (block_len, sub_block_len) = (meta.block_size, meta.sub_block_size);
+        if let Some(requested) = self.block_length.filter(|&b| b != block_len) {
             return Err(invalid(
                 "block_length",
-                b,
-                format!("must equal the model's block size {bs}"),
+                requested,
+                format!("must equal the model's block size {block_len}"),
             ));
         }
-        if let Some(b) = self.sub_block_length.filter(|&b| b != sbs) {
+        if let Some(requested) = self.sub_block_length.filter(|&b| b != sub_block_len) {
             return Err(invalid(
                 "sub_block_length",
-                b,
-                format!("must equal the model's sub-block size {sbs}"),
+                requested,
+                format!("must equal the model's sub-block size {sub_block_len}"),
             ));
         }
-        Ok((bs, sbs))
+        Ok(FastDllmV2Plan {
+            block_len,
+            sub_block_len,
+        })
     }
 
-    /// Runs the algorithm on `d`'s canvas (prompt only); returns whether a callback cancelled.
-    pub(crate) fn decode(&self, d: &mut Decoder<'_>) -> Result<bool> {
-        let (bs, sbs) = self.validate(&d.meta)?;
+    fn decode(&self, plan: FastDllmV2Plan, run: &mut Run<'_>) -> Result<Outcome> {
+        let FastDllmV2Plan {
+            block_len,
+            sub_block_len,
+        } = plan;
         let spec = DistSpec {
             temperature: self.temperature,
             top_k: None,
@@ -108,129 +133,84 @@ impl FastdLLMV2Sampler {
             filter_greedy: false,
         };
         let greedy = DistSpec::greedy();
-        let mask = d.mask_index();
-        let lp = d.canvas.prompt_len();
-        let full = d.full_pos();
+        let prompt_len = run.prompt_len();
         // An aligned prompt (including exactly one block, which the official code ignores) is
         // encoded whole; its last row gives the first generated token.
-        if lp.is_multiple_of(bs) {
-            let last = [lp - 1];
-            let view = forward(
-                &mut *d.model,
-                &mut d.stats,
-                Pass::Prefill,
-                d.canvas.tokens(),
-                full,
-                &last,
-            )?;
-            let p =
-                d.scorer
-                    .propose(view.row(lp - 1), mask, &greedy, Extra::None, &mut d.rng, lp)?;
-            d.end_prefill();
-            d.canvas.grow_to(lp + 1);
-            if d.finish_step(0, &[(lp, p.token as i64)]) == Control::Stop {
-                return Ok(true);
+        if prompt_len.is_multiple_of(block_len) {
+            let first = run
+                .forward(Pass::Prefill, 0..prompt_len, &[prompt_len])?
+                .propose(prompt_len, &greedy, Extra::None)?;
+            run.end_prefill();
+            run.grow_canvas_to(prompt_len + 1);
+            if run.finish_step(0, &[(prompt_len, first.token as i64)]) == Control::Stop {
+                return Ok(Outcome::Cancelled);
             }
-        } else if d.cached && lp > bs {
-            let pf = lp / bs * bs;
-            forward(
-                &mut *d.model,
-                &mut d.stats,
-                Pass::Prefill,
-                &d.canvas.tokens()[..pf],
-                Some(0),
-                &[],
-            )?;
+        } else if run.cached() && prompt_len > block_len {
+            let whole_blocks = prompt_len / block_len * block_len;
+            run.forward(Pass::Prefill, 0..whole_blocks, &[])?;
         }
-        d.end_prefill();
-        let first_block = lp / bs;
-        let (mut positions, mut props, mut picks, mut rows) =
-            (Vec::new(), Vec::<Proposal>::new(), Vec::new(), Vec::new());
+        run.end_prefill();
+        let first_block = prompt_len / block_len;
+        let (mut masked, mut proposals, mut picks) =
+            (Vec::new(), Vec::<Proposal>::new(), Vec::new());
         loop {
-            let len = d.canvas.len();
-            if d.stop_reached() || len - lp >= d.max_new {
-                return Ok(false);
+            let canvas_len = run.canvas().len();
+            if run.stop_reached() || canvas_len - prompt_len >= run.max_new_tokens() {
+                return Ok(Outcome::Finished);
             }
-            let (s, e) = (len - len % bs, len - len % bs + bs);
-            let block = s / bs - first_block;
-            d.canvas.grow_to(e);
-            'sub: for sb in 0..bs / sbs {
-                let (ss, se) = (s + sb * sbs, s + sb * sbs + sbs);
+            let block_start = canvas_len - canvas_len % block_len;
+            let block_end = block_start + block_len;
+            let block = block_start / block_len - first_block;
+            let forward_start = if run.cached() { block_start } else { 0 };
+            run.grow_canvas_to(block_end);
+            'sub_blocks: for sub_block in 0..block_len / sub_block_len {
+                let sub_block_start = block_start + sub_block * sub_block_len;
+                let sub_block_end = sub_block_start + sub_block_len;
                 loop {
-                    if d.stop_reached() {
-                        break 'sub;
+                    if run.stop_reached() {
+                        break 'sub_blocks;
                     }
-                    positions.clear();
-                    positions.extend(d.canvas.masked_in(ss..se));
-                    if positions.is_empty() {
+                    masked.clear();
+                    masked.extend(run.canvas().masked_in(sub_block_start..sub_block_end));
+                    if masked.is_empty() {
                         break;
                     }
-                    let (start, pos) = if d.cached { (s, Some(s)) } else { (0, full) };
-                    rows_for(&positions, start, true, &mut rows);
-                    let view = forward(
-                        &mut *d.model,
-                        &mut d.stats,
-                        Pass::Decode,
-                        &d.canvas.tokens()[start..e],
-                        pos,
-                        &rows,
-                    )?;
-                    // p > s always: the block's first position holds the prompt tail or the
-                    // carried token, so the shifted row p - 1 lies inside this forward.
-                    d.scorer.propose_rows(
-                        &positions,
-                        |p| view.row(logit_row(p, start, true).unwrap_or(0)),
-                        mask,
-                        &spec,
-                        Extra::None,
-                        &mut d.rng,
-                        &mut props,
-                        d.pool,
-                    )?;
-                    let mut best = 0;
-                    for (i, pr) in props.iter().enumerate() {
-                        if pr.prob > props[best].prob {
-                            best = i;
+                    // Every masked position is after `block_start`: the block's first position
+                    // holds the prompt tail or the carried token, so the shifted row p - 1 lies
+                    // inside this forward.
+                    run.forward(Pass::Decode, forward_start..block_end, &masked)?
+                        .propose_all(&masked, &spec, Extra::None, &mut proposals)?;
+                    let mut most_confident = 0;
+                    for (i, proposal) in proposals.iter().enumerate() {
+                        if proposal.prob > proposals[most_confident].prob {
+                            most_confident = i;
                         }
                     }
                     picks.clear();
-                    for (i, pr) in props.iter().enumerate() {
-                        if i == best || pr.prob > self.threshold {
-                            picks.push((positions[i], pr.token as i64));
+                    for (i, proposal) in proposals.iter().enumerate() {
+                        if i == most_confident || proposal.prob > self.threshold {
+                            picks.push((masked[i], proposal.token as i64));
                         }
                     }
-                    if d.finish_step(block, &picks) == Control::Stop {
-                        return Ok(true);
+                    if run.finish_step(block, &picks) == Control::Stop {
+                        return Ok(Outcome::Cancelled);
                     }
                 }
             }
-            if d.finish_block(block, s, e) == Control::Stop {
-                return Ok(true);
+            if run.finish_block(block, block_start, block_end) == Control::Stop {
+                return Ok(Outcome::Cancelled);
             }
-            if d.stop_reached() || e - lp >= d.max_new {
-                return Ok(false);
+            if run.stop_reached() || block_end - prompt_len >= run.max_new_tokens() {
+                return Ok(Outcome::Finished);
             }
-            let (start, pos) = if d.cached { (s, Some(s)) } else { (0, full) };
-            let last = [e - 1 - start];
-            let view = forward(
-                &mut *d.model,
-                &mut d.stats,
-                Pass::Commit,
-                &d.canvas.tokens()[start..e],
-                pos,
-                &last,
-            )?;
-            let p = d.scorer.propose(
-                view.row(e - 1 - start),
-                mask,
-                &greedy,
-                Extra::None,
-                &mut d.rng,
-                e,
-            )?;
-            d.canvas.grow_to(e + 1);
-            if d.finish_step(block + 1, &[(e, p.token as i64)]) == Control::Stop {
-                return Ok(true);
+            // The commit forward writes the finished block's K/V; its last row proposes the
+            // next block's first token.
+            let carried = run
+                .forward(Pass::Commit, forward_start..block_end, &[block_end])?
+                .propose(block_end, &greedy, Extra::None)?;
+            run.grow_canvas_to(block_end + 1);
+            if run.finish_step(block + 1, &[(block_end, carried.token as i64)]) == Control::Stop {
+                return Ok(Outcome::Cancelled);
             }
         }
     }

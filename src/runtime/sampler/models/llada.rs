@@ -9,8 +9,9 @@
 //! reproduce the official behaviour exactly, including the latter's surprising semantics
 //! (docs/decoding.md).
 
-use crate::runtime::diffusion::{forward, Control, Decoder, Pass};
+use crate::runtime::diffusion::{Control, FamilyDecoder, Outcome, Pass, Request, Run};
 use crate::runtime::error::{invalid, EngineError, Result};
+use crate::runtime::model::ModelMetadata;
 use crate::runtime::parallel;
 use crate::runtime::rng::Rng;
 use crate::runtime::sampler::base::{sort_desc, split_quota, LogitRow};
@@ -91,17 +92,159 @@ pub struct LLaDASampler {
 }
 
 impl LLaDASampler {
-    /// Checks the settings for `n` new tokens; returns (block length, steps per block).
+    /// Checks the settings for a generation of `max_new_tokens` tokens after a non-empty
+    /// prompt (the same checks
+    /// [`DiffusionEngine::generate`](crate::runtime::DiffusionEngine::generate) runs first).
     ///
     /// ```
-    /// use diffulex_edge::runtime::sampler::LLaDASampler;
+    /// use diffulex_edge::runtime::{sampler::LLaDASampler, Family, ModelMetadata};
+    /// let meta = ModelMetadata::for_family(Family::Llada, 256, 512, 3, vec![2], 0);
     /// let s = LLaDASampler { block_length: Some(8), steps: Some(16), ..Default::default() };
-    /// assert_eq!(s.validate(32).unwrap(), (8, 4));
-    /// assert!(LLaDASampler { steps: Some(6), ..s }.validate(32).is_err());
-    /// let err = LLaDASampler { steps: Some(usize::MAX), ..s }.validate(32).unwrap_err();
+    /// assert!(s.validate(&meta, 32).is_ok());
+    /// assert!(LLaDASampler { steps: Some(6), ..s }.validate(&meta, 32).is_err());
+    /// let err = LLaDASampler { steps: Some(usize::MAX), ..s }.validate(&meta, 32).unwrap_err();
     /// assert!(err.to_string().contains("1..=32"), "{err}");
     /// ```
-    pub fn validate(&self, n: usize) -> Result<(usize, usize)> {
+    pub fn validate(&self, meta: &ModelMetadata, max_new_tokens: usize) -> Result<()> {
+        let request = Request {
+            prompt_len: 1,
+            max_new_tokens,
+        };
+        self.plan(meta, request).map(drop)
+    }
+
+    /// (token, confidence) for one position. At temperature > 0 draws one uniform per vocabulary
+    /// entry (index order) for the Gumbel noise; `Random` then draws one more.
+    fn propose<R: LogitRow + Copy>(
+        &self,
+        row: R,
+        never_proposed: &[usize],
+        no_confidence: &[usize],
+        rng: &mut Rng,
+        position: usize,
+    ) -> Result<(usize, f64)> {
+        let vocab = row.len();
+        let allowed =
+            |i: usize, x: f64, excluded: &[usize]| x.is_finite() && !excluded.contains(&i);
+        let want_conf = self.remasking == LLaDARemasking::LowConfidence;
+        let sampling = self.temperature > 0.0;
+        if let (false, Some(row)) = (sampling, row.as_f32()) {
+            return Self::propose_greedy_f32(
+                row,
+                never_proposed,
+                no_confidence,
+                want_conf,
+                rng,
+                position,
+            );
+        }
+        // One fused pass: the proposal (plain or Gumbel argmax over `never_proposed`) and the online
+        // softmax normaliser of the confidence distribution (over `no_confidence`, a superset).
+        let (mut best_score, mut arg) = (f64::NEG_INFINITY, None);
+        let (mut max_logit, mut exp_sum) = (f64::NEG_INFINITY, 0.0f64);
+        for i in 0..vocab {
+            let u = if sampling { rng.next_f64() } else { 0.0 };
+            let x = row.at(i);
+            if !allowed(i, x, never_proposed) {
+                continue;
+            }
+            let score = if sampling {
+                x - self.temperature * (-(u.ln())).ln()
+            } else {
+                x
+            };
+            if score > best_score {
+                best_score = score;
+                arg = Some(i);
+            }
+            if want_conf && !no_confidence.contains(&i) {
+                if x > max_logit {
+                    exp_sum = exp_sum * (max_logit - x).exp() + 1.0;
+                    max_logit = x;
+                } else {
+                    exp_sum += (x - max_logit).exp();
+                }
+            }
+        }
+        // Every Gumbel score was -inf (a draw of exactly 0): fall back to the plain argmax.
+        let arg = arg.or_else(|| {
+            let (mut best_logit, mut best) = (f64::NEG_INFINITY, None);
+            for i in 0..vocab {
+                let x = row.at(i);
+                if allowed(i, x, never_proposed) && x > best_logit {
+                    best_logit = x;
+                    best = Some(i);
+                }
+            }
+            best
+        });
+        let token = arg.ok_or(EngineError::NoValidToken { position })?;
+        let conf = if !want_conf {
+            rng.next_f64()
+        } else if no_confidence.contains(&token) || exp_sum == 0.0 {
+            0.0
+        } else {
+            (row.at(token) - max_logit).exp() / exp_sum
+        };
+        Ok((token, conf))
+    }
+
+    /// Greedy proposal for the model's float32 row through the vectorized statistics: the
+    /// argmax over `never_proposed`, and its confidence (a fresh uniform for random remasking).
+    fn propose_greedy_f32(
+        row: &[f32],
+        never_proposed: &[usize],
+        no_confidence: &[usize],
+        want_conf: bool,
+        rng: &mut Rng,
+        position: usize,
+    ) -> Result<(usize, f64)> {
+        if want_conf {
+            return Self::greedy_with_confidence(row, never_proposed, no_confidence, position);
+        }
+        let token = softmax_f32::top2(row, never_proposed)
+            .1
+            .ok_or(EngineError::NoValidToken { position })?;
+        Ok((token, rng.next_f64()))
+    }
+
+    /// Argmax over `never_proposed` and its probability under the softmax over `no_confidence`. Draws
+    /// nothing, so the rows of a step can be scored on several threads.
+    fn greedy_with_confidence(
+        row: &[f32],
+        never_proposed: &[usize],
+        no_confidence: &[usize],
+        position: usize,
+    ) -> Result<(usize, f64)> {
+        let stats = softmax_f32::row_stats(row, no_confidence);
+        let token = if never_proposed == no_confidence {
+            // Same exclusions: the confidence pass already found the argmax.
+            stats.arg
+        } else {
+            softmax_f32::top2(row, never_proposed).1
+        }
+        .ok_or(EngineError::NoValidToken { position })?;
+        let conf = if no_confidence.contains(&token) || stats.sum == 0.0 {
+            0.0
+        } else {
+            exp_f32(row[token] - stats.max) as f64 / stats.sum
+        };
+        Ok((token, conf))
+    }
+}
+
+/// LLaDA's block length and step count, checked against the request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LladaPlan {
+    block_len: usize,
+    steps_per_block: usize,
+}
+
+impl FamilyDecoder for LLaDASampler {
+    type Plan = LladaPlan;
+
+    fn plan(&self, _meta: &ModelMetadata, request: Request) -> Result<LladaPlan> {
+        let gen_len = request.max_new_tokens;
         check_temperature(self.temperature)?;
         if !(self.cfg_scale.is_finite() && self.cfg_scale >= 0.0) {
             return Err(invalid(
@@ -110,307 +253,198 @@ impl LLaDASampler {
                 "must be finite and >= 0",
             ));
         }
-        if let Some(t) = self.threshold {
-            check_threshold("threshold", t)?;
+        if let Some(threshold) = self.threshold {
+            check_threshold("threshold", threshold)?;
         }
-        let bl = self.block_length.unwrap_or(n);
-        if bl == 0 || !n.is_multiple_of(bl) {
+        let block_len = self.block_length.unwrap_or(gen_len);
+        if block_len == 0 || !gen_len.is_multiple_of(block_len) {
             return Err(invalid(
                 "block_length",
-                bl,
-                format!("must be > 0 and divide max_new_tokens {n}"),
+                block_len,
+                format!("must be > 0 and divide max_new_tokens {gen_len}"),
             ));
         }
-        let nb = n / bl;
-        let steps = self.steps.unwrap_or(n);
+        let block_count = gen_len / block_len;
+        let steps = self.steps.unwrap_or(gen_len);
         // Checked even in threshold mode (where the steps are unused): the per-block quota is
         // still sized by them.
-        if steps == 0 || steps > n {
+        if steps == 0 || steps > gen_len {
             return Err(invalid(
                 "steps",
                 steps,
                 format!(
-                    "must be in 1..={n} (max_new_tokens): a step commits at least one token \
+                    "must be in 1..={gen_len} (max_new_tokens): a step commits at least one token \
                      of its block, so more steps than tokens only add forwards that commit nothing"
                 ),
             ));
         }
-        if self.threshold.is_none() && !steps.is_multiple_of(nb) {
+        if self.threshold.is_none() && !steps.is_multiple_of(block_count) {
             return Err(invalid(
                 "steps",
                 steps,
-                format!("must be a positive multiple of the number of blocks {nb}"),
+                format!("must be a positive multiple of the number of blocks {block_count}"),
             ));
         }
-        Ok((bl, (steps / nb).max(1)))
-    }
-
-    /// Runs the algorithm; returns whether a callback cancelled.
-    pub(crate) fn decode(&self, d: &mut Decoder<'_>) -> Result<bool> {
-        let n = d.max_new;
-        let (bl, spb) = self.validate(n)?;
-        let lp = d.canvas.prompt_len();
-        if self.cfg_scale > 0.0 && lp == 0 {
+        if self.cfg_scale > 0.0 && request.prompt_len == 0 {
             return Err(invalid(
                 "cfg_scale",
                 self.cfg_scale,
                 "classifier-free guidance needs a prompt",
             ));
         }
-        d.canvas.grow_to(lp + n);
-        d.end_prefill();
-        let eos = self.eos_id.or(d.meta.eos_ids.first().copied());
-        let eot = self.eot_id.or(d.meta.eos_ids.get(1).copied());
-        let mask = d.meta.mask_token_id as usize;
-        let vocab = d.meta.vocab_size;
-        let idx = |t: Option<i64>| {
-            t.filter(|&t| t >= 0 && (t as usize) < vocab)
+        Ok(LladaPlan {
+            block_len,
+            steps_per_block: (steps / block_count).max(1),
+        })
+    }
+
+    fn decode(&self, plan: LladaPlan, run: &mut Run<'_>) -> Result<Outcome> {
+        let LladaPlan {
+            block_len,
+            steps_per_block,
+        } = plan;
+        let gen_len = run.max_new_tokens();
+        let prompt_len = run.prompt_len();
+        let canvas_len = prompt_len + gen_len;
+        run.grow_canvas_to(canvas_len);
+        run.end_prefill();
+        let meta = run.meta();
+        let vocab = meta.vocab_size;
+        let eos = self.eos_id.or(meta.eos_ids.first().copied());
+        let eot = self.eot_id.or(meta.eos_ids.get(1).copied());
+        let vocab_index = |token: Option<i64>| {
+            token
+                .filter(|&t| t >= 0 && (t as usize) < vocab)
                 .map(|t| t as usize)
         };
-        let (eos, eot) = (idx(eos), idx(eot));
-        let mut excl = vec![mask];
+        let (eos, eot) = (vocab_index(eos), vocab_index(eot));
+        // Tokens never proposed, and tokens left out of the confidence softmax.
+        let mut never_proposed = vec![meta.mask_token_id as usize];
         if self.logits_eos_inf {
-            excl.extend(eos);
+            never_proposed.extend(eos);
         }
-        let mut conf_excl = excl.clone();
+        let mut no_confidence = never_proposed.clone();
         if self.confidence_eos_eot_inf {
             if self.temperature == 0.0 {
-                conf_excl.extend(eos);
+                no_confidence.extend(eos);
             }
-            conf_excl.extend(eot);
+            no_confidence.extend(eot);
         }
-        let pos = d.full_pos();
-        let mut uncond: Vec<i64> = Vec::new();
-        let mut rows: Vec<f64> = Vec::new();
-        let (mut positions, mut cands, mut order, mut picks) = (
+        let parallel_greedy =
+            self.temperature <= 0.0 && self.remasking == LLaDARemasking::LowConfidence;
+        // CFG-combined logits of the step's masked positions, `vocab` per position.
+        let mut guided: Vec<f64> = Vec::new();
+        let (mut masked, mut candidates, mut chosen, mut picks) = (
             Vec::new(),
             Vec::<(usize, f64)>::new(),
             Vec::new(),
             Vec::new(),
         );
-        for b in 0..n / bl {
-            let (s, e) = (lp + b * bl, lp + b * bl + bl);
-            let quota = split_quota(d.canvas.masked_in(s..e).count(), spb);
-            let mut i = 0;
+        for block in 0..gen_len / block_len {
+            let block_start = prompt_len + block * block_len;
+            let block_end = block_start + block_len;
+            let quota_per_step = split_quota(
+                run.canvas().masked_in(block_start..block_end).count(),
+                steps_per_block,
+            );
+            let mut step = 0;
             loop {
-                positions.clear();
-                positions.extend(d.canvas.masked_in(s..e));
-                if positions.is_empty() {
+                masked.clear();
+                masked.extend(run.canvas().masked_in(block_start..block_end));
+                if masked.is_empty() {
                     break;
                 }
-                cands.clear();
+                candidates.clear();
                 if self.cfg_scale > 0.0 {
-                    let view = forward(
-                        &mut *d.model,
-                        &mut d.stats,
-                        Pass::Decode,
-                        d.canvas.tokens(),
-                        pos,
-                        &positions,
-                    )?;
-                    rows.clear();
-                    for &p in &positions {
-                        rows.extend(view.row(p).iter().map(|&x| x as f64));
+                    let conditional = run.forward(Pass::Decode, 0..canvas_len, &masked)?;
+                    guided.clear();
+                    for &position in &masked {
+                        guided.extend(conditional.logits_of(position).iter().map(|&x| x as f64));
                     }
-                    uncond.clear();
-                    uncond.extend_from_slice(d.canvas.tokens());
-                    uncond[..lp].fill(d.meta.mask_token_id);
-                    let view = forward(
-                        &mut *d.model,
-                        &mut d.stats,
-                        Pass::Cfg,
-                        &uncond,
-                        pos,
-                        &positions,
-                    )?;
-                    let w = self.cfg_scale + 1.0;
-                    for (k, &p) in positions.iter().enumerate() {
-                        let row = &mut rows[k * vocab..(k + 1) * vocab];
-                        for (c, &u) in row.iter_mut().zip(view.row(p)) {
+                    let mut unconditional = run.forward_prompt_masked(Pass::Cfg, &masked)?;
+                    let weight = self.cfg_scale + 1.0;
+                    for (k, &position) in masked.iter().enumerate() {
+                        let row = &mut guided[k * vocab..(k + 1) * vocab];
+                        for (c, &u) in row.iter_mut().zip(unconditional.logits_of(position)) {
                             let u = u as f64;
-                            *c = u + w * (*c - u);
+                            *c = u + weight * (*c - u);
                         }
-                        let r: &[f64] = row;
-                        cands.push(self.propose(r, &excl, &conf_excl, &mut d.rng, p)?);
+                        let row: &[f64] = row;
+                        candidates.push(self.propose(
+                            row,
+                            &never_proposed,
+                            &no_confidence,
+                            unconditional.rng(),
+                            position,
+                        )?);
                     }
                 } else {
-                    let view = forward(
-                        &mut *d.model,
-                        &mut d.stats,
-                        Pass::Decode,
-                        d.canvas.tokens(),
-                        pos,
-                        &positions,
-                    )?;
-                    if self.temperature <= 0.0 && self.remasking == LLaDARemasking::LowConfidence {
-                        let vocab = d.meta.vocab_size;
-                        let scored = parallel::map_rows(d.pool, positions.len(), vocab, |k| {
-                            let p = positions[k];
-                            Self::greedy_with_confidence(view.row(p), &excl, &conf_excl, p)
+                    let mut logits = run.forward(Pass::Decode, 0..canvas_len, &masked)?;
+                    if parallel_greedy {
+                        let pool = logits.pool();
+                        let logits = &logits;
+                        let scored = parallel::map_rows(pool, masked.len(), vocab, |k| {
+                            let position = masked[k];
+                            Self::greedy_with_confidence(
+                                logits.logits_of(position),
+                                &never_proposed,
+                                &no_confidence,
+                                position,
+                            )
                         });
-                        for c in scored {
-                            cands.push(c?);
+                        for candidate in scored {
+                            candidates.push(candidate?);
                         }
                     } else {
-                        for &p in &positions {
-                            cands.push(self.propose(
-                                view.row(p),
-                                &excl,
-                                &conf_excl,
-                                &mut d.rng,
-                                p,
+                        for &position in &masked {
+                            let row = logits.logits_of(position);
+                            candidates.push(self.propose(
+                                row,
+                                &never_proposed,
+                                &no_confidence,
+                                logits.rng(),
+                                position,
                             )?);
                         }
                     }
                 }
-                order.clear();
-                order.extend(0..positions.len());
+                chosen.clear();
+                chosen.extend(0..masked.len());
                 match self.threshold {
-                    Some(thr) => {
-                        let mut best = 0;
-                        for (k, c) in cands.iter().enumerate() {
-                            if c.1 > cands[best].1 {
-                                best = k;
+                    Some(threshold) => {
+                        let mut most_confident = 0;
+                        for (k, candidate) in candidates.iter().enumerate() {
+                            if candidate.1 > candidates[most_confident].1 {
+                                most_confident = k;
                             }
                         }
-                        order.retain(|&k| k == best || cands[k].1 >= thr);
+                        chosen.retain(|&k| k == most_confident || candidates[k].1 >= threshold);
                     }
                     None => {
-                        let q = quota
-                            .get(i)
+                        let quota = quota_per_step
+                            .get(step)
                             .copied()
-                            .unwrap_or(positions.len())
-                            .min(positions.len());
-                        sort_desc(&mut order, |k| cands[k].1);
-                        order.truncate(q);
-                        order.sort_unstable();
+                            .unwrap_or(masked.len())
+                            .min(masked.len());
+                        sort_desc(&mut chosen, |k| candidates[k].1);
+                        chosen.truncate(quota);
+                        chosen.sort_unstable();
                     }
                 }
                 picks.clear();
-                picks.extend(order.iter().map(|&k| (positions[k], cands[k].0 as i64)));
-                if d.finish_step(b, &picks) == Control::Stop {
-                    return Ok(true);
+                picks.extend(chosen.iter().map(|&k| (masked[k], candidates[k].0 as i64)));
+                if run.finish_step(block, &picks) == Control::Stop {
+                    return Ok(Outcome::Cancelled);
                 }
-                i += 1;
+                step += 1;
             }
-            if d.finish_block(b, s, e) == Control::Stop {
-                return Ok(true);
+            if run.finish_block(block, block_start, block_end) == Control::Stop {
+                return Ok(Outcome::Cancelled);
             }
-            if d.stop_reached() {
-                return Ok(false);
-            }
-        }
-        Ok(false)
-    }
-
-    /// (token, confidence) for one position. At temperature > 0 draws one uniform per vocabulary
-    /// entry (index order) for the Gumbel noise; `Random` then draws one more.
-    fn propose<R: LogitRow + Copy>(
-        &self,
-        row: R,
-        excl: &[usize],
-        conf_excl: &[usize],
-        rng: &mut Rng,
-        position: usize,
-    ) -> Result<(usize, f64)> {
-        let v = row.len();
-        let ok = |i: usize, x: f64, ex: &[usize]| x.is_finite() && !ex.contains(&i);
-        let want_conf = self.remasking == LLaDARemasking::LowConfidence;
-        let sampling = self.temperature > 0.0;
-        if let (false, Some(r)) = (sampling, row.as_f32()) {
-            return Self::propose_greedy_f32(r, excl, conf_excl, want_conf, rng, position);
-        }
-        // One fused pass: the proposal (plain or Gumbel argmax over `excl`) and the online
-        // softmax normaliser of the confidence distribution (over `conf_excl`, a superset).
-        let (mut best, mut arg) = (f64::NEG_INFINITY, None);
-        let (mut m, mut s) = (f64::NEG_INFINITY, 0.0f64);
-        for i in 0..v {
-            let u = if sampling { rng.next_f64() } else { 0.0 };
-            let x = row.at(i);
-            if !ok(i, x, excl) {
-                continue;
-            }
-            let score = if sampling {
-                x - self.temperature * (-(u.ln())).ln()
-            } else {
-                x
-            };
-            if score > best {
-                best = score;
-                arg = Some(i);
-            }
-            if want_conf && !conf_excl.contains(&i) {
-                if x > m {
-                    s = s * (m - x).exp() + 1.0;
-                    m = x;
-                } else {
-                    s += (x - m).exp();
-                }
+            if run.stop_reached() {
+                return Ok(Outcome::Finished);
             }
         }
-        // Every Gumbel score was -inf (a draw of exactly 0): fall back to the plain argmax.
-        let arg = arg.or_else(|| {
-            let (mut b, mut a) = (f64::NEG_INFINITY, None);
-            for i in 0..v {
-                let x = row.at(i);
-                if ok(i, x, excl) && x > b {
-                    b = x;
-                    a = Some(i);
-                }
-            }
-            a
-        });
-        let token = arg.ok_or(EngineError::NoValidToken { position })?;
-        let conf = if !want_conf {
-            rng.next_f64()
-        } else if conf_excl.contains(&token) || s == 0.0 {
-            0.0
-        } else {
-            (row.at(token) - m).exp() / s
-        };
-        Ok((token, conf))
-    }
-
-    /// Greedy proposal for the model's float32 row through the vectorized statistics: the
-    /// argmax over `excl`, and its confidence (a fresh uniform for random remasking).
-    fn propose_greedy_f32(
-        row: &[f32],
-        excl: &[usize],
-        conf_excl: &[usize],
-        want_conf: bool,
-        rng: &mut Rng,
-        position: usize,
-    ) -> Result<(usize, f64)> {
-        if want_conf {
-            return Self::greedy_with_confidence(row, excl, conf_excl, position);
-        }
-        let token = softmax_f32::top2(row, excl)
-            .1
-            .ok_or(EngineError::NoValidToken { position })?;
-        Ok((token, rng.next_f64()))
-    }
-
-    /// Argmax over `excl` and its probability under the softmax over `conf_excl`. Draws
-    /// nothing, so the rows of a step can be scored on several threads.
-    fn greedy_with_confidence(
-        row: &[f32],
-        excl: &[usize],
-        conf_excl: &[usize],
-        position: usize,
-    ) -> Result<(usize, f64)> {
-        let st = softmax_f32::row_stats(row, conf_excl);
-        let token = if excl == conf_excl {
-            // Same exclusions: the confidence pass already found the argmax.
-            st.arg
-        } else {
-            softmax_f32::top2(row, excl).1
-        }
-        .ok_or(EngineError::NoValidToken { position })?;
-        let conf = if conf_excl.contains(&token) || st.sum == 0.0 {
-            0.0
-        } else {
-            exp_f32(row[token] - st.max) as f64 / st.sum
-        };
-        Ok((token, conf))
+        Ok(Outcome::Finished)
     }
 }

@@ -1,9 +1,9 @@
 //! Per-family block samplers (settings + decoding loop).
 
-pub mod dream;
-pub mod fast_dllm_v2;
-pub mod llada;
-pub mod sdar;
+pub(crate) mod dream;
+pub(crate) mod fast_dllm_v2;
+pub(crate) mod llada;
+pub(crate) mod sdar;
 
 use crate::runtime::model::Family;
 

@@ -9,13 +9,12 @@
 //! code are listed in docs/decoding.md (true greedy at temperature 0, no prompt/committed
 //! overwrite, working entropy_bounded).
 
-use crate::runtime::diffusion::{forward, Control, Decoder, Pass};
+use crate::runtime::diffusion::{Control, FamilyDecoder, Outcome, Pass, Request, Run};
 use crate::runtime::error::{invalid, Result};
 use crate::runtime::model::ModelMetadata;
 use crate::runtime::sampler::base::{
     sort_desc, split_quota, DistSpec, Extra, FilterOrder, Proposal,
 };
-use crate::runtime::sampler::shift::{logit_row, rows_for};
 use crate::runtime::sampler::{check_temperature, check_threshold, check_top_k, check_top_p};
 
 /// Which masked positions a step commits.
@@ -126,45 +125,22 @@ impl SDARSampler {
         }
     }
 
-    /// Checks the settings against the model; returns (block length, steps per block).
+    /// Checks the settings against the model for a generation of `max_new_tokens` tokens
+    /// (the same checks [`DiffusionEngine::generate`](crate::runtime::DiffusionEngine::generate)
+    /// runs first).
     ///
     /// ```
     /// use diffulex_edge::runtime::{sampler::SDARSampler, Family, ModelMetadata};
     /// let meta = ModelMetadata::for_family(Family::Sdar, 256, 512, 3, vec![2], 4);
-    /// assert_eq!(SDARSampler::default().validate(&meta).unwrap(), (4, 4));
-    /// assert!(SDARSampler { denoising_steps: Some(8), ..Default::default() }.validate(&meta).is_err());
+    /// assert!(SDARSampler::default().validate(&meta, 16).is_ok());
+    /// assert!(SDARSampler { denoising_steps: Some(8), ..Default::default() }.validate(&meta, 16).is_err());
     /// ```
-    pub fn validate(&self, meta: &ModelMetadata) -> Result<(usize, usize)> {
-        check_temperature(self.temperature)?;
-        check_top_k(self.top_k)?;
-        check_top_p(self.top_p)?;
-        check_threshold("threshold", self.threshold)?;
-        if !(self.eb_threshold.is_finite() && self.eb_threshold > 0.0) {
-            return Err(invalid(
-                "eb_threshold",
-                self.eb_threshold,
-                "must be finite and > 0",
-            ));
-        }
-        let bl = meta.block_size;
-        if let Some(b) = self.block_length {
-            if b != bl {
-                return Err(invalid(
-                    "block_length",
-                    b,
-                    format!("must equal the model's training block size {bl}"),
-                ));
-            }
-        }
-        let steps = self.denoising_steps.unwrap_or(bl);
-        if steps == 0 || steps > bl {
-            return Err(invalid(
-                "denoising_steps",
-                steps,
-                format!("must be in 1..={bl} (the block size)"),
-            ));
-        }
-        Ok((bl, steps))
+    pub fn validate(&self, meta: &ModelMetadata, max_new_tokens: usize) -> Result<()> {
+        let request = Request {
+            prompt_len: 1,
+            max_new_tokens,
+        };
+        self.plan(meta, request).map(drop)
     }
 
     fn spec(&self) -> DistSpec {
@@ -177,139 +153,167 @@ impl SDARSampler {
         }
     }
 
-    /// Runs the algorithm on `d`'s canvas (prompt only); returns whether a callback cancelled.
-    pub(crate) fn decode(&self, d: &mut Decoder<'_>) -> Result<bool> {
-        let (bl, steps) = self.validate(&d.meta)?;
-        let quota = split_quota(bl, steps);
-        let lp = d.canvas.prompt_len();
-        let end = (lp + d.max_new).div_ceil(bl) * bl;
-        d.canvas.grow_to(end);
-        let nb = end / bl;
-        let pf = lp / bl * bl;
-        if d.cached && pf > 0 {
-            forward(
-                &mut *d.model,
-                &mut d.stats,
-                Pass::Prefill,
-                &d.canvas.tokens()[..pf],
-                Some(0),
-                &[],
-            )?;
+    /// Fills `chosen` with the indices (into `proposals`, ascending) to commit this step;
+    /// `quota` is the step's share of the block.
+    fn select(&self, quota: usize, proposals: &[Proposal], chosen: &mut Vec<usize>) {
+        chosen.clear();
+        chosen.extend(0..proposals.len());
+        match self.strategy {
+            SdarStrategy::Sequential => chosen.truncate(quota),
+            SdarStrategy::LowConfidenceStatic => {
+                sort_desc(chosen, |i| proposals[i].prob);
+                chosen.truncate(quota);
+            }
+            SdarStrategy::LowConfidenceDynamic => {
+                let confident = proposals.iter().filter(|p| p.prob > self.threshold).count();
+                if confident >= quota {
+                    chosen.retain(|&i| proposals[i].prob > self.threshold);
+                } else {
+                    sort_desc(chosen, |i| proposals[i].prob);
+                    chosen.truncate(quota);
+                }
+            }
+            SdarStrategy::EntropyBounded => {
+                sort_desc(chosen, |i| -proposals[i].extra);
+                let mut cumulative_entropy = 0.0f64;
+                let mut within_bound = 0;
+                for &i in chosen.iter() {
+                    cumulative_entropy += proposals[i].extra;
+                    if cumulative_entropy < self.eb_threshold {
+                        within_bound += 1;
+                    } else {
+                        break;
+                    }
+                }
+                chosen.truncate(within_bound.max(1));
+            }
         }
-        d.end_prefill();
-        let (spec, mask) = (self.spec(), d.mask_index());
+        chosen.sort_unstable();
+    }
+}
+
+/// SDAR's settings resolved against the model.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SdarPlan {
+    /// The model's training block size.
+    block_len: usize,
+    /// Denoising steps per block.
+    steps_per_block: usize,
+}
+
+impl FamilyDecoder for SDARSampler {
+    type Plan = SdarPlan;
+
+    fn plan(&self, meta: &ModelMetadata, _request: Request) -> Result<SdarPlan> {
+        check_temperature(self.temperature)?;
+        check_top_k(self.top_k)?;
+        check_top_p(self.top_p)?;
+        check_threshold("threshold", self.threshold)?;
+        if !(self.eb_threshold.is_finite() && self.eb_threshold > 0.0) {
+            return Err(invalid(
+                "eb_threshold",
+                self.eb_threshold,
+                "must be finite and > 0",
+            ));
+        }
+        let block_len = meta.block_size;
+        if let Some(requested) = self.block_length {
+            if requested != block_len {
+                return Err(invalid(
+                    "block_length",
+                    requested,
+                    format!("must equal the model's training block size {block_len}"),
+                ));
+            }
+        }
+        let steps_per_block = self.denoising_steps.unwrap_or(block_len);
+        if steps_per_block == 0 || steps_per_block > block_len {
+            return Err(invalid(
+                "denoising_steps",
+                steps_per_block,
+                format!("must be in 1..={block_len} (the block size)"),
+            ));
+        }
+        Ok(SdarPlan {
+            block_len,
+            steps_per_block,
+        })
+    }
+
+    fn decode(&self, plan: SdarPlan, run: &mut Run<'_>) -> Result<Outcome> {
+        let SdarPlan {
+            block_len,
+            steps_per_block,
+        } = plan;
+        let quota_per_step = split_quota(block_len, steps_per_block);
+        let prompt_len = run.prompt_len();
+        let canvas_end = (prompt_len + run.max_new_tokens()).div_ceil(block_len) * block_len;
+        run.grow_canvas_to(canvas_end);
+        let block_count = canvas_end / block_len;
+        // The prompt's whole blocks are final: with the cache they are written once here.
+        let prefilled = prompt_len / block_len * block_len;
+        if run.cached() && prefilled > 0 {
+            run.forward(Pass::Prefill, 0..prefilled, &[])?;
+        }
+        run.end_prefill();
+        let spec = self.spec();
         let extra = if self.strategy == SdarStrategy::EntropyBounded {
             Extra::Entropy
         } else {
             Extra::None
         };
-        let (mut positions, mut props, mut order, mut picks, mut rows) = (
-            Vec::new(),
-            Vec::<Proposal>::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-        );
-        let first_block = pf / bl;
+        let (mut masked, mut proposals, mut chosen, mut picks) =
+            (Vec::new(), Vec::<Proposal>::new(), Vec::new(), Vec::new());
+        let first_block = prefilled / block_len;
         // Start of a finished block whose final K/V are not written yet. Its commit rides on the
         // next block's first denoising forward, which feeds both blocks (see `commit_later`).
-        let mut pending: Option<usize> = None;
-        for b in first_block..nb {
-            let (s, e) = (b * bl, b * bl + bl);
+        let mut uncommitted: Option<usize> = None;
+        for block in first_block..block_count {
+            let (block_start, block_end) = (block * block_len, block * block_len + block_len);
+            let reported_block = block - first_block;
             let mut step = 0;
             loop {
-                positions.clear();
-                positions.extend(d.canvas.masked_in(s..e));
-                if positions.is_empty() {
+                masked.clear();
+                masked.extend(run.canvas().masked_in(block_start..block_end));
+                if masked.is_empty() {
                     break;
                 }
-                let (start, pos) = if d.cached {
-                    let from = pending.take().unwrap_or(s);
-                    (from, Some(from))
+                let forward_start = if run.cached() {
+                    uncommitted.take().unwrap_or(block_start)
                 } else {
-                    (0, d.full_pos())
+                    0
                 };
-                rows_for(&positions, start, false, &mut rows);
-                let view = forward(
-                    &mut *d.model,
-                    &mut d.stats,
-                    Pass::Decode,
-                    &d.canvas.tokens()[start..e],
-                    pos,
-                    &rows,
-                )?;
-                d.scorer.propose_rows(
-                    &positions,
-                    |p| view.row(logit_row(p, start, false).unwrap_or(0)),
-                    mask,
-                    &spec,
-                    extra,
-                    &mut d.rng,
-                    &mut props,
-                    d.pool,
-                )?;
-                let q = quota[step.min(steps - 1)].min(positions.len());
-                self.select(q, &props, &mut order);
+                run.forward(Pass::Decode, forward_start..block_end, &masked)?
+                    .propose_all(&masked, &spec, extra, &mut proposals)?;
+                let quota = quota_per_step[step.min(steps_per_block - 1)].min(masked.len());
+                self.select(quota, &proposals, &mut chosen);
                 picks.clear();
-                picks.extend(order.iter().map(|&i| (positions[i], props[i].token as i64)));
-                if d.finish_step(b - first_block, &picks) == Control::Stop {
-                    return Ok(true);
+                picks.extend(
+                    chosen
+                        .iter()
+                        .map(|&i| (masked[i], proposals[i].token as i64)),
+                );
+                if run.finish_step(reported_block, &picks) == Control::Stop {
+                    return Ok(Outcome::Cancelled);
                 }
                 step += 1;
             }
-            if d.finish_block(b - first_block, s, e) == Control::Stop {
-                return Ok(true);
+            if run.finish_block(reported_block, block_start, block_end) == Control::Stop {
+                return Ok(Outcome::Cancelled);
             }
-            if d.stop_reached() {
-                return Ok(false);
+            if run.stop_reached() {
+                return Ok(Outcome::Finished);
             }
-            if d.cached && b + 1 < nb {
-                pending = commit_later(d, pending, s, e)?;
-            }
-        }
-        Ok(false)
-    }
-
-    /// Fills `order` with indices (into `props`) to commit.
-    fn select(&self, q: usize, props: &[Proposal], order: &mut Vec<usize>) {
-        order.clear();
-        order.extend(0..props.len());
-        match self.strategy {
-            SdarStrategy::Sequential => order.truncate(q),
-            SdarStrategy::LowConfidenceStatic => {
-                sort_desc(order, |i| props[i].prob);
-                order.truncate(q);
-            }
-            SdarStrategy::LowConfidenceDynamic => {
-                let high = props.iter().filter(|p| p.prob > self.threshold).count();
-                if high >= q {
-                    order.retain(|&i| props[i].prob > self.threshold);
-                } else {
-                    sort_desc(order, |i| props[i].prob);
-                    order.truncate(q);
-                }
-            }
-            SdarStrategy::EntropyBounded => {
-                sort_desc(order, |i| -props[i].extra);
-                let mut cum = 0.0f64;
-                let mut k = 0;
-                for &i in order.iter() {
-                    cum += props[i].extra;
-                    if cum < self.eb_threshold {
-                        k += 1;
-                    } else {
-                        break;
-                    }
-                }
-                order.truncate(k.max(1));
+            if run.cached() && block + 1 < block_count {
+                uncommitted = commit_later(run, uncommitted, block_start, block_end)?;
             }
         }
-        order.sort_unstable();
+        Ok(Outcome::Finished)
     }
 }
 
-/// Defers the K/V write of the finished block `[s, e)`: the next block's first denoising
-/// forward starts at `s` and feeds both blocks, so a block costs no forward of its own. That
+/// Defers the K/V write of the finished block `[block_start, block_end)`: the next block's first
+/// denoising forward starts at `block_start` and feeds both blocks, so a block costs no forward of its own. That
 /// forward writes the same K/V as a separate commit would: under the block-causal mask the
 /// finished block's queries see none of the next block's keys. Its logits rows are offset by one
 /// block and only the next block's masked rows are computed.
@@ -319,22 +323,15 @@ impl SDARSampler {
 /// because every block after the prompt's starts fully masked. The guard is there so that a
 /// later change cannot silently leave a block's K/V stale.
 fn commit_later(
-    d: &mut Decoder<'_>,
-    pending: Option<usize>,
-    s: usize,
-    e: usize,
+    run: &mut Run<'_>,
+    uncommitted: Option<usize>,
+    block_start: usize,
+    block_end: usize,
 ) -> Result<Option<usize>> {
-    match pending {
-        None => Ok(Some(s)),
+    match uncommitted {
+        None => Ok(Some(block_start)),
         Some(from) => {
-            forward(
-                &mut *d.model,
-                &mut d.stats,
-                Pass::Commit,
-                &d.canvas.tokens()[from..e],
-                Some(from),
-                &[],
-            )?;
+            run.forward(Pass::Commit, from..block_end, &[])?;
             Ok(None)
         }
     }
