@@ -2,15 +2,14 @@
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::Args;
-use diffulex_edge::runtime::DiffusionModel;
 use diffulex_edge::runtime::{
-    BlockEvent, Control, DiffusionEngine, DiffusionGenerationConfig, Family, GenerationObserver,
-    GenerationOutput, GenerationStats, ModelType, StepEvent, StopReason,
+    BlockEvent, Control, DiffusionGenerationConfig, Family, GenerationObserver, GenerationOutput,
+    GenerationStats, ModelType, StepEvent, StopReason,
 };
 use diffulex_edge::text::{
     encode_chat, encode_prompt, read_prompt_bounded, PromptOptions, StreamDecoder, TextTokenizer,
@@ -18,9 +17,10 @@ use diffulex_edge::text::{
 
 use crate::chat_args::ChatArgs;
 use crate::limits::{self, LengthArgs};
-use crate::load::{check_file, LoadArgs};
+use crate::load::LoadArgs;
 use crate::output::{eprint_line, write_stdout};
 use crate::sampling::DecodeArgs;
+use crate::session::{Session, SessionOptions};
 use crate::threads::ThreadArgs;
 
 /// Flags of `diffulex generate`.
@@ -110,31 +110,6 @@ impl TypedValueParser for ModelTypeParser {
     fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
         Some(Box::new(Self::names().map(PossibleValue::new)))
     }
-}
-
-/// The bundled model: next to the executable first (installed layout), then the source tree.
-fn default_model() -> Result<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            candidates.push(dir.join("models/default/model.pte"));
-        }
-    }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default/model.pte"));
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .with_context(|| {
-            format!(
-                "no --model given and the bundled model is missing (looked at {}); pass --model PATH.pte",
-                candidates
-                    .iter()
-                    .map(|p| format!("{p:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
 }
 
 /// The prompt from `--prompt` or stdin; stdin is read up to the prompt byte bound only.
@@ -248,38 +223,24 @@ impl GenerationObserver for Printer<'_> {
 /// Runs `diffulex generate`.
 pub fn run(args: &GenerateArgs) -> Result<()> {
     args.threads.apply()?;
-    let model_path = match &args.model {
-        Some(p) => p.clone(),
-        None => default_model()?,
-    };
-    check_file(
-        "model",
-        &model_path,
-        "pass --model PATH.pte (export one with `diffulex-export export`)",
+    let session = Session::open(
+        &SessionOptions {
+            model: args.model.as_deref(),
+            tokenizer: args.tokenizer.as_deref(),
+            max_seq_len: args.lengths.max_seq_len,
+            model_type: args.model_type,
+            no_kv_cache: args.no_kv_cache,
+            verify: args.verify,
+        },
+        &args.load,
     )?;
-    let tokenizer_path = match &args.tokenizer {
-        Some(p) => p.clone(),
-        None => model_path.with_file_name("tokenizer.json"),
-    };
-    check_file(
-        "tokenizer",
-        &tokenizer_path,
-        "pass --tokenizer PATH/tokenizer.json",
-    )?;
-    let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
-    let model_type = args.model_type;
-
-    let model = args.load.model(&model_path)?;
-    let meta = model.metadata().clone();
-    let use_kv_cache = meta.use_kv_cache && !args.no_kv_cache;
-    tokenizer.check_model(&meta, model.tokenizer_digest())?;
-    if args.verify {
-        model.verify_weights()?;
-    }
-    // `--max-seq-len` is the engine's context limit (from_pte's `max_seq_len`); the engine
-    // refuses 0 and anything above the model's bound.
-    let mut engine = DiffusionEngine::from_model(model, model_type, use_kv_cache)?
-        .with_max_seq_len(args.lengths.max_seq_len.unwrap_or(meta.max_seq_len))?;
+    let tokenizer_dir = session.tokenizer_dir().to_path_buf();
+    let Session {
+        tokenizer,
+        mut engine,
+        embedded_template,
+        ..
+    } = session;
     let max_seq_len = engine.context_limit();
     let prompt_text = read_prompt(args, &tokenizer, max_seq_len)?;
 
@@ -289,8 +250,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         raw_special_tokens: args.raw_special_tokens,
     };
     let encoded = if args.chat.enabled() {
-        let tokenizer_dir = tokenizer_path.parent().unwrap_or(Path::new("."));
-        let template = args.chat.template(None, tokenizer_dir)?;
+        let template = args.chat.template(embedded_template, &tokenizer_dir)?;
         let messages = args
             .chat
             .conversation((args.chat.messages.is_none()).then_some(prompt_text))?;
@@ -320,7 +280,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let config = DiffusionGenerationConfig {
         max_new_tokens,
         seed: args.seed,
-        sampler: Some(args.decode.sampler_for(meta.family)?),
+        sampler: Some(args.decode.sampler_for(engine.family())?),
         ..Default::default()
     };
     let mut printer = Printer {
@@ -328,7 +288,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         stream: StreamDecoder::new(true),
         visual: args.visual,
         quiet: args.json,
-        stop_ids: meta.eos_ids.clone(),
+        stop_ids: engine.metadata().eos_ids.clone(),
         done: false,
         error: None,
     };

@@ -11,6 +11,8 @@ mod load;
 mod output;
 mod runtime;
 mod sampling;
+mod serve;
+mod session;
 mod threads;
 mod verify;
 
@@ -38,6 +40,9 @@ enum Commands {
     Runtime(runtime::Args),
     /// Check that a .pte's weights match the digest recorded at export (and its tokenizer).
     Verify(verify::Args),
+    /// Serve the model over a local OpenAI-compatible HTTP API (/v1/chat/completions,
+    /// /v1/completions, /v1/models, /health), streaming with server-sent events.
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// Errors are printed as one line (the context chain, no backtrace; control characters
@@ -85,5 +90,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Bench(args) => bench::run(&args),
         Commands::Runtime(args) => runtime::run(&args),
         Commands::Verify(args) => verify::run(&args),
+        Commands::Serve(args) => serve::run(&args),
     }
 }

@@ -1,0 +1,530 @@
+//! `diffulex serve`: the model behind a local OpenAI-compatible HTTP API
+//! (`/v1/chat/completions`, `/v1/completions`, `/v1/models`, `/health`), streamed as server-sent
+//! events when asked. One model, one engine: requests take turns on it, while health and model
+//! queries answer at once from other threads.
+
+mod api;
+mod stop;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use diffulex_edge::runtime::sampler::{BlockSampler, SamplerOptions};
+use diffulex_edge::runtime::{
+    BlockEvent, Control, DiffusionEngine, DiffusionGenerationConfig, GenerationObserver, StopReason,
+};
+use diffulex_edge::text::{
+    encode_chat, encode_prompt, ChatOptions, ChatTemplate, PromptOptions, StreamDecoder,
+    TextTokenizer,
+};
+use serde_json::{json, Value};
+
+use api::{ApiError, CompletionRequest, Endpoint, ResponseId, Usage};
+use stop::StopFilter;
+
+use crate::chat_args::resolve_template;
+use crate::limits::LengthArgs;
+use crate::load::LoadArgs;
+use crate::output::eprint_line;
+use crate::sampling::DecodeArgs;
+use crate::session::{Session, SessionOptions};
+use crate::threads::ThreadArgs;
+
+/// Threads that take requests (generation itself runs one at a time).
+const REQUEST_THREADS: usize = 4;
+
+/// Flags of `diffulex serve`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  diffulex serve                                          # bundled model on 127.0.0.1:8080
+  diffulex serve --model sdar.pte --port 9000 --threshold 0.9
+  curl -s localhost:8080/v1/chat/completions -d '{\"messages\": [{\"role\": \"user\", \"content\": \"12+34=\"}]}'")]
+pub struct ServeArgs {
+    /// The `.pte` model (default: the bundled model in models/default).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Hugging Face tokenizer.json (default: the one embedded in the model, else beside it).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Address to listen on (127.0.0.1: this machine only).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port, printed at start).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Name of the model in responses and /v1/models (default: the file's stem).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Use this chat template instead of the model's (.jinja or tokenizer_config.json).
+    #[arg(long, value_name = "FILE")]
+    pub chat_template: Option<PathBuf>,
+    /// Template keyword arguments for every request (a request's chat_template_kwargs win).
+    #[arg(long, value_name = "JSON")]
+    pub chat_template_kwargs: Option<String>,
+    #[command(flatten)]
+    pub lengths: LengthArgs,
+    #[command(flatten)]
+    pub threads: ThreadArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Decoding defaults; a request's temperature, top_p, top_k, steps and threshold override them.
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+}
+
+/// What answers requests: the engine and everything around it.
+struct Backend {
+    engine: DiffusionEngine,
+    tokenizer: TextTokenizer,
+    template: Option<ChatTemplate>,
+    template_kwargs: ChatOptions,
+    defaults: SamplerOptions,
+    default_max_tokens: Option<usize>,
+    name: String,
+    next_id: u64,
+}
+
+/// One finished completion.
+struct Completion {
+    text: String,
+    finish: &'static str,
+    usage: Usage,
+    stats: Value,
+}
+
+/// Runs `diffulex serve`.
+pub fn run(args: &ServeArgs) -> Result<()> {
+    args.threads.apply()?;
+    let session = Session::open(
+        &SessionOptions {
+            model: args.model.as_deref(),
+            tokenizer: args.tokenizer.as_deref(),
+            max_seq_len: args.lengths.max_seq_len,
+            ..Default::default()
+        },
+        &args.load,
+    )?;
+    let template = match resolve_template(
+        args.chat_template.as_deref(),
+        session.embedded_template.clone(),
+        session.tokenizer_dir(),
+    ) {
+        Ok(template) => Some(template),
+        // Without a template the chat endpoint refuses requests; /v1/completions still works.
+        Err(e) => {
+            eprint_line(&format!(
+                "warning: no chat template ({e:#}); /v1/chat/completions will refuse requests"
+            ));
+            None
+        }
+    };
+    let template_kwargs = match &args.chat_template_kwargs {
+        Some(json) => ChatOptions::default()
+            .with_kwargs_json(json)
+            .context("bad --chat-template-kwargs")?,
+        None => ChatOptions::default(),
+    };
+    let defaults = SamplerOptions::from(&args.decode);
+    // Refuse server-wide flags the family cannot use now, not on every request.
+    args.decode.sampler_for(session.engine.family())?;
+    let name = args.name.clone().unwrap_or_else(|| session.model_name());
+    let server = tiny_http::Server::http((args.host.as_str(), args.port)).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {}:{}: {e} (is the port in use? pass --port N, or 0 for any)",
+            args.host,
+            args.port
+        )
+    })?;
+    let address = server
+        .server_addr()
+        .to_ip()
+        .map_or_else(|| "?".to_string(), |a| a.to_string());
+    let backend = Backend {
+        tokenizer: session.tokenizer,
+        engine: session.engine,
+        template,
+        template_kwargs,
+        defaults,
+        default_max_tokens: args.lengths.max_new_tokens,
+        name,
+        next_id: 0,
+    };
+    eprint_line(&format!(
+        "diffulex serve: {} ({}, context {}) on http://{address}/v1",
+        backend.name,
+        backend.engine.family().name(),
+        backend.engine.context_limit()
+    ));
+    let server = Arc::new(server);
+    let backend = Arc::new(Mutex::new(backend));
+    let workers: Vec<_> = (0..REQUEST_THREADS)
+        .map(|_| {
+            let server = Arc::clone(&server);
+            let backend = Arc::clone(&backend);
+            std::thread::spawn(move || {
+                while let Ok(request) = server.recv() {
+                    handle(request, &backend);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        let _ = worker.join();
+    }
+    Ok(())
+}
+
+fn json_response(status: u16, body: &Value) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let header = tiny_http::Header::from_bytes("Content-Type", "application/json")
+        .expect("a valid static header");
+    tiny_http::Response::from_data(body.to_string().into_bytes())
+        .with_status_code(status)
+        .with_header(header)
+}
+
+/// Answers one request; failures to write go nowhere (the client is gone).
+fn handle(mut request: tiny_http::Request, backend: &Mutex<Backend>) {
+    let path = request.url().split('?').next().unwrap_or("").to_string();
+    let method = request.method().clone();
+    let endpoint = match path.as_str() {
+        "/v1/chat/completions" => Some(Endpoint::Chat),
+        "/v1/completions" => Some(Endpoint::Text),
+        _ => None,
+    };
+    let reply = |request: tiny_http::Request, status: u16, body: Value| {
+        let _ = request.respond(json_response(status, &body));
+    };
+    match (&method, path.as_str(), endpoint) {
+        (tiny_http::Method::Get, "/health", _) => reply(request, 200, json!({ "status": "ok" })),
+        (tiny_http::Method::Get, "/v1/models", _) => {
+            let body = match backend.lock() {
+                Ok(b) => json!({ "object": "list", "data": [{
+                    "id": b.name, "object": "model", "owned_by": "diffulex",
+                    "family": b.engine.family().name(), "max_seq_len": b.engine.context_limit(),
+                }]}),
+                Err(_) => {
+                    ApiError::status(500, "the engine failed earlier; restart the server").body()
+                }
+            };
+            reply(request, 200, body)
+        }
+        (tiny_http::Method::Post, _, Some(endpoint)) => {
+            let body = match read_body(&mut request) {
+                Ok(body) => body,
+                Err(e) => return reply(request, e.status, e.body()),
+            };
+            let parsed = match api::parse_request(endpoint, &body) {
+                Ok(parsed) => parsed,
+                Err(e) => return reply(request, e.status, e.body()),
+            };
+            let Ok(mut backend) = backend.lock() else {
+                let e = ApiError::status(500, "the engine failed earlier; restart the server");
+                return reply(request, e.status, e.body());
+            };
+            if parsed.stream {
+                stream(request, &mut backend, &parsed);
+            } else {
+                let who = backend.response_id(endpoint);
+                match backend.complete(&parsed, &mut |_| true) {
+                    Ok(done) => reply(
+                        request,
+                        200,
+                        api::completion_body(
+                            endpoint,
+                            &who,
+                            &done.text,
+                            done.finish,
+                            done.usage,
+                            done.stats,
+                        ),
+                    ),
+                    Err(e) => reply(request, e.status, e.body()),
+                }
+            }
+        }
+        (_, "/health" | "/v1/models" | "/v1/chat/completions" | "/v1/completions", _) => {
+            let e = ApiError::status(405, format!("{method} is not allowed on {path}"));
+            reply(request, e.status, e.body())
+        }
+        _ => {
+            let e = ApiError::status(
+                404,
+                format!("no route {path}: the server has /v1/chat/completions, /v1/completions, /v1/models and /health"),
+            );
+            reply(request, e.status, e.body())
+        }
+    }
+}
+
+/// The body, refused past [`api::MAX_BODY_BYTES`] before and while it is read.
+fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, ApiError> {
+    let too_large = || {
+        ApiError::status(
+            413,
+            format!(
+                "the request body is larger than {} bytes",
+                api::MAX_BODY_BYTES
+            ),
+        )
+    };
+    if request
+        .body_length()
+        .is_some_and(|n| n > api::MAX_BODY_BYTES)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    request
+        .as_reader()
+        .take(api::MAX_BODY_BYTES as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| ApiError::status(400, format!("cannot read the request body: {e}")))?;
+    if body.len() > api::MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(body)
+}
+
+/// Streams a completion as server-sent events on the raw connection (`Connection: close`
+/// ends the stream). A request that cannot run gets its error before any event; a client that
+/// goes away stops the generation at the next block.
+fn stream(request: tiny_http::Request, backend: &mut Backend, parsed: &CompletionRequest) {
+    let prepared = match backend.prepare(parsed) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            let _ = request.respond(json_response(e.status, &e.body()));
+            return;
+        }
+    };
+    let who = backend.response_id(parsed.endpoint);
+    let mut writer = request.into_writer();
+    // Chunked framing ends the response clearly for every client, and `Connection: close` lets
+    // the client close the connection after it (the server keeps no stream half-open).
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    let mut alive = writer
+        .write_all(head.as_bytes())
+        .and_then(|()| writer.flush())
+        .is_ok();
+    let send = |writer: &mut Box<dyn Write + Send>, line: &str| -> bool {
+        let event = format!("data: {line}\n\n");
+        writer
+            .write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes())
+            .and_then(|()| writer.flush())
+            .is_ok()
+    };
+    let result = backend.run(prepared, &mut |piece| {
+        alive = alive
+            && send(
+                &mut writer,
+                &api::chunk_body(parsed.endpoint, &who, Some(piece), None).to_string(),
+            );
+        alive
+    });
+    if !alive {
+        return;
+    }
+    let last = match result {
+        Ok(done) => api::chunk_body(parsed.endpoint, &who, None, Some(done.finish)),
+        Err(e) => e.body(),
+    };
+    if send(&mut writer, &last.to_string()) && send(&mut writer, "[DONE]") {
+        let _ = writer.write_all(b"0\r\n\r\n").and_then(|()| writer.flush());
+    }
+}
+
+/// A request ready to run: prompt ids and generation settings, all checked.
+struct Prepared {
+    prompt: Vec<i64>,
+    config: DiffusionGenerationConfig,
+    stop: Vec<String>,
+}
+
+impl Backend {
+    fn response_id(&mut self, endpoint: Endpoint) -> ResponseId {
+        self.next_id += 1;
+        ResponseId {
+            id: match endpoint {
+                Endpoint::Chat => format!("chatcmpl-{}", self.next_id),
+                Endpoint::Text => format!("cmpl-{}", self.next_id),
+            },
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            model: self.name.clone(),
+        }
+    }
+
+    /// Generates the answer to `request`; see [`Backend::run`].
+    fn complete(
+        &mut self,
+        request: &CompletionRequest,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Completion, ApiError> {
+        let prepared = self.prepare(request)?;
+        self.run(prepared, sink)
+    }
+
+    /// Checks and tokenizes `request`: everything that can be refused is refused here, before
+    /// a stream starts.
+    fn prepare(&mut self, request: &CompletionRequest) -> Result<Prepared, ApiError> {
+        let family = self.engine.family();
+        let options = PromptOptions {
+            max_seq_len: self.engine.context_limit(),
+            chat: None,
+            raw_special_tokens: false,
+        };
+        let prompt = match request.endpoint {
+            Endpoint::Chat => {
+                let template = self.template.as_ref().ok_or_else(|| {
+                    ApiError::status(400, "the model has no chat template: use /v1/completions, or start the server with --chat-template FILE")
+                })?;
+                let mut chat = self.template_kwargs.clone();
+                chat.kwargs.extend(request.chat_template_kwargs.clone());
+                encode_chat(&self.tokenizer, template, &request.messages, &chat, &options)
+            }
+            Endpoint::Text => {
+                let text = request.messages.first().map_or("", |m| m.content.as_str());
+                encode_prompt(&self.tokenizer, text, &options)
+            }
+        }
+        .map_err(|e| ApiError::invalid(if request.endpoint == Endpoint::Chat { "messages" } else { "prompt" }, e.to_string()))?;
+        let prompt = prompt.ids;
+        if prompt.is_empty() {
+            return Err(ApiError::status(400, "the prompt tokenizes to nothing"));
+        }
+        let room = self.engine.room_after(prompt.len());
+        let wanted = request
+            .max_tokens
+            .or(self.default_max_tokens)
+            .unwrap_or(room);
+        let max_new_tokens = self
+            .engine
+            .max_new_tokens_for(prompt.len(), wanted)
+            .map_err(|e| ApiError::invalid("max_tokens", e.to_string()))?;
+        // The request's settings over the server's flags.
+        let defaults = &self.defaults;
+        let sampler_options = SamplerOptions {
+            temperature: request.temperature.or(defaults.temperature),
+            top_p: request.top_p.or(defaults.top_p),
+            top_k: request.top_k.or(defaults.top_k),
+            steps: request.steps.or(defaults.steps),
+            threshold: request.threshold.or(defaults.threshold),
+            ..defaults.clone()
+        };
+        let sampler = BlockSampler::from_options(family, &sampler_options)
+            .map_err(|e| ApiError::status(400, e.to_string()))?;
+        let config = DiffusionGenerationConfig {
+            max_new_tokens,
+            seed: request.seed.unwrap_or(0),
+            sampler: Some(sampler),
+            ..Default::default()
+        };
+        Ok(Prepared {
+            prompt,
+            config,
+            stop: request.stop.clone(),
+        })
+    }
+
+    /// Runs a prepared request, passing text to `sink` as blocks are final (`sink` returning
+    /// false stops the generation).
+    fn run(
+        &mut self,
+        prepared: Prepared,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Completion, ApiError> {
+        let Prepared {
+            prompt,
+            config,
+            stop,
+        } = prepared;
+        let mut observer = TextObserver {
+            tokenizer: &self.tokenizer,
+            stream: StreamDecoder::new(true),
+            stops: StopFilter::new(stop),
+            stop_ids: self.engine.metadata().eos_ids.clone(),
+            text: String::new(),
+            sink,
+            client_gone: false,
+            error: None,
+        };
+        let out = self
+            .engine
+            .generate_with(&prompt, &config, &mut observer)
+            .map_err(|e| ApiError::status(500, format!("generation failed: {e}")))?;
+        if let Some(e) = observer.error {
+            return Err(ApiError::status(500, e));
+        }
+        if !observer.stops.stopped() {
+            let rest = observer
+                .stream
+                .finish(&self.tokenizer)
+                .map_err(|e| ApiError::status(500, e.to_string()))?;
+            let released = observer.stops.push(&rest) + &observer.stops.finish();
+            observer.release(&released);
+        }
+        let finish = api::finish_reason(
+            out.stop_reason == StopReason::MaxNewTokens && !observer.stops.stopped(),
+        );
+        Ok(Completion {
+            text: observer.text,
+            finish,
+            usage: Usage {
+                prompt: prompt.len(),
+                completion: out.tokens.len(),
+            },
+            stats: serde_json::to_value(&out.stats).unwrap_or(Value::Null),
+        })
+    }
+}
+
+/// Turns final blocks into text pieces for the sink, through the stop strings.
+struct TextObserver<'a> {
+    tokenizer: &'a TextTokenizer,
+    stream: StreamDecoder,
+    stops: StopFilter,
+    stop_ids: Vec<i64>,
+    text: String,
+    sink: &'a mut dyn FnMut(&str) -> bool,
+    client_gone: bool,
+    error: Option<String>,
+}
+
+impl TextObserver<'_> {
+    fn release(&mut self, piece: &str) {
+        if piece.is_empty() {
+            return;
+        }
+        self.text.push_str(piece);
+        if !self.client_gone && !(self.sink)(piece) {
+            self.client_gone = true;
+        }
+    }
+}
+
+impl GenerationObserver for TextObserver<'_> {
+    fn on_block(&mut self, event: &BlockEvent<'_>) -> Control {
+        // Nothing after a stop id is part of the answer; the engine truncates the same way.
+        let end = event
+            .tokens
+            .iter()
+            .position(|t| self.stop_ids.contains(t))
+            .map_or(event.tokens.len(), |i| i + 1);
+        match self.stream.push(self.tokenizer, &event.tokens[..end]) {
+            Ok(piece) => {
+                let released = self.stops.push(&piece);
+                self.release(&released);
+            }
+            Err(e) => self.error = Some(e.to_string()),
+        }
+        if self.stops.stopped() || self.client_gone || self.error.is_some() {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! A model ready to answer: the `.pte` loaded into an engine, with its tokenizer (the one
+//! embedded in the file, else `tokenizer.json` beside it, or `--tokenizer`) checked against it.
+//! Shared by `generate`, `chat` and `serve`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use diffulex_edge::runtime::{DiffusionEngine, DiffusionModel, ModelType};
+use diffulex_edge::text::{ChatTemplate, TextTokenizer};
+
+use crate::load::{check_file, LoadArgs};
+
+/// How to open a session.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionOptions<'a> {
+    /// `--model` (default: the bundled model).
+    pub model: Option<&'a Path>,
+    /// `--tokenizer` (default: embedded, else beside the model).
+    pub tokenizer: Option<&'a Path>,
+    /// `--max-seq-len`: the engine's context limit (default: the exported bound).
+    pub max_seq_len: Option<usize>,
+    /// `--model-type`.
+    pub model_type: ModelType,
+    /// `--no-kv-cache`.
+    pub no_kv_cache: bool,
+    /// `--verify`: check the weights digest first.
+    pub verify: bool,
+}
+
+/// A loaded model and its text side.
+pub struct Session {
+    /// The `.pte` file.
+    pub model_path: PathBuf,
+    /// Where the tokenizer came from (a file, or the model for an embedded one).
+    pub tokenizer_path: PathBuf,
+    /// The tokenizer, checked against the model's recorded vocabulary digest.
+    pub tokenizer: TextTokenizer,
+    /// The chat template embedded in the model, if it has one.
+    pub embedded_template: Option<ChatTemplate>,
+    /// The engine, with the context limit asked for.
+    pub engine: DiffusionEngine,
+}
+
+impl Session {
+    /// Loads the model and its tokenizer.
+    pub fn open(options: &SessionOptions<'_>, load: &LoadArgs) -> Result<Self> {
+        let model_path = match options.model {
+            Some(p) => p.to_path_buf(),
+            None => default_model()?,
+        };
+        check_file(
+            "model",
+            &model_path,
+            "pass --model PATH.pte (export one with `diffulex-export export`)",
+        )?;
+        let tokenizer_path = match options.tokenizer {
+            Some(p) => p.to_path_buf(),
+            None => model_path.with_file_name("tokenizer.json"),
+        };
+        check_file(
+            "tokenizer",
+            &tokenizer_path,
+            "pass --tokenizer PATH/tokenizer.json",
+        )?;
+        let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
+        let model = load.model(&model_path)?;
+        let meta = model.metadata().clone();
+        let use_kv_cache = meta.use_kv_cache && !options.no_kv_cache;
+        tokenizer.check_model(&meta, model.tokenizer_digest())?;
+        if options.verify {
+            model.verify_weights()?;
+        }
+        // `--max-seq-len` is the engine's context limit (from_pte's `max_seq_len`); the engine
+        // refuses 0 and anything above the model's bound.
+        let engine = DiffusionEngine::from_model(model, options.model_type, use_kv_cache)?
+            .with_max_seq_len(options.max_seq_len.unwrap_or(meta.max_seq_len))?;
+        Ok(Session {
+            model_path,
+            tokenizer_path,
+            tokenizer,
+            embedded_template: None,
+            engine,
+        })
+    }
+
+    /// The directory whose chat template files belong to the tokenizer.
+    pub fn tokenizer_dir(&self) -> &Path {
+        self.tokenizer_path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// A name for the model: its file's stem.
+    pub fn model_name(&self) -> String {
+        self.model_path
+            .file_stem()
+            .map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned())
+    }
+}
+
+/// The bundled model: next to the executable first (installed layout), then the source tree.
+fn default_model() -> Result<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            candidates.push(dir.join("models/default/model.pte"));
+        }
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default/model.pte"));
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .with_context(|| {
+            format!(
+                "no --model given and the bundled model is missing (looked at {}); pass --model PATH.pte",
+                candidates
+                    .iter()
+                    .map(|p| format!("{p:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
