@@ -12,9 +12,10 @@ use diffulex_edge::runtime::{
     GenerationStats, ModelType, StepEvent, StopReason,
 };
 use diffulex_edge::text::{
-    encode_chat, encode_prompt, read_prompt_bounded, PromptOptions, StreamDecoder, TextTokenizer,
+    encode_chat, encode_prompt, read_prompt_bounded, PromptOptions, TextTokenizer,
 };
 
+use crate::block_text::BlockText;
 use crate::chat_args::ChatArgs;
 use crate::limits::{self, LengthArgs};
 use crate::load::LoadArgs;
@@ -144,28 +145,18 @@ fn read_prompt(
 /// Streams committed text to stdout, or redraws the canvas with `--visual`.
 struct Printer<'t> {
     tokenizer: &'t TextTokenizer,
-    stream: StreamDecoder,
+    text: BlockText,
     visual: bool,
     quiet: bool,
-    stop_ids: Vec<i64>,
-    done: bool,
     error: Option<anyhow::Error>,
 }
 
 impl Printer<'_> {
     fn emit(&mut self, ids: &[i64]) {
-        if self.quiet || self.visual || self.done {
+        if self.quiet || self.visual {
             return;
         }
-        // Nothing after a stop id is part of the answer; the engine truncates the same way.
-        let end = ids
-            .iter()
-            .position(|t| self.stop_ids.contains(t))
-            .map_or(ids.len(), |i| {
-                self.done = true;
-                i + 1
-            });
-        match self.stream.push(self.tokenizer, &ids[..end]) {
+        match self.text.push(self.tokenizer, ids) {
             Ok(text) => {
                 if let Err(e) = write_stdout(&text) {
                     self.error = Some(e);
@@ -285,11 +276,9 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     };
     let mut printer = Printer {
         tokenizer: &tokenizer,
-        stream: StreamDecoder::new(true),
+        text: BlockText::new(engine.metadata().eos_ids.clone()),
         visual: args.visual,
         quiet: args.json,
-        stop_ids: engine.metadata().eos_ids.clone(),
-        done: false,
         error: None,
     };
     let out = engine.generate_with(&prompt, &config, &mut printer)?;
@@ -304,7 +293,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         let rest = if args.visual {
             answer
         } else {
-            printer.stream.finish(&tokenizer)?
+            printer.text.finish(&tokenizer)?
         };
         write_stdout(&(rest + "\n"))?;
         eprint_line(&stats_line(&out));

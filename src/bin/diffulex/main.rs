@@ -3,6 +3,8 @@
 //! One module per subcommand; `main` only parses arguments and dispatches.
 
 mod bench;
+mod block_text;
+mod chat;
 mod chat_args;
 mod generate;
 mod inspect;
@@ -40,6 +42,8 @@ enum Commands {
     Runtime(runtime::Args),
     /// Check that a .pte's weights match the digest recorded at export (and its tokenizer).
     Verify(verify::Args),
+    /// Chat with the model, turn after turn (line editing, /reset, /exit; streams answers).
+    Chat(Box<chat::ChatCommandArgs>),
     /// Serve the model over a local OpenAI-compatible HTTP API (/v1/chat/completions,
     /// /v1/completions, /v1/models, /health), streaming with server-sent events.
     Serve(Box<serve::ServeArgs>),
@@ -91,5 +95,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Runtime(args) => runtime::run(&args),
         Commands::Verify(args) => verify::run(&args),
         Commands::Serve(args) => serve::run(&args),
+        Commands::Chat(args) => chat::run(&args),
     }
 }

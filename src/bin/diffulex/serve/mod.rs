@@ -18,14 +18,14 @@ use diffulex_edge::runtime::{
     BlockEvent, Control, DiffusionEngine, DiffusionGenerationConfig, GenerationObserver, StopReason,
 };
 use diffulex_edge::text::{
-    encode_chat, encode_prompt, ChatOptions, ChatTemplate, PromptOptions, StreamDecoder,
-    TextTokenizer,
+    encode_chat, encode_prompt, ChatOptions, ChatTemplate, PromptOptions, TextTokenizer,
 };
 use serde_json::{json, Value};
 
 use api::{ApiError, CompletionRequest, Endpoint, ResponseId, Usage};
 use stop::StopFilter;
 
+use crate::block_text::BlockText;
 use crate::chat_args::resolve_template;
 use crate::limits::LengthArgs;
 use crate::load::LoadArgs;
@@ -444,9 +444,8 @@ impl Backend {
         } = prepared;
         let mut observer = TextObserver {
             tokenizer: &self.tokenizer,
-            stream: StreamDecoder::new(true),
+            blocks: BlockText::new(self.engine.metadata().eos_ids.clone()),
             stops: StopFilter::new(stop),
-            stop_ids: self.engine.metadata().eos_ids.clone(),
             text: String::new(),
             sink,
             client_gone: false,
@@ -461,7 +460,7 @@ impl Backend {
         }
         if !observer.stops.stopped() {
             let rest = observer
-                .stream
+                .blocks
                 .finish(&self.tokenizer)
                 .map_err(|e| ApiError::status(500, e.to_string()))?;
             let released = observer.stops.push(&rest) + &observer.stops.finish();
@@ -485,9 +484,8 @@ impl Backend {
 /// Turns final blocks into text pieces for the sink, through the stop strings.
 struct TextObserver<'a> {
     tokenizer: &'a TextTokenizer,
-    stream: StreamDecoder,
+    blocks: BlockText,
     stops: StopFilter,
-    stop_ids: Vec<i64>,
     text: String,
     sink: &'a mut dyn FnMut(&str) -> bool,
     client_gone: bool,
@@ -508,13 +506,7 @@ impl TextObserver<'_> {
 
 impl GenerationObserver for TextObserver<'_> {
     fn on_block(&mut self, event: &BlockEvent<'_>) -> Control {
-        // Nothing after a stop id is part of the answer; the engine truncates the same way.
-        let end = event
-            .tokens
-            .iter()
-            .position(|t| self.stop_ids.contains(t))
-            .map_or(event.tokens.len(), |i| i + 1);
-        match self.stream.push(self.tokenizer, &event.tokens[..end]) {
+        match self.blocks.push(self.tokenizer, event.tokens) {
             Ok(piece) => {
                 let released = self.stops.push(&piece);
                 self.release(&released);
