@@ -1,14 +1,12 @@
 //! Checks of an XNNPACK delegate payload (the processed blob of a delegate whose backend id
 //! is `XnnpackBackend`) before the XNNPACK backend parses it.
 //!
-//! ExecuTorch 1.5.1's XNNPACK backend verifies the payload's flatbuffer structure and range
-//! checks constant-buffer indices, but trusts what the graph says about its data: a tensor's
+//! Why the verifier exists is told in `verify/mod.rs`. What XNNPACK trusts here: a tensor's
 //! dims decide how many bytes weight packing reads from the constant behind it, a per-channel
 //! scale array is read for as many channels as the dims say, an external id indexes the
 //! delegate call's argument array directly, a union tag with no table behind it is
-//! dereferenced, and a depthwise convolution divides by its group input channels. One flipped
-//! bit in any of these segfaults, aborts or stalls the process while the method loads. This
-//! pass rejects such a payload first:
+//! dereferenced, and a depthwise convolution divides by its group input channels. This pass
+//! rejects such a payload first:
 //!
 //! - the header's flatbuffer and constant ranges lie inside the payload, in order, and the
 //!   flatbuffer has XNNPACK's identifier (`XN00`/`XN01`);
@@ -31,6 +29,17 @@
 //!   memory by the declared dims (one flipped bit asked for 16 GiB and the process was
 //!   killed), while every node it runs produces at most the product of its inputs' sizes
 //!   (the floor covers concatenations and pads of tiny tensors).
+//!
+//! # Pinned to ExecuTorch 1.5.1
+//!
+//! The payload layout read here is ExecuTorch 1.5.1's: the 30-byte `XNNHeader`
+//! (`backends/xnnpack/runtime/XNNHeader.h`), the `XN00`/`XN01` identifiers, and the tables of
+//! `backends/xnnpack/serialization/runtime_schema.fbs` (`XValueUnion`, `XNodeUnion` with
+//! [`NODE_KINDS`] members, `XNNDatatype` up to [`MAX_DATATYPE`] with the element sizes in
+//! `DATATYPE_BITS`). On an ExecuTorch upgrade, diff that schema and header against the
+//! copies this was written for, check that `XNNCompiler.cpp` still reads the fields listed
+//! above unchecked (and nothing new), update the node table in `Graph::node`, and rerun
+//! `cargo test --test xnnpack_payload`, whose bit flips cover every byte of a payload.
 //!
 //! What it cannot see: values that are valid but wrong (a changed weight byte, a clamp bound)
 //! run and give different numbers, and shape mismatches XNNPACK detects itself come back as
@@ -785,7 +794,7 @@ mod tests {
                 named.insert(e.string(0).unwrap().unwrap(), size);
             }
         }
-        let base = crate::pte::segments::segment_base(&file).unwrap_or(0);
+        let base = crate::pte::verify::segment_base(&file).unwrap_or(0);
         let mut payloads = Vec::new();
         let plans = program.vector(1, 4).unwrap().unwrap();
         for p in 0..plans.len() {
@@ -892,7 +901,7 @@ mod tests {
         assert_eq!(inline.payloads.len(), 1);
         assert!(
             inline.payloads[0].end
-                < crate::pte::segments::segment_base(&inline.file).unwrap_or(u64::MAX) as usize
+                < crate::pte::verify::segment_base(&inline.file).unwrap_or(u64::MAX) as usize
         );
     }
 

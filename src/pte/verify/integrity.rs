@@ -1,11 +1,5 @@
-//! Semantic checks of a program before ExecuTorch loads any of its methods.
-//!
-//! ExecuTorch 1.5.1 verifies a program's flatbuffer structure (`InternalConsistency`) but
-//! trusts its contents when it builds a method: an operator index past the operator table is
-//! dereferenced (segfault), and a kernel argument that is not the EValue type the kernel
-//! expects hits a fatal `toTensor()`/`toIntList()`/`toScalar()` assert (abort). So a single
-//! flipped bit can kill the process. This pass walks every execution plan and rejects such a
-//! program with [`PteError::CorruptProgram`] instead:
+//! The walk over every execution plan of a program (the first pass of the verifier; why it
+//! exists is told in `verify/mod.rs`).
 //!
 //! - every value index (plan and chain inputs/outputs, instruction arguments, list items,
 //!   move/free/jump operands) is inside the plan's value table, every operator and delegate
@@ -13,26 +7,24 @@
 //! - every value has a known type tag and a payload; tensors have a known scalar type and
 //!   dynamism, non-negative sizes, and a `dim_order` that is a permutation of the sizes' dims;
 //!   int lists reference ints, tensor lists tensors, optional tensor lists tensors or None;
-//! - freed values are tensors that are neither constant nor memory-planned; operators have names; delegates have an id, compile specs and
-//!   processed data that points at an existing inline blob or segment;
-//! - kernel calls to an operator whose schema is known (`op_schemas`, generated from the
-//!   kernel libraries' schemas) have the schema's argument count, and each argument has an
-//!   EValue type the kernel's unboxing accepts. Calls to operators outside that table (custom
+//! - freed values are tensors that are neither constant nor memory-planned; operators have
+//!   names; delegates have an id, compile specs and processed data that points at an
+//!   existing inline blob or segment;
+//! - kernel calls to an operator whose schema is known ([`op_schemas`]) have the schema's
+//!   argument count and argument types; calls to operators outside that table (custom
 //!   operator libraries) get only the range checks;
-//! - every XNNPACK delegate payload, inline or in a segment, passes `xnnpack_blob::check`
-//!   (the backend trusts its graph's dims, ids and tags);
-//! - every call of a scalar operator built into the runtime (`sym_size`, integer `floordiv`,
-//!   ...) is well typed and its dim or divisor fixed and in range (`prim_ops`).
+//! - every XNNPACK delegate payload, inline or in a segment, passes [`xnnpack_blob::check`];
+//! - every call of a scalar operator built into the runtime is well typed ([`prim_ops`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::error::PteError;
 use super::flatbuf::{OutOfBounds, Table, Vector};
 use super::op_schemas;
 use super::prim_ops;
 use super::segments::{self, Segments};
 use super::xnnpack_blob;
+use crate::pte::PteError;
 
 /// EValue type tags of the program schema (`KernelTypes` union).
 mod tag {
@@ -1198,7 +1190,7 @@ fn check_kernel_args(c: &Checker, loc: &str, op: &str, args: &[usize], tags: &[u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pte::segments::InMemory;
+    use crate::pte::verify::segments::InMemory;
 
     fn mlp() -> Vec<u8> {
         std::fs::read(concat!(
