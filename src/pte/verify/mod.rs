@@ -58,6 +58,7 @@ pub(crate) mod flatbuf;
 pub(crate) mod integrity;
 pub(crate) mod op_schemas;
 pub(crate) mod prim_ops;
+pub(crate) mod schema;
 pub(crate) mod segments;
 pub(crate) mod xnnpack_blob;
 
