@@ -146,6 +146,17 @@ impl Checker {
     }
 }
 
+/// Attaches the location to a read the generated reader refused.
+trait At<T> {
+    fn at(self, c: &Checker, location: &str) -> Checked<T>;
+}
+
+impl<T> At<T> for planus::Result<T> {
+    fn at(self, c: &Checker, location: &str) -> Checked<T> {
+        self.map_err(|e| c.read(location, e))
+    }
+}
+
 /// What each method needs from the runtime: operators by registry name (`aten::add.out`) and
 /// delegate backends by id (`XnnpackBackend`), each with its method, in program order.
 #[derive(Debug, Default)]
@@ -174,14 +185,11 @@ pub(crate) fn check_program(
             instruction: None,
         },
     };
-    let program = et::ProgramRef::read_as_root(buf).map_err(|e| c.read("program", e))?;
-    let read = |what: &str, e| c.read(what, e);
+    let program = et::ProgramRef::read_as_root(buf).at(&c, "program")?;
     let inline = program
         .backend_delegate_data()
-        .map_err(|e| read("program delegate data", e))?;
-    let segments = program
-        .segments()
-        .map_err(|e| read("program segments", e))?;
+        .at(&c, "program delegate data")?;
+    let segments = program.segments().at(&c, "program segments")?;
     let n_inline = inline.map_or(0, |v| v.len());
     let n_segments = segments.map_or(0, |v| v.len());
     // Segments referenced by anything; an unreferenced one means a reference was lost (e.g.
@@ -194,14 +202,12 @@ pub(crate) fn check_program(
         file_bytes,
         named_data: named_data_sizes(&c, program, segments)?,
     };
-    let plans = program
-        .execution_plan()
-        .map_err(|e| read("program execution plans", e))?;
+    let plans = program.execution_plan().at(&c, "program execution plans")?;
     let mut uses = ProgramUses::default();
     let mut xnnpack = Vec::new();
     for (p, plan) in items(plans).enumerate() {
-        let plan = plan.map_err(|e| c.read(&format!("execution plan {p}"), e))?;
-        let name = text(plan.name()).map_err(|e| c.read(&format!("execution plan {p} name"), e))?;
+        let plan = plan.at(&c, &format!("execution plan {p}"))?;
+        let name = text(plan.name()).at(&c, &format!("execution plan {p} name"))?;
         c.place.method = Some(name.unwrap_or_else(|| format!("<plan {p}>")));
         c.place.instruction = None;
         let refs = Refs {
@@ -238,7 +244,7 @@ fn check_segment_refs(
     n_segments: usize,
 ) -> Checked<Vec<usize>> {
     let segment = |idx: planus::Result<u32>, what: &str| -> Checked<usize> {
-        let idx = idx.map_err(|e| c.read(what, e))?;
+        let idx = idx.at(c, what)?;
         match usize::try_from(idx) {
             Ok(i) if i < n_segments => Ok(i),
             _ => Err(c.err(
@@ -250,29 +256,28 @@ fn check_segment_refs(
         }
     };
     let mut used = Vec::new();
-    let named = program.named_data().map_err(|e| c.read("named data", e))?;
+    let named = program.named_data().at(c, "named data")?;
     for (i, entry) in items(named).enumerate() {
         let what = format!("named data entry {i}");
-        let entry = entry.map_err(|e| c.read(&what, e))?;
-        if text(entry.key()).map_err(|e| c.read(&what, e))?.is_none() {
+        let entry = entry.at(c, &what)?;
+        if text(entry.key()).at(c, &what)?.is_none() {
             return Err(c.err(what, "has no key".into()));
         }
         used.push(segment(entry.segment_index(), &what)?);
     }
     let mutable = program
         .mutable_data_segments()
-        .map_err(|e| c.read("mutable data segments", e))?;
+        .at(c, "mutable data segments")?;
     for (i, entry) in items(mutable).enumerate() {
         let what = format!("mutable data segment entry {i}");
-        let entry = entry.map_err(|e| c.read(&what, e))?;
+        let entry = entry.at(c, &what)?;
         used.push(segment(entry.segment_index(), &what)?);
     }
-    let read = |e| c.read("constant segment", e);
-    if let Some(constants) = program.constant_segment().map_err(read)? {
+    if let Some(constants) = program.constant_segment().at(c, "constant segment")? {
         // An empty offset list means there are no constants, and no segment is needed.
         if constants
             .offsets()
-            .map_err(read)?
+            .at(c, "constant segment")?
             .is_some_and(|o| !o.is_empty())
         {
             used.push(segment(constants.segment_index(), "constant segment")?);
@@ -299,7 +304,7 @@ fn check_plan(
     check_planned_memory(c, plan, total_memory())?;
     let values = plan
         .values()
-        .map_err(|e| c.read("value table", e))?
+        .at(c, "value table")?
         .ok_or_else(|| c.err("value table".into(), "is missing".into()))?;
     // First pass: every value's type tag, so references can be checked against it.
     let mut tags = Vec::with_capacity(values.len());
@@ -334,16 +339,26 @@ fn check_plan(
         let Some(member) = member else { continue };
         check_value(c, v, member, &tags)?;
         if let et::KernelTypesRef::Tensor(tensor) = member {
-            let read = |e| c.read(&format!("value {v} (Tensor)"), e);
-            let constant = tensor.data_buffer_idx().map_err(read)? != 0;
-            let planned = tensor.allocation_info().map_err(read)?.is_some();
-            let external = tensor.extra_tensor_info().map_err(read)?.is_some();
+            let constant = tensor
+                .data_buffer_idx()
+                .at(c, &format!("value {v} (Tensor)"))?
+                != 0;
+            let planned = tensor
+                .allocation_info()
+                .at(c, &format!("value {v} (Tensor)"))?
+                .is_some();
+            let external = tensor
+                .extra_tensor_info()
+                .at(c, &format!("value {v} (Tensor)"))?
+                .is_some();
             freeable[v] = !constant && !planned;
-            storageless[v] =
-                !constant && !planned && !external && has_elements(*tensor).map_err(read)?;
+            storageless[v] = !constant
+                && !planned
+                && !external
+                && has_elements(*tensor).at(c, &format!("value {v} (Tensor)"))?;
         }
     }
-    let inputs = plan.inputs().map_err(|e| c.read("method inputs", e))?;
+    let inputs = plan.inputs().at(c, "method inputs")?;
     for idx in items(inputs) {
         if let Some(s) = usize::try_from(idx)
             .ok()
@@ -353,7 +368,7 @@ fn check_plan(
         }
     }
     let index_list = |c: &Checker, list: planus::Result<Option<Vector<'_, i32>>>, what: &str| {
-        for (i, idx) in items(list.map_err(|e| c.read(what, e))?).enumerate() {
+        for (i, idx) in items(list.at(c, what)?).enumerate() {
             value_index(c, &tags, idx, &format!("{what} entry {i}"))?;
         }
         Checked::Ok(())
@@ -362,14 +377,14 @@ fn check_plan(
     index_list(c, plan.outputs(), "method outputs")?;
 
     let mut op_names = Vec::new();
-    let operators = plan.operators().map_err(|e| c.read("operator table", e))?;
+    let operators = plan.operators().at(c, "operator table")?;
     for (o, op) in items(operators).enumerate() {
         let loc = || format!("operator {o}");
-        let op = op.map_err(|e| c.read(&loc(), e))?;
+        let op = op.at(c, &loc())?;
         let name = text(op.name())
-            .map_err(|e| c.read(&loc(), e))?
+            .at(c, &loc())?
             .ok_or_else(|| c.err(loc(), "has no name".into()))?;
-        op_names.push(match text(op.overload()).map_err(|e| c.read(&loc(), e))? {
+        op_names.push(match text(op.overload()).at(c, &loc())? {
             Some(overload) if !overload.is_empty() => format!("{name}.{overload}"),
             _ => name,
         });
@@ -378,7 +393,7 @@ fn check_plan(
     for op in &op_names {
         uses.operators.push((method.clone(), op.clone()));
     }
-    let delegates = plan.delegates().map_err(|e| c.read("delegate table", e))?;
+    let delegates = plan.delegates().at(c, "delegate table")?;
     let xnnpack = check_delegates(c, delegates, refs, used_segments, &method, uses)?;
     let n_delegates = delegates.map_or(0, |d| d.len());
     // Fewest arguments each delegate is called with (its payload's external ids index them).
@@ -392,14 +407,14 @@ fn check_plan(
         op_names: &op_names,
         n_delegates,
     };
-    let chains = plan.chains().map_err(|e| c.read("chains", e))?;
+    let chains = plan.chains().at(c, "chains")?;
     for (ch, chain) in items(chains).enumerate() {
-        let chain = chain.map_err(|e| c.read(&format!("chain {ch}"), e))?;
+        let chain = chain.at(c, &format!("chain {ch}"))?;
         index_list(c, chain.inputs(), &format!("chain {ch} inputs"))?;
         index_list(c, chain.outputs(), &format!("chain {ch} outputs"))?;
         let instructions = chain
             .instructions()
-            .map_err(|e| c.read(&format!("chain {ch} instructions"), e))?;
+            .at(c, &format!("chain {ch} instructions"))?;
         let n_instructions = instructions.map_or(0, |i| i.len());
         for (i, instruction) in items(instructions).enumerate() {
             c.place.instruction = Some(i);
@@ -524,15 +539,14 @@ fn named_data_sizes(
     segments: Option<Tables<'_, et::DataSegmentRef<'_>>>,
 ) -> Checked<HashMap<String, u64>> {
     let mut sizes = HashMap::new();
-    let named = program.named_data().map_err(|e| c.read("named data", e))?;
+    let named = program.named_data().at(c, "named data")?;
     for (i, entry) in items(named).enumerate() {
         let what = format!("named data entry {i}");
-        let read = |e| c.read(&what, e);
-        let entry = entry.map_err(read)?;
-        let key = text(entry.key()).map_err(read)?.unwrap_or_default();
-        let index = entry.segment_index().map_err(read)? as usize;
+        let entry = entry.at(c, &what)?;
+        let key = text(entry.key()).at(c, &what)?.unwrap_or_default();
+        let index = entry.segment_index().at(c, &what)? as usize;
         if let Some(segment) = segments.and_then(|s| s.get(index)) {
-            sizes.insert(key, segment.and_then(|s| s.size()).map_err(read)?);
+            sizes.insert(key, segment.and_then(|s| s.size()).at(c, &what)?);
         }
     }
     Ok(sizes)
@@ -577,7 +591,7 @@ impl Payloads<'_> {
                 .and_then(|v| v.get(payload.index))
                 .transpose()
                 .and_then(|inline| inline.map(|i| i.data()).transpose())
-                .map_err(|e| c.read(&loc, e))?
+                .at(c, &loc)?
                 .flatten()
                 .ok_or_else(|| c.err(loc.clone(), "inline payload has no data".into()))?;
             xnnpack_blob::check(bytes, bytes.len() as u64, &ctx)
@@ -590,16 +604,12 @@ impl Payloads<'_> {
 
     /// The checked prefix of segment `index` and the segment's full length.
     fn read_segment(&self, c: &Checker, loc: &str, index: usize) -> Checked<(Vec<u8>, u64)> {
-        let read = |e| c.read(loc, e);
         let segment = self
             .segments
             .and_then(|s| s.get(index))
             .ok_or_else(|| c.err(loc.to_string(), format!("has no segment {index}")))?
-            .map_err(read)?;
-        let (offset, len) = (
-            segment.offset().map_err(read)?,
-            segment.size().map_err(read)?,
-        );
+            .at(c, loc)?;
+        let (offset, len) = (segment.offset().at(c, loc)?, segment.size().at(c, loc)?);
         let file_len = self.file_bytes.file_len();
         let start = segments::segment_base(self.buf).and_then(|b| b.checked_add(offset));
         let Some(start) = start.filter(|s| s.checked_add(len).is_some_and(|e| e <= file_len))
@@ -653,13 +663,12 @@ fn check_value(c: &Checker, v: usize, member: &et::KernelTypesRef<'_>, tags: &[u
             .trim_start_matches("an ")
             .trim_start_matches("a ")
     );
-    let read = |e| c.read(&loc, e);
     let no_items = || c.err(loc.clone(), "has no items".into());
     let items_refer_to = |list: planus::Result<Option<Vector<'_, i32>>>,
                           allowed: &[u8],
                           allow_minus_one: bool|
      -> Checked<()> {
-        for (i, idx) in list.map_err(read)?.ok_or_else(no_items)?.iter().enumerate() {
+        for (i, idx) in list.at(c, &loc)?.ok_or_else(no_items)?.iter().enumerate() {
             if allow_minus_one && idx == -1 {
                 continue;
             }
@@ -675,7 +684,7 @@ fn check_value(c: &Checker, v: usize, member: &et::KernelTypesRef<'_>, tags: &[u
         Ok(())
     };
     let has_data = |present: planus::Result<bool>| -> Checked<()> {
-        match present.map_err(read)? {
+        match present.at(c, &loc)? {
             true => Ok(()),
             false => Err(c.err(loc.clone(), "has no data".into())),
         }
@@ -685,7 +694,7 @@ fn check_value(c: &Checker, v: usize, member: &et::KernelTypesRef<'_>, tags: &[u
         K::Tensor(tensor) => check_tensor(c, &loc, *tensor),
         // IntList items are value indices (boxed ints), read with toInt() at execution.
         K::IntList(list) => {
-            let list = list.items().map_err(read)?.ok_or_else(no_items)?;
+            let list = list.items().at(c, &loc)?.ok_or_else(no_items)?;
             for (i, idx) in list.iter().enumerate() {
                 let target = i32::try_from(idx).unwrap_or(-1);
                 let target = value_index(c, tags, target, &format!("{loc} item {i}"))?;
@@ -720,14 +729,13 @@ fn check_tensor(c: &Checker, loc: &str, t: et::TensorRef<'_>) -> Checked<()> {
     t.scalar_type().map_err(|e| unknown("scalar type", e))?;
     t.shape_dynamism()
         .map_err(|e| unknown("shape dynamism", e))?;
-    let read = |e| c.read(loc, e);
     let sizes = t
         .sizes()
-        .map_err(read)?
+        .at(c, loc)?
         .ok_or_else(|| bad("has no sizes".into()))?;
     let dim_order = t
         .dim_order()
-        .map_err(read)?
+        .at(c, loc)?
         .ok_or_else(|| bad("has no dim_order".into()))?;
     let rank = sizes.len();
     if rank > MAX_RANK {
@@ -770,16 +778,15 @@ fn check_delegates(
     let mut xnnpack = Vec::new();
     for (d, delegate) in items(delegates).enumerate() {
         let loc = format!("delegate {d}");
-        let read = |e| c.read(&loc, e);
         let bad = |problem: &str| c.err(loc.clone(), problem.to_string());
-        let delegate = delegate.map_err(read)?;
+        let delegate = delegate.at(c, &loc)?;
         let backend = text(delegate.id())
-            .map_err(read)?
+            .at(c, &loc)?
             .ok_or_else(|| bad("has no backend id"))?;
         uses.backends.push((method.to_string(), backend.clone()));
         let processed = delegate
             .processed()
-            .map_err(read)?
+            .at(c, &loc)?
             .ok_or_else(|| bad("has no processed data reference"))?;
         let location = processed.location().map_err(|e| match e.error_kind {
             ErrorKind::UnknownEnumTag { source } => {
@@ -787,7 +794,7 @@ fn check_delegates(
             }
             _ => c.read(&loc, e),
         })?;
-        let index = usize::try_from(processed.index().map_err(read)?).unwrap_or(usize::MAX);
+        let index = usize::try_from(processed.index().at(c, &loc)?).unwrap_or(usize::MAX);
         let (what, len) = match location {
             et::DataLocation::Inline => ("inline delegate blobs", refs.n_inline),
             et::DataLocation::Segment => ("segments", refs.n_segments),
@@ -810,11 +817,11 @@ fn check_delegates(
         }
         let specs = delegate
             .compile_specs()
-            .map_err(read)?
+            .at(c, &loc)?
             .ok_or_else(|| bad("has no compile specs list"))?;
         for (s, spec) in specs.iter().enumerate() {
-            let spec = spec.map_err(read)?;
-            if text(spec.key()).map_err(read)?.is_none() || spec.value().map_err(read)?.is_none() {
+            let spec = spec.at(c, &loc)?;
+            if text(spec.key()).at(c, &loc)?.is_none() || spec.value().at(c, &loc)?.is_none() {
                 return Err(bad(&format!("compile spec {s} lacks its key or value")));
             }
         }
@@ -840,13 +847,12 @@ fn check_instruction(
     loc: &str,
 ) -> Checked<()> {
     let tags = method.tags;
-    let read = |e| c.read(loc, e);
     let bad = |problem: String| c.err(loc.to_string(), problem);
     let value = |idx: planus::Result<i32>, what: &str| {
-        value_index(c, tags, idx.map_err(read)?, &format!("{loc} {what}"))
+        value_index(c, tags, idx.at(c, loc)?, &format!("{loc} {what}"))
     };
     let arg_list = |list: planus::Result<Option<Vector<'_, i32>>>, what: &str| {
-        items(list.map_err(read)?)
+        items(list.at(c, loc)?)
             .enumerate()
             .map(|(a, idx)| value_index(c, tags, idx, &format!("{loc} ({what}) argument {a}")))
             .collect::<Checked<Vec<usize>>>()
@@ -854,7 +860,7 @@ fn check_instruction(
     use et::InstructionArgumentsRef as Args;
     match args {
         Args::KernelCall(call) => {
-            let op = call.op_index().map_err(read)?;
+            let op = call.op_index().at(c, loc)?;
             let name = usize::try_from(op)
                 .ok()
                 .and_then(|o| method.op_names.get(o))
@@ -870,7 +876,7 @@ fn check_instruction(
             check_quant_range(c, loc, name, &arg_values, method)
         }
         Args::DelegateCall(call) => {
-            let d = call.delegate_index().map_err(read)?;
+            let d = call.delegate_index().at(c, loc)?;
             let n_delegates = method.n_delegates;
             if usize::try_from(d).map_or(true, |d| d >= n_delegates) {
                 return Err(bad(format!(
@@ -905,7 +911,7 @@ fn check_instruction(
                     tag_name(tags.get(cond).copied().unwrap_or(0))
                 )));
             }
-            let dest = call.destination_instruction().map_err(read)?;
+            let dest = call.destination_instruction().at(c, loc)?;
             if usize::try_from(dest).map_or(true, |d| d >= n_instructions) {
                 return Err(bad(format!(
                     "jump destination {dest} is out of range (the chain has {n_instructions} instructions)"
@@ -972,7 +978,7 @@ fn check_planned_memory(
 ) -> Checked<()> {
     let sizes = plan
         .non_const_buffer_sizes()
-        .map_err(|e| c.read("planned buffer sizes", e))?;
+        .at(c, "planned buffer sizes")?;
     let mut total: u64 = 0;
     for (i, size) in items(sizes).enumerate() {
         let size = u64::try_from(size).map_err(|_| {
@@ -1062,13 +1068,12 @@ fn check_out_fits_input(
     let (Some(input_t), Some(out_t)) = (tensor_of(method, input), tensor_of(method, out)) else {
         return Ok(());
     };
-    let read = |e| c.read(loc, e);
     let sizes = |t: et::TensorRef<'_>| -> Checked<Vec<i64>> {
-        Ok(items(t.sizes().map_err(read)?).map(i64::from).collect())
+        Ok(items(t.sizes().at(c, loc)?).map(i64::from).collect())
     };
     let (in_sizes, out_sizes) = (sizes(input_t)?, sizes(out_t)?);
     let numel = |s: &[i64]| s.iter().try_fold(1i64, |a, &d| a.checked_mul(d.max(0)));
-    let fits = if out_t.shape_dynamism().map_err(read)? == et::TensorShapeDynamism::Static {
+    let fits = if out_t.shape_dynamism().at(c, loc)? == et::TensorShapeDynamism::Static {
         in_sizes == out_sizes
     } else {
         matches!((numel(&in_sizes), numel(&out_sizes)), (Some(i), Some(o)) if o >= i)
@@ -1119,7 +1124,7 @@ fn check_arg_storage(
             Some(Some(et::KernelTypesRef::OptionalTensorList(l))) => l.items(),
             _ => Ok(None),
         };
-        let list = list.map_err(|e| c.read(&format!("value {v}"), e))?;
+        let list = list.at(c, &format!("value {v}"))?;
         for (i, item) in items(list).enumerate() {
             if usize::try_from(item).is_ok_and(storageless) {
                 return Err(bad(a, item as usize, &format!(" (list item {i})")));

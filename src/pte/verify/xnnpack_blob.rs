@@ -219,7 +219,7 @@ pub(crate) fn check(prefix: &[u8], len: u64, ctx: &Context<'_>) -> Checked<()> {
             ))
         }
     }
-    let graph = xnn::XnnGraphRef::read_as_root(flatbuffer).map_err(unreadable("graph"))?;
+    let graph = xnn::XnnGraphRef::read_as_root(flatbuffer).at("graph")?;
     Graph::read(graph, constants, ctx)?.check_nodes()
 }
 
@@ -274,6 +274,17 @@ fn unreadable(location: &str) -> impl Fn(planus::Error) -> Defect + '_ {
     move |e| defect(location, format!("cannot be read ({e})"))
 }
 
+/// Attaches the location to a read the generated reader refused.
+trait At<T> {
+    fn at(self, location: &str) -> Checked<T>;
+}
+
+impl<T> At<T> for planus::Result<T> {
+    fn at(self, location: &str) -> Checked<T> {
+        self.map_err(unreadable(location))
+    }
+}
+
 /// The tag of a union member that could not be read: unknown, or a tag without its table.
 fn bad_member(loc: &str, what: &str, read: planus::Result<()>) -> Defect {
     match read {
@@ -306,7 +317,7 @@ impl<'a, 'c> Graph<'a, 'c> {
             constants,
             values: HashMap::new(),
         };
-        let num_externs = graph.num_externs().map_err(unreadable("graph"))?;
+        let num_externs = graph.num_externs().at("graph")?;
         if num_externs > MAX_EXTERNS {
             return Err(defect(
                 "graph",
@@ -315,7 +326,7 @@ impl<'a, 'c> Graph<'a, 'c> {
         }
         let xvalues = graph
             .xvalues()
-            .map_err(unreadable("graph values"))?
+            .at("graph values")?
             .ok_or_else(|| defect("graph", "has no value list"))?;
         let mut externals = HashSet::new();
         for (v, value) in xvalues.iter().enumerate() {
@@ -351,7 +362,7 @@ impl<'a, 'c> Graph<'a, 'c> {
             Ok(Some(xnn::XValueUnionRef::XnnQuantizedTensorValue(q))) => {
                 let tensor = q
                     .tensor_value()
-                    .map_err(&read)?
+                    .at(loc)?
                     .ok_or_else(|| defect(loc, "is a quantized tensor without its tensor"))?;
                 (tensor, Some(q))
             }
@@ -368,7 +379,7 @@ impl<'a, 'c> Graph<'a, 'c> {
         // The runtime passes the dims vector's length as the rank (`num_dims` is not read).
         let dims_vec = tensor
             .dims()
-            .map_err(&read)?
+            .at(loc)?
             .ok_or_else(|| defect(loc, "has no dims"))?;
         if dims_vec.len() > MAX_DIMS {
             return Err(defect(
@@ -379,11 +390,11 @@ impl<'a, 'c> Graph<'a, 'c> {
         let dims: Vec<u64> = dims_vec.iter().map(u64::from).collect();
         let (numel, bytes) = tensor_bytes(&dims, bits)
             .ok_or_else(|| defect(loc, format!("dims {dims:?} overflow the element count")))?;
-        let flags = tensor.flags().map_err(&read)?;
+        let flags = tensor.flags().at(loc)?;
         if flags & !EXTERNAL_FLAGS != 0 {
             return Err(defect(loc, format!("has unknown flags {flags:#x}")));
         }
-        let external_id = tensor.external_id().map_err(&read)?;
+        let external_id = tensor.external_id().at(loc)?;
         let external = (external_id != INVALID_ID).then_some(external_id);
         if let Some(e) = external {
             if e >= num_externs {
@@ -401,7 +412,7 @@ impl<'a, 'c> Graph<'a, 'c> {
         } else if flags != 0 {
             return Err(defect(loc, "is flagged external but has no external id"));
         }
-        let constant = tensor.constant_buffer_idx().map_err(&read)?;
+        let constant = tensor.constant_buffer_idx().at(loc)?;
         let size = self.constant_size(constant, loc)?;
         if let Some(size) = size {
             if size < bytes {
@@ -414,7 +425,7 @@ impl<'a, 'c> Graph<'a, 'c> {
         if let Some(q) = quant {
             self.quantization(q, &dims, loc)?;
         }
-        let id = tensor.id_out().map_err(&read)?;
+        let id = tensor.id_out().at(loc)?;
         let info = ValueInfo {
             dims,
             numel,
@@ -443,26 +454,26 @@ impl<'a, 'c> Graph<'a, 'c> {
             // No header: deprecated constant buffers inside the flatbuffer.
             let buffers = g
                 .constant_buffer()
-                .map_err(&read)?
+                .at(&what)?
                 .ok_or_else(|| defect(&what, "refers to a constant buffer list that is absent"))?;
             let entry = buffers
                 .get(idx as usize)
                 .ok_or_else(|| out_of_range(buffers.len()))?
-                .map_err(&read)?;
+                .at(&what)?;
             let storage = entry
                 .storage()
-                .map_err(&read)?
+                .at(&what)?
                 .ok_or_else(|| defect(&what, "has no storage"))?;
             return Ok(Some(storage.len() as u64));
         };
         let offsets = g
             .constant_data()
-            .map_err(&read)?
+            .at(&what)?
             .ok_or_else(|| defect(&what, "refers to a constant data list that is absent"))?;
         let entry = offsets
             .get(idx as usize)
             .ok_or_else(|| out_of_range(offsets.len()))?
-            .map_err(&read)?;
+            .at(&what)?;
         let key = match entry.named_key() {
             Ok(key) => key,
             // A key that is not UTF-8 names nothing the program holds.
@@ -480,8 +491,8 @@ impl<'a, 'c> Graph<'a, 'c> {
                 )),
             };
         }
-        let offset = entry.offset().map_err(&read)?;
-        let size = entry.size().map_err(&read)?;
+        let offset = entry.offset().at(&what)?;
+        let size = entry.size().at(&what)?;
         if offset.checked_add(size).is_none_or(|e| e > region) {
             return Err(defect(
                 &what,
@@ -497,10 +508,9 @@ impl<'a, 'c> Graph<'a, 'c> {
         dims: &[u64],
         loc: &str,
     ) -> Checked<()> {
-        let read = unreadable(loc);
         let rank = dims.len();
         let channel = |dim: planus::Result<i32>| -> Checked<u64> {
-            let dim = dim.map_err(&read)?;
+            let dim = dim.at(loc)?;
             usize::try_from(dim)
                 .ok()
                 .and_then(|d| dims.get(d).copied())
@@ -522,9 +532,9 @@ impl<'a, 'c> Graph<'a, 'c> {
                 let channels = channel(params.channel_dim())?;
                 let inline = params
                     .scale()
-                    .map_err(&read)?
+                    .at(loc)?
                     .ok_or_else(|| defect(loc, "has no per-channel scale list"))?;
-                let buffer = params.scale_buffer_idx().map_err(&read)?;
+                let buffer = params.scale_buffer_idx().at(loc)?;
                 match self.constant_size(buffer, loc)? {
                     Some(size) => scales_cover(size, channels * 4, "bytes"),
                     None => scales_cover(inline.len() as u64, channels, "entries"),
@@ -533,7 +543,7 @@ impl<'a, 'c> Graph<'a, 'c> {
             // A scale and a zero point, validated by XNNPACK.
             Ok(Some(Q::PerTensorQuant(_))) => Ok(()),
             Ok(Some(Q::PerTokenDynamicQuant(params))) => {
-                let n = params.num_nonbatch_dims().map_err(&read)?;
+                let n = params.num_nonbatch_dims().at(loc)?;
                 if usize::try_from(n).map_or(true, |n| n > rank) {
                     return Err(defect(
                         loc,
@@ -551,19 +561,19 @@ impl<'a, 'c> Graph<'a, 'c> {
                     ));
                 }
                 channel(params.channel_dim())?;
-                let group = params.group_size().map_err(&read)?;
+                let group = params.group_size().at(loc)?;
                 if group <= 0 {
                     return Err(defect(loc, format!("has block size {group}")));
                 }
-                let buffer = params.scale_buffer_idx().map_err(&read)?;
+                let buffer = params.scale_buffer_idx().at(loc)?;
                 match self.constant_size(buffer, loc)? {
                     Some(size) => {
-                        let n = u64::from(params.num_scales().map_err(&read)?);
+                        let n = u64::from(params.num_scales().at(loc)?);
                         scales_cover(size, n * 2, "bytes")
                     }
                     None => params
                         .scale()
-                        .map_err(&read)?
+                        .at(loc)?
                         .map(drop)
                         .ok_or_else(|| defect(loc, "has no block scale list")),
                 }
@@ -576,7 +586,7 @@ impl<'a, 'c> Graph<'a, 'c> {
         let xnodes = self
             .graph
             .xnodes()
-            .map_err(unreadable("graph nodes"))?
+            .at("graph nodes")?
             .ok_or_else(|| defect("graph", "has no node list"))?;
         self.check_activation_sizes()?;
         // Values written so far: XNNPACK runs nodes in order, and reading an activation no
@@ -585,12 +595,12 @@ impl<'a, 'c> Graph<'a, 'c> {
         let mut written = HashSet::new();
         for (n, node) in xnodes.iter().enumerate() {
             let loc = format!("node {n}");
-            let node = node.map_err(unreadable(&loc))?;
+            let node = node.at(&loc)?;
             let member = match node.xnode_union() {
                 Ok(Some(member)) => member,
                 other => return Err(bad_member(&loc, "node type", other.map(drop))),
             };
-            node.output_min_max().map_err(unreadable(&loc))?;
+            node.output_min_max().at(&loc)?;
             let io = self.node(member, &loc)?;
             for &(field, id) in &io.inputs {
                 // `node` only returns defined ids.
@@ -655,7 +665,6 @@ impl<'a, 'c> Graph<'a, 'c> {
     /// Checks a node and returns the value ids it reads and writes (with their fields).
     /// Exhaustive, so a node type added by an ExecuTorch upgrade fails to compile here.
     fn node(&self, member: xnn::XNodeUnionRef<'a>, loc: &str) -> Checked<Io> {
-        let read = unreadable(loc);
         type Field = (&'static str, planus::Result<u32>);
         // Inputs, optional inputs (a bias may be absent), outputs.
         let ids = |inputs: &[Field], optional: &[Field], outputs: &[Field]| -> Checked<Io> {
@@ -665,7 +674,7 @@ impl<'a, 'c> Graph<'a, 'c> {
                 .chain(optional.iter().map(|f| (f, true, false)))
                 .chain(outputs.iter().map(|f| (f, false, true)));
             for ((field, id), optional, output) in fields {
-                let id = id.map_err(&read)?;
+                let id = id.at(loc)?;
                 if optional && id == INVALID_ID {
                     continue;
                 }
@@ -685,10 +694,12 @@ impl<'a, 'c> Graph<'a, 'c> {
         };
         let uint_list = |list: planus::Result<Option<Vector<'a, u32>>>, what: &str| {
             let list = list
-                .map_err(&read)?
+                .at(loc)?
                 .ok_or_else(|| defect(loc, format!("has no {what}")))?;
             Checked::Ok(list.iter().collect::<Vec<u32>>())
         };
+        // One input and one output, the common shape.
+        let unary = |input, output| ids(&[("input_id", input)], &[], &[("output_id", output)]);
         use xnn::XNodeUnionRef as N;
         match member {
             N::XnnAdd(n)
@@ -722,11 +733,7 @@ impl<'a, 'c> Graph<'a, 'c> {
             | N::XnnExp(n)
             | N::XnnSin(n)
             | N::XnnCopy(n)
-            | N::XnnCos(n) => ids(
-                &[("input_id", n.input_id())],
-                &[],
-                &[("output_id", n.output_id())],
-            ),
+            | N::XnnCos(n) => unary(n.input_id(), n.output_id()),
             N::XnnFullyConnected(n) => ids(
                 &[("input1_id", n.input1_id()), ("filter_id", n.filter_id())],
                 &[("bias_id", n.bias_id())],
@@ -746,23 +753,11 @@ impl<'a, 'c> Graph<'a, 'c> {
                 if !is_perm {
                     return Err(defect(loc, format!("permutation {perm:?} is not one")));
                 }
-                ids(
-                    &[("input_id", n.input_id())],
-                    &[],
-                    &[("output_id", n.output_id())],
-                )
+                unary(n.input_id(), n.output_id())
             }
-            N::XnnStaticResizeBilinear2D(n) => ids(
-                &[("input_id", n.input_id())],
-                &[],
-                &[("output_id", n.output_id())],
-            ),
+            N::XnnStaticResizeBilinear2D(n) => unary(n.input_id(), n.output_id()),
             N::XnnStaticConstantPad(n) => {
-                let io = ids(
-                    &[("input_id", n.input_id())],
-                    &[],
-                    &[("output_id", n.output_id())],
-                )?;
+                let io = unary(n.input_id(), n.output_id())?;
                 let rank = io
                     .inputs
                     .first()
@@ -784,7 +779,7 @@ impl<'a, 'c> Graph<'a, 'c> {
             }
             N::XnnConv2d(n) | N::XnnDepthwiseConv2d(n) | N::XnnConvTranspose2d(n) => {
                 let depthwise = matches!(member, N::XnnDepthwiseConv2d(_));
-                if depthwise && n.group_input_channels().map_err(&read)? == 0 {
+                if depthwise && n.group_input_channels().at(loc)? == 0 {
                     return Err(defect(loc, "has 0 group input channels (a divisor)"));
                 }
                 ids(
@@ -793,21 +788,13 @@ impl<'a, 'c> Graph<'a, 'c> {
                     &[("output_id", n.output_id())],
                 )
             }
-            N::XnnAvgPooling2d(n) | N::XnnMaxPooling2d(n) => ids(
-                &[("input_id", n.input_id())],
-                &[],
-                &[("output_id", n.output_id())],
-            ),
+            N::XnnAvgPooling2d(n) | N::XnnMaxPooling2d(n) => unary(n.input_id(), n.output_id()),
             N::XnnStaticReshape(n) => {
                 let shape = uint_list(n.new_shape(), "new shape")?;
                 if shape.len() > MAX_DIMS {
                     return Err(defect(loc, format!("reshapes to rank {}", shape.len())));
                 }
-                ids(
-                    &[("input_id", n.input_id())],
-                    &[],
-                    &[("output_id", n.output_id())],
-                )
+                unary(n.input_id(), n.output_id())
             }
             N::XnnArgMaxPooling2d(n) => ids(
                 &[("input_id", n.input_id())],
@@ -817,16 +804,8 @@ impl<'a, 'c> Graph<'a, 'c> {
                     ("output_index_id", n.output_index_id()),
                 ],
             ),
-            N::XnnLeakyReLu(n) => ids(
-                &[("input_id", n.input_id())],
-                &[],
-                &[("output_id", n.output_id())],
-            ),
-            N::Xnnelu(n) => ids(
-                &[("input_id", n.input_id())],
-                &[],
-                &[("output_id", n.output_id())],
-            ),
+            N::XnnLeakyReLu(n) => unary(n.input_id(), n.output_id()),
+            N::Xnnelu(n) => unary(n.input_id(), n.output_id()),
             N::XnnConcatenate2(n)
             | N::XnnConcatenate3(n)
             | N::XnnConcatenate4(n)
@@ -852,11 +831,7 @@ impl<'a, 'c> Graph<'a, 'c> {
                         format!("has {} offsets and {} sizes", offsets.len(), sizes.len()),
                     ));
                 }
-                ids(
-                    &[("input_id", n.input_id())],
-                    &[],
-                    &[("output_id", n.output_id())],
-                )
+                unary(n.input_id(), n.output_id())
             }
             N::XnnScaledDotProductAttention(n) => ids(
                 &[
