@@ -7,7 +7,7 @@
 //! binary re-run with an environment variable), so a segfault, abort or hang inside
 //! ExecuTorch or XNNPACK shows up as a failure naming the offset instead of taking the
 //! harness down. Before the payload
-//! checks (`src/pte/xnnpack_blob.rs`) 7 of these flips segfaulted the process (and flipping
+//! checks (`src/pte/verify/xnnpack_blob.rs`) 7 of these flips segfaulted the process (and flipping
 //! each bit of every offset, with `DIFFULEX_XNN_FLIP_MASK`, killed it 78 times).
 #![cfg(feature = "pte")]
 

@@ -1,7 +1,7 @@
-"""Generates src/pte/op_schemas/table.rs: for every operator the linked ExecuTorch 1.5.1 kernel
+"""Generates src/pte/verify/op_schemas/table.rs: for every operator the linked ExecuTorch 1.5.1 kernel
 libraries register (portable/optimized functions.yaml, quantized.yaml, the prim ops), the EValue
 kind each KernelCall argument must have, in stack order (schema arguments, then the return
-values). Run with the pinned venv: python tools/gen_op_schemas.py > src/pte/op_schemas/table.rs
+values). Run with the pinned venv: python tools/gen_op_schemas.py > src/pte/verify/op_schemas/table.rs
 """
 
 import os

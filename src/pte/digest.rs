@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::{PteError, Result};
 use super::module::PteModule;
-use super::segments::segment_base;
+use super::verify::segment_base;
 
 /// The digest of a program's segments and what it covered.
 ///

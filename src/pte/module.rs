@@ -11,9 +11,9 @@ use super::error::{Operation, PteError, Result};
 use super::meta::{Dynamism, MethodMeta, TensorInfo, ValueKind};
 use super::output::Outputs;
 use super::raw::{self, RawError, RawModule};
-use super::segments::{FileSegments, InMemory};
 use super::tensor::Tensor;
-use super::{integrity, validate};
+use super::validate;
+use super::verify::{self, FileSegments, InMemory};
 
 /// A program copied into memory aligned for any tensor type, for [`PteModule::from_bytes`].
 #[repr(C, align(64))]
@@ -180,7 +180,7 @@ impl PteModule {
         let raw = RawModule::load_file(&c_path, true)
             .map_err(|e| runtime(e, Operation::Load, Some(path), None))?;
         let program = program_bytes(path, meta.len()).map_err(io)?;
-        let uses = integrity::check_program(
+        let uses = verify::check_program(
             &program,
             &FileSegments::new(path, meta.len()),
             Some(path.to_path_buf()),
@@ -247,7 +247,7 @@ impl PteModule {
         // written after this point.
         let raw = unsafe { RawModule::load_buffer(aligned.as_ptr(), aligned.len, true) }
             .map_err(|e| runtime(e, Operation::Load, path.as_deref(), None))?;
-        let uses = integrity::check_program(&bytes, &InMemory(&bytes), path.clone())?;
+        let uses = verify::check_program(&bytes, &InMemory(&bytes), path.clone())?;
         check_registered(&uses, path.as_deref())?;
         drop(bytes);
         let len = aligned.len as u64;
@@ -496,7 +496,7 @@ fn regular_file_metadata(path: &Path) -> Result<std::fs::Metadata> {
 /// Every operator and backend the program uses must be registered, so a runtime missing a
 /// kernel or delegate library fails here, naming what is missing, instead of at the first
 /// method load with a bare status.
-fn check_registered(uses: &integrity::ProgramUses, file: Option<&Path>) -> Result<()> {
+fn check_registered(uses: &verify::ProgramUses, file: Option<&Path>) -> Result<()> {
     let unavailable = |e: RawError| PteError::RuntimeUnavailable { message: e.message };
     let runtime: Box<str> = super::runtime()?.to_string().into();
     let kernels = raw::registered_kernels().map_err(unavailable)?;

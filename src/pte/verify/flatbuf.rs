@@ -1,9 +1,10 @@
-//! A minimal, bounds-checked reader of the flatbuffer wire format, enough to walk an ExecuTorch
-//! program by field number (see `integrity`).
+//! A minimal, bounds-checked reader of the flatbuffer wire format by field number.
 //!
-//! Why hand-written: the checks only need a handful of tables and no code generator is
-//! available at build time. Every read goes through `slice::get` and checked arithmetic, so
-//! arbitrary bytes give an error, never a panic or an out-of-bounds read.
+//! The verifier reads programs through the readers generated from ExecuTorch's schemas
+//! (`schema/`). This one is left for what those cannot give: the type tag of a program value
+//! whose union table is missing (see `integrity::tag_without_table`), and, in tests, the byte
+//! positions of fields that the tests corrupt. Every read goes through `slice::get` and
+//! checked arithmetic, so arbitrary bytes give an error, never a panic.
 //!
 //! Layout reminders (flatbuffers' documented binary format, little-endian): a table starts
 //! with an `i32` offset back to its vtable; the vtable holds its own length, the table's
@@ -132,26 +133,25 @@ impl<'a> Table<'a> {
         Ok(self.scalar::<1>(slot)?.map_or(default, |b| b[0]))
     }
 
+    #[cfg(test)]
     /// An `int` field.
     pub fn i32(&self, slot: usize, default: i32) -> R<i32> {
         Ok(self.scalar(slot)?.map_or(default, i32::from_le_bytes))
     }
 
-    /// A `ushort`/`short` field (or an enum of that width).
-    pub fn u16(&self, slot: usize, default: u16) -> R<u16> {
-        Ok(self.scalar(slot)?.map_or(default, u16::from_le_bytes))
-    }
-
+    #[cfg(test)]
     /// A `uint` field.
     pub fn u32(&self, slot: usize, default: u32) -> R<u32> {
         Ok(self.scalar(slot)?.map_or(default, u32::from_le_bytes))
     }
 
+    #[cfg(test)]
     /// A `ulong`/`uint64` field.
     pub fn u64(&self, slot: usize, default: u64) -> R<u64> {
         Ok(self.scalar(slot)?.map_or(default, u64::from_le_bytes))
     }
 
+    #[cfg(test)]
     /// A sub-table (or the value of a union), if present.
     pub fn table(&self, slot: usize) -> R<Option<Table<'a>>> {
         match self.field(slot)? {
@@ -187,6 +187,7 @@ impl<'a> Table<'a> {
         }))
     }
 
+    #[cfg(test)]
     /// A string, if present (bytes that are not UTF-8 are replaced).
     pub fn string(&self, slot: usize) -> R<Option<String>> {
         Ok(self
@@ -205,6 +206,7 @@ pub(crate) struct Vector<'a> {
 }
 
 impl<'a> Vector<'a> {
+    #[cfg(test)]
     /// A vector with no elements (for an absent optional list).
     pub fn empty() -> Vector<'static> {
         Vector {
@@ -215,6 +217,7 @@ impl<'a> Vector<'a> {
         }
     }
 
+    #[cfg(test)]
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.len
@@ -231,24 +234,16 @@ impl<'a> Vector<'a> {
         bytes(self.buf, self.data + i * self.elem_size, "vector element")
     }
 
+    #[cfg(test)]
     /// Element `i` of an `[int]`.
     pub fn i32(&self, i: usize) -> R<i32> {
         self.elem(i).map(i32::from_le_bytes)
     }
 
+    #[cfg(test)]
     /// Element `i` of a `[uint]`.
     pub fn u32(&self, i: usize) -> R<u32> {
         self.elem(i).map(u32::from_le_bytes)
-    }
-
-    /// Element `i` of a `[ubyte]`.
-    pub fn u8(&self, i: usize) -> R<u8> {
-        self.elem::<1>(i).map(|b| b[0])
-    }
-
-    /// Element `i` of a `[long]`.
-    pub fn i64(&self, i: usize) -> R<i64> {
-        self.elem(i).map(i64::from_le_bytes)
     }
 
     /// Element `i` of a vector of tables.
@@ -258,6 +253,7 @@ impl<'a> Vector<'a> {
         Table::at(self.buf, follow(self.buf, at, "table offset")?)
     }
 
+    #[cfg(test)]
     /// The raw bytes of a `[ubyte]` (or a string).
     pub fn bytes(&self) -> &'a [u8] {
         self.buf

@@ -1,11 +1,5 @@
-//! Semantic checks of a program before ExecuTorch loads any of its methods.
-//!
-//! ExecuTorch 1.5.1 verifies a program's flatbuffer structure (`InternalConsistency`) but
-//! trusts its contents when it builds a method: an operator index past the operator table is
-//! dereferenced (segfault), and a kernel argument that is not the EValue type the kernel
-//! expects hits a fatal `toTensor()`/`toIntList()`/`toScalar()` assert (abort). So a single
-//! flipped bit can kill the process. This pass walks every execution plan and rejects such a
-//! program with [`PteError::CorruptProgram`] instead:
+//! The walk over every execution plan of a program (the first pass of the verifier; why it
+//! exists is told in `verify/mod.rs`).
 //!
 //! - every value index (plan and chain inputs/outputs, instruction arguments, list items,
 //!   move/free/jump operands) is inside the plan's value table, every operator and delegate
@@ -13,28 +7,30 @@
 //! - every value has a known type tag and a payload; tensors have a known scalar type and
 //!   dynamism, non-negative sizes, and a `dim_order` that is a permutation of the sizes' dims;
 //!   int lists reference ints, tensor lists tensors, optional tensor lists tensors or None;
-//! - freed values are tensors that are neither constant nor memory-planned; operators have names; delegates have an id, compile specs and
-//!   processed data that points at an existing inline blob or segment;
-//! - kernel calls to an operator whose schema is known (`op_schemas`, generated from the
-//!   kernel libraries' schemas) have the schema's argument count, and each argument has an
-//!   EValue type the kernel's unboxing accepts. Calls to operators outside that table (custom
+//! - freed values are tensors that are neither constant nor memory-planned; operators have
+//!   names; delegates have an id, compile specs and processed data that points at an
+//!   existing inline blob or segment;
+//! - kernel calls to an operator whose schema is known ([`op_schemas`]) have the schema's
+//!   argument count and argument types; calls to operators outside that table (custom
 //!   operator libraries) get only the range checks;
-//! - every XNNPACK delegate payload, inline or in a segment, passes `xnnpack_blob::check`
-//!   (the backend trusts its graph's dims, ids and tags);
-//! - every call of a scalar operator built into the runtime (`sym_size`, integer `floordiv`,
-//!   ...) is well typed and its dim or divisor fixed and in range (`prim_ops`).
+//! - every XNNPACK delegate payload, inline or in a segment, passes [`xnnpack_blob::check`];
+//! - every call of a scalar operator built into the runtime is well typed ([`prim_ops`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::error::PteError;
-use super::flatbuf::{OutOfBounds, Table, Vector};
+use planus::errors::ErrorKind;
+use planus::{ReadAsRoot, Vector, VectorRead};
+
+use super::flatbuf;
 use super::op_schemas;
 use super::prim_ops;
+use super::schema::et;
 use super::segments::{self, Segments};
 use super::xnnpack_blob;
+use crate::pte::PteError;
 
-/// EValue type tags of the program schema (`KernelTypes` union).
+/// EValue type tags of the program schema (`KernelTypes` union), as `op_schemas` uses them.
 mod tag {
     pub const NULL: u8 = 1;
     pub const INT: u8 = 2;
@@ -47,6 +43,24 @@ mod tag {
     pub const BOOL_LIST: u8 = 9;
     pub const TENSOR_LIST: u8 = 10;
     pub const OPTIONAL_TENSOR_LIST: u8 = 11;
+}
+
+/// The tag of a value's union member.
+fn tag_of(value: &et::KernelTypesRef<'_>) -> u8 {
+    use et::KernelTypesRef as K;
+    match value {
+        K::Null(_) => tag::NULL,
+        K::Int(_) => tag::INT,
+        K::Bool(_) => tag::BOOL,
+        K::Double(_) => tag::DOUBLE,
+        K::Tensor(_) => tag::TENSOR,
+        K::String(_) => tag::STRING,
+        K::IntList(_) => tag::INT_LIST,
+        K::DoubleList(_) => tag::DOUBLE_LIST,
+        K::BoolList(_) => tag::BOOL_LIST,
+        K::TensorList(_) => tag::TENSOR_LIST,
+        K::OptionalTensorList(_) => tag::OPTIONAL_TENSOR_LIST,
+    }
 }
 
 /// The type's name with its article, for messages ("an Int", "a Tensor").
@@ -67,13 +81,43 @@ fn tag_name(t: u8) -> &'static str {
     }
 }
 
-/// `ScalarType` values of ExecuTorch 1.5.1's schema (`scalar_type.fbs`).
-const SCALAR_TYPES: [i8; 23] = [
-    0, 1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 14, 15, 16, 17, 22, 23, 24, 25, 26, 27, 28, 29,
-];
+/// A string field; bytes that are not UTF-8 give U+FFFD, as ExecuTorch compares names as bytes
+/// (a damaged operator name is then reported as a missing operator, not as unreadable).
+fn text(field: planus::Result<Option<&str>>) -> planus::Result<Option<String>> {
+    match field {
+        Ok(s) => Ok(s.map(str::to_string)),
+        Err(e) if matches!(e.error_kind, ErrorKind::InvalidUtf8 { .. }) => {
+            Ok(Some(char::REPLACEMENT_CHARACTER.to_string()))
+        }
+        Err(e) => Err(e),
+    }
+}
 
 /// Largest tensor rank accepted (ExecuTorch's `kTensorDimensionLimit` is 16).
 const MAX_RANK: usize = 16;
+
+/// The elements of an optional vector field (none when it is absent).
+fn items<'a, T: VectorRead<'a> + 'a>(v: Option<Vector<'a, T>>) -> impl Iterator<Item = T> + 'a {
+    v.into_iter().flat_map(|v| v.iter())
+}
+
+/// The tag of value `v` of plan `p` when planus read no member: planus reads a union whose
+/// tag has no table as absent, but ExecuTorch 1.5.1 accepts a `Null` tag without a table and
+/// dereferences the missing table of every other tag, so the two must be told apart. Read
+/// directly: `Program.execution_plan` (field 1), `ExecutionPlan.values` (field 2),
+/// `EValue.val_type` (field 0) of `program.fbs`.
+fn tag_without_table(buf: &[u8], p: usize, v: usize) -> u8 {
+    let tag = || -> Result<u8, flatbuf::OutOfBounds> {
+        let Some(plans) = flatbuf::Table::root(buf)?.vector(1, 4)? else {
+            return Ok(0);
+        };
+        let Some(values) = plans.table(p)?.vector(2, 4)? else {
+            return Ok(0);
+        };
+        values.table(v)?.u8(0, 0)
+    };
+    tag().unwrap_or(0)
+}
 
 /// Where a defect was found, for the error message.
 struct Place {
@@ -96,8 +140,20 @@ impl Checker {
         }
     }
 
-    fn oob(&self, location: &str, e: OutOfBounds) -> PteError {
-        self.err(location.to_string(), e.to_string())
+    /// A read the generated reader refused (an offset or length outside the buffer, bad UTF-8).
+    fn read(&self, location: &str, e: planus::Error) -> PteError {
+        self.err(location.to_string(), format!("cannot be read ({e})"))
+    }
+}
+
+/// Attaches the location to a read the generated reader refused.
+trait At<T> {
+    fn at(self, c: &Checker, location: &str) -> Checked<T>;
+}
+
+impl<T> At<T> for planus::Result<T> {
+    fn at(self, c: &Checker, location: &str) -> Checked<T> {
+        self.map_err(|e| c.read(location, e))
     }
 }
 
@@ -110,6 +166,9 @@ pub(crate) struct ProgramUses {
     /// (method, backend id) pairs.
     pub backends: Vec<(String, String)>,
 }
+
+/// A result with the location already attached.
+type Checked<T> = Result<T, PteError>;
 
 /// Checks the program flatbuffer in `buf` (the file's first bytes, at least the flatbuffer
 /// part); delegate payloads stored in segments are read from `file_bytes`. `file` only labels
@@ -126,39 +185,38 @@ pub(crate) fn check_program(
             instruction: None,
         },
     };
-    let program = Table::root(buf).map_err(|e| c.oob("program", e))?;
-    let n = |slot, size| -> Result<usize, OutOfBounds> {
-        Ok(program.vector(slot, size)?.map_or(0, |v| v.len()))
-    };
-    let n_inline = n(3, 4).map_err(|e| c.oob("program delegate data", e))?;
-    let n_segments = n(4, 4).map_err(|e| c.oob("program segments", e))?;
+    let program = et::ProgramRef::read_as_root(buf).at(&c, "program")?;
+    let inline = program
+        .backend_delegate_data()
+        .at(&c, "program delegate data")?;
+    let segments = program.segments().at(&c, "program segments")?;
+    let n_inline = inline.map_or(0, |v| v.len());
+    let n_segments = segments.map_or(0, |v| v.len());
     // Segments referenced by anything; an unreferenced one means a reference was lost (e.g.
     // the named data table XNNPACK reads its weights from, which it dereferences unchecked).
     let mut used = check_segment_refs(&c, program, n_segments)?;
     let payloads = Payloads {
-        program,
+        inline,
+        segments,
         buf,
         file_bytes,
-        named_data: named_data_sizes(&c, program)?,
+        named_data: named_data_sizes(&c, program, segments)?,
     };
-    let Some(plans) = program
-        .vector(1, 4)
-        .map_err(|e| c.oob("program execution plans", e))?
-    else {
-        return Ok(ProgramUses::default());
-    };
+    let plans = program.execution_plan().at(&c, "program execution plans")?;
     let mut uses = ProgramUses::default();
     let mut xnnpack = Vec::new();
-    for p in 0..plans.len() {
-        let plan = plans
-            .table(p)
-            .map_err(|e| c.oob(&format!("execution plan {p}"), e))?;
-        let name = plan
-            .string(0)
-            .map_err(|e| c.oob(&format!("execution plan {p} name"), e))?;
+    for (p, plan) in items(plans).enumerate() {
+        let plan = plan.at(&c, &format!("execution plan {p}"))?;
+        let name = text(plan.name()).at(&c, &format!("execution plan {p} name"))?;
         c.place.method = Some(name.unwrap_or_else(|| format!("<plan {p}>")));
         c.place.instruction = None;
-        for payload in check_plan(&mut c, plan, n_inline, n_segments, &mut used, &mut uses)? {
+        let refs = Refs {
+            buf,
+            plan: p,
+            n_inline,
+            n_segments,
+        };
+        for payload in check_plan(&mut c, plan, &refs, &mut used, &mut uses)? {
             xnnpack.push((c.place.method.clone(), payload));
         }
     }
@@ -180,85 +238,95 @@ pub(crate) fn check_program(
 
 /// Named data entries (weights shared with delegates, e.g. XNNPACK's), mutable data and the
 /// constant segment must name existing segments; returns the segments they use.
-fn check_segment_refs(c: &Checker, program: Table<'_>, n_segments: usize) -> Checked<Vec<usize>> {
-    let segment = |t: Table<'_>, slot: usize, what: &str| -> Checked<usize> {
-        let idx = t.u32(slot, 0).map_err(|e| c.oob(what, e))?;
-        if usize::try_from(idx).map_or(true, |i| i >= n_segments) {
-            return Err(c.err(
+fn check_segment_refs(
+    c: &Checker,
+    program: et::ProgramRef<'_>,
+    n_segments: usize,
+) -> Checked<Vec<usize>> {
+    let segment = |idx: planus::Result<u32>, what: &str| -> Checked<usize> {
+        let idx = idx.at(c, what)?;
+        match usize::try_from(idx) {
+            Ok(i) if i < n_segments => Ok(i),
+            _ => Err(c.err(
                 what.to_string(),
                 format!(
                     "segment index {idx} is out of range (the program has {n_segments} segments)"
                 ),
-            ));
+            )),
         }
-        Ok(usize::try_from(idx).unwrap_or(usize::MAX))
     };
     let mut used = Vec::new();
-    if let Some(named) = program.vector(7, 4).map_err(|e| c.oob("named data", e))? {
-        for i in 0..named.len() {
-            let what = format!("named data entry {i}");
-            let entry = named.table(i).map_err(|e| c.oob(&what, e))?;
-            if entry.string(0).map_err(|e| c.oob(&what, e))?.is_none() {
-                return Err(c.err(what, "has no key".into()));
-            }
-            used.push(segment(entry, 1, &what)?);
+    let named = program.named_data().at(c, "named data")?;
+    for (i, entry) in items(named).enumerate() {
+        let what = format!("named data entry {i}");
+        let entry = entry.at(c, &what)?;
+        if text(entry.key()).at(c, &what)?.is_none() {
+            return Err(c.err(what, "has no key".into()));
         }
+        used.push(segment(entry.segment_index(), &what)?);
     }
-    if let Some(mutable) = program
-        .vector(6, 4)
-        .map_err(|e| c.oob("mutable data segments", e))?
-    {
-        for i in 0..mutable.len() {
-            let what = format!("mutable data segment entry {i}");
-            let entry = mutable.table(i).map_err(|e| c.oob(&what, e))?;
-            used.push(segment(entry, 0, &what)?);
-        }
+    let mutable = program
+        .mutable_data_segments()
+        .at(c, "mutable data segments")?;
+    for (i, entry) in items(mutable).enumerate() {
+        let what = format!("mutable data segment entry {i}");
+        let entry = entry.at(c, &what)?;
+        used.push(segment(entry.segment_index(), &what)?);
     }
-    if let Some(constants) = program.table(5).map_err(|e| c.oob("constant segment", e))? {
+    if let Some(constants) = program.constant_segment().at(c, "constant segment")? {
         // An empty offset list means there are no constants, and no segment is needed.
-        let used_by_constants = constants
-            .vector(1, 8)
-            .map_err(|e| c.oob("constant segment", e))?
-            .is_some_and(|o| o.len() > 0);
-        if used_by_constants {
-            used.push(segment(constants, 0, "constant segment")?);
+        if constants
+            .offsets()
+            .at(c, "constant segment")?
+            .is_some_and(|o| !o.is_empty())
+        {
+            used.push(segment(constants.segment_index(), "constant segment")?);
         }
     }
     Ok(used)
 }
 
-/// `R` with the location already attached.
-type Checked<T> = Result<T, PteError>;
+/// Where the current plan is and what its references must point into.
+struct Refs<'b> {
+    buf: &'b [u8],
+    plan: usize,
+    n_inline: usize,
+    n_segments: usize,
+}
 
 fn check_plan(
     c: &mut Checker,
-    plan: Table<'_>,
-    n_inline: usize,
-    n_segments: usize,
+    plan: et::ExecutionPlanRef<'_>,
+    refs: &Refs<'_>,
     used_segments: &mut Vec<usize>,
     uses: &mut ProgramUses,
 ) -> Checked<Vec<XnnpackPayload>> {
     check_planned_memory(c, plan, total_memory())?;
     let values = plan
-        .vector(2, 4)
-        .map_err(|e| c.oob("value table", e))?
+        .values()
+        .at(c, "value table")?
         .ok_or_else(|| c.err("value table".into(), "is missing".into()))?;
     // First pass: every value's type tag, so references can be checked against it.
     let mut tags = Vec::with_capacity(values.len());
-    let mut payloads = Vec::with_capacity(values.len());
-    for v in 0..values.len() {
+    let mut members = Vec::with_capacity(values.len());
+    for (v, value) in values.iter().enumerate() {
         let loc = || format!("value {v}");
-        let value = values.table(v).map_err(|e| c.oob(&loc(), e))?;
-        let t = value.u8(0, 0).map_err(|e| c.oob(&loc(), e))?;
-        if !(tag::NULL..=tag::OPTIONAL_TENSOR_LIST).contains(&t) {
-            return Err(c.err(loc(), format!("has unknown type tag {t}")));
-        }
-        let payload = value.table(1).map_err(|e| c.oob(&loc(), e))?;
-        if payload.is_none() && t != tag::NULL {
-            return Err(c.err(loc(), format!("is {} without data", tag_name(t))));
-        }
+        let (t, member) = match value.and_then(|value| value.val()) {
+            Ok(Some(member)) => (tag_of(&member), Some(member)),
+            Err(e) if matches!(e.error_kind, ErrorKind::UnknownUnionTag { .. }) => {
+                let tag = tag_without_table(refs.buf, refs.plan, v);
+                return Err(c.err(loc(), format!("has unknown type tag {tag}")));
+            }
+            // No member was read: a `Null` without its table is fine (see `tag_without_table`).
+            read => match (tag_without_table(refs.buf, refs.plan, v), read) {
+                (tag::NULL, _) => (tag::NULL, None),
+                (_, Err(e)) => return Err(c.read(&loc(), e)),
+                (0, Ok(_)) => return Err(c.err(loc(), "has unknown type tag 0".into())),
+                (t, Ok(_)) => return Err(c.err(loc(), format!("is {} without data", tag_name(t)))),
+            },
+        };
         tags.push(t);
-        payloads.push(payload);
+        members.push(member);
     }
     // Tensors a FreeCall may free: neither constant nor memory-planned (freeing those would
     // leave a null data pointer that later kernels dereference).
@@ -267,64 +335,57 @@ fn check_plan(
     // external data): their data pointer is null unless the caller binds them as method
     // inputs, and a kernel handed one writes through it.
     let mut storageless = vec![false; tags.len()];
-    for (v, (&t, payload)) in tags.iter().zip(&payloads).enumerate() {
-        if let Some(payload) = payload {
-            check_value(c, v, t, *payload, &tags)?;
-            if t == tag::TENSOR {
-                let oob = |e| c.oob(&format!("value {v} (Tensor)"), e);
-                let constant = payload.u32(5, 0).map_err(oob)? != 0;
-                let planned = payload.table(6).map_err(oob)?.is_some();
-                let external = payload.table(9).map_err(oob)?.is_some();
-                if let Some(f) = freeable.get_mut(v) {
-                    *f = !constant && !planned;
-                }
-                if let Some(s) = storageless.get_mut(v) {
-                    *s = !constant
-                        && !planned
-                        && !external
-                        && has_elements(*payload).map_err(oob)?;
-                }
-            }
+    for (v, member) in members.iter().enumerate() {
+        let Some(member) = member else { continue };
+        check_value(c, v, member, &tags)?;
+        if let et::KernelTypesRef::Tensor(tensor) = member {
+            let constant = tensor
+                .data_buffer_idx()
+                .at(c, &format!("value {v} (Tensor)"))?
+                != 0;
+            let planned = tensor
+                .allocation_info()
+                .at(c, &format!("value {v} (Tensor)"))?
+                .is_some();
+            let external = tensor
+                .extra_tensor_info()
+                .at(c, &format!("value {v} (Tensor)"))?
+                .is_some();
+            freeable[v] = !constant && !planned;
+            storageless[v] = !constant
+                && !planned
+                && !external
+                && has_elements(*tensor).at(c, &format!("value {v} (Tensor)"))?;
         }
     }
-    if let Some(inputs) = plan.vector(3, 4).map_err(|e| c.oob("method inputs", e))? {
-        for i in 0..inputs.len() {
-            let idx = inputs.i32(i).map_err(|e| c.oob("method inputs", e))?;
-            if let Some(s) = usize::try_from(idx)
-                .ok()
-                .and_then(|v| storageless.get_mut(v))
-            {
-                *s = false;
-            }
+    let inputs = plan.inputs().at(c, "method inputs")?;
+    for idx in items(inputs) {
+        if let Some(s) = usize::try_from(idx)
+            .ok()
+            .and_then(|v| storageless.get_mut(v))
+        {
+            *s = false;
         }
     }
-    let index_list = |c: &Checker, slot: usize, t: Table<'_>, what: &str| -> Checked<()> {
-        if let Some(list) = t.vector(slot, 4).map_err(|e| c.oob(what, e))? {
-            for i in 0..list.len() {
-                let idx = list.i32(i).map_err(|e| c.oob(what, e))?;
-                value_index(c, &tags, idx, &format!("{what} entry {i}"))?;
-            }
+    let index_list = |c: &Checker, list: planus::Result<Option<Vector<'_, i32>>>, what: &str| {
+        for (i, idx) in items(list.at(c, what)?).enumerate() {
+            value_index(c, &tags, idx, &format!("{what} entry {i}"))?;
         }
-        Ok(())
+        Checked::Ok(())
     };
-    index_list(c, 3, plan, "method inputs")?;
-    index_list(c, 4, plan, "method outputs")?;
+    index_list(c, plan.inputs(), "method inputs")?;
+    index_list(c, plan.outputs(), "method outputs")?;
 
-    let operators = match plan.vector(6, 4).map_err(|e| c.oob("operator table", e))? {
-        Some(ops) => ops,
-        None => empty_tables(),
-    };
-    let mut op_names = Vec::with_capacity(operators.len());
-    for o in 0..operators.len() {
+    let mut op_names = Vec::new();
+    let operators = plan.operators().at(c, "operator table")?;
+    for (o, op) in items(operators).enumerate() {
         let loc = || format!("operator {o}");
-        let op = operators.table(o).map_err(|e| c.oob(&loc(), e))?;
-        let name = op
-            .string(0)
-            .map_err(|e| c.oob(&loc(), e))?
+        let op = op.at(c, &loc())?;
+        let name = text(op.name())
+            .at(c, &loc())?
             .ok_or_else(|| c.err(loc(), "has no name".into()))?;
-        let overload = op.string(1).map_err(|e| c.oob(&loc(), e))?;
-        op_names.push(match overload {
-            Some(o) if !o.is_empty() => format!("{name}.{o}"),
+        op_names.push(match text(op.overload()).at(c, &loc())? {
+            Some(overload) if !overload.is_empty() => format!("{name}.{overload}"),
             _ => name,
         });
     }
@@ -332,59 +393,58 @@ fn check_plan(
     for op in &op_names {
         uses.operators.push((method.clone(), op.clone()));
     }
-    let (n_delegates, xnnpack) = check_delegates(c, plan, n_inline, n_segments, used_segments)?;
-    if let Some(delegates) = plan.vector(7, 4).map_err(|e| c.oob("delegate table", e))? {
-        for d in 0..delegates.len() {
-            let delegate = delegates
-                .table(d)
-                .map_err(|e| c.oob(&format!("delegate {d}"), e))?;
-            if let Some(id) = delegate
-                .string(0)
-                .map_err(|e| c.oob(&format!("delegate {d}"), e))?
-            {
-                uses.backends.push((method.clone(), id));
-            }
-        }
-    }
+    let delegates = plan.delegates().at(c, "delegate table")?;
+    let xnnpack = check_delegates(c, delegates, refs, used_segments, &method, uses)?;
+    let n_delegates = delegates.map_or(0, |d| d.len());
     // Fewest arguments each delegate is called with (its payload's external ids index them).
     let mut call_args: Vec<Option<usize>> = vec![None; n_delegates];
 
-    let chains = plan
-        .vector(5, 4)
-        .map_err(|e| c.oob("chains", e))?
-        .unwrap_or_else(empty_tables);
-    for ch in 0..chains.len() {
-        let chain = chains
-            .table(ch)
-            .map_err(|e| c.oob(&format!("chain {ch}"), e))?;
-        index_list(c, 0, chain, &format!("chain {ch} inputs"))?;
-        index_list(c, 1, chain, &format!("chain {ch} outputs"))?;
-        let Some(instructions) = chain
-            .vector(2, 4)
-            .map_err(|e| c.oob(&format!("chain {ch} instructions"), e))?
-        else {
-            continue;
-        };
-        for i in 0..instructions.len() {
+    let method_values = MethodValues {
+        tags: &tags,
+        freeable: &freeable,
+        storageless: &storageless,
+        members: &members,
+        op_names: &op_names,
+        n_delegates,
+    };
+    let chains = plan.chains().at(c, "chains")?;
+    for (ch, chain) in items(chains).enumerate() {
+        let chain = chain.at(c, &format!("chain {ch}"))?;
+        index_list(c, chain.inputs(), &format!("chain {ch} inputs"))?;
+        index_list(c, chain.outputs(), &format!("chain {ch} outputs"))?;
+        let instructions = chain
+            .instructions()
+            .at(c, &format!("chain {ch} instructions"))?;
+        let n_instructions = instructions.map_or(0, |i| i.len());
+        for (i, instruction) in items(instructions).enumerate() {
             c.place.instruction = Some(i);
-            let tables = Tables {
-                tags: &tags,
-                freeable: &freeable,
-                storageless: &storageless,
-                payloads: &payloads,
-                op_names: &op_names,
-                n_delegates,
-            };
-            check_instruction(c, &tables, instructions, ch, i)?;
-            if let Some((d, n)) = delegate_call(instructions, i) {
-                if let Some(slot) = call_args.get_mut(d) {
+            let loc = format!("chain {ch} instruction {i}");
+            let args = instruction
+                .and_then(|instruction| instruction.instr_args())
+                .map_err(|e| match e.error_kind {
+                    ErrorKind::UnknownUnionTag { tag } => {
+                        c.err(loc.clone(), format!("has unknown instruction type {tag}"))
+                    }
+                    _ => c.read(&loc, e),
+                })?
+                .ok_or_else(|| c.err(loc.clone(), "has no arguments".into()))?;
+            check_instruction(c, &method_values, &args, n_instructions, &loc)?;
+            if let et::InstructionArgumentsRef::DelegateCall(call) = args {
+                // Both fields were read by `check_instruction`.
+                let n = call.args().ok().flatten().map_or(0, |a| a.len());
+                let slot = call
+                    .delegate_index()
+                    .ok()
+                    .and_then(|d| usize::try_from(d).ok())
+                    .and_then(|d| call_args.get_mut(d));
+                if let Some(slot) = slot {
                     *slot = Some(slot.map_or(n, |m| m.min(n)));
                 }
             }
         }
         c.place.instruction = None;
     }
-    check_prim_calls(c, plan, chains, &tags, &payloads, &op_names)?;
+    check_prim_calls(c, plan, &tags, &members, &op_names)?;
     let mut xnnpack = xnnpack;
     for payload in &mut xnnpack {
         payload.call_args = call_args.get(payload.delegate).copied().flatten();
@@ -397,58 +457,40 @@ fn check_plan(
 /// argument of every kernel call, every delegate call argument and every move destination.
 fn check_prim_calls(
     c: &mut Checker,
-    plan: Table<'_>,
-    chains: Vector<'_>,
+    plan: et::ExecutionPlanRef<'_>,
     tags: &[u8],
-    payloads: &[Option<Table<'_>>],
+    members: &[Option<et::KernelTypesRef<'_>>],
     op_names: &[String],
 ) -> Checked<()> {
-    // Every read below was already made (and bounds-checked) by the first pass, so a failure
-    // here cannot happen; it is skipped rather than reported twice.
+    // Every read below was already made (and checked) by the first pass, so a failure here
+    // cannot happen; it is skipped rather than reported twice.
     let mut written = vec![false; tags.len()];
     let mut mark = |v: i32| {
         if let Some(w) = usize::try_from(v).ok().and_then(|v| written.get_mut(v)) {
             *w = true;
         }
     };
-    if let Some(inputs) = plan.vector(3, 4).ok().flatten() {
-        (0..inputs.len())
-            .filter_map(|i| inputs.i32(i).ok())
-            .for_each(&mut mark);
-    }
+    items(plan.inputs().ok().flatten()).for_each(&mut mark);
     let mut calls = Vec::new();
-    for ch in 0..chains.len() {
-        let Some(instructions) = chains
-            .table(ch)
+    for (ch, chain) in items(plan.chains().ok().flatten()).enumerate() {
+        let instructions = chain
             .ok()
-            .and_then(|t| t.vector(2, 4).ok().flatten())
-        else {
-            continue;
-        };
-        for i in 0..instructions.len() {
-            let Some(instruction) = instructions.table(i).ok() else {
-                continue;
-            };
-            let kind = instruction.u8(0, 0).unwrap_or(0);
-            let Some(args) = instruction.table(1).ok().flatten() else {
-                continue;
-            };
-            let list: Vec<i32> = match args.vector(1, 4).ok().flatten() {
-                Some(l) if matches!(kind, KERNEL_CALL | DELEGATE_CALL) => {
-                    (0..l.len()).filter_map(|a| l.i32(a).ok()).collect()
-                }
-                _ => Vec::new(),
-            };
-            match kind {
-                KERNEL_CALL => {
+            .and_then(|chain| chain.instructions().ok().flatten());
+        for (i, instruction) in items(instructions).enumerate() {
+            use et::InstructionArgumentsRef as Args;
+            match instruction.ok().and_then(|i| i.instr_args().ok().flatten()) {
+                Some(Args::KernelCall(call)) => {
+                    let list: Vec<i32> = items(call.args().ok().flatten()).collect();
                     if let Some(&out) = list.last() {
                         mark(out);
                     }
-                    calls.push((ch, i, args.i32(0, 0).unwrap_or(-1), list));
+                    calls.push((ch, i, call.op_index().unwrap_or(-1), list));
                 }
-                DELEGATE_CALL => list.iter().copied().for_each(&mut mark),
-                MOVE_CALL => {
-                    if let Ok(to) = args.i32(1, 0) {
+                Some(Args::DelegateCall(call)) => {
+                    items(call.args().ok().flatten()).for_each(&mut mark);
+                }
+                Some(Args::MoveCall(call)) => {
+                    if let Ok(to) = call.move_to() {
                         mark(to);
                     }
                 }
@@ -456,23 +498,19 @@ fn check_prim_calls(
             }
         }
     }
-    let facts: Vec<prim_ops::Fact> = tags
+    use et::KernelTypesRef as K;
+    let facts: Vec<prim_ops::Fact> = members
         .iter()
-        .zip(payloads)
         .zip(&written)
-        .map(|((&t, payload), &w)| match (t, payload) {
-            (tag::INT, Some(p)) => prim_ops::Fact::Int {
-                fixed: if w {
-                    None
-                } else {
-                    p.u64(0, 0).ok().map(|bits| bits as i64)
-                },
+        .map(|(member, &w)| match member {
+            Some(K::Int(int)) => prim_ops::Fact::Int {
+                fixed: if w { None } else { int.int_val().ok() },
             },
-            (tag::DOUBLE, _) => prim_ops::Fact::Double,
-            (tag::BOOL, _) => prim_ops::Fact::Bool,
-            (tag::TENSOR, Some(p)) => prim_ops::Fact::Tensor {
-                rank: p.vector(2, 4).ok().flatten().map_or(0, |v| v.len()),
-                dtype: p.u8(0, 0).map_or(-1, |d| d as i8),
+            Some(K::Double(_)) => prim_ops::Fact::Double,
+            Some(K::Bool(_)) => prim_ops::Fact::Bool,
+            Some(K::Tensor(t)) => prim_ops::Fact::Tensor {
+                rank: t.sizes().ok().flatten().map_or(0, |v| v.len()),
+                dtype: t.scalar_type().map_or(-1, |d| d as i8),
             },
             _ => prim_ops::Fact::Other,
         })
@@ -493,46 +531,34 @@ fn check_prim_calls(
     Ok(())
 }
 
-/// The delegate index and argument count of instruction `i`, if it is a (checked) delegate call.
-fn delegate_call(instructions: Vector<'_>, i: usize) -> Option<(usize, usize)> {
-    let instruction = instructions.table(i).ok()?;
-    if instruction.u8(0, 0).ok()? != DELEGATE_CALL {
-        return None;
-    }
-    let args = instruction.table(1).ok()??;
-    let d = usize::try_from(args.i32(0, 0).ok()?).ok()?;
-    let n = args.vector(1, 4).ok()?.map_or(0, |v| v.len());
-    Some((d, n))
-}
-
-/// Byte size of each named data entry (key -> its segment's size): what XNNPACK can load by key.
-fn named_data_sizes(c: &Checker, program: Table<'_>) -> Checked<HashMap<String, u64>> {
+/// Byte size of each named data entry (key -> its segment's size): what XNNPACK can load by
+/// key. Entries were range-checked by `check_segment_refs`.
+fn named_data_sizes(
+    c: &Checker,
+    program: et::ProgramRef<'_>,
+    segments: Option<Tables<'_, et::DataSegmentRef<'_>>>,
+) -> Checked<HashMap<String, u64>> {
     let mut sizes = HashMap::new();
-    let Some(named) = program.vector(7, 4).map_err(|e| c.oob("named data", e))? else {
-        return Ok(sizes);
-    };
-    let segments = program
-        .vector(4, 4)
-        .map_err(|e| c.oob("program segments", e))?
-        .unwrap_or_else(empty_tables);
-    for i in 0..named.len() {
+    let named = program.named_data().at(c, "named data")?;
+    for (i, entry) in items(named).enumerate() {
         let what = format!("named data entry {i}");
-        let oob = |e| c.oob(&what, e);
-        let entry = named.table(i).map_err(oob)?;
-        let key = entry.string(0).map_err(oob)?.unwrap_or_default();
-        let index = entry.u32(1, 0).map_err(oob)? as usize;
-        // The index was range-checked by `check_segment_refs`.
-        let segment = segments.table(index).map_err(oob)?;
-        sizes.insert(key, segment.u64(1, 0).map_err(oob)?);
+        let entry = entry.at(c, &what)?;
+        let key = text(entry.key()).at(c, &what)?.unwrap_or_default();
+        let index = entry.segment_index().at(c, &what)? as usize;
+        if let Some(segment) = segments.and_then(|s| s.get(index)) {
+            sizes.insert(key, segment.and_then(|s| s.size()).at(c, &what)?);
+        }
     }
     Ok(sizes)
 }
 
+/// A vector of tables, as the generated readers return it.
+type Tables<'a, T> = Vector<'a, planus::Result<T>>;
+
 /// An XNNPACK delegate of the current plan and where its payload is.
 struct XnnpackPayload {
     delegate: usize,
-    /// 0: inline delegate data, 1: segment.
-    location: u8,
+    location: et::DataLocation,
     index: usize,
     /// Fewest arguments a call of the delegate passes (`None`: never called).
     call_args: Option<usize>,
@@ -540,7 +566,8 @@ struct XnnpackPayload {
 
 /// What is needed to fetch and check delegate payloads.
 struct Payloads<'p> {
-    program: Table<'p>,
+    inline: Option<Tables<'p, et::BackendDelegateInlineDataRef<'p>>>,
+    segments: Option<Tables<'p, et::DataSegmentRef<'p>>>,
     buf: &'p [u8],
     file_bytes: &'p dyn Segments,
     named_data: HashMap<String, u64>,
@@ -557,15 +584,16 @@ impl Payloads<'_> {
             named_data: &self.named_data,
             call_args: payload.call_args,
         };
-        let result = if payload.location == 0 {
-            let inline = self
-                .program
-                .vector(3, 4)
-                .and_then(|v| v.unwrap_or_else(empty_tables).table(payload.index))
-                .and_then(|t| t.vector(0, 1))
-                .map_err(|e| c.oob(&loc, e))?
+        let result = if payload.location == et::DataLocation::Inline {
+            // The index was range-checked by `check_delegates`.
+            let bytes = self
+                .inline
+                .and_then(|v| v.get(payload.index))
+                .transpose()
+                .and_then(|inline| inline.map(|i| i.data()).transpose())
+                .at(c, &loc)?
+                .flatten()
                 .ok_or_else(|| c.err(loc.clone(), "inline payload has no data".into()))?;
-            let bytes = inline.bytes();
             xnnpack_blob::check(bytes, bytes.len() as u64, &ctx)
         } else {
             let (prefix, len) = self.read_segment(c, &loc, payload.index)?;
@@ -576,16 +604,12 @@ impl Payloads<'_> {
 
     /// The checked prefix of segment `index` and the segment's full length.
     fn read_segment(&self, c: &Checker, loc: &str, index: usize) -> Checked<(Vec<u8>, u64)> {
-        let oob = |e| c.oob(loc, e);
         let segment = self
-            .program
-            .vector(4, 4)
-            .map_err(oob)?
-            .unwrap_or_else(empty_tables)
-            .table(index)
-            .map_err(oob)?;
-        let offset = segment.u64(0, 0).map_err(oob)?;
-        let len = segment.u64(1, 0).map_err(oob)?;
+            .segments
+            .and_then(|s| s.get(index))
+            .ok_or_else(|| c.err(loc.to_string(), format!("has no segment {index}")))?
+            .at(c, loc)?;
+        let (offset, len) = (segment.offset().at(c, loc)?, segment.size().at(c, loc)?);
         let file_len = self.file_bytes.file_len();
         let start = segments::segment_base(self.buf).and_then(|b| b.checked_add(offset));
         let Some(start) = start.filter(|s| s.checked_add(len).is_some_and(|e| e <= file_len))
@@ -616,11 +640,6 @@ impl Payloads<'_> {
     }
 }
 
-/// A stand-in for an absent vector of tables.
-fn empty_tables<'a>() -> Vector<'a> {
-    Vector::empty()
-}
-
 fn value_index(c: &Checker, tags: &[u8], idx: i32, what: &str) -> Checked<usize> {
     usize::try_from(idx)
         .ok()
@@ -636,21 +655,20 @@ fn value_index(c: &Checker, tags: &[u8], idx: i32, what: &str) -> Checked<usize>
         })
 }
 
-fn check_value(c: &Checker, v: usize, t: u8, payload: Table<'_>, tags: &[u8]) -> Checked<()> {
+fn check_value(c: &Checker, v: usize, member: &et::KernelTypesRef<'_>, tags: &[u8]) -> Checked<()> {
+    let t = tag_of(member);
     let loc = format!(
         "value {v} ({})",
         tag_name(t)
             .trim_start_matches("an ")
             .trim_start_matches("a ")
     );
-    let oob = |e| c.oob(&loc, e);
-    let items_refer_to = |allowed: &[u8], allow_minus_one: bool| -> Checked<()> {
-        let items = payload
-            .vector(0, 4)
-            .map_err(oob)?
-            .ok_or_else(|| c.err(loc.clone(), "has no items".into()))?;
-        for i in 0..items.len() {
-            let idx = items.i32(i).map_err(oob)?;
+    let no_items = || c.err(loc.clone(), "has no items".into());
+    let items_refer_to = |list: planus::Result<Option<Vector<'_, i32>>>,
+                          allowed: &[u8],
+                          allow_minus_one: bool|
+     -> Checked<()> {
+        for (i, idx) in list.at(c, &loc)?.ok_or_else(no_items)?.iter().enumerate() {
             if allow_minus_one && idx == -1 {
                 continue;
             }
@@ -665,16 +683,19 @@ fn check_value(c: &Checker, v: usize, t: u8, payload: Table<'_>, tags: &[u8]) ->
         }
         Ok(())
     };
-    match t {
-        tag::TENSOR => check_tensor(c, &loc, payload),
+    let has_data = |present: planus::Result<bool>| -> Checked<()> {
+        match present.at(c, &loc)? {
+            true => Ok(()),
+            false => Err(c.err(loc.clone(), "has no data".into())),
+        }
+    };
+    use et::KernelTypesRef as K;
+    match member {
+        K::Tensor(tensor) => check_tensor(c, &loc, *tensor),
         // IntList items are value indices (boxed ints), read with toInt() at execution.
-        tag::INT_LIST => {
-            let items = payload
-                .vector(0, 8)
-                .map_err(oob)?
-                .ok_or_else(|| c.err(loc.clone(), "has no items".into()))?;
-            for i in 0..items.len() {
-                let idx = items.i64(i).map_err(oob)?;
+        K::IntList(list) => {
+            let list = list.items().at(c, &loc)?.ok_or_else(no_items)?;
+            for (i, idx) in list.iter().enumerate() {
                 let target = i32::try_from(idx).unwrap_or(-1);
                 let target = value_index(c, tags, target, &format!("{loc} item {i}"))?;
                 let got = tags.get(target).copied().unwrap_or(0);
@@ -687,38 +708,34 @@ fn check_value(c: &Checker, v: usize, t: u8, payload: Table<'_>, tags: &[u8]) ->
             }
             Ok(())
         }
-        tag::TENSOR_LIST => items_refer_to(&[tag::TENSOR], false),
-        tag::OPTIONAL_TENSOR_LIST => items_refer_to(&[tag::TENSOR, tag::NULL], true),
-        tag::STRING | tag::DOUBLE_LIST | tag::BOOL_LIST => {
-            let size = if t == tag::DOUBLE_LIST { 8 } else { 1 };
-            payload
-                .vector(0, size)
-                .map_err(oob)?
-                .ok_or_else(|| c.err(loc.clone(), "has no data".into()))?;
-            Ok(())
+        K::TensorList(list) => items_refer_to(list.items(), &[tag::TENSOR], false),
+        K::OptionalTensorList(list) => {
+            items_refer_to(list.items(), &[tag::TENSOR, tag::NULL], true)
         }
+        K::String(s) => has_data(s.string_val().map(|s| s.is_some())),
+        K::DoubleList(list) => has_data(list.items().map(|l| l.is_some())),
+        K::BoolList(list) => has_data(list.items().map(|l| l.is_some())),
         _ => Ok(()),
     }
 }
 
-fn check_tensor(c: &Checker, loc: &str, t: Table<'_>) -> Checked<()> {
-    let oob = |e| c.oob(loc, e);
+fn check_tensor(c: &Checker, loc: &str, t: et::TensorRef<'_>) -> Checked<()> {
     let bad = |problem: String| c.err(loc.to_string(), problem);
-    let scalar_type = t.u8(0, 0).map_err(oob)? as i8;
-    if !SCALAR_TYPES.contains(&scalar_type) {
-        return Err(bad(format!("has unknown scalar type {scalar_type}")));
-    }
-    let dynamism = t.u8(8, 0).map_err(oob)?;
-    if dynamism > 2 {
-        return Err(bad(format!("has unknown shape dynamism {dynamism}")));
-    }
+    // An enum value outside the schema is the reader's `UnknownEnumTag`.
+    let unknown = |what: &str, e: planus::Error| match e.error_kind {
+        ErrorKind::UnknownEnumTag { source } => bad(format!("has unknown {what} {}", source.tag)),
+        _ => c.read(loc, e),
+    };
+    t.scalar_type().map_err(|e| unknown("scalar type", e))?;
+    t.shape_dynamism()
+        .map_err(|e| unknown("shape dynamism", e))?;
     let sizes = t
-        .vector(2, 4)
-        .map_err(oob)?
+        .sizes()
+        .at(c, loc)?
         .ok_or_else(|| bad("has no sizes".into()))?;
     let dim_order = t
-        .vector(3, 1)
-        .map_err(oob)?
+        .dim_order()
+        .at(c, loc)?
         .ok_or_else(|| bad("has no dim_order".into()))?;
     let rank = sizes.len();
     if rank > MAX_RANK {
@@ -731,12 +748,11 @@ fn check_tensor(c: &Checker, loc: &str, t: Table<'_>) -> Checked<()> {
         )));
     }
     let mut seen = [false; MAX_RANK];
-    for d in 0..rank {
-        let size = sizes.i32(d).map_err(oob)?;
+    for (d, (size, &dim)) in sizes.iter().zip(dim_order).enumerate() {
         if size < 0 {
             return Err(bad(format!("has negative size {size} in dimension {d}")));
         }
-        let dim = usize::from(dim_order.u8(d).map_err(oob)?);
+        let dim = usize::from(dim);
         match seen.get_mut(dim) {
             Some(s) if dim < rank && !*s => *s = true,
             _ => {
@@ -749,44 +765,46 @@ fn check_tensor(c: &Checker, loc: &str, t: Table<'_>) -> Checked<()> {
     Ok(())
 }
 
-/// Checks the delegate table; returns its length and the XNNPACK delegates' payloads.
+/// Checks the delegate table, records the backends it uses, and returns the XNNPACK
+/// delegates' payloads.
 fn check_delegates(
     c: &Checker,
-    plan: Table<'_>,
-    n_inline: usize,
-    n_segments: usize,
+    delegates: Option<Tables<'_, et::BackendDelegateRef<'_>>>,
+    refs: &Refs<'_>,
     used_segments: &mut Vec<usize>,
-) -> Checked<(usize, Vec<XnnpackPayload>)> {
+    method: &str,
+    uses: &mut ProgramUses,
+) -> Checked<Vec<XnnpackPayload>> {
     let mut xnnpack = Vec::new();
-    let Some(delegates) = plan.vector(7, 4).map_err(|e| c.oob("delegate table", e))? else {
-        return Ok((0, xnnpack));
-    };
-    for d in 0..delegates.len() {
+    for (d, delegate) in items(delegates).enumerate() {
         let loc = format!("delegate {d}");
-        let oob = |e| c.oob(&loc, e);
         let bad = |problem: &str| c.err(loc.clone(), problem.to_string());
-        let delegate = delegates.table(d).map_err(oob)?;
-        let backend = delegate
-            .string(0)
-            .map_err(oob)?
+        let delegate = delegate.at(c, &loc)?;
+        let backend = text(delegate.id())
+            .at(c, &loc)?
             .ok_or_else(|| bad("has no backend id"))?;
+        uses.backends.push((method.to_string(), backend.clone()));
         let processed = delegate
-            .table(1)
-            .map_err(oob)?
+            .processed()
+            .at(c, &loc)?
             .ok_or_else(|| bad("has no processed data reference"))?;
-        let location = processed.u8(0, 0).map_err(oob)?;
-        let index = usize::try_from(processed.u32(1, 0).map_err(oob)?).unwrap_or(usize::MAX);
+        let location = processed.location().map_err(|e| match e.error_kind {
+            ErrorKind::UnknownEnumTag { source } => {
+                bad(&format!("has unknown data location {}", source.tag))
+            }
+            _ => c.read(&loc, e),
+        })?;
+        let index = usize::try_from(processed.index().at(c, &loc)?).unwrap_or(usize::MAX);
         let (what, len) = match location {
-            0 => ("inline delegate blobs", n_inline),
-            1 => ("segments", n_segments),
-            other => return Err(bad(&format!("has unknown data location {other}"))),
+            et::DataLocation::Inline => ("inline delegate blobs", refs.n_inline),
+            et::DataLocation::Segment => ("segments", refs.n_segments),
         };
         if index >= len {
             return Err(bad(&format!(
                 "processed data index {index} is out of range (the program has {len} {what})"
             )));
         }
-        if location == 1 {
+        if location == et::DataLocation::Segment {
             used_segments.push(index);
         }
         if backend == xnnpack_blob::BACKEND_ID {
@@ -798,109 +816,81 @@ fn check_delegates(
             });
         }
         let specs = delegate
-            .vector(2, 4)
-            .map_err(oob)?
+            .compile_specs()
+            .at(c, &loc)?
             .ok_or_else(|| bad("has no compile specs list"))?;
-        for s in 0..specs.len() {
-            let spec = specs.table(s).map_err(oob)?;
-            let key = spec.string(0).map_err(oob)?;
-            let value = spec.vector(1, 1).map_err(oob)?;
-            if key.is_none() || value.is_none() {
+        for (s, spec) in specs.iter().enumerate() {
+            let spec = spec.at(c, &loc)?;
+            if text(spec.key()).at(c, &loc)?.is_none() || spec.value().at(c, &loc)?.is_none() {
                 return Err(bad(&format!("compile spec {s} lacks its key or value")));
             }
         }
     }
-    Ok((delegates.len(), xnnpack))
+    Ok(xnnpack)
 }
 
-/// Union tags of `InstructionArguments`.
-const KERNEL_CALL: u8 = 1;
-const DELEGATE_CALL: u8 = 2;
-const MOVE_CALL: u8 = 3;
-const JUMP_FALSE_CALL: u8 = 4;
-const FREE_CALL: u8 = 5;
-
 /// What instructions are checked against.
-struct Tables<'t> {
+struct MethodValues<'t> {
     tags: &'t [u8],
     freeable: &'t [bool],
     storageless: &'t [bool],
-    payloads: &'t [Option<Table<'t>>],
+    members: &'t [Option<et::KernelTypesRef<'t>>],
     op_names: &'t [String],
     n_delegates: usize,
 }
 
 fn check_instruction(
     c: &Checker,
-    tables: &Tables<'_>,
-    instructions: Vector<'_>,
-    ch: usize,
-    i: usize,
+    method: &MethodValues<'_>,
+    args: &et::InstructionArgumentsRef<'_>,
+    n_instructions: usize,
+    loc: &str,
 ) -> Checked<()> {
-    let Tables {
-        tags,
-        freeable,
-        storageless,
-        payloads,
-        op_names,
-        n_delegates,
-    } = *tables;
-    let loc = format!("chain {ch} instruction {i}");
-    let oob = |e| c.oob(&loc, e);
-    let bad = |problem: String| c.err(loc.clone(), problem);
-    let instruction = instructions.table(i).map_err(oob)?;
-    let kind = instruction.u8(0, 0).map_err(oob)?;
-    let args = instruction
-        .table(1)
-        .map_err(oob)?
-        .ok_or_else(|| bad(format!("has no arguments (type tag {kind})")))?;
-    let value = |slot: usize, what: &str| -> Checked<usize> {
-        let idx = args.i32(slot, 0).map_err(oob)?;
-        value_index(c, tags, idx, &format!("{loc} {what}"))
+    let tags = method.tags;
+    let bad = |problem: String| c.err(loc.to_string(), problem);
+    let value = |idx: planus::Result<i32>, what: &str| {
+        value_index(c, tags, idx.at(c, loc)?, &format!("{loc} {what}"))
     };
-    let arg_list = |what: &str| -> Checked<Vec<usize>> {
-        let Some(list) = args.vector(1, 4).map_err(oob)? else {
-            return Ok(Vec::new());
-        };
-        (0..list.len())
-            .map(|a| {
-                let idx = list.i32(a).map_err(oob)?;
-                value_index(c, tags, idx, &format!("{loc} ({what}) argument {a}"))
-            })
-            .collect()
+    let arg_list = |list: planus::Result<Option<Vector<'_, i32>>>, what: &str| {
+        items(list.at(c, loc)?)
+            .enumerate()
+            .map(|(a, idx)| value_index(c, tags, idx, &format!("{loc} ({what}) argument {a}")))
+            .collect::<Checked<Vec<usize>>>()
     };
-    match kind {
-        KERNEL_CALL => {
-            let op = args.i32(0, 0).map_err(oob)?;
+    use et::InstructionArgumentsRef as Args;
+    match args {
+        Args::KernelCall(call) => {
+            let op = call.op_index().at(c, loc)?;
             let name = usize::try_from(op)
                 .ok()
-                .and_then(|o| op_names.get(o))
+                .and_then(|o| method.op_names.get(o))
                 .ok_or_else(|| {
                     bad(format!(
                         "operator index {op} is out of range (the method has {} operators)",
-                        op_names.len()
+                        method.op_names.len()
                     ))
                 })?;
-            let arg_values = arg_list(name)?;
-            check_kernel_args(c, &loc, name, &arg_values, tags)?;
-            check_arg_storage(c, &loc, name, &arg_values, tags, storageless, payloads)?;
-            check_quant_range(c, &loc, name, &arg_values, tags, payloads)
+            let arg_values = arg_list(call.args(), name)?;
+            check_kernel_args(c, loc, name, &arg_values, tags)?;
+            check_arg_storage(c, loc, name, &arg_values, method)?;
+            check_quant_range(c, loc, name, &arg_values, method)
         }
-        DELEGATE_CALL => {
-            let d = args.i32(0, 0).map_err(oob)?;
+        Args::DelegateCall(call) => {
+            let d = call.delegate_index().at(c, loc)?;
+            let n_delegates = method.n_delegates;
             if usize::try_from(d).map_or(true, |d| d >= n_delegates) {
                 return Err(bad(format!(
                     "delegate index {d} is out of range (the method has {n_delegates} delegates)"
                 )));
             }
-            arg_list("delegate call").map(drop)
+            arg_list(call.args(), "delegate call").map(drop)
         }
-        MOVE_CALL => {
+        Args::MoveCall(call) => {
             // A move overwrites the destination's EValue, type included: a later kernel that
             // was checked against the destination's declared type would then hit a fatal
             // toBool()/toTensor() assert. Moves only ever copy between values of one type.
-            let from = value(0, "move source")?;
-            let to = value(1, "move destination")?;
+            let from = value(call.move_from(), "move source")?;
+            let to = value(call.move_to(), "move destination")?;
             let (tf, tt) = (tags.get(from).copied(), tags.get(to).copied());
             if tf != tt {
                 return Err(bad(format!(
@@ -911,29 +901,28 @@ fn check_instruction(
             }
             Ok(())
         }
-        JUMP_FALSE_CALL => {
+        Args::JumpFalseCall(call) => {
             // The runtime reads the condition with toBool() unless it is a Tensor: anything
             // else is a fatal assert.
-            let cond = value(0, "jump condition")?;
+            let cond = value(call.cond_value_index(), "jump condition")?;
             if !matches!(tags.get(cond), Some(&tag::BOOL) | Some(&tag::TENSOR)) {
                 return Err(bad(format!(
                     "jump condition is value {cond}, {}, not a Bool or a Tensor",
                     tag_name(tags.get(cond).copied().unwrap_or(0))
                 )));
             }
-            let dest = args.i32(1, 0).map_err(oob)?;
-            if usize::try_from(dest).map_or(true, |d| d >= instructions.len()) {
+            let dest = call.destination_instruction().at(c, loc)?;
+            if usize::try_from(dest).map_or(true, |d| d >= n_instructions) {
                 return Err(bad(format!(
-                    "jump destination {dest} is out of range (the chain has {} instructions)",
-                    instructions.len()
+                    "jump destination {dest} is out of range (the chain has {n_instructions} instructions)"
                 )));
             }
             Ok(())
         }
-        FREE_CALL => {
-            let v = value(0, "freed value")?;
+        Args::FreeCall(call) => {
+            let v = value(call.value_index(), "freed value")?;
             match tags.get(v) {
-                Some(&tag::TENSOR) if freeable.get(v) == Some(&true) => Ok(()),
+                Some(&tag::TENSOR) if method.freeable.get(v) == Some(&true) => Ok(()),
                 Some(&tag::TENSOR) => Err(bad(format!(
                     "frees value {v}, a constant or memory-planned Tensor"
                 ))),
@@ -943,7 +932,6 @@ fn check_instruction(
                 ))),
             }
         }
-        other => Err(bad(format!("has unknown instruction type {other}"))),
     }
 }
 
@@ -953,39 +941,6 @@ fn total_memory() -> Option<u64> {
     let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     kib.checked_mul(1024)
-}
-
-/// The planned working memory of a method (`non_const_buffer_sizes`) is allocated and zeroed
-/// when the method loads. A size read from a damaged file can be petabytes (the allocation
-/// then fails or aborts) or merely more than the machine has (the kernel grants it lazily
-/// and the process is killed while zeroing it), so sizes must be non-negative and their sum
-/// at most the physical memory.
-fn check_planned_memory(c: &Checker, plan: Table<'_>, limit: Option<u64>) -> Checked<()> {
-    let oob = |e| c.oob("planned buffer sizes", e);
-    let Some(sizes) = plan.vector(8, 8).map_err(oob)? else {
-        return Ok(());
-    };
-    let mut total: u64 = 0;
-    for i in 0..sizes.len() {
-        let size = sizes.i64(i).map_err(oob)?;
-        let size = u64::try_from(size).map_err(|_| {
-            c.err(
-                format!("planned buffer {i}"),
-                format!("has negative size {size}"),
-            )
-        })?;
-        total = total.saturating_add(size);
-    }
-    match limit {
-        Some(limit) if total > limit => Err(c.err(
-            "planned buffers".into(),
-            format!(
-                "need {total} bytes of working memory, more than this machine's {limit} bytes \
-                 of RAM (re-export with a smaller max_seq_len, or the file is damaged)"
-            ),
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// Positions of (quant_min, quant_max, dtype) in the quantize/dequantize kernels' arguments.
@@ -1011,6 +966,57 @@ fn quant_dtype_range(dtype: i64) -> Option<(i64, i64)> {
     }
 }
 
+/// The planned working memory of a method (`non_const_buffer_sizes`) is allocated and zeroed
+/// when the method loads. A size read from a damaged file can be petabytes (the allocation
+/// then fails or aborts) or merely more than the machine has (the kernel grants it lazily
+/// and the process is killed while zeroing it), so sizes must be non-negative and their sum
+/// at most the physical memory.
+fn check_planned_memory(
+    c: &Checker,
+    plan: et::ExecutionPlanRef<'_>,
+    limit: Option<u64>,
+) -> Checked<()> {
+    let sizes = plan
+        .non_const_buffer_sizes()
+        .at(c, "planned buffer sizes")?;
+    let mut total: u64 = 0;
+    for (i, size) in items(sizes).enumerate() {
+        let size = u64::try_from(size).map_err(|_| {
+            c.err(
+                format!("planned buffer {i}"),
+                format!("has negative size {size}"),
+            )
+        })?;
+        total = total.saturating_add(size);
+    }
+    match limit {
+        Some(limit) if total > limit => Err(c.err(
+            "planned buffers".into(),
+            format!(
+                "need {total} bytes of working memory, more than this machine's {limit} bytes \
+                 of RAM (re-export with a smaller max_seq_len, or the file is damaged)"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The value at index `v` if it is an Int.
+fn int_of(method: &MethodValues<'_>, v: usize) -> Option<i64> {
+    match method.members.get(v) {
+        Some(Some(et::KernelTypesRef::Int(int))) => int.int_val().ok(),
+        _ => None,
+    }
+}
+
+/// The value at index `v` if it is a Tensor.
+fn tensor_of<'a>(method: &MethodValues<'a>, v: usize) -> Option<et::TensorRef<'a>> {
+    match method.members.get(v) {
+        Some(Some(et::KernelTypesRef::Tensor(t))) => Some(*t),
+        _ => None,
+    }
+}
+
 /// The quantize/dequantize kernels abort the process (a fatal `ET_CHECK`) when quant_min or
 /// quant_max lies outside the target integer type; check constant arguments here instead.
 fn check_quant_range(
@@ -1018,26 +1024,14 @@ fn check_quant_range(
     loc: &str,
     op: &str,
     args: &[usize],
-    tags: &[u8],
-    payloads: &[Option<Table<'_>>],
+    method: &MethodValues<'_>,
 ) -> Checked<()> {
     let Some((lo_at, hi_at, dtype_at)) = quant_range_args(op) else {
         return Ok(());
     };
-    check_out_fits_input(c, loc, op, args, tags, payloads)?;
-    let int_arg = |a: usize| -> Checked<Option<i64>> {
-        let Some(&v) = args.get(a) else {
-            return Ok(None);
-        };
-        match (tags.get(v), payloads.get(v)) {
-            (Some(&tag::INT), Some(Some(t))) => {
-                let bits = t.u64(0, 0).map_err(|e| c.oob(&format!("value {v}"), e))?;
-                Ok(Some(bits as i64))
-            }
-            _ => Ok(None),
-        }
-    };
-    let (Some(lo), Some(hi), Some(dtype)) = (int_arg(lo_at)?, int_arg(hi_at)?, int_arg(dtype_at)?)
+    check_out_fits_input(c, loc, op, args, method)?;
+    let int_arg = |a: usize| args.get(a).and_then(|&v| int_of(method, v));
+    let (Some(lo), Some(hi), Some(dtype)) = (int_arg(lo_at), int_arg(hi_at), int_arg(dtype_at))
     else {
         return Ok(());
     };
@@ -1066,31 +1060,20 @@ fn check_out_fits_input(
     loc: &str,
     op: &str,
     args: &[usize],
-    tags: &[u8],
-    payloads: &[Option<Table<'_>>],
+    method: &MethodValues<'_>,
 ) -> Checked<()> {
-    let tensor = |v: usize| match (tags.get(v), payloads.get(v)) {
-        (Some(&tag::TENSOR), Some(Some(t))) => Some(*t),
-        _ => None,
-    };
     let (Some(&input), Some(&out)) = (args.first(), args.last()) else {
         return Ok(());
     };
-    let (Some(input_t), Some(out_t)) = (tensor(input), tensor(out)) else {
+    let (Some(input_t), Some(out_t)) = (tensor_of(method, input), tensor_of(method, out)) else {
         return Ok(());
     };
-    let oob = |e| c.oob(loc, e);
-    let sizes = |t: Table<'_>| -> Checked<Vec<i64>> {
-        let Some(v) = t.vector(2, 4).map_err(oob)? else {
-            return Ok(Vec::new());
-        };
-        (0..v.len())
-            .map(|i| v.i32(i).map(i64::from).map_err(oob))
-            .collect()
+    let sizes = |t: et::TensorRef<'_>| -> Checked<Vec<i64>> {
+        Ok(items(t.sizes().at(c, loc)?).map(i64::from).collect())
     };
     let (in_sizes, out_sizes) = (sizes(input_t)?, sizes(out_t)?);
     let numel = |s: &[i64]| s.iter().try_fold(1i64, |a, &d| a.checked_mul(d.max(0)));
-    let fits = if out_t.u8(8, 0).map_err(oob)? == 0 {
+    let fits = if out_t.shape_dynamism().at(c, loc)? == et::TensorShapeDynamism::Static {
         in_sizes == out_sizes
     } else {
         matches!((numel(&in_sizes), numel(&out_sizes)), (Some(i), Some(o)) if o >= i)
@@ -1109,16 +1092,8 @@ fn check_out_fits_input(
 }
 
 /// Whether a tensor's sizes multiply to more than zero elements.
-fn has_elements(tensor: Table<'_>) -> Result<bool, OutOfBounds> {
-    let Some(sizes) = tensor.vector(2, 4)? else {
-        return Ok(false);
-    };
-    for d in 0..sizes.len() {
-        if sizes.i32(d)? == 0 {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+fn has_elements(tensor: et::TensorRef<'_>) -> planus::Result<bool> {
+    Ok(tensor.sizes()?.is_some_and(|s| s.iter().all(|d| d != 0)))
 }
 
 /// Rejects a kernel call that is handed a tensor without storage, directly or inside a
@@ -1128,9 +1103,7 @@ fn check_arg_storage(
     loc: &str,
     op: &str,
     args: &[usize],
-    tags: &[u8],
-    storageless: &[bool],
-    payloads: &[Option<Table<'_>>],
+    method: &MethodValues<'_>,
 ) -> Checked<()> {
     let bad = |a: usize, v: usize, how: &str| {
         c.err(
@@ -1141,24 +1114,20 @@ fn check_arg_storage(
             ),
         )
     };
+    let storageless = |v: usize| method.storageless.get(v) == Some(&true);
     for (a, &v) in args.iter().enumerate() {
-        if storageless.get(v) == Some(&true) {
+        if storageless(v) {
             return Err(bad(a, v, ""));
         }
-        let is_list = matches!(
-            tags.get(v),
-            Some(&tag::TENSOR_LIST) | Some(&tag::OPTIONAL_TENSOR_LIST)
-        );
-        if let (true, Some(Some(list))) = (is_list, payloads.get(v)) {
-            let oob = |e| c.oob(&format!("value {v}"), e);
-            if let Some(items) = list.vector(0, 4).map_err(oob)? {
-                for i in 0..items.len() {
-                    let item = items.i32(i).map_err(oob)?;
-                    if let Some(true) = usize::try_from(item).ok().and_then(|t| storageless.get(t))
-                    {
-                        return Err(bad(a, item as usize, &format!(" (list item {i})")));
-                    }
-                }
+        let list = match method.members.get(v) {
+            Some(Some(et::KernelTypesRef::TensorList(l))) => l.items(),
+            Some(Some(et::KernelTypesRef::OptionalTensorList(l))) => l.items(),
+            _ => Ok(None),
+        };
+        let list = list.at(c, &format!("value {v}"))?;
+        for (i, item) in items(list).enumerate() {
+            if usize::try_from(item).is_ok_and(storageless) {
+                return Err(bad(a, item as usize, &format!(" (list item {i})")));
             }
         }
     }
@@ -1198,7 +1167,7 @@ fn check_kernel_args(c: &Checker, loc: &str, op: &str, args: &[usize], tags: &[u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pte::segments::InMemory;
+    use crate::pte::verify::segments::InMemory;
 
     fn mlp() -> Vec<u8> {
         std::fs::read(concat!(

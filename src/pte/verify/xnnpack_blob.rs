@@ -1,14 +1,12 @@
 //! Checks of an XNNPACK delegate payload (the processed blob of a delegate whose backend id
 //! is `XnnpackBackend`) before the XNNPACK backend parses it.
 //!
-//! ExecuTorch 1.5.1's XNNPACK backend verifies the payload's flatbuffer structure and range
-//! checks constant-buffer indices, but trusts what the graph says about its data: a tensor's
+//! Why the verifier exists is told in `verify/mod.rs`. What XNNPACK trusts here: a tensor's
 //! dims decide how many bytes weight packing reads from the constant behind it, a per-channel
 //! scale array is read for as many channels as the dims say, an external id indexes the
 //! delegate call's argument array directly, a union tag with no table behind it is
-//! dereferenced, and a depthwise convolution divides by its group input channels. One flipped
-//! bit in any of these segfaults, aborts or stalls the process while the method loads. This
-//! pass rejects such a payload first:
+//! dereferenced, and a depthwise convolution divides by its group input channels. This pass
+//! rejects such a payload first:
 //!
 //! - the header's flatbuffer and constant ranges lie inside the payload, in order, and the
 //!   flatbuffer has XNNPACK's identifier (`XN00`/`XN01`);
@@ -32,13 +30,29 @@
 //!   killed), while every node it runs produces at most the product of its inputs' sizes
 //!   (the floor covers concatenations and pads of tiny tensors).
 //!
+//! # Pinned to ExecuTorch 1.5.1
+//!
+//! The payload layout read here is ExecuTorch 1.5.1's: the 30-byte `XNNHeader`
+//! (`backends/xnnpack/runtime/XNNHeader.h`), the `XN00`/`XN01` identifiers, and the tables of
+//! `backends/xnnpack/serialization/runtime_schema.fbs` (`XValueUnion`, `XNodeUnion` with
+//! 47 members, `XNNDatatype` with the element sizes in `datatype_bits`), read through the
+//! readers generated from the copy of that schema in `schema/`. On an ExecuTorch upgrade,
+//! regenerate them (`tools/gen_flatbuffers.sh --from-venv`): a new node type or datatype then
+//! fails to compile in `Graph::node` or `datatype_bits` until it is classified. Diff the
+//! header against the one this was written for, check that `XNNCompiler.cpp` still reads the
+//! fields listed above unchecked (and nothing new), and rerun `cargo test --test
+//! xnnpack_payload`, whose bit flips cover every byte of a payload.
+//!
 //! What it cannot see: values that are valid but wrong (a changed weight byte, a clamp bound)
 //! run and give different numbers, and shape mismatches XNNPACK detects itself come back as
 //! its own typed errors.
 
 use std::collections::{HashMap, HashSet};
 
-use super::flatbuf::{OutOfBounds, Table, Vector};
+use planus::errors::ErrorKind;
+use planus::{ReadAsRoot, Vector};
+
+use super::schema::xnn;
 
 /// The backend id of XNNPACK delegates in a program's delegate table.
 pub(crate) const BACKEND_ID: &str = "XnnpackBackend";
@@ -55,10 +69,6 @@ const MAX_DIMS: usize = 6;
 const MAX_EXTERNS: u32 = 4096;
 /// `XNN_VALUE_FLAG_EXTERNAL_INPUT | XNN_VALUE_FLAG_EXTERNAL_OUTPUT`.
 const EXTERNAL_FLAGS: u32 = 0b11;
-/// Largest `XNNDatatype` of the schema (`xnn_datatype_bf16`).
-const MAX_DATATYPE: u16 = 14;
-/// Number of members of the `XNodeUnion`.
-const NODE_KINDS: u8 = 47;
 
 /// What a payload is checked against, taken from the program around it.
 pub(crate) struct Context<'a> {
@@ -86,10 +96,6 @@ fn defect(location: impl Into<String>, problem: impl Into<String>) -> Defect {
         location: location.into(),
         problem: problem.into(),
     }
-}
-
-fn oob(location: &str) -> impl Fn(OutOfBounds) -> Defect + '_ {
-    move |e| defect(location, e.to_string())
 }
 
 /// The payload's header, when it has one (payloads without one are a bare flatbuffer).
@@ -213,20 +219,37 @@ pub(crate) fn check(prefix: &[u8], len: u64, ctx: &Context<'_>) -> Checked<()> {
             ))
         }
     }
-    let graph = Table::root(flatbuffer).map_err(oob("graph"))?;
+    let graph = xnn::XnnGraphRef::read_as_root(flatbuffer).at("graph")?;
     Graph::read(graph, constants, ctx)?.check_nodes()
 }
 
 /// The value ids a node reads and writes, each with the field it is in.
 #[derive(Default)]
 struct Io {
-    inputs: Vec<(usize, u32)>,
-    outputs: Vec<(usize, u32)>,
+    inputs: Vec<(&'static str, u32)>,
+    outputs: Vec<(&'static str, u32)>,
 }
 
-/// Size in bits of one element of each `XNNDatatype` (index = enum value).
-const DATATYPE_BITS: [u64; MAX_DATATYPE as usize + 1] =
-    [0, 32, 16, 8, 8, 32, 8, 32, 4, 8, 4, 8, 32, 32, 16];
+/// Size in bits of one element of each datatype XNNPACK stores (`None`: not a datatype a value
+/// may have). Exhaustive, so a datatype added by an ExecuTorch upgrade fails to compile here.
+fn datatype_bits(datatype: xnn::XnnDatatype) -> Option<u64> {
+    use xnn::XnnDatatype as D;
+    match datatype {
+        D::XnnDatatypeInvalid => None,
+        D::XnnDatatypeQcint4 | D::XnnDatatypeQbint4 => Some(4),
+        D::XnnDatatypeQint8
+        | D::XnnDatatypeQuint8
+        | D::XnnDatatypeQcint8
+        | D::XnnDatatypeQdint8
+        | D::XnnDatatypeQpint8 => Some(8),
+        D::XnnDatatypeFp16 | D::XnnDatatypeBf16 => Some(16),
+        D::XnnDatatypeFp32
+        | D::XnnDatatypeQint32
+        | D::XnnDatatypeQcint32
+        | D::XnnDatatypeInt32
+        | D::XnnDatatypePfp32 => Some(32),
+    }
+}
 
 /// What the node checks need to know about a defined value.
 struct ValueInfo {
@@ -246,8 +269,35 @@ struct ValueInfo {
 /// `Graph::check_activation_sizes`).
 const MIN_ACTIVATION_BOUND: u64 = 1 << 20;
 
+/// A read the generated reader refused (an offset or length outside the payload).
+fn unreadable(location: &str) -> impl Fn(planus::Error) -> Defect + '_ {
+    move |e| defect(location, format!("cannot be read ({e})"))
+}
+
+/// Attaches the location to a read the generated reader refused.
+trait At<T> {
+    fn at(self, location: &str) -> Checked<T>;
+}
+
+impl<T> At<T> for planus::Result<T> {
+    fn at(self, location: &str) -> Checked<T> {
+        self.map_err(unreadable(location))
+    }
+}
+
+/// The tag of a union member that could not be read: unknown, or a tag without its table.
+fn bad_member(loc: &str, what: &str, read: planus::Result<()>) -> Defect {
+    match read {
+        Err(e) => match e.error_kind {
+            ErrorKind::UnknownUnionTag { tag } => defect(loc, format!("has unknown {what} {tag}")),
+            _ => unreadable(loc)(e),
+        },
+        Ok(()) => defect(loc, format!("has no {what}, or a {what} but no table")),
+    }
+}
+
 struct Graph<'a, 'c> {
-    graph: Table<'a>,
+    graph: xnn::XnnGraphRef<'a>,
     ctx: &'c Context<'c>,
     /// Size of the header's constant region (`None`: no header, deprecated in-flatbuffer
     /// constant buffers instead).
@@ -256,14 +306,18 @@ struct Graph<'a, 'c> {
 }
 
 impl<'a, 'c> Graph<'a, 'c> {
-    fn read(graph: Table<'a>, constants: Option<u64>, ctx: &'c Context<'c>) -> Checked<Self> {
+    fn read(
+        graph: xnn::XnnGraphRef<'a>,
+        constants: Option<u64>,
+        ctx: &'c Context<'c>,
+    ) -> Checked<Self> {
         let mut g = Graph {
             graph,
             ctx,
             constants,
             values: HashMap::new(),
         };
-        let num_externs = graph.u32(3, 0).map_err(oob("graph"))?;
+        let num_externs = graph.num_externs().at("graph")?;
         if num_externs > MAX_EXTERNS {
             return Err(defect(
                 "graph",
@@ -271,13 +325,13 @@ impl<'a, 'c> Graph<'a, 'c> {
             ));
         }
         let xvalues = graph
-            .vector(2, 4)
-            .map_err(oob("graph values"))?
+            .xvalues()
+            .at("graph values")?
             .ok_or_else(|| defect("graph", "has no value list"))?;
         let mut externals = HashSet::new();
-        for v in 0..xvalues.len() {
+        for (v, value) in xvalues.iter().enumerate() {
             let loc = format!("value {v}");
-            let (id, info, external) = g.value(xvalues, v, &loc, num_externs)?;
+            let (id, info, external) = g.value(value, &loc, num_externs)?;
             if id == INVALID_ID || g.values.contains_key(&id) {
                 return Err(defect(
                     &loc,
@@ -294,39 +348,38 @@ impl<'a, 'c> Graph<'a, 'c> {
         Ok(g)
     }
 
-    /// Checks value `v`; returns its id, what nodes need of it, and its external id if any.
+    /// Checks a value; returns its id, what nodes need of it, and its external id if any.
     fn value(
         &self,
-        xvalues: Vector<'a>,
-        v: usize,
+        value: planus::Result<xnn::XValueRef<'a>>,
         loc: &str,
         num_externs: u32,
     ) -> Checked<(u32, ValueInfo, Option<u32>)> {
-        let value = xvalues.table(v).map_err(oob(loc))?;
-        let kind = value.u8(0, 0).map_err(oob(loc))?;
-        let body = value
-            .table(1)
-            .map_err(oob(loc))?
-            .ok_or_else(|| defect(loc, format!("has value type {kind} but no table")))?;
-        let (tensor, quant) = match kind {
-            1 => (body, None),
-            2 => {
-                let tensor = body
-                    .table(0)
-                    .map_err(oob(loc))?
+        let read = unreadable(loc);
+        let member = value.and_then(|v| v.xvalue_union());
+        let (tensor, quant) = match member {
+            Ok(Some(xnn::XValueUnionRef::XnnTensorValue(tensor))) => (tensor, None),
+            Ok(Some(xnn::XValueUnionRef::XnnQuantizedTensorValue(q))) => {
+                let tensor = q
+                    .tensor_value()
+                    .at(loc)?
                     .ok_or_else(|| defect(loc, "is a quantized tensor without its tensor"))?;
-                (tensor, Some(body))
+                (tensor, Some(q))
             }
-            other => return Err(defect(loc, format!("has unknown value type {other}"))),
+            other => return Err(bad_member(loc, "value type", other.map(drop))),
         };
-        let datatype = tensor.u16(0, 0).map_err(oob(loc))?;
-        if datatype == 0 || datatype > MAX_DATATYPE {
-            return Err(defect(loc, format!("has unknown datatype {datatype}")));
-        }
+        let datatype = tensor.datatype().map_err(|e| match e.error_kind {
+            ErrorKind::UnknownEnumTag { source } => {
+                defect(loc, format!("has unknown datatype {}", source.tag))
+            }
+            _ => read(e),
+        })?;
+        let bits = datatype_bits(datatype)
+            .ok_or_else(|| defect(loc, format!("has unknown datatype {}", datatype as i16)))?;
         // The runtime passes the dims vector's length as the rank (`num_dims` is not read).
         let dims_vec = tensor
-            .vector(2, 4)
-            .map_err(oob(loc))?
+            .dims()
+            .at(loc)?
             .ok_or_else(|| defect(loc, "has no dims"))?;
         if dims_vec.len() > MAX_DIMS {
             return Err(defect(
@@ -334,17 +387,14 @@ impl<'a, 'c> Graph<'a, 'c> {
                 format!("has {} dims, XNNPACK allows {MAX_DIMS}", dims_vec.len()),
             ));
         }
-        let dims = (0..dims_vec.len())
-            .map(|d| dims_vec.u32(d).map(u64::from))
-            .collect::<Result<Vec<u64>, _>>()
-            .map_err(oob(loc))?;
-        let (numel, bytes) = tensor_bytes(&dims, datatype)
+        let dims: Vec<u64> = dims_vec.iter().map(u64::from).collect();
+        let (numel, bytes) = tensor_bytes(&dims, bits)
             .ok_or_else(|| defect(loc, format!("dims {dims:?} overflow the element count")))?;
-        let flags = tensor.u32(5, 0).map_err(oob(loc))?;
+        let flags = tensor.flags().at(loc)?;
         if flags & !EXTERNAL_FLAGS != 0 {
             return Err(defect(loc, format!("has unknown flags {flags:#x}")));
         }
-        let external_id = tensor.u32(4, 0).map_err(oob(loc))?;
+        let external_id = tensor.external_id().at(loc)?;
         let external = (external_id != INVALID_ID).then_some(external_id);
         if let Some(e) = external {
             if e >= num_externs {
@@ -362,7 +412,7 @@ impl<'a, 'c> Graph<'a, 'c> {
         } else if flags != 0 {
             return Err(defect(loc, "is flagged external but has no external id"));
         }
-        let constant = tensor.u32(3, 0).map_err(oob(loc))?;
+        let constant = tensor.constant_buffer_idx().at(loc)?;
         let size = self.constant_size(constant, loc)?;
         if let Some(size) = size {
             if size < bytes {
@@ -375,7 +425,7 @@ impl<'a, 'c> Graph<'a, 'c> {
         if let Some(q) = quant {
             self.quantization(q, &dims, loc)?;
         }
-        let id = tensor.u32(6, 0).map_err(oob(loc))?;
+        let id = tensor.id_out().at(loc)?;
         let info = ValueInfo {
             dims,
             numel,
@@ -393,25 +443,44 @@ impl<'a, 'c> Graph<'a, 'c> {
         }
         let g = self.graph;
         let what = format!("{loc} constant {idx}");
+        let read = unreadable(&what);
+        let out_of_range = |len: usize| {
+            defect(
+                &what,
+                format!("is out of range (the graph has {len} constants)"),
+            )
+        };
         let Some(region) = self.constants else {
             // No header: deprecated constant buffers inside the flatbuffer.
             let buffers = g
-                .vector(6, 4)
-                .map_err(oob(&what))?
+                .constant_buffer()
+                .at(&what)?
                 .ok_or_else(|| defect(&what, "refers to a constant buffer list that is absent"))?;
-            let entry = self.entry(buffers, idx, &what)?;
+            let entry = buffers
+                .get(idx as usize)
+                .ok_or_else(|| out_of_range(buffers.len()))?
+                .at(&what)?;
             let storage = entry
-                .vector(0, 1)
-                .map_err(oob(&what))?
+                .storage()
+                .at(&what)?
                 .ok_or_else(|| defect(&what, "has no storage"))?;
             return Ok(Some(storage.len() as u64));
         };
         let offsets = g
-            .vector(8, 4)
-            .map_err(oob(&what))?
+            .constant_data()
+            .at(&what)?
             .ok_or_else(|| defect(&what, "refers to a constant data list that is absent"))?;
-        let entry = self.entry(offsets, idx, &what)?;
-        if let Some(key) = entry.string(2).map_err(oob(&what))? {
+        let entry = offsets
+            .get(idx as usize)
+            .ok_or_else(|| out_of_range(offsets.len()))?
+            .at(&what)?;
+        let key = match entry.named_key() {
+            Ok(key) => key,
+            // A key that is not UTF-8 names nothing the program holds.
+            Err(e) if matches!(e.error_kind, ErrorKind::InvalidUtf8 { .. }) => Some("\u{fffd}"),
+            Err(e) => return Err(read(e)),
+        };
+        if let Some(key) = key {
             // The runtime looks the key up as a C string: it ends at the first NUL.
             let key = key.split('\0').next().unwrap_or_default();
             return match self.ctx.named_data.get(key) {
@@ -422,8 +491,8 @@ impl<'a, 'c> Graph<'a, 'c> {
                 )),
             };
         }
-        let offset = entry.u64(0, 0).map_err(oob(&what))?;
-        let size = entry.u64(1, 0).map_err(oob(&what))?;
+        let offset = entry.offset().at(&what)?;
+        let size = entry.size().at(&what)?;
         if offset.checked_add(size).is_none_or(|e| e > region) {
             return Err(defect(
                 &what,
@@ -433,26 +502,15 @@ impl<'a, 'c> Graph<'a, 'c> {
         Ok(Some(size))
     }
 
-    fn entry(&self, list: Vector<'a>, idx: u32, what: &str) -> Checked<Table<'a>> {
-        let i = idx as usize;
-        if i >= list.len() {
-            return Err(defect(
-                what,
-                format!("is out of range (the graph has {} constants)", list.len()),
-            ));
-        }
-        list.table(i).map_err(oob(what))
-    }
-
-    fn quantization(&self, q: Table<'a>, dims: &[u64], loc: &str) -> Checked<()> {
-        let kind = q.u8(1, 0).map_err(oob(loc))?;
-        let params = q
-            .table(2)
-            .map_err(oob(loc))?
-            .ok_or_else(|| defect(loc, format!("has quantization type {kind} but no table")))?;
+    fn quantization(
+        &self,
+        q: xnn::XnnQuantizedTensorValueRef<'a>,
+        dims: &[u64],
+        loc: &str,
+    ) -> Checked<()> {
         let rank = dims.len();
-        let channel = |slot: usize| -> Checked<u64> {
-            let dim = params.i32(slot, 0).map_err(oob(loc))?;
+        let channel = |dim: planus::Result<i32>| -> Checked<u64> {
+            let dim = dim.at(loc)?;
             usize::try_from(dim)
                 .ok()
                 .and_then(|d| dims.get(d).copied())
@@ -467,25 +525,25 @@ impl<'a, 'c> Graph<'a, 'c> {
             }
             Ok(())
         };
-        match kind {
-            // PerChannelQuant: one f32 scale per channel, inline or in a constant.
-            1 => {
-                let channels = channel(1)?;
+        use xnn::XnnQuantParamsRef as Q;
+        match q.quant_params() {
+            // One f32 scale per channel, inline or in a constant.
+            Ok(Some(Q::PerChannelQuant(params))) => {
+                let channels = channel(params.channel_dim())?;
                 let inline = params
-                    .vector(0, 4)
-                    .map_err(oob(loc))?
+                    .scale()
+                    .at(loc)?
                     .ok_or_else(|| defect(loc, "has no per-channel scale list"))?;
-                let buffer = params.u32(2, 0).map_err(oob(loc))?;
+                let buffer = params.scale_buffer_idx().at(loc)?;
                 match self.constant_size(buffer, loc)? {
                     Some(size) => scales_cover(size, channels * 4, "bytes"),
                     None => scales_cover(inline.len() as u64, channels, "entries"),
                 }
             }
-            // PerTensorQuant: a scale and a zero point, validated by XNNPACK.
-            2 => Ok(()),
-            // PerTokenDynamicQuant.
-            3 => {
-                let n = params.i32(0, 0).map_err(oob(loc))?;
+            // A scale and a zero point, validated by XNNPACK.
+            Ok(Some(Q::PerTensorQuant(_))) => Ok(()),
+            Ok(Some(Q::PerTokenDynamicQuant(params))) => {
+                let n = params.num_nonbatch_dims().at(loc)?;
                 if usize::try_from(n).map_or(true, |n| n > rank) {
                     return Err(defect(
                         loc,
@@ -494,65 +552,57 @@ impl<'a, 'c> Graph<'a, 'c> {
                 }
                 Ok(())
             }
-            // PerChannelGroupQuant: bf16 scales per block of `group_size` inputs.
-            4 => {
+            // bf16 scales per block of `group_size` inputs.
+            Ok(Some(Q::PerChannelGroupQuant(params))) => {
                 if rank < 2 {
                     return Err(defect(
                         loc,
                         format!("is blockwise quantized with rank {rank}"),
                     ));
                 }
-                channel(1)?;
-                let group = params.i32(2, 0).map_err(oob(loc))?;
+                channel(params.channel_dim())?;
+                let group = params.group_size().at(loc)?;
                 if group <= 0 {
                     return Err(defect(loc, format!("has block size {group}")));
                 }
-                let buffer = params.u32(4, 0).map_err(oob(loc))?;
+                let buffer = params.scale_buffer_idx().at(loc)?;
                 match self.constant_size(buffer, loc)? {
                     Some(size) => {
-                        let n = u64::from(params.u32(5, 0).map_err(oob(loc))?);
+                        let n = u64::from(params.num_scales().at(loc)?);
                         scales_cover(size, n * 2, "bytes")
                     }
                     None => params
-                        .vector(0, 4)
-                        .map_err(oob(loc))?
+                        .scale()
+                        .at(loc)?
                         .map(drop)
                         .ok_or_else(|| defect(loc, "has no block scale list")),
                 }
             }
-            other => Err(defect(
-                loc,
-                format!("has unknown quantization type {other}"),
-            )),
+            other => Err(bad_member(loc, "quantization type", other.map(drop))),
         }
     }
 
     fn check_nodes(&self) -> Checked<()> {
         let xnodes = self
             .graph
-            .vector(1, 4)
-            .map_err(oob("graph nodes"))?
+            .xnodes()
+            .at("graph nodes")?
             .ok_or_else(|| defect("graph", "has no node list"))?;
         self.check_activation_sizes()?;
         // Values written so far: XNNPACK runs nodes in order, and reading an activation no
         // earlier node wrote, or writing a weight or an input, dereferences memory that is
         // not there (segfault) or read-only.
         let mut written = HashSet::new();
-        for n in 0..xnodes.len() {
+        for (n, node) in xnodes.iter().enumerate() {
             let loc = format!("node {n}");
-            let node = xnodes.table(n).map_err(oob(&loc))?;
-            let kind = node.u8(0, 0).map_err(oob(&loc))?;
-            if kind == 0 || kind > NODE_KINDS {
-                return Err(defect(&loc, format!("has unknown node type {kind}")));
-            }
-            let body = node
-                .table(1)
-                .map_err(oob(&loc))?
-                .ok_or_else(|| defect(&loc, format!("has node type {kind} but no table")))?;
-            node.table(3).map_err(oob(&loc))?;
-            let loc = format!("{loc} (type {kind})");
-            let io = self.node(kind, body, &loc)?;
-            for &(slot, id) in &io.inputs {
+            let node = node.at(&loc)?;
+            let member = match node.xnode_union() {
+                Ok(Some(member)) => member,
+                other => return Err(bad_member(&loc, "node type", other.map(drop))),
+            };
+            node.output_min_max().at(&loc)?;
+            let io = self.node(member, &loc)?;
+            for &(field, id) in &io.inputs {
                 // `node` only returns defined ids.
                 let Some(v) = self.values.get(&id) else {
                     continue;
@@ -560,20 +610,18 @@ impl<'a, 'c> Graph<'a, 'c> {
                 if !(v.constant || v.input || written.contains(&id)) {
                     return Err(defect(
                         &loc,
-                        format!("field {slot} reads value {id}, which no earlier node writes"),
+                        format!("{field} reads value {id}, which no earlier node writes"),
                     ));
                 }
             }
-            for &(slot, id) in &io.outputs {
+            for &(field, id) in &io.outputs {
                 let Some(v) = self.values.get(&id) else {
                     continue;
                 };
                 if v.constant || v.input || !written.insert(id) {
                     return Err(defect(
                         &loc,
-                        format!(
-                            "field {slot} writes value {id}, a weight, an input or already written"
-                        ),
+                        format!("{field} writes value {id}, a weight, an input or already written"),
                     ));
                 }
             }
@@ -614,52 +662,85 @@ impl<'a, 'c> Graph<'a, 'c> {
         Ok(())
     }
 
-    /// Checks a node of `kind` and returns the value ids it reads and writes (with their
-    /// fields), following the field order of each node table in the schema.
-    fn node(&self, kind: u8, t: Table<'a>, loc: &str) -> Checked<Io> {
-        // Input slots, optional input slots (a bias may be absent), output slots.
-        let ids = |inputs: &[usize], optional: &[usize], outputs: &[usize]| -> Checked<Io> {
+    /// Checks a node and returns the value ids it reads and writes (with their fields).
+    /// Exhaustive, so a node type added by an ExecuTorch upgrade fails to compile here.
+    fn node(&self, member: xnn::XNodeUnionRef<'a>, loc: &str) -> Checked<Io> {
+        type Field = (&'static str, planus::Result<u32>);
+        // Inputs, optional inputs (a bias may be absent), outputs.
+        let ids = |inputs: &[Field], optional: &[Field], outputs: &[Field]| -> Checked<Io> {
             let mut io = Io::default();
-            for &slot in inputs.iter().chain(optional).chain(outputs) {
-                let id = t.u32(slot, 0).map_err(oob(loc))?;
-                if optional.contains(&slot) && id == INVALID_ID {
+            let fields = inputs.iter().map(|f| (f, false, false));
+            let fields = fields
+                .chain(optional.iter().map(|f| (f, true, false)))
+                .chain(outputs.iter().map(|f| (f, false, true)));
+            for ((field, id), optional, output) in fields {
+                let id = id.at(loc)?;
+                if optional && id == INVALID_ID {
                     continue;
                 }
                 if !self.values.contains_key(&id) {
                     return Err(defect(
                         loc,
-                        format!("field {slot} names value id {id}, which is not defined"),
+                        format!("{field} names value id {id}, which is not defined"),
                     ));
                 }
-                if outputs.contains(&slot) {
-                    io.outputs.push((slot, id));
+                if output {
+                    io.outputs.push((field, id));
                 } else {
-                    io.inputs.push((slot, id));
+                    io.inputs.push((field, id));
                 }
             }
             Ok(io)
         };
-        let uint_list = |slot: usize, what: &str| -> Checked<Vec<u32>> {
-            let v = t
-                .vector(slot, 4)
-                .map_err(oob(loc))?
+        let uint_list = |list: planus::Result<Option<Vector<'a, u32>>>, what: &str| {
+            let list = list
+                .at(loc)?
                 .ok_or_else(|| defect(loc, format!("has no {what}")))?;
-            (0..v.len())
-                .map(|i| v.u32(i))
-                .collect::<Result<_, _>>()
-                .map_err(oob(loc))
+            Checked::Ok(list.iter().collect::<Vec<u32>>())
         };
-        match kind {
-            // _XNNNode2x1: input1, input2, output.
-            1 | 8 | 12 | 15 | 16 | 26 | 31 | 37 => ids(&[0, 1], &[], &[2]),
-            // _XNNNode1x1: input, output.
-            3 | 4 | 6 | 17 | 18 | 19 | 22 | 23 | 24 | 27 | 28 | 30 | 40..=47 => {
-                ids(&[0], &[], &[1])
-            }
-            // FullyConnected: input, filter, bias (optional), output.
-            2 => ids(&[0, 1], &[2], &[3]),
-            5 => {
-                let perm = uint_list(1, "permutation")?;
+        // One input and one output, the common shape.
+        let unary = |input, output| ids(&[("input_id", input)], &[], &[("output_id", output)]);
+        use xnn::XNodeUnionRef as N;
+        match member {
+            N::XnnAdd(n)
+            | N::XnnDiv(n)
+            | N::XnnMinimum(n)
+            | N::XnnMultiply(n)
+            | N::XnnSubtract(n)
+            | N::XnnMaximum(n)
+            | N::XnnpReLu(n)
+            | N::XnnBatchMatrixMultiply(n) => ids(
+                &[("input1_id", n.input1_id()), ("input2_id", n.input2_id())],
+                &[],
+                &[("output_id", n.output_id())],
+            ),
+            N::XnnSoftmax(n)
+            | N::XnnSigmoid(n)
+            | N::XnnClamp(n)
+            | N::XnnFloor(n)
+            | N::XnnConvert(n)
+            | N::XnnGlobalAvgPooling2d(n)
+            | N::XnnSquareRoot(n)
+            | N::XnnCeiling(n)
+            | N::XnnHardswish(n)
+            | N::XnnNegate(n)
+            | N::XnnSquare(n)
+            | N::XnnAbs(n)
+            | N::XnnReciprocalSquareRoot(n)
+            | N::XnnLog(n)
+            | N::XnnGelu(n)
+            | N::XnnTanh(n)
+            | N::XnnExp(n)
+            | N::XnnSin(n)
+            | N::XnnCopy(n)
+            | N::XnnCos(n) => unary(n.input_id(), n.output_id()),
+            N::XnnFullyConnected(n) => ids(
+                &[("input1_id", n.input1_id()), ("filter_id", n.filter_id())],
+                &[("bias_id", n.bias_id())],
+                &[("output_id", n.output_id())],
+            ),
+            N::XnnStaticTranspose(n) => {
+                let perm = uint_list(n.perm(), "permutation")?;
                 let mut seen = [false; MAX_DIMS];
                 let is_perm = perm.len() <= MAX_DIMS
                     && perm.iter().all(|&p| match seen.get_mut(p as usize) {
@@ -672,15 +753,21 @@ impl<'a, 'c> Graph<'a, 'c> {
                 if !is_perm {
                     return Err(defect(loc, format!("permutation {perm:?} is not one")));
                 }
-                ids(&[2], &[], &[3])
+                unary(n.input_id(), n.output_id())
             }
-            // StaticResizeBilinear2D: new_height, new_width, input, output.
-            9 => ids(&[2], &[], &[3]),
-            10 => {
-                let io = ids(&[3], &[], &[4])?;
-                let rank = self.rank_of(t, 3, loc)?;
-                for (slot, what) in [(0, "pre-paddings"), (1, "post-paddings")] {
-                    let list = uint_list(slot, what)?;
+            N::XnnStaticResizeBilinear2D(n) => unary(n.input_id(), n.output_id()),
+            N::XnnStaticConstantPad(n) => {
+                let io = unary(n.input_id(), n.output_id())?;
+                let rank = io
+                    .inputs
+                    .first()
+                    .and_then(|(_, id)| self.values.get(id))
+                    .map_or(0, |v| v.dims.len());
+                for (list, what) in [
+                    (n.pre_paddings(), "pre-paddings"),
+                    (n.post_paddings(), "post-paddings"),
+                ] {
+                    let list = uint_list(list, what)?;
                     if list.len() < rank {
                         return Err(defect(
                             loc,
@@ -690,60 +777,81 @@ impl<'a, 'c> Graph<'a, 'c> {
                 }
                 Ok(io)
             }
-            // Convolutions: 15 parameters, then input, filter, bias (optional), output.
-            7 | 13 | 39 => {
-                if kind == 13 && t.u32(10, 0).map_err(oob(loc))? == 0 {
+            N::XnnConv2d(n) | N::XnnDepthwiseConv2d(n) | N::XnnConvTranspose2d(n) => {
+                let depthwise = matches!(member, N::XnnDepthwiseConv2d(_));
+                if depthwise && n.group_input_channels().at(loc)? == 0 {
                     return Err(defect(loc, "has 0 group input channels (a divisor)"));
                 }
-                ids(&[15, 16], &[17], &[18])
+                ids(
+                    &[("input1_id", n.input1_id()), ("filter_id", n.filter_id())],
+                    &[("bias_id", n.bias_id())],
+                    &[("output_id", n.output_id())],
+                )
             }
-            // Pooling: 10 parameters, then input, output.
-            11 | 14 => ids(&[10], &[], &[11]),
-            20 => {
-                let shape = uint_list(1, "new shape")?;
+            N::XnnAvgPooling2d(n) | N::XnnMaxPooling2d(n) => unary(n.input_id(), n.output_id()),
+            N::XnnStaticReshape(n) => {
+                let shape = uint_list(n.new_shape(), "new shape")?;
                 if shape.len() > MAX_DIMS {
                     return Err(defect(loc, format!("reshapes to rank {}", shape.len())));
                 }
-                ids(&[2], &[], &[3])
+                unary(n.input_id(), n.output_id())
             }
-            // ArgMaxPooling2d: 6 parameters, then input, output value, output index.
-            21 => ids(&[6], &[], &[7, 8]),
-            // LeakyReLU, ELU: a parameter, then input, output.
-            25 | 29 => ids(&[1], &[], &[2]),
-            // Concatenate2..5: axis, inputs 1-4 (slots 1-4), output (5), flags, input 5 (7).
-            32 => ids(&[1, 2], &[], &[5]),
-            33 => ids(&[1, 2, 3], &[], &[5]),
-            34 => ids(&[1, 2, 3, 4], &[], &[5]),
-            38 => ids(&[1, 2, 3, 4, 7], &[], &[5]),
-            35 => {
-                let offsets = uint_list(1, "offsets")?;
-                let sizes = uint_list(2, "sizes")?;
+            N::XnnArgMaxPooling2d(n) => ids(
+                &[("input_id", n.input_id())],
+                &[],
+                &[
+                    ("output_value_id", n.output_value_id()),
+                    ("output_index_id", n.output_index_id()),
+                ],
+            ),
+            N::XnnLeakyReLu(n) => unary(n.input_id(), n.output_id()),
+            N::Xnnelu(n) => unary(n.input_id(), n.output_id()),
+            N::XnnConcatenate2(n)
+            | N::XnnConcatenate3(n)
+            | N::XnnConcatenate4(n)
+            | N::XnnConcatenate5(n) => {
+                let mut inputs = vec![("input1_id", n.input1_id()), ("input2_id", n.input2_id())];
+                if !matches!(member, N::XnnConcatenate2(_)) {
+                    inputs.push(("input3_id", n.input3_id()));
+                }
+                if matches!(member, N::XnnConcatenate4(_) | N::XnnConcatenate5(_)) {
+                    inputs.push(("input4_id", n.input4_id()));
+                }
+                if matches!(member, N::XnnConcatenate5(_)) {
+                    inputs.push(("input5_id", n.input5_id()));
+                }
+                ids(&inputs, &[], &[("output_id", n.output_id())])
+            }
+            N::XnnStaticSlice(n) => {
+                let offsets = uint_list(n.offsets(), "offsets")?;
+                let sizes = uint_list(n.sizes(), "sizes")?;
                 if offsets.len() != sizes.len() || sizes.len() > MAX_DIMS {
                     return Err(defect(
                         loc,
                         format!("has {} offsets and {} sizes", offsets.len(), sizes.len()),
                     ));
                 }
-                ids(&[3], &[], &[4])
+                unary(n.input_id(), n.output_id())
             }
-            // ScaledDotProductAttention: query, key, value, scale, mask, output.
-            36 => ids(&[0, 1, 2, 3, 4], &[], &[5]),
-            _ => Ok(Io::default()),
+            N::XnnScaledDotProductAttention(n) => ids(
+                &[
+                    ("query_id", n.query_id()),
+                    ("key_id", n.key_id()),
+                    ("value_id", n.value_id()),
+                    ("scale_id", n.scale_id()),
+                    ("mask_id", n.mask_id()),
+                ],
+                &[],
+                &[("output_id", n.output_id())],
+            ),
         }
-    }
-
-    /// Rank of the value whose id is in field `slot` (already known to be defined).
-    fn rank_of(&self, t: Table<'a>, slot: usize, loc: &str) -> Checked<usize> {
-        let id = t.u32(slot, 0).map_err(oob(loc))?;
-        Ok(self.values.get(&id).map_or(0, |v| v.dims.len()))
     }
 }
 
-/// Element count and bytes of a tensor of these dims and datatype (4-bit types pack two per
-/// byte along the last dim, each row rounded up), or `None` if either overflows.
-fn tensor_bytes(dims: &[u64], datatype: u16) -> Option<(u64, u64)> {
+/// Element count and bytes of a tensor of these dims and element size (4-bit types pack two
+/// per byte along the last dim, each row rounded up), or `None` if either overflows.
+fn tensor_bytes(dims: &[u64], bits: u64) -> Option<(u64, u64)> {
     let numel = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d))?;
-    let bits = DATATYPE_BITS.get(usize::from(datatype)).copied()?;
     let bytes = if bits == 4 {
         let last = dims.last().copied().unwrap_or(1);
         let rows = numel.checked_div(last).unwrap_or(0);
@@ -757,6 +865,9 @@ fn tensor_bytes(dims: &[u64], datatype: u16) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The tests patch bytes at fields they find with the raw reader, independently of the
+    // generated one the checks use.
+    use crate::pte::verify::flatbuf::{Table, Vector};
     use std::ops::Range;
 
     /// A fixture program: its bytes, its named data sizes, and its XNNPACK payloads' ranges.
@@ -785,7 +896,7 @@ mod tests {
                 named.insert(e.string(0).unwrap().unwrap(), size);
             }
         }
-        let base = crate::pte::segments::segment_base(&file).unwrap_or(0);
+        let base = crate::pte::verify::segment_base(&file).unwrap_or(0);
         let mut payloads = Vec::new();
         let plans = program.vector(1, 4).unwrap().unwrap();
         for p in 0..plans.len() {
@@ -892,7 +1003,7 @@ mod tests {
         assert_eq!(inline.payloads.len(), 1);
         assert!(
             inline.payloads[0].end
-                < crate::pte::segments::segment_base(&inline.file).unwrap_or(u64::MAX) as usize
+                < crate::pte::verify::segment_base(&inline.file).unwrap_or(u64::MAX) as usize
         );
     }
 
@@ -947,7 +1058,7 @@ mod tests {
         let output = first.position(3).unwrap();
         // Writing the bias (value 2) instead segfaulted the runtime.
         f.patch(0, output, &2u32.to_le_bytes());
-        rejected(f.check(0, None), "field 3 writes value 2");
+        rejected(f.check(0, None), "output_id writes value 2");
         // Writing the network's output leaves value 3 unwritten when node 1 reads it.
         f.patch(0, output, &6u32.to_le_bytes());
         rejected(
@@ -982,7 +1093,8 @@ mod tests {
         let value_table_entry = value.vtable_entry(1);
 
         let mut f = xnnpack();
-        f.patch(0, node_tag, &[NODE_KINDS + 1]);
+        // The schema's `XNodeUnion` has 47 members.
+        f.patch(0, node_tag, &[48]);
         rejected(f.check(0, None), "unknown node type 48");
 
         let mut f = xnnpack();
@@ -1078,11 +1190,20 @@ mod tests {
 
     #[test]
     fn tensor_bytes_counts_packed_rows_and_overflow() {
-        assert_eq!(tensor_bytes(&[2, 3], 1), Some((6, 24))); // fp32
-        assert_eq!(tensor_bytes(&[], 2), Some((1, 2))); // fp16 scalar
-        assert_eq!(tensor_bytes(&[3, 5], 8), Some((15, 9))); // qcint4: 3 rows of 3 bytes
-        assert_eq!(tensor_bytes(&[u64::from(u32::MAX); 3], 1), None);
-        assert_eq!(tensor_bytes(&[1 << 62], 1), None); // elements fit, bytes do not
+        let bits = |d| datatype_bits(d).unwrap();
+        use xnn::XnnDatatype as D;
+        assert_eq!(
+            tensor_bytes(&[2, 3], bits(D::XnnDatatypeFp32)),
+            Some((6, 24))
+        );
+        assert_eq!(tensor_bytes(&[], bits(D::XnnDatatypeFp16)), Some((1, 2))); // scalar
+                                                                               // qcint4: 3 rows of 3 bytes
+        assert_eq!(
+            tensor_bytes(&[3, 5], bits(D::XnnDatatypeQcint4)),
+            Some((15, 9))
+        );
+        assert_eq!(tensor_bytes(&[u64::from(u32::MAX); 3], 32), None);
+        assert_eq!(tensor_bytes(&[1 << 62], 32), None); // elements fit, bytes do not
     }
 
     /// Arbitrary single-byte changes give `Ok` or a defect, never a panic.

@@ -79,7 +79,7 @@ fn describe(fact: Fact) -> &'static str {
 }
 
 /// Checks one kernel call; `Ok` for operators that are not prim ops. The error says what is
-/// wrong, for [`PteError::CorruptProgram`](super::PteError::CorruptProgram).
+/// wrong, for [`PteError::CorruptProgram`](crate::pte::PteError::CorruptProgram).
 pub(crate) fn check(op: &str, args: &[usize], facts: &[Fact]) -> Result<(), String> {
     let Some(rule) = rule(op) else {
         return Ok(());
