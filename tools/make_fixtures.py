@@ -44,7 +44,11 @@ PTES = {
     "fast_dllm_v2_cached_rows": ("fast_dllm_v2", True, "xnnpack", "none", "rows"),
     "llada_rows": ("llada", False, "xnnpack", "none", "rows"),
     "dream_rows": ("dream", False, "xnnpack", "none", "rows"),
+    # sdar_cached_rows with the checkpoint's tokenizer files embedded (--embed-tokenizer): the
+    # same program and weights plus named data, so it must decode as its twin does.
+    "sdar_embedded": ("sdar", True, "xnnpack", "none", "rows"),
 }
+EMBED = {"sdar_embedded"}
 
 
 def _operators(program) -> list:
@@ -100,7 +104,8 @@ def _manifest_entry(name: str, model, program, out: Path, ckpt_root: Path) -> di
 def build(root: Path, only: list) -> None:
     import torch
 
-    from diffulex_export.export import add_weights_digest, quantize_model, to_program, write_atomic
+    from diffulex_export.export import (add_weights_digest, embedded_files, quantize_model, to_program,
+                                        write_atomic)
     from diffulex_export.models import load_model
     from diffulex_export.tiny import write_checkpoint
 
@@ -122,8 +127,11 @@ def build(root: Path, only: list) -> None:
         # `diffulex-export export` does.
         program = to_program(model, backend, tokenizer=ckpt_root / family / "tokenizer.json")
         # ... and the digest of its weight segments (get_weights_digest), as the CLI does.
-        out = write_atomic(add_weights_digest(program), pte_root / f"{name}.pte")
+        embedded = embedded_files(ckpt_root / family) if name in EMBED else None
+        out = write_atomic(add_weights_digest(program, embedded), pte_root / f"{name}.pte")
         manifest[name] = _manifest_entry(name, model, program, out, ckpt_root)
+        if embedded:
+            manifest[name]["embedded"] = sorted(embedded)
     manifest_path.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
 
 

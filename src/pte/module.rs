@@ -13,7 +13,7 @@ use super::output::Outputs;
 use super::raw::{self, RawError, RawModule};
 use super::tensor::Tensor;
 use super::validate;
-use super::verify::{self, FileSegments, InMemory};
+use super::verify::{self, FileSegments, InMemory, Segments};
 
 /// A program copied into memory aligned for any tensor type, for [`PteModule::from_bytes`].
 #[repr(C, align(64))]
@@ -90,6 +90,7 @@ pub struct PteModule {
     file_size: u64,
     names: Vec<String>,
     metas: RefCell<HashMap<String, MethodMeta>>,
+    embedded: Vec<verify::NamedBlob>,
 }
 
 /// Compile-time check that `PteModule` stays `Send`.
@@ -186,7 +187,13 @@ impl PteModule {
             Some(path.to_path_buf()),
         )?;
         check_registered(&uses, Some(path))?;
-        Self::finish(raw, None, Some(path.to_path_buf()), meta.len())
+        Self::finish(
+            raw,
+            None,
+            Some(path.to_path_buf()),
+            meta.len(),
+            uses.embedded,
+        )
     }
 
     /// Loads a program held in memory. The bytes are copied once into 64-byte-aligned storage
@@ -251,7 +258,7 @@ impl PteModule {
         check_registered(&uses, path.as_deref())?;
         drop(bytes);
         let len = aligned.len as u64;
-        Self::finish(raw, Some(aligned), path, len)
+        Self::finish(raw, Some(aligned), path, len, uses.embedded)
     }
 
     fn finish(
@@ -259,6 +266,7 @@ impl PteModule {
         bytes: Option<AlignedBytes>,
         path: Option<PathBuf>,
         file_size: u64,
+        embedded: Vec<verify::NamedBlob>,
     ) -> Result<Self> {
         let names = raw
             .method_names()
@@ -270,7 +278,71 @@ impl PteModule {
             file_size,
             names,
             metas: RefCell::new(HashMap::new()),
+            embedded,
         })
+    }
+
+    /// Names of the files embedded in the program (`diffulex-export --embed-tokenizer`: named
+    /// data under `diffulex/`, docs/pte-contract.md), such as `tokenizer.json`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+    /// let m = diffulex_edge::pte::PteModule::load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/basic/mlp.pte"))?;
+    /// assert_eq!(m.embedded_files().count(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn embedded_files(&self) -> impl Iterator<Item = &str> {
+        self.embedded
+            .iter()
+            .map(|blob| &blob.key[verify::EMBEDDED_PREFIX.len()..])
+    }
+
+    /// The bytes of an embedded file (`name` as [`embedded_files`](Self::embedded_files)
+    /// lists it), read from the program when asked for; `None` if the program has none by
+    /// that name.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+    /// let m = diffulex_edge::pte::PteModule::load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/basic/mlp.pte"))?;
+    /// assert!(m.embedded_file("tokenizer.json")?.is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn embedded_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let Some(blob) = self
+            .embedded
+            .iter()
+            .find(|blob| &blob.key[verify::EMBEDDED_PREFIX.len()..] == name)
+        else {
+            return Ok(None);
+        };
+        let label = || {
+            self.path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("<memory>"))
+        };
+        let bytes = match &self._bytes {
+            Some(owned) => {
+                let (start, end) = (blob.offset as usize, (blob.offset + blob.size) as usize);
+                let mut out = Vec::with_capacity(end - start);
+                for (index, piece) in owned.pieces().enumerate() {
+                    let (piece_start, piece_end) = (index * 64, index * 64 + piece.len());
+                    if piece_end <= start || piece_start >= end {
+                        continue;
+                    }
+                    let from = start.max(piece_start) - piece_start;
+                    let to = end.min(piece_end) - piece_start;
+                    out.extend_from_slice(&piece[from..to]);
+                }
+                out
+            }
+            None => FileSegments::new(&label(), self.file_size)
+                .read(blob.offset, blob.size)
+                .map_err(|error| PteError::Io {
+                    path: label(),
+                    error,
+                })?,
+        };
+        Ok(Some(bytes))
     }
 
     /// The program bytes of a module loaded with [`PteModule::from_bytes`], in pieces; `None`

@@ -217,6 +217,21 @@ impl PteModel {
         })
     }
 
+    /// A file the export embedded in the program (`diffulex-export --embed-tokenizer`:
+    /// `tokenizer.json`, `tokenizer_config.json`, `chat_template.jinja`), read when asked for;
+    /// `None` when the file has none by that name.
+    ///
+    /// ```
+    /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/sdar_cached.pte");
+    /// let m = diffulex_edge::runtime::PteModel::load(path).unwrap();
+    /// assert!(m.embedded_file("tokenizer.json").unwrap().is_none());
+    /// ```
+    pub fn embedded_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.module
+            .embedded_file(name)
+            .map_err(pte(format!("reading the embedded {name}")))
+    }
+
     /// The SHA-256 of the exported tokenizer's vocabulary (`get_tokenizer_digest`), or `None`
     /// for files exported before it existed. Check a tokenizer against it with
     /// [`TextTokenizer::check_model`](crate::text::TextTokenizer::check_model).

@@ -130,19 +130,53 @@ impl ChatTemplate {
                 reason
             })
         })?;
-        let json: serde_json::Value =
-            serde_json::from_str(&raw).map_err(|e| err(format!("not valid JSON: {e}")))?;
-        let source = match json.get("chat_template") {
-            Some(serde_json::Value::String(s)) => s.clone(),
+        Self::from_parts(Some(&raw), None, &path)
+    }
+
+    /// A template from the contents of a checkpoint's files, as Hugging Face combines them: the
+    /// `chat_template.jinja` text if there is one, else the `chat_template` of the
+    /// `tokenizer_config.json` text, with the config's `bos_token`/`eos_token` either way.
+    /// `origin` names where they came from in errors (a directory, or a `.pte` that embeds
+    /// them).
+    ///
+    /// ```
+    /// use diffulex_edge::text::ChatTemplate;
+    /// let config = r#"{"chat_template": "{{ bos_token }}{{ messages[0].content }}", "bos_token": "<s>"}"#;
+    /// let t = ChatTemplate::from_parts(Some(config), None, "model.pte".as_ref()).unwrap();
+    /// assert_eq!(t.render_user("hi").unwrap(), "<s>hi");
+    /// let t = ChatTemplate::from_parts(Some(config), Some("[{{ messages[0].content }}]"), "m".as_ref()).unwrap();
+    /// assert_eq!(t.render_user("hi").unwrap(), "[hi]");
+    /// assert!(ChatTemplate::from_parts(Some("{}"), None, "m".as_ref()).is_err());
+    /// ```
+    pub fn from_parts(
+        config_json: Option<&str>,
+        jinja: Option<&str>,
+        origin: &Path,
+    ) -> Result<Self, TextError> {
+        let err = |reason: String| TextError::Template {
+            path: origin.to_path_buf(),
+            reason,
+        };
+        let json: serde_json::Value = match config_json {
+            Some(raw) => serde_json::from_str(raw)
+                .map_err(|e| err(format!("tokenizer_config.json is not valid JSON: {e}")))?,
+            None => serde_json::Value::Null,
+        };
+        let source = match (jinja, json.get("chat_template")) {
+            (Some(jinja), _) => jinja.to_string(),
+            (None, Some(serde_json::Value::String(s))) => s.clone(),
             // Some configs ship a list of named templates; "default" is the chat one.
-            Some(serde_json::Value::Array(list)) => list
+            (None, Some(serde_json::Value::Array(list))) => list
                 .iter()
                 .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
                 .and_then(|t| t.get("template"))
                 .and_then(|t| t.as_str())
                 .map(str::to_string)
                 .ok_or_else(|| err("no template named \"default\"".into()))?,
-            _ => return Err(err("it has no \"chat_template\" entry".into())),
+            (None, _) if config_json.is_some() => {
+                return Err(err("it has no \"chat_template\" entry".into()))
+            }
+            (None, _) => return Err(err("no chat template".into())),
         };
         let (bos_token, eos_token) = special_tokens(&json);
         Ok(Self {
@@ -177,8 +211,8 @@ impl ChatTemplate {
         Ok(Self::from_source(source))
     }
 
-    /// The template of a checkpoint directory as Hugging Face finds it: the `chat_template` of
-    /// `tokenizer_config.json`, else `chat_template.jinja` (where newer checkpoints keep it),
+    /// The template of a checkpoint directory as Hugging Face finds it: `chat_template.jinja`
+    /// (where newer checkpoints keep it), else the `chat_template` of `tokenizer_config.json`,
     /// with the config's `bos_token`/`eos_token` either way.
     ///
     /// ```
@@ -189,30 +223,28 @@ impl ChatTemplate {
     /// ```
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, TextError> {
         let dir = dir.as_ref();
-        let config = dir.join("tokenizer_config.json");
-        let jinja = dir.join("chat_template.jinja");
-        let from_config = config
-            .is_file()
-            .then(|| Self::from_tokenizer_config(&config));
-        match from_config {
-            Some(Ok(template)) => Ok(template),
-            Some(Err(_)) | None if jinja.is_file() => {
-                let template = Self::from_file(&jinja)?;
-                let tokens = read_bounded(&config, Self::MAX_CONFIG_BYTES)
-                    .ok()
-                    .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-                    .map(|json| special_tokens(&json));
-                Ok(match tokens {
-                    Some((bos, eos)) => template.with_special_tokens(&bos, &eos),
-                    None => template,
-                })
+        let read = |name: &str| -> Result<Option<String>, TextError> {
+            let path = dir.join(name);
+            if !path.is_file() {
+                return Ok(None);
             }
-            Some(Err(e)) => Err(e),
-            None => Err(TextError::Template {
-                path: config,
-                reason: format!("not found, and no {:?} either", jinja.display().to_string()),
-            }),
+            read_bounded(&path, Self::MAX_CONFIG_BYTES)
+                .map(Some)
+                .map_err(|reason| TextError::Template { path, reason })
+        };
+        let (config, jinja) = (read("tokenizer_config.json")?, read("chat_template.jinja")?);
+        if config.is_none() && jinja.is_none() {
+            return Err(TextError::Template {
+                path: dir.join("tokenizer_config.json"),
+                reason: "not found, and no chat_template.jinja beside it either".into(),
+            });
         }
+        let origin = dir.join(if jinja.is_some() {
+            "chat_template.jinja"
+        } else {
+            "tokenizer_config.json"
+        });
+        Self::from_parts(config.as_deref(), jinja.as_deref(), &origin)
     }
 
     /// Sets the `bos_token` and `eos_token` strings the template may print (a

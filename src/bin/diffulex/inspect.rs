@@ -30,7 +30,18 @@ struct Report {
     file_size: u64,
     /// The ExecuTorch runtime the program was loaded with (shim path and how it was found).
     runtime: String,
+    /// Files the export embedded (`--embed-tokenizer`), with their sizes.
+    embedded_files: Vec<EmbeddedFile>,
     methods: Vec<MethodReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct EmbeddedFile {
+    name: String,
+    bytes: usize,
+    /// For an embedded tokenizer_config.json or chat_template.jinja: the chat template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chat_template: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,10 +69,33 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         methods.push(describe(&mut module, &name));
     }
     let failures = methods.iter().filter(|m| m.error.is_some()).count();
+    let names: Vec<String> = module.embedded_files().map(str::to_string).collect();
+    let mut embedded_files = Vec::new();
+    for name in names {
+        let bytes = module.embedded_file(&name)?.unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        let chat_template = match name.as_str() {
+            "chat_template.jinja" => Some(text.to_string()),
+            "tokenizer_config.json" => serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| {
+                    v.get("chat_template")
+                        .and_then(|t| t.as_str())
+                        .map(str::to_string)
+                }),
+            _ => None,
+        };
+        embedded_files.push(EmbeddedFile {
+            name,
+            bytes: bytes.len(),
+            chat_template,
+        });
+    }
     let report = Report {
         file: args.model.clone(),
         file_size: module.file_size(),
         runtime: diffulex_edge::pte::runtime()?.to_string(),
+        embedded_files,
         methods,
     };
     let text = if args.json {
@@ -133,6 +167,15 @@ fn render_text(report: &Report) -> String {
     // Writing into a String cannot fail, hence the ignored results.
     let _ = writeln!(o, "file: {:?} ({} bytes)", report.file, report.file_size);
     let _ = writeln!(o, "runtime: {}", report.runtime);
+    if report.embedded_files.is_empty() {
+        let _ = writeln!(o, "embedded files: none");
+    }
+    for file in &report.embedded_files {
+        let _ = writeln!(o, "embedded file: {} ({} bytes)", file.name, file.bytes);
+        if let Some(template) = &file.chat_template {
+            let _ = writeln!(o, "  chat template: {}", template.escape_debug());
+        }
+    }
     let _ = writeln!(o, "methods: {}", report.methods.len());
     for m in &report.methods {
         let _ = writeln!(o, "\nmethod {}", m.name);

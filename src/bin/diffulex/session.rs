@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use diffulex_edge::runtime::{DiffusionEngine, DiffusionModel, ModelType};
+use diffulex_edge::runtime::{DiffusionEngine, DiffusionModel, ModelType, PteModel};
 use diffulex_edge::text::{ChatTemplate, TextTokenizer};
 
 use crate::load::{check_file, LoadArgs};
@@ -53,17 +53,40 @@ impl Session {
             &model_path,
             "pass --model PATH.pte (export one with `diffulex-export export`)",
         )?;
-        let tokenizer_path = match options.tokenizer {
-            Some(p) => p.to_path_buf(),
-            None => model_path.with_file_name("tokenizer.json"),
-        };
-        check_file(
-            "tokenizer",
-            &tokenizer_path,
-            "pass --tokenizer PATH/tokenizer.json",
-        )?;
-        let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
         let model = load.model(&model_path)?;
+        // The tokenizer: --tokenizer, else the one embedded in the model (bound to it by the
+        // export), else tokenizer.json beside it.
+        let embedded = match options.tokenizer {
+            Some(_) => None,
+            None => model.embedded_file("tokenizer.json")?,
+        };
+        let (tokenizer, tokenizer_path) = match embedded {
+            Some(json) => {
+                let origin = model_path.with_file_name(format!(
+                    "{} (embedded tokenizer.json)",
+                    model_path
+                        .file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                ));
+                (
+                    TextTokenizer::from_bytes(&json, origin)?,
+                    model_path.clone(),
+                )
+            }
+            None => {
+                let path = match options.tokenizer {
+                    Some(p) => p.to_path_buf(),
+                    None => model_path.with_file_name("tokenizer.json"),
+                };
+                check_file(
+                    "tokenizer",
+                    &path,
+                    "pass --tokenizer PATH/tokenizer.json (or export with --embed-tokenizer)",
+                )?;
+                (TextTokenizer::from_file(&path)?, path)
+            }
+        };
+        let embedded_template = embedded_template(&model, &model_path)?;
         let meta = model.metadata().clone();
         let use_kv_cache = meta.use_kv_cache && !options.no_kv_cache;
         tokenizer.check_model(&meta, model.tokenizer_digest())?;
@@ -78,7 +101,7 @@ impl Session {
             model_path,
             tokenizer_path,
             tokenizer,
-            embedded_template: None,
+            embedded_template,
             engine,
         })
     }
@@ -94,6 +117,33 @@ impl Session {
             .file_stem()
             .map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned())
     }
+}
+
+/// The chat template embedded in the model, if the export stored one.
+fn embedded_template(model: &PteModel, model_path: &Path) -> Result<Option<ChatTemplate>> {
+    let text = |name: &str| -> Result<Option<String>> {
+        model
+            .embedded_file(name)?
+            .map(|bytes| {
+                String::from_utf8(bytes)
+                    .with_context(|| format!("the embedded {name} is not UTF-8"))
+            })
+            .transpose()
+    };
+    let (config, jinja) = (text("tokenizer_config.json")?, text("chat_template.jinja")?);
+    let has_template = jinja.is_some()
+        || config.as_deref().is_some_and(|c| {
+            serde_json::from_str::<serde_json::Value>(c)
+                .is_ok_and(|json| json.get("chat_template").is_some())
+        });
+    if !has_template {
+        return Ok(None);
+    }
+    Ok(Some(ChatTemplate::from_parts(
+        config.as_deref(),
+        jinja.as_deref(),
+        model_path,
+    )?))
 }
 
 /// The bundled model: next to the executable first (installed layout), then the source tree.

@@ -44,13 +44,37 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         )
     })?;
     let digest = model.verify_weights()?;
-    let tokenizer = match &args.tokenizer {
-        Some(p) => Some(p.clone()),
-        None => Some(args.model.with_file_name("tokenizer.json")).filter(|p| p.is_file()),
+    // The tokenizer: --tokenizer, else the one embedded in the model (covered by the weights
+    // digest too: named data is segment data), else tokenizer.json beside it, if present.
+    let embedded = match &args.tokenizer {
+        Some(_) => None,
+        None => model.embedded_file("tokenizer.json")?,
     };
-    if let Some(path) = &tokenizer {
-        TextTokenizer::from_file(path)?.check_model(model.metadata(), model.tokenizer_digest())?;
-    }
+    let tokenizer = match (&args.tokenizer, embedded) {
+        (Some(p), _) => {
+            TextTokenizer::from_file(p)?.check_model(model.metadata(), model.tokenizer_digest())?;
+            Some(p.clone())
+        }
+        (None, Some(json)) => {
+            let origin = PathBuf::from(format!(
+                "{} (embedded tokenizer.json)",
+                args.model.display()
+            ));
+            TextTokenizer::from_bytes(&json, origin.clone())?
+                .check_model(model.metadata(), model.tokenizer_digest())?;
+            Some(origin)
+        }
+        (None, None) => {
+            let beside = args.model.with_file_name("tokenizer.json");
+            if beside.is_file() {
+                TextTokenizer::from_file(&beside)?
+                    .check_model(model.metadata(), model.tokenizer_digest())?;
+                Some(beside)
+            } else {
+                None
+            }
+        }
+    };
     let report = Report {
         file: args.model.clone(),
         weights_sha256: digest.hex(),

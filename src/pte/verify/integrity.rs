@@ -165,6 +165,24 @@ pub(crate) struct ProgramUses {
     pub operators: Vec<(String, String)>,
     /// (method, backend id) pairs.
     pub backends: Vec<(String, String)>,
+    /// Named data under [`EMBEDDED_PREFIX`] (files `diffulex-export --embed-tokenizer` stores),
+    /// with where their bytes are in the file.
+    pub embedded: Vec<NamedBlob>,
+}
+
+/// Key prefix of the files DiffuLex embeds in a program as named data.
+pub(crate) const EMBEDDED_PREFIX: &str = "diffulex/";
+
+/// A named data entry's bytes: `size` bytes at absolute file offset `offset`, inside the file
+/// (checked when the program was verified).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NamedBlob {
+    /// The entry's key, with its prefix.
+    pub key: String,
+    /// Absolute offset in the file.
+    pub offset: u64,
+    /// Length in bytes.
+    pub size: u64,
 }
 
 /// A result with the location already attached.
@@ -203,7 +221,10 @@ pub(crate) fn check_program(
         named_data: named_data_sizes(&c, program, segments)?,
     };
     let plans = program.execution_plan().at(&c, "program execution plans")?;
-    let mut uses = ProgramUses::default();
+    let mut uses = ProgramUses {
+        embedded: embedded_blobs(&c, program, segments, buf, file_bytes.file_len())?,
+        ..ProgramUses::default()
+    };
     let mut xnnpack = Vec::new();
     for (p, plan) in items(plans).enumerate() {
         let plan = plan.at(&c, &format!("execution plan {p}"))?;
@@ -550,6 +571,53 @@ fn named_data_sizes(
         }
     }
     Ok(sizes)
+}
+
+/// Where the bytes of each [`EMBEDDED_PREFIX`] named data entry are; an entry whose segment
+/// runs past the end of the file is an error (segment indices were range-checked by
+/// `check_segment_refs`).
+fn embedded_blobs(
+    c: &Checker,
+    program: et::ProgramRef<'_>,
+    segments: Option<Tables<'_, et::DataSegmentRef<'_>>>,
+    buf: &[u8],
+    file_len: u64,
+) -> Checked<Vec<NamedBlob>> {
+    let mut blobs = Vec::new();
+    let named = program.named_data().at(c, "named data")?;
+    for (i, entry) in items(named).enumerate() {
+        let what = format!("named data entry {i}");
+        let entry = entry.at(c, &what)?;
+        let key = text(entry.key()).at(c, &what)?.unwrap_or_default();
+        if !key.starts_with(EMBEDDED_PREFIX) {
+            continue;
+        }
+        let index = entry.segment_index().at(c, &what)? as usize;
+        let Some(segment) = segments.and_then(|s| s.get(index)) else {
+            continue;
+        };
+        let segment = segment.at(c, &what)?;
+        let (offset, size) = (segment.offset().at(c, &what)?, segment.size().at(c, &what)?);
+        let base = super::segments::segment_base(buf).unwrap_or(0);
+        let start = base.checked_add(offset);
+        match start.and_then(|s| s.checked_add(size)) {
+            Some(end) if end <= file_len => blobs.push(NamedBlob {
+                key,
+                offset: base + offset,
+                size,
+            }),
+            _ => {
+                return Err(c.err(
+                    what,
+                    format!(
+                        "{key:?}: {size} bytes at segment offset {offset} run past the end of the \
+                         {file_len}-byte file"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(blobs)
 }
 
 /// A vector of tables, as the generated readers return it.
