@@ -16,9 +16,9 @@
 //! dependencies; the library uses none of them). Without `pte` the crate is pure Rust and
 //! decodes any [`runtime::DiffusionModel`] of your own.
 
+#![deny(missing_docs)]
+
 #[cfg(feature = "pte")]
-#[deny(missing_docs)]
 pub mod pte;
-#[deny(missing_docs)]
 pub mod runtime;
 pub mod text;
