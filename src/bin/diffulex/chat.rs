@@ -3,7 +3,6 @@
 //! engine reuses the KV cache of the turns before when the model has one.
 
 use std::io::{BufRead, IsTerminal};
-use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -16,13 +15,11 @@ use diffulex_edge::text::{
 };
 
 use crate::block_text::BlockText;
-use crate::chat_args::resolve_template;
+use crate::chat_args::TemplateArgs;
 use crate::limits::{self, LengthArgs};
-use crate::load::LoadArgs;
 use crate::output::{eprint_line, write_stdout};
 use crate::sampling::DecodeArgs;
-use crate::session::{Session, SessionOptions};
-use crate::threads::ThreadArgs;
+use crate::session::{ModelArgs, Session, SessionOptions};
 
 /// Flags of `diffulex chat`.
 #[derive(Debug, Args)]
@@ -36,21 +33,13 @@ Examples:
   printf '12+34=\\n7+8=\\n' | diffulex chat"
 )]
 pub struct ChatCommandArgs {
-    /// The `.pte` model (default: the bundled model in models/default).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Hugging Face tokenizer.json (default: the one embedded in the model, else beside it).
-    #[arg(long)]
-    pub tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// A system message at the start of the conversation.
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
-    /// Use this chat template instead of the model's (.jinja or tokenizer_config.json).
-    #[arg(long, value_name = "FILE")]
-    pub chat_template: Option<PathBuf>,
-    /// Template keyword arguments, e.g. '{"enable_thinking": false}'.
-    #[arg(long, value_name = "JSON")]
-    pub chat_template_kwargs: Option<String>,
+    #[command(flatten)]
+    pub template: TemplateArgs,
     /// Seed for sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -59,10 +48,6 @@ pub struct ChatCommandArgs {
     pub no_kv_cache: bool,
     #[command(flatten)]
     pub lengths: LengthArgs,
-    #[command(flatten)]
-    pub threads: ThreadArgs,
-    #[command(flatten)]
-    pub load: LoadArgs,
     #[command(flatten)]
     pub decode: DecodeArgs,
 }
@@ -210,28 +195,18 @@ impl GenerationObserver for TurnPrinter<'_> {
 
 /// Runs `diffulex chat`.
 pub fn run(args: &ChatCommandArgs) -> Result<()> {
-    args.threads.apply()?;
     let session = Session::open(
+        &args.model,
         &SessionOptions {
-            model: args.model.as_deref(),
-            tokenizer: args.tokenizer.as_deref(),
             max_seq_len: args.lengths.max_seq_len,
             no_kv_cache: args.no_kv_cache,
             ..Default::default()
         },
-        &args.load,
     )?;
-    let template = resolve_template(
-        args.chat_template.as_deref(),
-        session.embedded_template.clone(),
-        session.tokenizer_dir(),
-    )?;
-    let options = match &args.chat_template_kwargs {
-        Some(json) => ChatOptions::default()
-            .with_kwargs_json(json)
-            .context("bad --chat-template-kwargs")?,
-        None => ChatOptions::default(),
-    };
+    let template = args
+        .template
+        .template(session.embedded_template.clone(), session.tokenizer_dir())?;
+    let options = args.template.options()?;
     // Flags the family cannot use are refused now, not at the first turn.
     args.decode.sampler_for(session.engine.family())?;
     let mut conversation = Conversation {

@@ -26,26 +26,24 @@ pub struct ChatArgs {
     /// OpenAI request body with "messages"), instead of --prompt (implies --chat).
     #[arg(long, value_name = "FILE.json", conflicts_with = "prompt")]
     pub messages: Option<PathBuf>,
-    /// Keyword arguments for the template, as a JSON object, e.g. '{"enable_thinking": false}'
-    /// (implies --chat).
+    #[command(flatten)]
+    pub template: TemplateArgs,
+}
+
+/// Which chat template, with which arguments (`generate`, `chat`, `serve`).
+#[derive(Debug, Clone, Args)]
+pub struct TemplateArgs {
+    /// Keyword arguments for the chat template, as a JSON object, e.g.
+    /// '{"enable_thinking": false}' (with generate: implies --chat).
     #[arg(long, value_name = "JSON")]
     pub chat_template_kwargs: Option<String>,
     /// Use this chat template instead of the model's: a .jinja file or a tokenizer_config.json
-    /// (implies --chat).
+    /// (with generate: implies --chat).
     #[arg(long, value_name = "FILE")]
     pub chat_template: Option<PathBuf>,
 }
 
-impl ChatArgs {
-    /// Whether the prompt goes through a chat template.
-    pub fn enabled(&self) -> bool {
-        self.chat
-            || self.system.is_some()
-            || self.messages.is_some()
-            || self.chat_template_kwargs.is_some()
-            || self.chat_template.is_some()
-    }
-
+impl TemplateArgs {
     /// The template options from `--chat-template-kwargs`.
     pub fn options(&self) -> Result<ChatOptions> {
         let options = ChatOptions::default();
@@ -65,6 +63,17 @@ impl ChatArgs {
         tokenizer_dir: &Path,
     ) -> Result<ChatTemplate> {
         resolve_template(self.chat_template.as_deref(), embedded, tokenizer_dir)
+    }
+}
+
+impl ChatArgs {
+    /// Whether the prompt goes through a chat template.
+    pub fn enabled(&self) -> bool {
+        self.chat
+            || self.system.is_some()
+            || self.messages.is_some()
+            || self.template.chat_template_kwargs.is_some()
+            || self.template.chat_template.is_some()
     }
 
     /// The conversation: `--messages`, or `--system` and the prompt as the user's turn.
@@ -95,7 +104,7 @@ impl ChatArgs {
 
 /// The chat template to use: `override_file` (`--chat-template`), else `embedded` (the one in
 /// the `.pte`), else the files in `tokenizer_dir` as Hugging Face finds them.
-pub fn resolve_template(
+fn resolve_template(
     override_file: Option<&Path>,
     embedded: Option<ChatTemplate>,
     tokenizer_dir: &Path,

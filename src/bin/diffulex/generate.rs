@@ -2,7 +2,6 @@
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;
-use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
@@ -18,11 +17,9 @@ use diffulex_edge::text::{
 use crate::block_text::BlockText;
 use crate::chat_args::ChatArgs;
 use crate::limits::{self, LengthArgs};
-use crate::load::LoadArgs;
 use crate::output::{eprint_line, write_stdout};
 use crate::sampling::DecodeArgs;
-use crate::session::{Session, SessionOptions};
-use crate::threads::ThreadArgs;
+use crate::session::{ModelArgs, Session, SessionOptions};
 
 /// Flags of `diffulex generate`.
 #[derive(Debug, Args)]
@@ -35,12 +32,8 @@ use crate::threads::ThreadArgs;
   diffulex generate --model dream.pte --alg entropy --steps 64 --max-new-tokens 64 --visual
   diffulex generate --model sdar.pte --threads 2 --prompt 'Hi'")]
 pub struct GenerateArgs {
-    /// The `.pte` model (default: the bundled model in models/default).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Hugging Face tokenizer.json (default: tokenizer.json beside the model).
-    #[arg(long)]
-    pub tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Prompt text; read from stdin when omitted.
     #[arg(long)]
     pub prompt: Option<String>,
@@ -70,10 +63,6 @@ pub struct GenerateArgs {
     /// Redraw the denoising canvas after every step (masked positions shown as `_`).
     #[arg(long)]
     pub visual: bool,
-    #[command(flatten)]
-    pub threads: ThreadArgs,
-    #[command(flatten)]
-    pub load: LoadArgs,
     #[command(flatten)]
     pub decode: DecodeArgs,
 }
@@ -213,17 +202,14 @@ impl GenerationObserver for Printer<'_> {
 
 /// Runs `diffulex generate`.
 pub fn run(args: &GenerateArgs) -> Result<()> {
-    args.threads.apply()?;
     let session = Session::open(
+        &args.model,
         &SessionOptions {
-            model: args.model.as_deref(),
-            tokenizer: args.tokenizer.as_deref(),
             max_seq_len: args.lengths.max_seq_len,
             model_type: args.model_type,
             no_kv_cache: args.no_kv_cache,
             verify: args.verify,
         },
-        &args.load,
     )?;
     let tokenizer_dir = session.tokenizer_dir().to_path_buf();
     let Session {
@@ -241,7 +227,10 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         raw_special_tokens: args.raw_special_tokens,
     };
     let encoded = if args.chat.enabled() {
-        let template = args.chat.template(embedded_template, &tokenizer_dir)?;
+        let template = args
+            .chat
+            .template
+            .template(embedded_template, &tokenizer_dir)?;
         let messages = args
             .chat
             .conversation((args.chat.messages.is_none()).then_some(prompt_text))?;
@@ -249,7 +238,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             &tokenizer,
             &template,
             &messages,
-            &args.chat.options()?,
+            &args.chat.template.options()?,
             &options,
         )?
     } else {

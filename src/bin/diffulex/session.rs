@@ -9,14 +9,27 @@ use diffulex_edge::runtime::{DiffusionEngine, DiffusionModel, ModelType, PteMode
 use diffulex_edge::text::{ChatTemplate, TextTokenizer};
 
 use crate::load::{check_file, LoadArgs};
+use crate::threads::ThreadArgs;
 
-/// How to open a session.
+/// The flags that name and load a model, shared by `generate`, `chat` and `serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// The `.pte` model (default: the bundled model in models/default).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Hugging Face tokenizer.json (default: the one embedded in the model, else tokenizer.json
+    /// beside it).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    pub threads: ThreadArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// How to open a session, besides the model's own flags.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SessionOptions<'a> {
-    /// `--model` (default: the bundled model).
-    pub model: Option<&'a Path>,
-    /// `--tokenizer` (default: embedded, else beside the model).
-    pub tokenizer: Option<&'a Path>,
+pub struct SessionOptions {
     /// `--max-seq-len`: the engine's context limit (default: the exported bound).
     pub max_seq_len: Option<usize>,
     /// `--model-type`.
@@ -42,10 +55,12 @@ pub struct Session {
 }
 
 impl Session {
-    /// Loads the model and its tokenizer.
-    pub fn open(options: &SessionOptions<'_>, load: &LoadArgs) -> Result<Self> {
-        let model_path = match options.model {
-            Some(p) => p.to_path_buf(),
+    /// Sizes the thread pool, then loads the model and its tokenizer.
+    pub fn open(args: &ModelArgs, options: &SessionOptions) -> Result<Self> {
+        args.threads.apply()?;
+        let load = &args.load;
+        let model_path = match &args.model {
+            Some(p) => p.clone(),
             None => default_model()?,
         };
         check_file(
@@ -56,7 +71,7 @@ impl Session {
         let model = load.model(&model_path)?;
         // The tokenizer: --tokenizer, else the one embedded in the model (bound to it by the
         // export), else tokenizer.json beside it.
-        let embedded = match options.tokenizer {
+        let embedded = match args.tokenizer {
             Some(_) => None,
             None => model.embedded_file("tokenizer.json")?,
         };
@@ -74,8 +89,8 @@ impl Session {
                 )
             }
             None => {
-                let path = match options.tokenizer {
-                    Some(p) => p.to_path_buf(),
+                let path = match &args.tokenizer {
+                    Some(p) => p.clone(),
                     None => model_path.with_file_name("tokenizer.json"),
                 };
                 check_file(

@@ -7,11 +7,10 @@ mod api;
 mod stop;
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use diffulex_edge::runtime::sampler::{BlockSampler, SamplerOptions};
 use diffulex_edge::runtime::{
@@ -26,13 +25,11 @@ use api::{ApiError, CompletionRequest, Endpoint, ResponseId, Usage};
 use stop::StopFilter;
 
 use crate::block_text::BlockText;
-use crate::chat_args::resolve_template;
+use crate::chat_args::TemplateArgs;
 use crate::limits::LengthArgs;
-use crate::load::LoadArgs;
 use crate::output::eprint_line;
 use crate::sampling::DecodeArgs;
-use crate::session::{Session, SessionOptions};
-use crate::threads::ThreadArgs;
+use crate::session::{ModelArgs, Session, SessionOptions};
 
 /// Threads that take requests (generation itself runs one at a time).
 const REQUEST_THREADS: usize = 4;
@@ -44,12 +41,8 @@ const REQUEST_THREADS: usize = 4;
   diffulex serve --model sdar.pte --port 9000 --threshold 0.9
   curl -s localhost:8080/v1/chat/completions -d '{\"messages\": [{\"role\": \"user\", \"content\": \"12+34=\"}]}'")]
 pub struct ServeArgs {
-    /// The `.pte` model (default: the bundled model in models/default).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Hugging Face tokenizer.json (default: the one embedded in the model, else beside it).
-    #[arg(long)]
-    pub tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Address to listen on (127.0.0.1: this machine only).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
@@ -59,18 +52,10 @@ pub struct ServeArgs {
     /// Name of the model in responses and /v1/models (default: the file's stem).
     #[arg(long)]
     pub name: Option<String>,
-    /// Use this chat template instead of the model's (.jinja or tokenizer_config.json).
-    #[arg(long, value_name = "FILE")]
-    pub chat_template: Option<PathBuf>,
-    /// Template keyword arguments for every request (a request's chat_template_kwargs win).
-    #[arg(long, value_name = "JSON")]
-    pub chat_template_kwargs: Option<String>,
+    #[command(flatten)]
+    pub template: TemplateArgs,
     #[command(flatten)]
     pub lengths: LengthArgs,
-    #[command(flatten)]
-    pub threads: ThreadArgs,
-    #[command(flatten)]
-    pub load: LoadArgs,
     /// Decoding defaults; a request's temperature, top_p, top_k, steps and threshold override them.
     #[command(flatten)]
     pub decode: DecodeArgs,
@@ -98,21 +83,17 @@ struct Completion {
 
 /// Runs `diffulex serve`.
 pub fn run(args: &ServeArgs) -> Result<()> {
-    args.threads.apply()?;
     let session = Session::open(
+        &args.model,
         &SessionOptions {
-            model: args.model.as_deref(),
-            tokenizer: args.tokenizer.as_deref(),
             max_seq_len: args.lengths.max_seq_len,
             ..Default::default()
         },
-        &args.load,
     )?;
-    let template = match resolve_template(
-        args.chat_template.as_deref(),
-        session.embedded_template.clone(),
-        session.tokenizer_dir(),
-    ) {
+    let template = match args
+        .template
+        .template(session.embedded_template.clone(), session.tokenizer_dir())
+    {
         Ok(template) => Some(template),
         // Without a template the chat endpoint refuses requests; /v1/completions still works.
         Err(e) => {
@@ -122,12 +103,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             None
         }
     };
-    let template_kwargs = match &args.chat_template_kwargs {
-        Some(json) => ChatOptions::default()
-            .with_kwargs_json(json)
-            .context("bad --chat-template-kwargs")?,
-        None => ChatOptions::default(),
-    };
+    let template_kwargs = args.template.options()?;
     let defaults = SamplerOptions::from(&args.decode);
     // Refuse server-wide flags the family cannot use now, not on every request.
     args.decode.sampler_for(session.engine.family())?;
