@@ -391,7 +391,7 @@ impl<'a> Run<'a> {
     /// the cache, capped at `limit`; 0 without a cache or without reuse. Books the skipped
     /// tokens as [`GenerationStats::reused_prompt_tokens`].
     pub(crate) fn prefill_start(&mut self, limit: usize) -> usize {
-        debug_assert!(self.meta.block_size == 0 || limit % self.meta.block_size == 0);
+        debug_assert!(limit.is_multiple_of(self.meta.block_size.max(1)));
         let start = self.reusable.min(limit);
         self.stats.reused_prompt_tokens = start;
         start
