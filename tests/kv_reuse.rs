@@ -100,6 +100,14 @@ fn chat(
         assert_eq!(reused_out.stats.reused_prompt_tokens, expected, "{label}");
         turns.reused.push(reused_out.stats.reused_prompt_tokens);
         turns.prompts.push(transcript.len());
+        println!(
+            "{label}: prefilled {} of {} prompt tokens (skipped {}); fresh prefill forwards {}, reused {}",
+            transcript.len() - reused_out.stats.reused_prompt_tokens,
+            transcript.len(),
+            reused_out.stats.reused_prompt_tokens,
+            fresh_out.stats.prefill_forwards,
+            reused_out.stats.prefill_forwards,
+        );
         previous = Some((transcript.len(), reused_out.tokens.len()));
         transcript.extend_from_slice(&reused_out.tokens);
     }

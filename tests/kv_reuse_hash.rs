@@ -399,3 +399,22 @@ fn a_failed_forward_leaves_nothing_it_may_have_overwritten_remembered() {
         }
     }
 }
+
+#[test]
+fn a_generation_without_reuse_drops_what_was_remembered() {
+    // Its forwards overwrite the cache without being tracked, so turning reuse back on must
+    // start from nothing.
+    let prompt: Vec<i64> = (2..22).collect();
+    let config = DiffusionGenerationConfig::new(8).with_stop_ids(vec![]);
+    let mut e = engine(Family::Sdar, 4, true);
+    e.generate(&prompt, &config).unwrap();
+    assert!(!e.kv_cached_tokens().is_empty());
+    let mut e = e.with_kv_reuse(false);
+    let other: Vec<i64> = (3..23).collect();
+    e.generate(&other, &config).unwrap();
+    assert!(e.kv_cached_tokens().is_empty());
+    let mut e = e.with_kv_reuse(true);
+    let out = e.generate(&prompt, &config).unwrap();
+    assert_eq!(out.stats.reused_prompt_tokens, 0);
+    assert_eq!(out.tokens, fresh(Family::Sdar, 4, &prompt, &config).tokens);
+}

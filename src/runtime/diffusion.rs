@@ -205,10 +205,9 @@ pub(crate) struct EngineParts<'a> {
     pub meta: &'a ModelMetadata,
     /// Feed only the current block at its absolute position (see [`Run::cached`]).
     pub cached: bool,
-    /// What the model's KV cache holds (`Some` exactly when `cached`); every forward updates it.
+    /// What the model's KV cache holds, when the engine reuses it between generations (only
+    /// with `cached`): the prompt's prefill may skip its prefix, and every forward updates it.
     pub kv: Option<&'a mut KvPrefix>,
-    /// Whether the prompt's prefill may skip the prefix `kv` already holds.
-    pub reuse_kv: bool,
     /// The engine's reusable scoring buffers.
     pub scorer: &'a mut Scorer,
     /// Scores the rows of a greedy step (the engine's pool).
@@ -224,7 +223,7 @@ pub(crate) struct Run<'a> {
     meta: &'a ModelMetadata,
     /// Feed only the current block at its absolute position (block-causal families with a cache).
     cached: bool,
-    /// What the model's KV cache holds; `Some` exactly when `cached`.
+    /// What the model's KV cache holds; `Some` when the engine reuses it (always `cached`).
     kv: Option<&'a mut KvPrefix>,
     /// Prompt tokens whose K/V are already in the cache (whole blocks; 0 without reuse).
     reusable: usize,
@@ -327,10 +326,10 @@ impl<'a> Run<'a> {
         start: Instant,
     ) -> Self {
         let meta = parts.meta;
-        let reusable = match &parts.kv {
-            Some(kv) if parts.reuse_kv => kv.reusable(prompt, meta.block_size),
-            _ => 0,
-        };
+        let reusable = parts
+            .kv
+            .as_ref()
+            .map_or(0, |kv| kv.reusable(prompt, meta.block_size));
         Run {
             model: parts.model,
             meta,

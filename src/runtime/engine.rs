@@ -40,8 +40,9 @@ pub struct DiffusionEngine {
     /// Scores the rows of a greedy step; the model's [`DiffusionModel::row_pool`] unless
     /// replaced with [`DiffusionEngine::with_row_pool`].
     pool: Arc<dyn RowPool>,
-    /// The token ids whose final K/V the model's cache holds at `[0, n)` (whole blocks; empty
-    /// unless [`DiffusionEngine::uses_kv_cache`]). See `kv_prefix.rs` for the rules.
+    /// The token ids whose final K/V the model's cache holds at `[0, n)` (whole blocks; kept
+    /// only with reuse on an engine that [uses its cache](DiffusionEngine::uses_kv_cache)).
+    /// See `kv_prefix.rs` for the rules.
     kv: KvPrefix,
     /// Whether a prompt's prefill skips the prefix `kv` holds
     /// ([`DiffusionEngine::with_kv_reuse`]).
@@ -313,7 +314,8 @@ impl DiffusionEngine {
     /// The token ids whose final K/V the model's KV cache holds at positions `[0, n)`, whole
     /// blocks only: what a later generation with
     /// [reuse](DiffusionEngine::with_kv_reuse) may skip when its prompt
-    /// starts with them. Empty unless the engine [uses the cache](DiffusionEngine::uses_kv_cache).
+    /// starts with them. Empty unless the engine [uses the cache](DiffusionEngine::uses_kv_cache)
+    /// and reuses it (a generation without reuse does not track what it writes).
     ///
     /// A forward writing from position `p` cuts this at the block containing `p`; a block is
     /// remembered with the ids it was fed, so a block last written while it still held masks
@@ -323,7 +325,9 @@ impl DiffusionEngine {
     /// use diffulex_edge::runtime::{DiffusionEngine, DiffusionGenerationConfig, Family, HashModel, ModelMetadata};
     /// let mut meta = ModelMetadata::for_family(Family::Sdar, 64, 32, 31, vec![1], 4);
     /// meta.use_kv_cache = true;
-    /// let mut e = DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Sdar, true).unwrap();
+    /// let mut e = DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Sdar, true)
+    ///     .unwrap()
+    ///     .with_kv_reuse(true);
     /// let prompt = [5, 6, 7, 8, 9, 10];
     /// e.generate(&prompt, &DiffusionGenerationConfig::new(4)).unwrap();
     /// assert_eq!(&e.kv_cached_tokens()[..4], &prompt[..4]); // the prompt's whole block
@@ -438,12 +442,17 @@ impl DiffusionEngine {
             .stop_ids
             .clone()
             .unwrap_or_else(|| self.meta.eos_ids.clone());
+        // Without reuse nothing is tracked (no work per forward), and what was remembered
+        // before is dropped: this generation's forwards overwrite the cache untracked.
+        let track_kv = cached && self.kv_reuse;
+        if !track_kv {
+            self.kv.clear();
+        }
         let parts = EngineParts {
             model: &mut *self.model,
             meta: &self.meta,
             cached,
-            kv: cached.then_some(&mut self.kv),
-            reuse_kv: self.kv_reuse,
+            kv: track_kv.then_some(&mut self.kv),
             scorer: &mut self.scorer,
             pool: &*self.pool,
             observer,
