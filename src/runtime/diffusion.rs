@@ -5,6 +5,7 @@
 
 use super::block::Canvas;
 use super::error::{EngineError, Result};
+use super::kv_prefix::KvPrefix;
 use super::model::{DiffusionModel, LogitsView, ModelMetadata};
 use super::parallel::RowPool;
 use super::rng::Rng;
@@ -184,9 +185,9 @@ pub(crate) struct Request {
 /// grows the canvas, runs forwards through [`Run::forward`] and commits through
 /// [`Run::finish_step`]; it never touches the model or the statistics directly.
 ///
-/// Room for a later multi-turn mode that keeps the KV cache between generations (SDAR,
-/// Fast-dLLM v2): the prefix already in the cache would travel in [`Request`] and the block
-/// families would start their prefill there instead of at 0; nothing else here changes.
+/// The block families with a cache start their prompt prefill at [`Run::prefill_start`]: after
+/// the prefix whose K/V an earlier generation left in the cache (multi-turn chat), 0 otherwise.
+/// [`Run::forward`] keeps the record of what the cache holds; a decoder does nothing else for it.
 pub(crate) trait FamilyDecoder {
     /// Settings resolved against the model and the request (block sizes, step counts).
     type Plan;
@@ -204,6 +205,9 @@ pub(crate) struct EngineParts<'a> {
     pub meta: &'a ModelMetadata,
     /// Feed only the current block at its absolute position (see [`Run::cached`]).
     pub cached: bool,
+    /// What the model's KV cache holds, when the engine reuses it between generations (only
+    /// with `cached`): the prompt's prefill may skip its prefix, and every forward updates it.
+    pub kv: Option<&'a mut KvPrefix>,
     /// The engine's reusable scoring buffers.
     pub scorer: &'a mut Scorer,
     /// Scores the rows of a greedy step (the engine's pool).
@@ -219,6 +223,10 @@ pub(crate) struct Run<'a> {
     meta: &'a ModelMetadata,
     /// Feed only the current block at its absolute position (block-causal families with a cache).
     cached: bool,
+    /// What the model's KV cache holds; `Some` when the engine reuses it (always `cached`).
+    kv: Option<&'a mut KvPrefix>,
+    /// Prompt tokens whose K/V are already in the cache (whole blocks; 0 without reuse).
+    reusable: usize,
     scorer: &'a mut Scorer,
     pool: &'a dyn RowPool,
     rng: Rng,
@@ -318,10 +326,16 @@ impl<'a> Run<'a> {
         start: Instant,
     ) -> Self {
         let meta = parts.meta;
+        let reusable = parts
+            .kv
+            .as_ref()
+            .map_or(0, |kv| kv.reusable(prompt, meta.block_size));
         Run {
             model: parts.model,
             meta,
             cached: parts.cached,
+            kv: parts.kv,
+            reusable,
             scorer: parts.scorer,
             pool: parts.pool,
             rng: Rng::new(seed),
@@ -368,6 +382,18 @@ impl<'a> Run<'a> {
     /// End (exclusive) of the region whose tokens are returned.
     pub(crate) fn output_end(&self) -> usize {
         self.canvas.prompt_len() + self.max_new_tokens
+    }
+
+    /// Where the prefill of the prompt's whole blocks starts, given that it must start at or
+    /// before `limit` (a block boundary, e.g. one block before an aligned prompt's end when the
+    /// prefill's last row is read): after the prefix whose K/V an earlier generation left in
+    /// the cache, capped at `limit`; 0 without a cache or without reuse. Books the skipped
+    /// tokens as [`GenerationStats::reused_prompt_tokens`].
+    pub(crate) fn prefill_start(&mut self, limit: usize) -> usize {
+        debug_assert!(limit.is_multiple_of(self.meta.block_size.max(1)));
+        let start = self.reusable.min(limit);
+        self.stats.reused_prompt_tokens = start;
+        start
     }
 
     /// Extends the canvas with masks up to `len` positions.
@@ -422,6 +448,13 @@ impl<'a> Run<'a> {
     ) -> Result<Forward<'_>> {
         let shifted = self.meta.family.shifted();
         rows_for(scored, start, shifted, &mut self.logit_rows);
+        let block_size = self.meta.block_size;
+        // The record of what the cache holds is cut before the call, so a failed forward
+        // leaves nothing it may have overwritten remembered.
+        let remember = match (&mut self.kv, &input) {
+            (Some(kv), Input::Canvas(range)) => kv.before_forward(range.start, block_size),
+            _ => false,
+        };
         let tokens = match input {
             Input::Canvas(range) => &self.canvas.tokens()[range],
             Input::Unconditional => &self.unconditional[..],
@@ -451,6 +484,9 @@ impl<'a> Run<'a> {
             });
         }
         stats.logit_rows += logits.computed_rows();
+        if let (true, Some(kv)) = (remember, &mut self.kv) {
+            kv.after_forward(tokens, block_size);
+        }
         Ok(Forward {
             logits,
             start,

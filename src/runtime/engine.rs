@@ -7,6 +7,7 @@ use super::diffusion::{
     StopReason,
 };
 use super::error::{invalid, EngineError, Result};
+use super::kv_prefix::KvPrefix;
 use super::model::{DiffusionModel, Family, ModelMetadata, ModelType};
 use super::parallel::RowPool;
 #[cfg(feature = "pte")]
@@ -39,6 +40,13 @@ pub struct DiffusionEngine {
     /// Scores the rows of a greedy step; the model's [`DiffusionModel::row_pool`] unless
     /// replaced with [`DiffusionEngine::with_row_pool`].
     pool: Arc<dyn RowPool>,
+    /// The token ids whose final K/V the model's cache holds at `[0, n)` (whole blocks; kept
+    /// only with reuse on an engine that [uses its cache](DiffusionEngine::uses_kv_cache)).
+    /// See `kv_prefix.rs` for the rules.
+    kv: KvPrefix,
+    /// Whether a prompt's prefill skips the prefix `kv` holds
+    /// ([`DiffusionEngine::with_kv_reuse`]).
+    kv_reuse: bool,
 }
 
 impl std::fmt::Debug for DiffusionEngine {
@@ -47,6 +55,7 @@ impl std::fmt::Debug for DiffusionEngine {
             .field("meta", &self.meta)
             .field("context_limit", &self.context_limit)
             .field("use_kv_cache", &self.use_kv_cache)
+            .field("kv_cached_tokens", &self.kv.ids().len())
             .finish()
     }
 }
@@ -81,6 +90,8 @@ impl DiffusionEngine {
             meta,
             use_kv_cache,
             scorer: Scorer::default(),
+            kv: KvPrefix::default(),
+            kv_reuse: false,
         })
     }
 
@@ -101,6 +112,34 @@ impl DiffusionEngine {
     /// ```
     pub fn with_row_pool(mut self, pool: Arc<dyn RowPool>) -> Self {
         self.pool = pool;
+        self
+    }
+
+    /// Lets a generation whose prompt starts with tokens an earlier generation on this engine
+    /// left in the KV cache ([`DiffusionEngine::kv_cached_tokens`]) skip their prefill: for
+    /// multi-turn chat, where each turn's prompt is the whole transcript so far and only the
+    /// new tokens are prefilled. [`GenerationStats::reused_prompt_tokens`] counts the skipped
+    /// tokens. Only SDAR and Fast-dLLM v2 engines that [use their
+    /// cache](DiffusionEngine::uses_kv_cache) reuse; for the others this changes nothing.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionEngine, DiffusionGenerationConfig, Family, HashModel, ModelMetadata};
+    /// let mut meta = ModelMetadata::for_family(Family::Sdar, 64, 32, 31, vec![1], 4);
+    /// meta.use_kv_cache = true;
+    /// let mut chat = DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Sdar, true)
+    ///     .unwrap()
+    ///     .with_kv_reuse(true);
+    /// let cfg = DiffusionGenerationConfig::new(6).with_stop_ids(vec![]);
+    /// let mut transcript = vec![5, 6, 7, 8, 9];
+    /// let answer = chat.generate(&transcript, &cfg).unwrap();
+    /// transcript.extend(&answer.tokens);
+    /// transcript.extend([10, 11]);
+    /// // The prompt block and the first answer block are final in the cache; the block with
+    /// // the answer's last token was last written while it still held masks.
+    /// assert_eq!(chat.generate(&transcript, &cfg).unwrap().stats.reused_prompt_tokens, 8);
+    /// ```
+    pub fn with_kv_reuse(mut self, reuse: bool) -> Self {
+        self.kv_reuse = reuse;
         self
     }
 
@@ -272,6 +311,51 @@ impl DiffusionEngine {
         self.use_kv_cache && self.meta.family.block_causal()
     }
 
+    /// The token ids whose final K/V the model's KV cache holds at positions `[0, n)`, whole
+    /// blocks only: what a later generation with
+    /// [reuse](DiffusionEngine::with_kv_reuse) may skip when its prompt
+    /// starts with them. Empty unless the engine [uses the cache](DiffusionEngine::uses_kv_cache)
+    /// and reuses it (a generation without reuse does not track what it writes).
+    ///
+    /// A forward writing from position `p` cuts this at the block containing `p`; a block is
+    /// remembered with the ids it was fed, so a block last written while it still held masks
+    /// (the last block of a generation) never matches a prompt.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionEngine, DiffusionGenerationConfig, Family, HashModel, ModelMetadata};
+    /// let mut meta = ModelMetadata::for_family(Family::Sdar, 64, 32, 31, vec![1], 4);
+    /// meta.use_kv_cache = true;
+    /// let mut e = DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Sdar, true)
+    ///     .unwrap()
+    ///     .with_kv_reuse(true);
+    /// let prompt = [5, 6, 7, 8, 9, 10];
+    /// e.generate(&prompt, &DiffusionGenerationConfig::new(4)).unwrap();
+    /// assert_eq!(&e.kv_cached_tokens()[..4], &prompt[..4]); // the prompt's whole block
+    /// ```
+    pub fn kv_cached_tokens(&self) -> &[i64] {
+        self.kv.ids()
+    }
+
+    /// Forgets what the KV cache holds: the next generation prefills its prompt from position 0
+    /// (a chat's `/reset`). The cache itself is not touched; a prefill from 0 overwrites it.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionEngine, DiffusionGenerationConfig, Family, HashModel, ModelMetadata};
+    /// let mut meta = ModelMetadata::for_family(Family::Sdar, 64, 32, 31, vec![1], 4);
+    /// meta.use_kv_cache = true;
+    /// let mut e = DiffusionEngine::from_model(HashModel::new(meta, 0), Family::Sdar, true)
+    ///     .unwrap()
+    ///     .with_kv_reuse(true);
+    /// let cfg = DiffusionGenerationConfig::new(4);
+    /// e.generate(&[5, 6, 7, 8, 9], &cfg).unwrap();
+    /// assert_eq!(e.generate(&[5, 6, 7, 8, 9], &cfg).unwrap().stats.reused_prompt_tokens, 4);
+    /// e.reset_kv_cache();
+    /// assert_eq!(e.generate(&[5, 6, 7, 8, 9], &cfg).unwrap().stats.reused_prompt_tokens, 0);
+    /// ```
+    pub fn reset_kv_cache(&mut self) {
+        self.kv.clear();
+    }
+
     /// Generates after `prompt` (token ids).
     ///
     /// ```
@@ -358,10 +442,17 @@ impl DiffusionEngine {
             .stop_ids
             .clone()
             .unwrap_or_else(|| self.meta.eos_ids.clone());
+        // Without reuse nothing is tracked (no work per forward), and what was remembered
+        // before is dropped: this generation's forwards overwrite the cache untracked.
+        let track_kv = cached && self.kv_reuse;
+        if !track_kv {
+            self.kv.clear();
+        }
         let parts = EngineParts {
             model: &mut *self.model,
             meta: &self.meta,
             cached,
+            kv: track_kv.then_some(&mut self.kv),
             scorer: &mut self.scorer,
             pool: &*self.pool,
             observer,

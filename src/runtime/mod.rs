@@ -12,6 +12,7 @@ mod diffusion;
 mod engine;
 mod error;
 mod hash_model;
+mod kv_prefix;
 mod model;
 mod parallel;
 #[cfg(feature = "pte")]

@@ -48,6 +48,9 @@ pub struct GenerationStats {
     /// Rows of logits the forwards computed: every input row, unless the model returns only the
     /// rows a step reads ([`crate::runtime::DiffusionModel::forward_rows`], a contract-2 `.pte`).
     pub logit_rows: usize,
+    /// Prompt tokens whose prefill was skipped because an earlier generation left their K/V in
+    /// the cache (whole blocks of a common prefix; SDAR and Fast-dLLM v2 with a cache only).
+    pub reused_prompt_tokens: usize,
 }
 
 impl GenerationStats {
@@ -127,8 +130,9 @@ impl Serialize for GenerationStats {
             tokens_committed,
             tokens_generated,
             logit_rows,
+            reused_prompt_tokens,
         } = self;
-        let mut out = serializer.serialize_struct("GenerationStats", 15)?;
+        let mut out = serializer.serialize_struct("GenerationStats", 16)?;
         out.serialize_field("forwards", forwards)?;
         out.serialize_field("prefill_forwards", prefill_forwards)?;
         out.serialize_field("decode_forwards", decode_forwards)?;
@@ -138,6 +142,7 @@ impl Serialize for GenerationStats {
         out.serialize_field("tokens_committed", tokens_committed)?;
         out.serialize_field("tokens_per_forward", &self.tokens_per_forward())?;
         out.serialize_field("logit_rows", logit_rows)?;
+        out.serialize_field("reused_prompt_tokens", reused_prompt_tokens)?;
         out.serialize_field("tokens_per_second", &self.tokens_per_second())?;
         out.serialize_field("prefill_ms", &ms(*prefill_time))?;
         out.serialize_field("decode_ms", &ms(*decode_time))?;
@@ -186,12 +191,14 @@ mod tests {
             tokens_committed: 12,
             tokens_generated: 10,
             logit_rows: 40,
+            reused_prompt_tokens: 32,
         };
         let json = serde_json::to_value(&stats).unwrap();
         let expected = serde_json::json!({
             "forwards": 7, "prefill_forwards": 1, "decode_forwards": 4, "commit_forwards": 2,
             "cfg_forwards": 0, "tokens_generated": 10, "tokens_committed": 12,
-            "tokens_per_forward": 3.0, "logit_rows": 40, "tokens_per_second": 1000.0,
+            "tokens_per_forward": 3.0, "logit_rows": 40, "reused_prompt_tokens": 32,
+            "tokens_per_second": 1000.0,
             "prefill_ms": 1.5, "decode_ms": 8.0, "execute_ms": 6.0, "engine_ms": 4.0,
             "total_ms": 10.0,
         });

@@ -137,8 +137,10 @@ impl FamilyDecoder for FastdLLMV2Sampler {
         // An aligned prompt (including exactly one block, which the official code ignores) is
         // encoded whole; its last row gives the first generated token.
         if prompt_len.is_multiple_of(block_len) {
+            // The last row is read, so at least the last block is fed even when reused.
+            let prefill_from = run.prefill_start(prompt_len - block_len);
             let first = run
-                .forward(Pass::Prefill, 0..prompt_len, &[prompt_len])?
+                .forward(Pass::Prefill, prefill_from..prompt_len, &[prompt_len])?
                 .propose(prompt_len, &greedy, Extra::None)?;
             run.end_prefill();
             run.grow_canvas_to(prompt_len + 1);
@@ -147,7 +149,10 @@ impl FamilyDecoder for FastdLLMV2Sampler {
             }
         } else if run.cached() && prompt_len > block_len {
             let whole_blocks = prompt_len / block_len * block_len;
-            run.forward(Pass::Prefill, 0..whole_blocks, &[])?;
+            let prefill_from = run.prefill_start(whole_blocks);
+            if prefill_from < whole_blocks {
+                run.forward(Pass::Prefill, prefill_from..whole_blocks, &[])?;
+            }
         }
         run.end_prefill();
         let first_block = prompt_len / block_len;

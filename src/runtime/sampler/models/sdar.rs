@@ -250,10 +250,14 @@ impl FamilyDecoder for SDARSampler {
         let canvas_end = (prompt_len + run.max_new_tokens()).div_ceil(block_len) * block_len;
         run.grow_canvas_to(canvas_end);
         let block_count = canvas_end / block_len;
-        // The prompt's whole blocks are final: with the cache they are written once here.
+        // The prompt's whole blocks are final: with the cache they are written once here (from
+        // where an earlier generation's K/V of the same ids end, when reused).
         let prefilled = prompt_len / block_len * block_len;
-        if run.cached() && prefilled > 0 {
-            run.forward(Pass::Prefill, 0..prefilled, &[])?;
+        if run.cached() {
+            let prefill_from = run.prefill_start(prefilled);
+            if prefill_from < prefilled {
+                run.forward(Pass::Prefill, prefill_from..prefilled, &[])?;
+            }
         }
         run.end_prefill();
         let spec = self.spec();
