@@ -103,6 +103,7 @@ struct Conversation {
 
 impl Conversation {
     fn reset(&mut self) {
+        self.engine.reset_kv_cache();
         self.messages.clear();
         if let Some(system) = &self.system {
             self.messages.push(ChatMessage::system(system.clone()));
@@ -209,8 +210,10 @@ pub fn run(args: &ChatCommandArgs) -> Result<()> {
     let options = args.template.options()?;
     // Flags the family cannot use are refused now, not at the first turn.
     args.decode.sampler_for(session.engine.family())?;
+    // Each turn prefills only what the turns before did not: the tokens equal a fresh run on
+    // the whole transcript (tests/kv_reuse.rs, tests/cli_chat.rs).
     let mut conversation = Conversation {
-        engine: session.engine,
+        engine: session.engine.with_kv_reuse(true),
         tokenizer: session.tokenizer,
         template,
         options,
@@ -253,10 +256,12 @@ pub fn run(args: &ChatCommandArgs) -> Result<()> {
 fn turn_stats(out: &GenerationOutput) -> String {
     let s = &out.stats;
     format!(
-        "[{} tokens, stop: {:?} | prompt {} tokens | {} forwards, {:.1} tokens/s | prefill {:.1} ms]",
+        "[{} tokens, stop: {:?} | prompt {} tokens, {} prefilled ({} reused from earlier turns) | {} forwards, {:.1} tokens/s | prefill {:.1} ms]",
         s.tokens_generated,
         out.stop_reason,
         out.prompt_len,
+        out.prompt_len.saturating_sub(s.reused_prompt_tokens),
+        s.reused_prompt_tokens,
         s.forwards,
         s.tokens_per_second(),
         s.prefill_time.as_secs_f64() * 1e3,

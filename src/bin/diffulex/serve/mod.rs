@@ -121,7 +121,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         .map_or_else(|| "?".to_string(), |a| a.to_string());
     let backend = Backend {
         tokenizer: session.tokenizer,
-        engine: session.engine,
+        // A client continuing a conversation resends it whole: only the new turn is prefilled,
+        // with the tokens of a fresh run (tests/kv_reuse.rs).
+        engine: session.engine.with_kv_reuse(true),
         template,
         template_kwargs,
         defaults,
