@@ -565,6 +565,20 @@ fn sym_size_dim_outside_the_rank_is_rejected() {
     );
 }
 
+/// A fuzzed program hands a kernel a tensor of a quantized scalar type; ExecuTorch aborted in
+/// `promoteTypes()` ("not valid for quantized dtypes"). The verifier refuses it.
+#[test]
+fn quantized_dtype_tensor_argument_is_rejected() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/crashes/pte_load/crash-a1433db9c6bc35a9260d31c5b2a7c51d994ff64e"
+    );
+    let err = PteModule::load(path).expect_err("must not load");
+    let msg = err.to_string();
+    assert!(matches!(err, PteError::CorruptProgram { .. }), "{msg}");
+    assert!(msg.contains("of the quantized scalar type"), "{msg}");
+}
+
 /// Replaces the one occurrence of `from` in `bytes` by `to` (same length, so the flatbuffer's
 /// offsets stay valid and only the name changes).
 fn renamed(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {

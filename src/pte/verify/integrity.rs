@@ -940,6 +940,7 @@ fn check_instruction(
                 })?;
             let arg_values = arg_list(call.args(), name)?;
             check_kernel_args(c, loc, name, &arg_values, tags)?;
+            check_quantized_dtypes(c, loc, name, &arg_values, method)?;
             check_arg_storage(c, loc, name, &arg_values, method)?;
             check_quant_range(c, loc, name, &arg_values, method)
         }
@@ -1157,6 +1158,41 @@ fn check_out_fits_input(
             ),
         ))
     }
+}
+
+/// ExecuTorch's kernels abort (`promoteTypes not valid for quantized dtypes`, a fatal assert)
+/// when handed a tensor of a quantized `ScalarType` (QInt8, QUInt8, QInt32, QUInt4x2,
+/// QUInt2x4). Exporters never declare one: quantized models use the quantize/dequantize
+/// kernels on plain integer tensors. Found by fuzzing
+/// (`fuzz/crashes/pte_load/crash-a1433db9c6bc35a9260d31c5b2a7c51d994ff64e`).
+fn check_quantized_dtypes(
+    c: &Checker,
+    loc: &str,
+    op: &str,
+    args: &[usize],
+    method: &MethodValues<'_>,
+) -> Checked<()> {
+    use et::ScalarType as S;
+    for (a, &v) in args.iter().enumerate() {
+        let Some(tensor) = tensor_of(method, v) else {
+            continue;
+        };
+        let dtype = tensor.scalar_type().at(c, loc)?;
+        if matches!(
+            dtype,
+            S::Qint8 | S::Quint8 | S::Qint32 | S::Quint4x2 | S::Quint2x4
+        ) {
+            return Err(c.err(
+                loc.to_string(),
+                format!(
+                    "{op} argument {a} is value {v}, a Tensor of the quantized scalar type {}, \
+                     which no kernel takes",
+                    dtype as i8
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether a tensor's sizes multiply to more than zero elements.
