@@ -138,8 +138,6 @@ pub struct SourceOptions {
     pub build_type: String,
     /// Path of `glslc` (required with `vulkan`).
     pub glslc: Option<PathBuf>,
-    /// Feature `static`: ExecuTorch must come out as static archives only.
-    pub static_build: bool,
 }
 
 /// CMake cache entries for building ExecuTorch from source for `triple` on `host`.
@@ -148,7 +146,8 @@ pub struct SourceOptions {
 /// are always on; upstream tests, runners and Python bindings are always off. The event tracer
 /// is on because the shim compiles with `ET_EVENT_TRACER_ENABLED` (class layouts depend on it).
 ///
-/// With `static_build`, `BUILD_SHARED_LIBS=OFF` makes every library an archive.
+/// `BUILD_SHARED_LIBS=OFF` in every source build: every library is an archive, with or without
+/// feature `static` (which decides only how the C++ runtime is linked), so both share one build.
 /// Position-independent code is on in every build because Rust links position-independent
 /// executables by default, and the archives end up inside one. No `CMAKE_EXE_LINKER_FLAGS`
 /// (`-static-libstdc++`): the executable that ships is linked by rustc, which gets the C++
@@ -164,9 +163,11 @@ pub fn cmake_defines(
     let mut set = |k: &str, v: &str| d.push((k.to_string(), v.to_string()));
     set("CMAKE_BUILD_TYPE", &opts.build_type);
     set("CMAKE_POSITION_INDEPENDENT_CODE", "ON");
-    if opts.static_build {
-        set("BUILD_SHARED_LIBS", "OFF");
-    }
+    // Static archives in every source build: the link plan of a source build is the static
+    // one (`static_link_plan`); shared libraries of a source build have other names than the
+    // wheel's, which `shared_link_plan` expects. Feature `static` changes only the C++ runtime
+    // (`cxx_runtime_plan`), so one CMake build serves both.
+    set("BUILD_SHARED_LIBS", "OFF");
     for on in [
         "EXECUTORCH_BUILD_XNNPACK",
         "EXECUTORCH_BUILD_KERNELS_OPTIMIZED",
@@ -581,7 +582,6 @@ mod tests {
             vulkan,
             build_type: "Release".into(),
             glslc: vulkan.then(|| PathBuf::from("/usr/bin/glslc")),
-            static_build: false,
         }
     }
 
@@ -751,17 +751,11 @@ mod tests {
                         HOST,
                         req.static_stl(),
                     );
-                    let mut o = opts(vulkan);
-                    o.static_build = single_file;
-                    let d = cmake_defines(triple, HOST, &o, tc.as_ref()).unwrap();
+                    let d = cmake_defines(triple, HOST, &opts(vulkan), tc.as_ref()).unwrap();
                     let what = format!("{triple} vulkan={vulkan} {req:?}");
                     // `static` implies the static STL, as the feature does in Cargo.toml.
                     let static_stl = single_file || android_static_stl;
-                    assert_eq!(
-                        get(&d, "BUILD_SHARED_LIBS"),
-                        single_file.then_some("OFF"),
-                        "{what}"
-                    );
+                    assert_eq!(get(&d, "BUILD_SHARED_LIBS"), Some("OFF"), "{what}");
                     assert_eq!(
                         get(&d, "CMAKE_POSITION_INDEPENDENT_CODE"),
                         Some("ON"),
@@ -1037,19 +1031,14 @@ mod tests {
 
     #[test]
     fn static_build_cmake_entries() {
-        let mut o = opts(false);
-        o.static_build = true;
+        let o = opts(false);
         let d = cmake_defines(HOST, HOST, &o, None).unwrap();
+        // Archives in every source build; `static` changes only the C++ runtime, so the build
+        // with and without it is the same CMake build.
         assert_eq!(get(&d, "BUILD_SHARED_LIBS"), Some("OFF"));
         assert_eq!(get(&d, "CMAKE_POSITION_INDEPENDENT_CODE"), Some("ON"));
         // rustc links the executable that ships; no linker flags for CMake executables.
         assert_eq!(get(&d, "CMAKE_EXE_LINKER_FLAGS"), None);
-        let dynamic = cmake_defines(HOST, HOST, &opts(false), None).unwrap();
-        assert_eq!(
-            get(&dynamic, "BUILD_SHARED_LIBS"),
-            None,
-            "without `static`, ExecuTorch's own default"
-        );
         // musl cross build from a glibc host: configured like any Linux cross build.
         let musl = cmake_defines("x86_64-unknown-linux-musl", HOST, &o, None).unwrap();
         assert_eq!(get(&musl, "CMAKE_SYSTEM_NAME"), Some("Linux"));
