@@ -249,12 +249,16 @@ pub struct LinkLib {
     pub whole: bool,
 }
 
-/// Static libraries that register kernels or backends from static initializers.
+/// Static libraries that register kernels or backends from static initializers (ExecuTorch's
+/// CMake links each with `executorch_target_link_options_shared_lib`, i.e. whole-archive).
+/// `executorch` is the core's registration half: `register_prim_ops.cpp` (`aten::sym_size.int`,
+/// `executorch_prim::*`), without which every program with a dynamic shape fails to load.
 const STATIC_REGISTRATION: &[&str] = &[
     "xnnpack_backend",
     "vulkan_backend",
     "optimized_native_cpu_ops_lib",
     "quantized_ops_lib",
+    "executorch",
 ];
 
 /// Static libraries in link order (users before what they use). Names not found are skipped.
@@ -281,13 +285,17 @@ const STATIC_ORDER: &[&str] = &[
     "extension_threadpool",
     "pthreadpool",
     "cpuinfo",
-    "executorch",
     "executorch_core",
 ];
 
-/// Static libraries that must NOT be linked alongside the ones above: `portable_ops_lib`
-/// registers the same operators as `optimized_native_cpu_ops_lib` (duplicate registration).
-const STATIC_EXCLUDED: &[&str] = &["portable_ops_lib"];
+/// Static libraries that must NOT be linked alongside the ones above: each registers operators
+/// that `optimized_native_cpu_ops_lib` (optimized kernels, portable ones for the rest) already
+/// registers, and a second registration of an operator is an error at startup.
+const STATIC_EXCLUDED: &[&str] = &[
+    "portable_ops_lib",
+    "optimized_ops_lib",
+    "optimized_portable_ops_lib",
+];
 
 /// Link plan for a static source build, given the `lib*.a` names found in the install's lib
 /// directory. Registration libraries come first as whole archives, then the rest in
@@ -831,15 +839,15 @@ mod tests {
                 "xnnpack_backend",
                 "optimized_native_cpu_ops_lib",
                 "quantized_ops_lib",
+                "executorch",
                 "extension_module_static",
                 "portable_kernels",
                 "XNNPACK",
                 "cpuinfo",
-                "executorch",
                 "executorch_core"
             ]
         );
-        assert!(plan[..3].iter().all(|l| l.whole) && plan[3..].iter().all(|l| !l.whole));
+        assert!(plan[..4].iter().all(|l| l.whole) && plan[4..].iter().all(|l| !l.whole));
         assert!(
             !names.contains(&"portable_ops_lib"),
             "would register operators twice"
@@ -849,6 +857,91 @@ mod tests {
         assert!(with_vulkan
             .iter()
             .any(|l| l.name == "vulkan_backend" && l.whole));
+    }
+
+    /// The archives a source build of ExecuTorch main@cff6f4dd installs (x86_64 Linux, XNNPACK,
+    /// optimized + quantized kernels; `ls lib/`), and the link line made of them.
+    #[test]
+    fn static_plan_for_the_source_build_install() {
+        let installed = [
+            "libXNNPACK.a",
+            "libbundled_program.a",
+            "libcpublas.a",
+            "libcpuinfo.a",
+            "libeigen_blas.a",
+            "libetdump.a",
+            "libexecutorch.a",
+            "libexecutorch_core.a",
+            "libextension_data_loader.a",
+            "libextension_evalue_util.a",
+            "libextension_flat_tensor.a",
+            "libextension_module.a",
+            "libextension_module_static.a",
+            "libextension_named_data_map.a",
+            "libextension_runner_util.a",
+            "libextension_tensor.a",
+            "libextension_threadpool.a",
+            "libflatccrt.a",
+            "libkernels_util_all_deps.a",
+            "liboptimized_kernels.a",
+            "liboptimized_native_cpu_ops_lib.a",
+            "liboptimized_ops_lib.a",
+            "liboptimized_portable_kernels.a",
+            "liboptimized_portable_ops_lib.a",
+            "libportable_kernels.a",
+            "libportable_ops_lib.a",
+            "libpthreadpool.a",
+            "libquantized_kernels.a",
+            "libquantized_ops_lib.a",
+            "libxnnpack-microkernels-prod.a",
+            "libxnnpack_backend.a",
+        ];
+        let plan = static_link_plan(&lib_names(installed, true), false);
+        let line: Vec<String> = plan
+            .iter()
+            .map(|l| format!("{}{}", if l.whole { "+" } else { "" }, l.name))
+            .collect();
+        assert_eq!(
+            line,
+            [
+                "+xnnpack_backend",
+                "+optimized_native_cpu_ops_lib",
+                "+quantized_ops_lib",
+                "+executorch",
+                "extension_module_static",
+                "extension_module",
+                "extension_data_loader",
+                "extension_tensor",
+                "extension_flat_tensor",
+                "extension_named_data_map",
+                "etdump",
+                "bundled_program",
+                "flatccrt",
+                "optimized_kernels",
+                "optimized_portable_kernels",
+                "quantized_kernels",
+                "portable_kernels",
+                "kernels_util_all_deps",
+                "cpublas",
+                "eigen_blas",
+                "XNNPACK",
+                "xnnpack-microkernels-prod",
+                "extension_threadpool",
+                "pthreadpool",
+                "cpuinfo",
+                "executorch_core",
+            ]
+        );
+        // Operator libraries that would register operators a second time stay out.
+        for out in [
+            "portable_ops_lib",
+            "optimized_ops_lib",
+            "optimized_portable_ops_lib",
+        ] {
+            assert!(!line.iter().any(|l| l.trim_start_matches('+') == out), "{out}");
+        }
+        // The thread pool is linked, so the shim compiles with ET_USE_THREADPOOL.
+        assert!(plan.iter().any(|l| l.name.contains("threadpool")));
     }
 
     #[test]
