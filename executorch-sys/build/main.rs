@@ -71,7 +71,7 @@ fn main() {
         Err(message) => fail(&message),
     };
     log(&format!(
-        "ExecuTorch {}: {}",
+        "runtime for the ExecuTorch {} shim: {}",
         version::EXECUTORCH_VERSION,
         runtime.origin
     ));

@@ -180,6 +180,11 @@ pub fn cmake_defines(
         "EXECUTORCH_BUILD_DEVTOOLS",
         "EXECUTORCH_ENABLE_EVENT_TRACER",
         "EXECUTORCH_ENABLE_LOGGING",
+        // Full flatbuffer verification in `Program::load` (`Verification::InternalConsistency`,
+        // which the shim asks for). ExecuTorch turns it on by default only in Debug builds; the
+        // wheel's build turns it on (tools/cmake/preset/pybind.cmake). Without it a corrupt
+        // root offset crashes `Program::load` instead of failing verification.
+        "EXECUTORCH_ENABLE_PROGRAM_VERIFICATION",
         "EXECUTORCH_BUILD_CPUINFO",
         "EXECUTORCH_BUILD_PTHREADPOOL",
     ] {
@@ -460,6 +465,11 @@ pub struct CxxRuntimePlan {
     pub link_libs: Option<Vec<&'static str>>,
     /// What stays dynamic and why, for the build log; empty when nothing was asked.
     pub note: &'static str,
+    /// Linux glibc under `static`: Rust's standard library asks for `-lgcc_s` (the shared
+    /// unwinder) by name, so the build script puts a `libgcc_s.a` (a copy of the toolchain's
+    /// `libgcc_eh.a`, the same unwinder as an archive) first on the library search path, and
+    /// the binary needs no `libgcc_s.so.1`.
+    pub static_unwinder: bool,
 }
 
 /// libstdc++ as an archive the final link resolves (`-bundle`: the toolchain's linker finds
@@ -468,10 +478,11 @@ const STATIC_LIBSTDCXX: &str = "static:-bundle=stdc++";
 
 /// Decides how the C++ runtime is linked for `triple` under `req`.
 ///
-/// - Linux glibc: `libstdc++.a`. glibc (`libc`, `libm`, the loader) stays shared, and so does
-///   `libgcc_s`: Rust's standard library links it itself (`-lgcc_s`, with `-nodefaultlibs`), so
-///   `-static-libgcc` (and `-static-libstdc++`, which only changes what a C++ compiler driver
-///   adds by itself) would change nothing on rustc's link line.
+/// - Linux glibc: `libstdc++.a`, and the unwinder from `libgcc_eh.a` ([`CxxRuntimePlan::
+///   static_unwinder`]): Rust's standard library links `-lgcc_s` itself (with `-nodefaultlibs`),
+///   so `-static-libgcc` (and `-static-libstdc++`, which only changes what a C++ compiler driver
+///   adds by itself) would change nothing on rustc's link line. Only glibc (`libc`, `libm`, the
+///   loader) stays shared.
 /// - Linux musl: `libstdc++.a` of a musl C++ toolchain; Rust links musl targets fully statically
 ///   already, so the executable has no dynamic dependency at all. Untested here.
 /// - Android: the NDK's `c++_static` plus `c++abi` (the NDK's `libc++.a` is a linker script
@@ -492,6 +503,7 @@ pub fn cxx_runtime_plan(triple: &str, req: StaticRequest) -> Result<CxxRuntimePl
     let dynamic = |note| CxxRuntimePlan {
         link_libs: None,
         note,
+        static_unwinder: false,
     };
     if triple.contains("android") {
         return Ok(if req.static_stl() {
@@ -499,6 +511,7 @@ pub fn cxx_runtime_plan(triple: &str, req: StaticRequest) -> Result<CxxRuntimePl
                 link_libs: Some(vec!["static:-bundle=c++_static", "static:-bundle=c++abi"]),
                 note: "C++ runtime: the NDK's c++_static (+ c++abi) linked in; Bionic (libc, \
                        libm, libdl, liblog) stays shared",
+                static_unwinder: false,
             }
         } else {
             dynamic("")
@@ -511,14 +524,16 @@ pub fn cxx_runtime_plan(triple: &str, req: StaticRequest) -> Result<CxxRuntimePl
     if triple.contains("-linux-gnu") {
         Ok(CxxRuntimePlan {
             link_libs: Some(vec![STATIC_LIBSTDCXX]),
-            note: "C++ runtime: libstdc++.a linked in; glibc (libc, libm, ld-linux) and \
-                   libgcc_s (Rust's own unwinder) stay shared",
+            note: "C++ runtime: libstdc++.a and the unwinder (libgcc_eh.a, linked where Rust \
+                   asks for libgcc_s) linked in; only glibc (libc, libm, ld-linux) stays shared",
+            static_unwinder: true,
         })
     } else if triple.contains("-linux-musl") {
         Ok(CxxRuntimePlan {
             link_libs: Some(vec![STATIC_LIBSTDCXX]),
             note: "C++ runtime: libstdc++.a of the musl toolchain linked in; musl targets link \
                    fully statically (ExecuTorch and XNNPACK on musl are untested)",
+            static_unwinder: false,
         })
     } else if triple.contains("apple") {
         Ok(dynamic(
@@ -637,6 +652,11 @@ mod tests {
         assert_eq!(get(&d, "EXECUTORCH_BUILD_XNNPACK"), Some("ON"));
         assert_eq!(get(&d, "EXECUTORCH_BUILD_VULKAN"), Some("OFF"));
         assert_eq!(get(&d, "EXECUTORCH_ENABLE_EVENT_TRACER"), Some("ON"));
+        assert_eq!(
+            get(&d, "EXECUTORCH_ENABLE_PROGRAM_VERIFICATION"),
+            Some("ON"),
+            "off by default in Release builds; the wheel has it on"
+        );
         assert_eq!(get(&d, "EXECUTORCH_BUILD_TESTS"), Some("OFF"));
         assert_eq!(get(&d, "EXECUTORCH_BUILD_PYBIND"), Some("OFF"));
         assert_eq!(get(&d, "CMAKE_BUILD_TYPE"), Some("Release"));
@@ -938,7 +958,10 @@ mod tests {
             "optimized_ops_lib",
             "optimized_portable_ops_lib",
         ] {
-            assert!(!line.iter().any(|l| l.trim_start_matches('+') == out), "{out}");
+            assert!(
+                !line.iter().any(|l| l.trim_start_matches('+') == out),
+                "{out}"
+            );
         }
         // The thread pool is linked, so the shim compiles with ET_USE_THREADPOOL.
         assert!(plan.iter().any(|l| l.name.contains("threadpool")));
@@ -1077,8 +1100,27 @@ mod tests {
             android_static_stl: true,
         };
         let note = |t| cxx_runtime_plan(t, both).unwrap().note;
-        assert!(note("x86_64-unknown-linux-gnu").contains("libgcc_s"));
-        assert!(note("x86_64-unknown-linux-gnu").contains("glibc"));
+        assert!(note("x86_64-unknown-linux-gnu").contains("libgcc_eh"));
+        assert!(note("x86_64-unknown-linux-gnu").contains("only glibc"));
+        // The static unwinder: Linux glibc under `static` only.
+        for (triple, row) in CXX_TABLE {
+            for (single_file, android_static_stl) in FEATURE_COMBOS {
+                let req = StaticRequest {
+                    single_file,
+                    android_static_stl,
+                };
+                if let Ok(plan) = cxx_runtime_plan(triple, req) {
+                    assert_eq!(
+                        plan.static_unwinder,
+                        single_file && triple.contains("-linux-gnu"),
+                        "{triple} {req:?}"
+                    );
+                    if plan.static_unwinder {
+                        assert!(row.contains(&Libstdcxx));
+                    }
+                }
+            }
+        }
         assert!(note("x86_64-unknown-linux-musl").contains("untested"));
         assert!(note("aarch64-apple-darwin").contains("libc++"));
         assert!(note("aarch64-linux-android").contains("c++_static"));

@@ -77,6 +77,15 @@ pub fn build(src: &Path, target: &str, vulkan: bool) -> Result<Runtime, String> 
             prefix.display()
         );
     }
+    // The source's own version (version.txt), which may differ from the one the shim is
+    // written for: docs/source-build.md says which source is tested.
+    if let Ok(v) = std::fs::read_to_string(src.join("version.txt")) {
+        runtime.origin = format!(
+            "{} (version.txt of the source: {})",
+            runtime.origin,
+            v.trim()
+        );
+    }
     Ok(runtime)
 }
 
@@ -172,7 +181,11 @@ fn build_dir(src: &Path, target: &str, defines: &[(String, String)]) -> Result<P
     }
     let t = target.replace('-', "_");
     for var in ["CC", "CXX", "CFLAGS", "CXXFLAGS", "AR"] {
-        for name in [format!("{var}_{target}"), format!("{var}_{t}"), var.to_string()] {
+        for name in [
+            format!("{var}_{target}"),
+            format!("{var}_{t}"),
+            var.to_string(),
+        ] {
             if let Some(v) = vars::get(&name) {
                 hasher.update(format!("\n{name}={v}"));
             }
