@@ -85,19 +85,22 @@ if [ -n "$MIRROR" ]; then
     # --- From bare snapshots: git archive of each pinned commit into its path -----------------
     bare() { echo "$MIRROR/${1/\//+}/repo"; }
     ET=$(bare pytorch/executorch)
-    # A few large example files (gifs, tokenizer.json of examples/mediatek) are absent from the
-    # snapshot; nothing the runtime build reads lives under examples/.
-    missing=$(git --git-dir="$ET" ls-tree -r "$EXECUTORCH_COMMIT" \
-        | awk '$2=="blob"{print $3}' | git --git-dir="$ET" cat-file --batch-check \
-        | awk '$2=="missing"{print $1}' | sort -u)
-    excludes=()
-    for blob in $missing; do
-        while read -r path; do excludes+=(":(exclude)$path"); done < <(
-            git --git-dir="$ET" ls-tree -r "$EXECUTORCH_COMMIT" | awk -v b="$blob" '$3==b{print $4}')
-    done
-    git --git-dir="$ET" archive "$EXECUTORCH_COMMIT" -- . "${excludes[@]}" 2> >(grep -v '^error: invalid object' >&2) |
-        tar -x -C "$DEST"
-    echo "executorch $EXECUTORCH_COMMIT pytorch/executorch (${#excludes[@]} absent example files left out)" >"$MANIFEST"
+    # `git archive COMMIT` of a bare snapshot into DIR, leaving out the blobs the snapshot lacks
+    # (a few large files: example gifs and tokenizers of ExecuTorch, Vulkan-Headers' C++
+    # `vulkan_structs.hpp`; nothing the runtime build reads). Prints how many were left out.
+    archive_into() {
+        local gitdir=$1 commit=$2 dir=$3 excludes=() blob path
+        for blob in $(git --git-dir="$gitdir" ls-tree -r "$commit" | awk '$2=="blob"{print $3}' |
+            git --git-dir="$gitdir" cat-file --batch-check | awk '$2=="missing"{print $1}' | sort -u); do
+            while read -r path; do excludes+=(":(exclude)$path"); done < <(
+                git --git-dir="$gitdir" ls-tree -r "$commit" | awk -v b="$blob" '$3==b{print $4}')
+        done
+        git --git-dir="$gitdir" archive "$commit" -- . "${excludes[@]}" 2> >(grep -v '^error: invalid object' >&2) |
+            tar -x -C "$dir"
+        echo "${#excludes[@]}"
+    }
+    left_out=$(archive_into "$ET" "$EXECUTORCH_COMMIT" "$DEST")
+    echo "executorch $EXECUTORCH_COMMIT pytorch/executorch ($left_out files absent from the snapshot left out)" >"$MANIFEST"
     for entry in "${SUBMODULES[@]}"; do
         read -r path repo <<<"$entry"
         pin=$(git --git-dir="$ET" ls-tree "$EXECUTORCH_COMMIT" "$path" | awk '{print $3}')
@@ -105,9 +108,10 @@ if [ -n "$MIRROR" ]; then
         source_repo=${MIRROR_REPO[$repo]:-$repo}
         git --git-dir="$(bare "$source_repo")" cat-file -e "$commit^{commit}"
         mkdir -p "$DEST/$path"
-        git --git-dir="$(bare "$source_repo")" archive "$commit" | tar -x -C "$DEST/$path"
+        left_out=$(archive_into "$(bare "$source_repo")" "$commit" "$DEST/$path")
         note=""
         [ "$commit" != "$pin" ] && note=" (pinned $pin is not in the snapshot)"
+        [ "$left_out" != 0 ] && note="$note ($left_out files absent from the snapshot left out)"
         echo "$path $commit $source_repo$note" >>"$MANIFEST"
     done
 else

@@ -84,7 +84,7 @@ fi
 if ! skip tests; then
     phase "cargo test --workspace (source build)"
     t0=$(date +%s)
-    if src_cargo test --workspace 2>&1 | tee "$OUT/test.log" | grep -E '^(test result|     Running|failures:|    [a-z_:]+$)'; then :; fi
+    if src_cargo test --workspace --no-fail-fast 2>&1 | tee "$OUT/test.log" | grep -E '^(test result|     Running|failures:|    [a-z_:]+$)'; then :; fi
     [ "${PIPESTATUS[0]}" = 0 ] || { echo "tests FAILED (log: $OUT/test.log)"; FAILED=1; }
     echo "tests: $(($(date +%s) - t0)) s"
 fi
