@@ -65,6 +65,9 @@ pub fn emit(runtime: &Runtime, cxx: &CxxRuntimePlan, shim_library: Option<&Path>
 
 /// The static C++ runtime, after every library that needs it (order matters to GNU ld).
 fn emit_cxx(cxx: &CxxRuntimePlan) {
+    if cxx.static_unwinder {
+        static_unwinder();
+    }
     for lib in cxx.link_libs.iter().flatten() {
         println!("cargo:rustc-link-lib={lib}");
     }
@@ -76,4 +79,35 @@ fn emit_cxx(cxx: &CxxRuntimePlan) {
             "shared"
         }
     );
+}
+
+/// Makes rustc's `-lgcc_s` (Rust's standard library asks for the shared unwinder by name) find
+/// the toolchain's static unwinder: `libgcc_eh.a` copied as `libgcc_s.a` into a directory that
+/// comes first on the search path (`-L` of build scripts precede the compiler's own
+/// directories). Without a `libgcc_eh.a` the binary keeps `libgcc_s.so.1` and the log says so.
+fn static_unwinder() {
+    let compiler = cc::Build::new().cargo_metadata(false).get_compiler();
+    let found = std::process::Command::new(compiler.path())
+        .arg("-print-file-name=libgcc_eh.a")
+        .output()
+        .ok()
+        .map(|o| std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .filter(|p| p.is_absolute() && p.is_file());
+    let Some(eh) = found else {
+        crate::log(
+            "no libgcc_eh.a in the C compiler's search path: the binary keeps libgcc_s.so.1 \
+             (the unwinder) as a dynamic dependency",
+        );
+        return;
+    };
+    let dir = std::path::PathBuf::from(vars::cargo("OUT_DIR")).join("static-unwinder");
+    let copied =
+        std::fs::create_dir_all(&dir).and_then(|()| std::fs::copy(&eh, dir.join("libgcc_s.a")));
+    match copied {
+        Ok(_) => println!("cargo:rustc-link-search=native={}", dir.display()),
+        Err(e) => crate::log(&format!(
+            "copying {} failed ({e}): the binary keeps libgcc_s.so.1",
+            eh.display()
+        )),
+    }
 }

@@ -71,7 +71,7 @@ fn main() {
         Err(message) => fail(&message),
     };
     log(&format!(
-        "ExecuTorch {}: {}",
+        "runtime for the ExecuTorch {} shim: {}",
         version::EXECUTORCH_VERSION,
         runtime.origin
     ));
@@ -132,7 +132,7 @@ fn find_runtime(request: plan::StaticRequest) -> Result<Runtime, String> {
                 .then_some(checkout)
         });
     if let Some(src) = source {
-        return require_static(request, source::build(&src, &target, vulkan, request)?);
+        return require_static(request, source::build(&src, &target, vulkan)?);
     }
 
     if vulkan {

@@ -138,8 +138,6 @@ pub struct SourceOptions {
     pub build_type: String,
     /// Path of `glslc` (required with `vulkan`).
     pub glslc: Option<PathBuf>,
-    /// Feature `static`: ExecuTorch must come out as static archives only.
-    pub static_build: bool,
 }
 
 /// CMake cache entries for building ExecuTorch from source for `triple` on `host`.
@@ -148,7 +146,8 @@ pub struct SourceOptions {
 /// are always on; upstream tests, runners and Python bindings are always off. The event tracer
 /// is on because the shim compiles with `ET_EVENT_TRACER_ENABLED` (class layouts depend on it).
 ///
-/// With `static_build`, `BUILD_SHARED_LIBS=OFF` makes every library an archive.
+/// `BUILD_SHARED_LIBS=OFF` in every source build: every library is an archive, with or without
+/// feature `static` (which decides only how the C++ runtime is linked), so both share one build.
 /// Position-independent code is on in every build because Rust links position-independent
 /// executables by default, and the archives end up inside one. No `CMAKE_EXE_LINKER_FLAGS`
 /// (`-static-libstdc++`): the executable that ships is linked by rustc, which gets the C++
@@ -164,9 +163,11 @@ pub fn cmake_defines(
     let mut set = |k: &str, v: &str| d.push((k.to_string(), v.to_string()));
     set("CMAKE_BUILD_TYPE", &opts.build_type);
     set("CMAKE_POSITION_INDEPENDENT_CODE", "ON");
-    if opts.static_build {
-        set("BUILD_SHARED_LIBS", "OFF");
-    }
+    // Static archives in every source build: the link plan of a source build is the static
+    // one (`static_link_plan`); shared libraries of a source build have other names than the
+    // wheel's, which `shared_link_plan` expects. Feature `static` changes only the C++ runtime
+    // (`cxx_runtime_plan`), so one CMake build serves both.
+    set("BUILD_SHARED_LIBS", "OFF");
     for on in [
         "EXECUTORCH_BUILD_XNNPACK",
         "EXECUTORCH_BUILD_KERNELS_OPTIMIZED",
@@ -179,6 +180,11 @@ pub fn cmake_defines(
         "EXECUTORCH_BUILD_DEVTOOLS",
         "EXECUTORCH_ENABLE_EVENT_TRACER",
         "EXECUTORCH_ENABLE_LOGGING",
+        // Full flatbuffer verification in `Program::load` (`Verification::InternalConsistency`,
+        // which the shim asks for). ExecuTorch turns it on by default only in Debug builds; the
+        // wheel's build turns it on (tools/cmake/preset/pybind.cmake). Without it a corrupt
+        // root offset crashes `Program::load` instead of failing verification.
+        "EXECUTORCH_ENABLE_PROGRAM_VERIFICATION",
         "EXECUTORCH_BUILD_CPUINFO",
         "EXECUTORCH_BUILD_PTHREADPOOL",
     ] {
@@ -248,12 +254,16 @@ pub struct LinkLib {
     pub whole: bool,
 }
 
-/// Static libraries that register kernels or backends from static initializers.
+/// Static libraries that register kernels or backends from static initializers (ExecuTorch's
+/// CMake links each with `executorch_target_link_options_shared_lib`, i.e. whole-archive).
+/// `executorch` is the core's registration half: `register_prim_ops.cpp` (`aten::sym_size.int`,
+/// `executorch_prim::*`), without which every program with a dynamic shape fails to load.
 const STATIC_REGISTRATION: &[&str] = &[
     "xnnpack_backend",
     "vulkan_backend",
     "optimized_native_cpu_ops_lib",
     "quantized_ops_lib",
+    "executorch",
 ];
 
 /// Static libraries in link order (users before what they use). Names not found are skipped.
@@ -280,13 +290,17 @@ const STATIC_ORDER: &[&str] = &[
     "extension_threadpool",
     "pthreadpool",
     "cpuinfo",
-    "executorch",
     "executorch_core",
 ];
 
-/// Static libraries that must NOT be linked alongside the ones above: `portable_ops_lib`
-/// registers the same operators as `optimized_native_cpu_ops_lib` (duplicate registration).
-const STATIC_EXCLUDED: &[&str] = &["portable_ops_lib"];
+/// Static libraries that must NOT be linked alongside the ones above: each registers operators
+/// that `optimized_native_cpu_ops_lib` (optimized kernels, portable ones for the rest) already
+/// registers, and a second registration of an operator is an error at startup.
+const STATIC_EXCLUDED: &[&str] = &[
+    "portable_ops_lib",
+    "optimized_ops_lib",
+    "optimized_portable_ops_lib",
+];
 
 /// Link plan for a static source build, given the `lib*.a` names found in the install's lib
 /// directory. Registration libraries come first as whole archives, then the rest in
@@ -451,6 +465,11 @@ pub struct CxxRuntimePlan {
     pub link_libs: Option<Vec<&'static str>>,
     /// What stays dynamic and why, for the build log; empty when nothing was asked.
     pub note: &'static str,
+    /// Linux glibc under `static`: Rust's standard library asks for `-lgcc_s` (the shared
+    /// unwinder) by name, so the build script puts a `libgcc_s.a` (a copy of the toolchain's
+    /// `libgcc_eh.a`, the same unwinder as an archive) first on the library search path, and
+    /// the binary needs no `libgcc_s.so.1`.
+    pub static_unwinder: bool,
 }
 
 /// libstdc++ as an archive the final link resolves (`-bundle`: the toolchain's linker finds
@@ -459,10 +478,11 @@ const STATIC_LIBSTDCXX: &str = "static:-bundle=stdc++";
 
 /// Decides how the C++ runtime is linked for `triple` under `req`.
 ///
-/// - Linux glibc: `libstdc++.a`. glibc (`libc`, `libm`, the loader) stays shared, and so does
-///   `libgcc_s`: Rust's standard library links it itself (`-lgcc_s`, with `-nodefaultlibs`), so
-///   `-static-libgcc` (and `-static-libstdc++`, which only changes what a C++ compiler driver
-///   adds by itself) would change nothing on rustc's link line.
+/// - Linux glibc: `libstdc++.a`, and the unwinder from `libgcc_eh.a` ([`CxxRuntimePlan::
+///   static_unwinder`]): Rust's standard library links `-lgcc_s` itself (with `-nodefaultlibs`),
+///   so `-static-libgcc` (and `-static-libstdc++`, which only changes what a C++ compiler driver
+///   adds by itself) would change nothing on rustc's link line. Only glibc (`libc`, `libm`, the
+///   loader) stays shared.
 /// - Linux musl: `libstdc++.a` of a musl C++ toolchain; Rust links musl targets fully statically
 ///   already, so the executable has no dynamic dependency at all. Untested here.
 /// - Android: the NDK's `c++_static` plus `c++abi` (the NDK's `libc++.a` is a linker script
@@ -483,6 +503,7 @@ pub fn cxx_runtime_plan(triple: &str, req: StaticRequest) -> Result<CxxRuntimePl
     let dynamic = |note| CxxRuntimePlan {
         link_libs: None,
         note,
+        static_unwinder: false,
     };
     if triple.contains("android") {
         return Ok(if req.static_stl() {
@@ -490,6 +511,7 @@ pub fn cxx_runtime_plan(triple: &str, req: StaticRequest) -> Result<CxxRuntimePl
                 link_libs: Some(vec!["static:-bundle=c++_static", "static:-bundle=c++abi"]),
                 note: "C++ runtime: the NDK's c++_static (+ c++abi) linked in; Bionic (libc, \
                        libm, libdl, liblog) stays shared",
+                static_unwinder: false,
             }
         } else {
             dynamic("")
@@ -502,14 +524,16 @@ pub fn cxx_runtime_plan(triple: &str, req: StaticRequest) -> Result<CxxRuntimePl
     if triple.contains("-linux-gnu") {
         Ok(CxxRuntimePlan {
             link_libs: Some(vec![STATIC_LIBSTDCXX]),
-            note: "C++ runtime: libstdc++.a linked in; glibc (libc, libm, ld-linux) and \
-                   libgcc_s (Rust's own unwinder) stay shared",
+            note: "C++ runtime: libstdc++.a and the unwinder (libgcc_eh.a, linked where Rust \
+                   asks for libgcc_s) linked in; only glibc (libc, libm, ld-linux) stays shared",
+            static_unwinder: true,
         })
     } else if triple.contains("-linux-musl") {
         Ok(CxxRuntimePlan {
             link_libs: Some(vec![STATIC_LIBSTDCXX]),
             note: "C++ runtime: libstdc++.a of the musl toolchain linked in; musl targets link \
                    fully statically (ExecuTorch and XNNPACK on musl are untested)",
+            static_unwinder: false,
         })
     } else if triple.contains("apple") {
         Ok(dynamic(
@@ -581,7 +605,6 @@ mod tests {
             vulkan,
             build_type: "Release".into(),
             glslc: vulkan.then(|| PathBuf::from("/usr/bin/glslc")),
-            static_build: false,
         }
     }
 
@@ -629,6 +652,11 @@ mod tests {
         assert_eq!(get(&d, "EXECUTORCH_BUILD_XNNPACK"), Some("ON"));
         assert_eq!(get(&d, "EXECUTORCH_BUILD_VULKAN"), Some("OFF"));
         assert_eq!(get(&d, "EXECUTORCH_ENABLE_EVENT_TRACER"), Some("ON"));
+        assert_eq!(
+            get(&d, "EXECUTORCH_ENABLE_PROGRAM_VERIFICATION"),
+            Some("ON"),
+            "off by default in Release builds; the wheel has it on"
+        );
         assert_eq!(get(&d, "EXECUTORCH_BUILD_TESTS"), Some("OFF"));
         assert_eq!(get(&d, "EXECUTORCH_BUILD_PYBIND"), Some("OFF"));
         assert_eq!(get(&d, "CMAKE_BUILD_TYPE"), Some("Release"));
@@ -751,17 +779,11 @@ mod tests {
                         HOST,
                         req.static_stl(),
                     );
-                    let mut o = opts(vulkan);
-                    o.static_build = single_file;
-                    let d = cmake_defines(triple, HOST, &o, tc.as_ref()).unwrap();
+                    let d = cmake_defines(triple, HOST, &opts(vulkan), tc.as_ref()).unwrap();
                     let what = format!("{triple} vulkan={vulkan} {req:?}");
                     // `static` implies the static STL, as the feature does in Cargo.toml.
                     let static_stl = single_file || android_static_stl;
-                    assert_eq!(
-                        get(&d, "BUILD_SHARED_LIBS"),
-                        single_file.then_some("OFF"),
-                        "{what}"
-                    );
+                    assert_eq!(get(&d, "BUILD_SHARED_LIBS"), Some("OFF"), "{what}");
                     assert_eq!(
                         get(&d, "CMAKE_POSITION_INDEPENDENT_CODE"),
                         Some("ON"),
@@ -837,15 +859,15 @@ mod tests {
                 "xnnpack_backend",
                 "optimized_native_cpu_ops_lib",
                 "quantized_ops_lib",
+                "executorch",
                 "extension_module_static",
                 "portable_kernels",
                 "XNNPACK",
                 "cpuinfo",
-                "executorch",
                 "executorch_core"
             ]
         );
-        assert!(plan[..3].iter().all(|l| l.whole) && plan[3..].iter().all(|l| !l.whole));
+        assert!(plan[..4].iter().all(|l| l.whole) && plan[4..].iter().all(|l| !l.whole));
         assert!(
             !names.contains(&"portable_ops_lib"),
             "would register operators twice"
@@ -855,6 +877,94 @@ mod tests {
         assert!(with_vulkan
             .iter()
             .any(|l| l.name == "vulkan_backend" && l.whole));
+    }
+
+    /// The archives a source build of ExecuTorch main@cff6f4dd installs (x86_64 Linux, XNNPACK,
+    /// optimized + quantized kernels; `ls lib/`), and the link line made of them.
+    #[test]
+    fn static_plan_for_the_source_build_install() {
+        let installed = [
+            "libXNNPACK.a",
+            "libbundled_program.a",
+            "libcpublas.a",
+            "libcpuinfo.a",
+            "libeigen_blas.a",
+            "libetdump.a",
+            "libexecutorch.a",
+            "libexecutorch_core.a",
+            "libextension_data_loader.a",
+            "libextension_evalue_util.a",
+            "libextension_flat_tensor.a",
+            "libextension_module.a",
+            "libextension_module_static.a",
+            "libextension_named_data_map.a",
+            "libextension_runner_util.a",
+            "libextension_tensor.a",
+            "libextension_threadpool.a",
+            "libflatccrt.a",
+            "libkernels_util_all_deps.a",
+            "liboptimized_kernels.a",
+            "liboptimized_native_cpu_ops_lib.a",
+            "liboptimized_ops_lib.a",
+            "liboptimized_portable_kernels.a",
+            "liboptimized_portable_ops_lib.a",
+            "libportable_kernels.a",
+            "libportable_ops_lib.a",
+            "libpthreadpool.a",
+            "libquantized_kernels.a",
+            "libquantized_ops_lib.a",
+            "libxnnpack-microkernels-prod.a",
+            "libxnnpack_backend.a",
+        ];
+        let plan = static_link_plan(&lib_names(installed, true), false);
+        let line: Vec<String> = plan
+            .iter()
+            .map(|l| format!("{}{}", if l.whole { "+" } else { "" }, l.name))
+            .collect();
+        assert_eq!(
+            line,
+            [
+                "+xnnpack_backend",
+                "+optimized_native_cpu_ops_lib",
+                "+quantized_ops_lib",
+                "+executorch",
+                "extension_module_static",
+                "extension_module",
+                "extension_data_loader",
+                "extension_tensor",
+                "extension_flat_tensor",
+                "extension_named_data_map",
+                "etdump",
+                "bundled_program",
+                "flatccrt",
+                "optimized_kernels",
+                "optimized_portable_kernels",
+                "quantized_kernels",
+                "portable_kernels",
+                "kernels_util_all_deps",
+                "cpublas",
+                "eigen_blas",
+                "XNNPACK",
+                "xnnpack-microkernels-prod",
+                "extension_threadpool",
+                "pthreadpool",
+                "cpuinfo",
+                "executorch_core",
+            ]
+        );
+        // Operator libraries that would register operators a second time stay out.
+        for out in [
+            "portable_ops_lib",
+            "optimized_ops_lib",
+            "optimized_portable_ops_lib",
+        ] {
+            assert!(
+                !line.iter().any(|l| l.trim_start_matches('+') == out),
+                "{out}"
+            );
+        }
+        // The thread pool is linked, so the shim compiles with ET_USE_THREADPOOL.
+        assert!(plan.iter().any(|l| l.name.contains("threadpool")));
     }
 
     #[test]
@@ -990,8 +1100,27 @@ mod tests {
             android_static_stl: true,
         };
         let note = |t| cxx_runtime_plan(t, both).unwrap().note;
-        assert!(note("x86_64-unknown-linux-gnu").contains("libgcc_s"));
-        assert!(note("x86_64-unknown-linux-gnu").contains("glibc"));
+        assert!(note("x86_64-unknown-linux-gnu").contains("libgcc_eh"));
+        assert!(note("x86_64-unknown-linux-gnu").contains("only glibc"));
+        // The static unwinder: Linux glibc under `static` only.
+        for (triple, row) in CXX_TABLE {
+            for (single_file, android_static_stl) in FEATURE_COMBOS {
+                let req = StaticRequest {
+                    single_file,
+                    android_static_stl,
+                };
+                if let Ok(plan) = cxx_runtime_plan(triple, req) {
+                    assert_eq!(
+                        plan.static_unwinder,
+                        single_file && triple.contains("-linux-gnu"),
+                        "{triple} {req:?}"
+                    );
+                    if plan.static_unwinder {
+                        assert!(row.contains(&Libstdcxx));
+                    }
+                }
+            }
+        }
         assert!(note("x86_64-unknown-linux-musl").contains("untested"));
         assert!(note("aarch64-apple-darwin").contains("libc++"));
         assert!(note("aarch64-linux-android").contains("c++_static"));
@@ -1037,19 +1166,14 @@ mod tests {
 
     #[test]
     fn static_build_cmake_entries() {
-        let mut o = opts(false);
-        o.static_build = true;
+        let o = opts(false);
         let d = cmake_defines(HOST, HOST, &o, None).unwrap();
+        // Archives in every source build; `static` changes only the C++ runtime, so the build
+        // with and without it is the same CMake build.
         assert_eq!(get(&d, "BUILD_SHARED_LIBS"), Some("OFF"));
         assert_eq!(get(&d, "CMAKE_POSITION_INDEPENDENT_CODE"), Some("ON"));
         // rustc links the executable that ships; no linker flags for CMake executables.
         assert_eq!(get(&d, "CMAKE_EXE_LINKER_FLAGS"), None);
-        let dynamic = cmake_defines(HOST, HOST, &opts(false), None).unwrap();
-        assert_eq!(
-            get(&dynamic, "BUILD_SHARED_LIBS"),
-            None,
-            "without `static`, ExecuTorch's own default"
-        );
         // musl cross build from a glibc host: configured like any Linux cross build.
         let musl = cmake_defines("x86_64-unknown-linux-musl", HOST, &o, None).unwrap();
         assert_eq!(get(&musl, "CMAKE_SYSTEM_NAME"), Some("Linux"));

@@ -2,18 +2,16 @@
 //! archives it installs. The option table and link order live in `plan.rs`.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use crate::plan::{self, AndroidToolchain, SourceOptions, StaticRequest};
+use sha2::{Digest, Sha256};
+
+use crate::plan::{self, AndroidToolchain, SourceOptions};
 use crate::{prebuilt, vars, Runtime};
 
-/// Builds and installs ExecuTorch from `src` for `target`; `request.single_file` (feature
-/// `static`) builds static archives only.
-pub fn build(
-    src: &Path,
-    target: &str,
-    vulkan: bool,
-    request: StaticRequest,
-) -> Result<Runtime, String> {
+/// Builds and installs ExecuTorch from `src` for `target` as static archives (with or without
+/// feature `static`, which decides only how the C++ runtime is linked).
+pub fn build(src: &Path, target: &str, vulkan: bool) -> Result<Runtime, String> {
     if !src.join("CMakeLists.txt").is_file() {
         return Err(format!(
             "{} is not an ExecuTorch source checkout (no CMakeLists.txt); set \
@@ -32,17 +30,31 @@ pub fn build(
         } else {
             None
         },
-        static_build: request.single_file,
     };
-    let defines = plan::cmake_defines(target, &host, &opts, android.as_ref())?;
+    let mut defines = plan::cmake_defines(target, &host, &opts, android.as_ref())?;
+    // ExecuTorch's kernel registration code is generated at configure time by Python scripts
+    // that import PyTorch's `torchgen` (and the optimized kernels include ATen headers from the
+    // `torch` package): the build needs a Python with `torch` installed, such as the exporter's.
+    let python = find_python(src)?;
+    defines.push(("PYTHON_EXECUTABLE".into(), python.display().to_string()));
 
+    // One build directory per (source, target, options, compilers), shared by every Cargo
+    // profile and feature set of this target directory: the build takes many minutes, and
+    // `cargo test` after `cargo build --features static` should not start it again.
+    let out_dir = build_dir(src, target, &defines)?;
     crate::log(&format!(
-        "building ExecuTorch from source at {} for {target}",
-        src.display()
+        "building ExecuTorch from source at {} for {target} in {} (many minutes the first \
+         time; CMake's output is in this package's build-script output)",
+        src.display(),
+        out_dir.display()
     ));
     let mut config = cmake::Config::new(src);
+    config.out_dir(&out_dir);
     // Release by default: a Debug ExecuTorch is many times slower, whatever the Cargo profile.
     config.profile(&opts.build_type);
+    // No flags derived from the Cargo profile (`-O0 -g` in dev builds): CMake's build type
+    // decides, and the archives do not depend on the Cargo profile.
+    config.no_default_flags(true);
     for (key, value) in &defines {
         config.define(key, value);
     }
@@ -63,6 +75,15 @@ pub fn build(
         runtime.origin = format!(
             "source build for {target} installed in {}",
             prefix.display()
+        );
+    }
+    // The source's own version (version.txt), which may differ from the one the shim is
+    // written for: docs/source-build.md says which source is tested.
+    if let Ok(v) = std::fs::read_to_string(src.join("version.txt")) {
+        runtime.origin = format!(
+            "{} (version.txt of the source: {})",
+            runtime.origin,
+            v.trim()
         );
     }
     Ok(runtime)
@@ -142,4 +163,80 @@ fn find_glslc(android: Option<&AndroidToolchain>) -> Option<PathBuf> {
         let p = tc.ndk.join("shader-tools").join(tc.host_tag).join("glslc");
         p.is_file().then_some(p)
     })
+}
+
+/// The build directory of a source build: `<target dir>/executorch-source/<target>-<hash>`,
+/// where the hash covers the source path, the CMake entries and the compiler variables, or
+/// `EXECUTORCH_BUILD_DIR` when set.
+fn build_dir(src: &Path, target: &str, defines: &[(String, String)]) -> Result<PathBuf, String> {
+    if let Some(dir) = vars::get(vars::EXECUTORCH_BUILD_DIR) {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut hasher = Sha256::new();
+    let src = src.canonicalize().unwrap_or_else(|_| src.to_path_buf());
+    hasher.update(src.display().to_string());
+    hasher.update(target);
+    for (k, v) in defines {
+        hasher.update(format!("\n{k}={v}"));
+    }
+    let t = target.replace('-', "_");
+    for var in ["CC", "CXX", "CFLAGS", "CXXFLAGS", "AR"] {
+        for name in [
+            format!("{var}_{target}"),
+            format!("{var}_{t}"),
+            var.to_string(),
+        ] {
+            if let Some(v) = vars::get(&name) {
+                hasher.update(format!("\n{name}={v}"));
+            }
+        }
+    }
+    let hex: String = hasher
+        .finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // OUT_DIR is <target dir>/[<triple>/]<profile>/build/executorch-sys-<hash>/out.
+    let out = PathBuf::from(vars::cargo("OUT_DIR"));
+    let base = out
+        .ancestors()
+        .nth(4)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| out.clone());
+    Ok(base
+        .join("executorch-source")
+        .join(format!("{target}-{hex}")))
+}
+
+/// The Python that ExecuTorch's CMake runs for code generation: `EXECUTORCH_PYTHON`, else the
+/// workspace's `.venv` (the exporter's environment), else `python3`; it must import `torchgen`
+/// and `yaml`.
+fn find_python(src: &Path) -> Result<PathBuf, String> {
+    let manifest = PathBuf::from(vars::cargo("CARGO_MANIFEST_DIR"));
+    let venv = manifest.join("..").join(".venv").join("bin").join("python");
+    let python = vars::get(vars::EXECUTORCH_PYTHON)
+        .map(PathBuf::from)
+        .or_else(|| venv.is_file().then_some(venv))
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let check = Command::new(&python)
+        .args(["-c", "import torchgen, yaml"])
+        .output();
+    match check {
+        Ok(out) if out.status.success() => Ok(python),
+        Ok(out) => Err(format!(
+            "building ExecuTorch from {} runs its code generator with Python, which needs \
+             PyTorch's `torchgen` and PyYAML, and `{} -c 'import torchgen, yaml'` failed:\n{}\n  \
+             Set EXECUTORCH_PYTHON to a Python with `torch` installed (the exporter's \
+             environment: tools/python_env.sh), or create .venv in the workspace.",
+            src.display(),
+            python.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!(
+            "building ExecuTorch from source needs Python (with `torch`) for its code \
+             generator; running {} failed: {e}. Set EXECUTORCH_PYTHON.",
+            python.display()
+        )),
+    }
 }

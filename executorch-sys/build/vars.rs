@@ -6,6 +6,8 @@
 pub const EXECUTORCH_DIR: &str = "EXECUTORCH_DIR";
 /// An ExecuTorch source checkout to build with CMake.
 pub const EXECUTORCH_SOURCE_DIR: &str = "EXECUTORCH_SOURCE_DIR";
+/// Build directory of a source build (default `<target dir>/executorch-source/<target>-<hash>`).
+pub const EXECUTORCH_BUILD_DIR: &str = "EXECUTORCH_BUILD_DIR";
 /// Where downloaded runtimes are unpacked (default: the user cache directory).
 pub const EXECUTORCH_CACHE_DIR: &str = "EXECUTORCH_CACHE_DIR";
 /// `0` skips compiling the shim and linking (bindings only), e.g. for docs.
@@ -14,7 +16,8 @@ pub const EXECUTORCH_SYS_LINK: &str = "EXECUTORCH_SYS_LINK";
 pub const EXECUTORCH_BUILD_TYPE: &str = "EXECUTORCH_BUILD_TYPE";
 /// Android API level of a source build (default 26).
 pub const EXECUTORCH_ANDROID_API: &str = "EXECUTORCH_ANDROID_API";
-/// Python interpreter used to run `pip download` (default `python3`).
+/// Python interpreter used to run `pip download` (default `python3`) and, for a source build,
+/// ExecuTorch's code generator (needs `torch`; default the workspace `.venv`, then `python3`).
 pub const EXECUTORCH_PYTHON: &str = "EXECUTORCH_PYTHON";
 /// Set by Cargo for `--offline` / `net.offline`.
 pub const CARGO_NET_OFFLINE: &str = "CARGO_NET_OFFLINE";

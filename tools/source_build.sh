@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# ExecuTorch built from source, end to end (docs/source-build.md). Run by hand, not in CI: the
+# CMake build of ExecuTorch + XNNPACK + kernels takes tens of minutes on two cores.
+#
+#   EXECUTORCH_SOURCE_DIR=/path/to/executorch bash tools/source_build.sh
+#
+# Steps (each can be skipped with SKIP="build tests static compare"):
+#   build    the one command, timed:  EXECUTORCH_SOURCE_DIR=... cargo build
+#   compare  `diffulex generate --json` on the bundled model (3 prompts) and the four family
+#            fixtures with the source build and with the prebuilt-wheel build: same tokens
+#   tests    cargo test --workspace on the source build
+#   static   cargo build --release --features static; ldd; the binary copied alone into an
+#            empty directory and run under `env -i`; size, startup and load time against the
+#            shared (prebuilt) release binary
+#
+# Variables: EXECUTORCH_SOURCE_DIR (required; tools/executorch_source.sh makes one),
+# EXECUTORCH_PYTHON (a Python with torch for ExecuTorch's code generator; default .venv),
+# SRC_TARGET_DIR (default target/source-build), PREBUILT_BIN (a prebuilt-runtime `diffulex`
+# release binary; default: built here into target/), JOBS (default 2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+: "${EXECUTORCH_SOURCE_DIR:?set EXECUTORCH_SOURCE_DIR (tools/executorch_source.sh assembles one)}"
+export EXECUTORCH_SOURCE_DIR
+SRC_TARGET_DIR=${SRC_TARGET_DIR:-$ROOT/target/source-build}
+JOBS=${JOBS:-2}
+SKIP=${SKIP:-}
+OUT=$SRC_TARGET_DIR/source-build-run
+mkdir -p "$OUT"
+START=$(date +%s)
+phase() { echo; echo "=== $* ($(($(date +%s) - START)) s, load $(cut -d' ' -f1-3 /proc/loadavg))"; }
+skip() { [[ " $SKIP " == *" $1 "* ]]; }
+src_cargo() { CARGO_TARGET_DIR=$SRC_TARGET_DIR nice -n 10 cargo "$@" -j"$JOBS" --locked; }
+
+echo "source-build run: $(date -u '+%F %T UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+echo "ExecuTorch source: $EXECUTORCH_SOURCE_DIR"
+[ -f "$EXECUTORCH_SOURCE_DIR/.diffulex-source-manifest" ] && cat "$EXECUTORCH_SOURCE_DIR/.diffulex-source-manifest"
+
+if ! skip build; then
+    phase "one command: EXECUTORCH_SOURCE_DIR=$EXECUTORCH_SOURCE_DIR cargo build"
+    t0=$(date +%s)
+    src_cargo build 2>&1 | tee "$OUT/build.log" | grep -E '^(warning: executorch-sys|error|   Compiling executorch-sys|    Finished)' || true
+    [ "${PIPESTATUS[0]}" = 0 ] || { echo "build failed (log: $OUT/build.log)"; exit 1; }
+    echo "build: $(($(date +%s) - t0)) s"
+fi
+SRC_BIN=$SRC_TARGET_DIR/debug/diffulex
+"$SRC_BIN" runtime | head -5
+
+FAILED=0
+if ! skip compare; then
+    phase "diffulex generate: source build vs prebuilt runtime"
+    if [ -z "${PREBUILT_BIN:-}" ]; then
+        (unset EXECUTORCH_SOURCE_DIR; nice -n 10 cargo build --release --bin diffulex -j"$JOBS" --locked)
+        PREBUILT_BIN=$ROOT/target/release/diffulex
+    fi
+    "$PREBUILT_BIN" runtime | head -3
+    compare() {
+        local name=$1
+        shift
+        env -u EXECUTORCH_SOURCE_DIR "$PREBUILT_BIN" "$@" --json >"$OUT/$name.prebuilt.json"
+        "$SRC_BIN" "$@" --json >"$OUT/$name.source.json"
+        python3 - "$OUT/$name.prebuilt.json" "$OUT/$name.source.json" "$name" <<'EOF' || FAILED=1
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+keys = ["prompt_tokens", "tokens", "text", "stop_reason"]
+for what, v in (("prebuilt", a), ("source", b)):
+    print(f"{sys.argv[3]:>18} {what:>8}: tokens={v['tokens']} text={v['text']!r} stop={v['stop_reason']}")
+same = all(a[k] == b[k] for k in keys)
+print(f"{sys.argv[3]:>18}   {'SAME' if same else 'DIFFERENT'}")
+sys.exit(0 if same else 1)
+EOF
+    }
+    for prompt in "12+34=" "7+8=" "905+88="; do
+        compare "default:$prompt" generate --prompt "$prompt"
+    done
+    for pair in sdar_cached:sdar sdar_cached_int8:sdar fast_dllm_v2_cached:fast_dllm_v2 llada:llada dream:dream; do
+        pte=${pair%%:*}
+        ckpt=${pair#*:}
+        compare "$pte" generate --model "tests/fixtures/pte/$pte.pte" \
+            --tokenizer "tests/fixtures/ckpt/$ckpt/tokenizer.json" --prompt hello --max-new-tokens 16
+    done
+fi
+
+if ! skip tests; then
+    phase "cargo test --workspace (source build)"
+    t0=$(date +%s)
+    if src_cargo test --workspace --no-fail-fast 2>&1 | tee "$OUT/test.log" | grep -E '^(test result|     Running|failures:|    [a-z_:]+$)'; then :; fi
+    [ "${PIPESTATUS[0]}" = 0 ] || { echo "tests FAILED (log: $OUT/test.log)"; FAILED=1; }
+    echo "tests: $(($(date +%s) - t0)) s"
+fi
+
+if ! skip static; then
+    phase "--features static"
+    t0=$(date +%s)
+    src_cargo build --release --features static --bin diffulex 2>&1 | tail -3
+    echo "static build: $(($(date +%s) - t0)) s"
+    STATIC_BIN=$SRC_TARGET_DIR/release/diffulex
+    echo "ldd:"; ldd "$STATIC_BIN"
+    EMPTY=$(mktemp -d)
+    cp "$STATIC_BIN" "$EMPTY/diffulex"
+    cp models/default/model.pte models/default/tokenizer.json models/default/tokenizer_config.json "$EMPTY/"
+    (cd "$EMPTY" && env -i ./diffulex generate --model model.pte --prompt "12+34=" --json) >"$OUT/static.json"
+    python3 -c "import json,sys; v=json.load(open(sys.argv[1])); print('static, env -i, alone in', sys.argv[2], ':', v['tokens'], repr(v['text']))" "$OUT/static.json" "$EMPTY"
+    ls -l "$EMPTY"
+    if [ -n "${PREBUILT_BIN:-}" ]; then
+        echo "sizes: static $(stat -c %s "$STATIC_BIN") B; shared binary $(stat -c %s "$PREBUILT_BIN") B + runtime:"
+        "$PREBUILT_BIN" runtime | grep -E '\.so' || true
+        timeit() { python3 - "$@" <<'EOF'
+import subprocess, sys, time
+runs = []
+for _ in range(5):
+    t = time.perf_counter(); subprocess.run(sys.argv[1:], check=True, capture_output=True); runs.append(time.perf_counter() - t)
+print(f"{min(runs)*1000:8.1f} ms min, {sorted(runs)[2]*1000:8.1f} ms median: {' '.join(sys.argv[1:])}")
+EOF
+        }
+        for bin in "$PREBUILT_BIN" "$EMPTY/diffulex"; do
+            timeit "$bin" --version
+            timeit "$bin" inspect "$ROOT/models/default/model.pte"
+            timeit "$bin" generate --model "$ROOT/models/default/model.pte" --prompt "12+34="
+        done
+    fi
+    rm -rf "$EMPTY"
+fi
+
+phase "done"
+[ "$FAILED" = 0 ] && echo "source build: all steps passed" || { echo "source build: FAILURES (above)"; exit 1; }
