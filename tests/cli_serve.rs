@@ -240,3 +240,40 @@ fn a_port_in_use_is_one_error_line() {
     );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
+
+/// Past `--queue` waiting requests, a completion request gets 503 at once, with OpenAI's error
+/// shape, instead of waiting without bound; health checks still answer; and the server goes on.
+/// Eight clients at once against `--queue 0` on a model whose answers take a few hundred
+/// forwards: one runs, the others that arrive meanwhile are turned away.
+#[test]
+fn a_full_queue_is_503_not_an_unbounded_wait() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let model = format!("{fixtures}/pte/llada.pte");
+    let tokenizer = format!("{fixtures}/ckpt/llada/tokenizer.json");
+    let server = start(&["--model", &model, "--tokenizer", &tokenizer, "--queue", "0"]);
+    let body = json!({ "prompt": "the cat sat on", "max_tokens": 192, "steps": 192 });
+    let statuses: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| post(&server, "/v1/completions", &body)))
+            .collect();
+        // Health is not queued behind generation.
+        assert_eq!(request(&server, "GET", "/health", "").0, 200);
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let ok = statuses.iter().filter(|(s, _)| *s == 200).count();
+    let busy: Vec<&Value> = statuses
+        .iter()
+        .filter(|(s, _)| *s == 503)
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(ok + busy.len(), 8, "{statuses:?}");
+    assert!(ok >= 1 && !busy.is_empty(), "{statuses:?}");
+    for v in busy {
+        assert_eq!(v["error"]["type"], "server_overloaded", "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("--queue"),
+            "{v}"
+        );
+    }
+    assert_eq!(post(&server, "/v1/completions", &body).0, 200);
+}

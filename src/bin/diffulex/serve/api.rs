@@ -46,6 +46,8 @@ pub struct CompletionRequest {
     pub steps: Option<usize>,
     /// Diffusion extensions: parallel-commit confidence threshold.
     pub threshold: Option<f64>,
+    /// Diffusion extensions: block length (`block_length`, as the official code names it).
+    pub block_length: Option<usize>,
 }
 
 /// A request the server refuses, as OpenAI's error body.
@@ -83,7 +85,7 @@ impl ApiError {
         let kind = match self.status {
             400 | 405 | 413 | 422 => "invalid_request_error",
             404 => "not_found_error",
-            503 => "server_busy",
+            503 => "server_overloaded",
             _ => "server_error",
         };
         json!({ "error": { "message": self.message, "type": kind, "param": self.param, "code": null } })
@@ -247,6 +249,7 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<CompletionReques
         chat_template_kwargs,
         steps: count(&body, "steps", 1)?,
         threshold: number(&body, "threshold", (0.0, 1.0))?,
+        block_length: count(&body, "block_length", 1)?,
     })
 }
 

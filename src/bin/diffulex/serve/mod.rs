@@ -7,6 +7,7 @@ mod api;
 mod stop;
 
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -31,8 +32,35 @@ use crate::output::eprint_line;
 use crate::sampling::DecodeArgs;
 use crate::session::{ModelArgs, Session, SessionOptions};
 
-/// Threads that take requests (generation itself runs one at a time).
-const REQUEST_THREADS: usize = 4;
+/// Most threads taking requests (generation itself runs one at a time).
+const MAX_REQUEST_THREADS: usize = 64;
+
+/// What the request threads share: the engine, and how many requests wait for it.
+struct Shared {
+    backend: Mutex<Backend>,
+    /// `/v1/models`'s answer, ready without the engine.
+    models: Value,
+    waiting: AtomicUsize,
+    queue: usize,
+}
+
+/// A place in the queue for the engine; leaving it (by drop) frees it.
+struct QueueTicket<'a>(&'a AtomicUsize);
+
+impl Drop for QueueTicket<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Shared {
+    /// A place in the queue, or `None` when `queue` requests already wait or run.
+    fn enter(&self) -> Option<QueueTicket<'_>> {
+        let before = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let ticket = QueueTicket(&self.waiting);
+        (before <= self.queue).then_some(ticket)
+    }
+}
 
 /// Flags of `diffulex serve`.
 #[derive(Debug, Args)]
@@ -52,6 +80,10 @@ pub struct ServeArgs {
     /// Name of the model in responses and /v1/models (default: the file's stem).
     #[arg(long)]
     pub name: Option<String>,
+    /// Completion requests that may wait for the engine while it answers another; past this a
+    /// request gets 503 at once (retry later) instead of queueing without bound.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub queue: usize,
     #[command(flatten)]
     pub template: TemplateArgs,
     #[command(flatten)]
@@ -138,14 +170,25 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         backend.engine.context_limit()
     ));
     let server = Arc::new(server);
-    let backend = Arc::new(Mutex::new(backend));
-    let workers: Vec<_> = (0..REQUEST_THREADS)
+    let models = json!({ "object": "list", "data": [{
+        "id": backend.name, "object": "model", "owned_by": "diffulex",
+        "family": backend.engine.family().name(), "max_seq_len": backend.engine.context_limit(),
+    }]});
+    let shared = Arc::new(Shared {
+        backend: Mutex::new(backend),
+        models,
+        waiting: AtomicUsize::new(0),
+        queue: args.queue,
+    });
+    // One thread per request that may wait, one generating, and one for health checks.
+    let threads = args.queue.saturating_add(2).min(MAX_REQUEST_THREADS);
+    let workers: Vec<_> = (0..threads)
         .map(|_| {
             let server = Arc::clone(&server);
-            let backend = Arc::clone(&backend);
+            let shared = Arc::clone(&shared);
             std::thread::spawn(move || {
                 while let Ok(request) = server.recv() {
-                    handle(request, &backend);
+                    handle(request, &shared);
                 }
             })
         })
@@ -165,7 +208,8 @@ fn json_response(status: u16, body: &Value) -> tiny_http::Response<std::io::Curs
 }
 
 /// Answers one request; failures to write go nowhere (the client is gone).
-fn handle(mut request: tiny_http::Request, backend: &Mutex<Backend>) {
+fn handle(mut request: tiny_http::Request, shared: &Shared) {
+    let backend = &shared.backend;
     let path = request.url().split('?').next().unwrap_or("").to_string();
     let method = request.method().clone();
     let endpoint = match path.as_str() {
@@ -178,18 +222,7 @@ fn handle(mut request: tiny_http::Request, backend: &Mutex<Backend>) {
     };
     match (&method, path.as_str(), endpoint) {
         (tiny_http::Method::Get, "/health", _) => reply(request, 200, json!({ "status": "ok" })),
-        (tiny_http::Method::Get, "/v1/models", _) => {
-            let body = match backend.lock() {
-                Ok(b) => json!({ "object": "list", "data": [{
-                    "id": b.name, "object": "model", "owned_by": "diffulex",
-                    "family": b.engine.family().name(), "max_seq_len": b.engine.context_limit(),
-                }]}),
-                Err(_) => {
-                    ApiError::status(500, "the engine failed earlier; restart the server").body()
-                }
-            };
-            reply(request, 200, body)
-        }
+        (tiny_http::Method::Get, "/v1/models", _) => reply(request, 200, shared.models.clone()),
         (tiny_http::Method::Post, _, Some(endpoint)) => {
             let body = match read_body(&mut request) {
                 Ok(body) => body,
@@ -198,6 +231,16 @@ fn handle(mut request: tiny_http::Request, backend: &Mutex<Backend>) {
             let parsed = match api::parse_request(endpoint, &body) {
                 Ok(parsed) => parsed,
                 Err(e) => return reply(request, e.status, e.body()),
+            };
+            let Some(_ticket) = shared.enter() else {
+                let e = ApiError::status(
+                    503,
+                    format!(
+                        "the server is busy: {} requests are waiting for the model (--queue); retry later",
+                        shared.queue
+                    ),
+                );
+                return reply(request, e.status, e.body());
             };
             let Ok(mut backend) = backend.lock() else {
                 let e = ApiError::status(500, "the engine failed earlier; restart the server");
@@ -391,6 +434,7 @@ impl Backend {
             top_k: request.top_k.or(defaults.top_k),
             steps: request.steps.or(defaults.steps),
             threshold: request.threshold.or(defaults.threshold),
+            block_size: request.block_length.or(defaults.block_size),
             ..defaults.clone()
         };
         let sampler = BlockSampler::from_options(family, &sampler_options)
