@@ -199,12 +199,19 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     Ok(())
 }
 
+/// A JSON response that closes its connection. tiny_http serves each connection on a pooled
+/// thread for as long as it stays open, and its pool hands a new connection to a busy thread when
+/// several arrive at once; with clients that keep connections alive (the openai package does),
+/// such a connection waited until another closed (found by tools/serve_load.py: 2 of 8
+/// simultaneous first requests hung). One request per connection keeps every thread free.
 fn json_response(status: u16, body: &Value) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let header = tiny_http::Header::from_bytes("Content-Type", "application/json")
-        .expect("a valid static header");
+    let header = |name: &str, value: &str| {
+        tiny_http::Header::from_bytes(name, value).expect("a valid static header")
+    };
     tiny_http::Response::from_data(body.to_string().into_bytes())
         .with_status_code(status)
-        .with_header(header)
+        .with_header(header("Content-Type", "application/json"))
+        .with_header(header("Connection", "close"))
 }
 
 /// Answers one request; failures to write go nowhere (the client is gone).
