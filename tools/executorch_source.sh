@@ -114,6 +114,17 @@ if [ -n "$MIRROR" ]; then
         [ "$left_out" != 0 ] && note="$note ($left_out files absent from the snapshot left out)"
         echo "$path $commit $source_repo$note" >>"$MANIFEST"
     done
+    # KleidiAI (Arm microkernels, used by XNNPACK on aarch64) is not an ExecuTorch submodule:
+    # XNNPACK downloads the commit named in cmake/DownloadKleidiAI.cmake at configure time. Without
+    # network it goes to backends/xnnpack/third-party/kleidiai, where executorch-sys points
+    # XNNPACK (KLEIDIAI_SOURCE_DIR) for aarch64 targets.
+    kleidiai=$(grep -o 'kleidiai-[0-9a-f]\{40\}' "$DEST/backends/xnnpack/third-party/XNNPACK/cmake/DownloadKleidiAI.cmake" | head -1)
+    kleidiai=${kleidiai#kleidiai-}
+    if [ -n "$kleidiai" ] && [ -d "$(bare ARM-software/kleidiai)" ]; then
+        mkdir -p "$DEST/backends/xnnpack/third-party/kleidiai"
+        archive_into "$(bare ARM-software/kleidiai)" "$kleidiai" "$DEST/backends/xnnpack/third-party/kleidiai" >/dev/null
+        echo "backends/xnnpack/third-party/kleidiai $kleidiai ARM-software/kleidiai (XNNPACK's pin; not an ExecuTorch submodule)" >>"$MANIFEST"
+    fi
 else
     # --- From GitHub ---------------------------------------------------------------------------
     git clone --filter=blob:none --no-checkout https://github.com/pytorch/executorch "$DEST"

@@ -245,6 +245,26 @@ pub fn cmake_defines(
     Ok(d)
 }
 
+/// Where XNNPACK looks for KleidiAI (Arm's microkernels, which it uses on 64-bit Arm only):
+/// `<source>/backends/xnnpack/third-party/kleidiai` when the tree has it (tools/executorch_source.sh
+/// puts XNNPACK's pinned commit there), so that the build needs no network; otherwise XNNPACK
+/// downloads it at configure time. `None` off aarch64, where XNNPACK does not use it (keeping
+/// the CMake entries, and so the build directory, of other targets unchanged).
+pub fn kleidiai_define(triple: &str, source: &Path, tree_has_it: bool) -> Option<(String, String)> {
+    (triple.starts_with("aarch64") && tree_has_it).then(|| {
+        (
+            "KLEIDIAI_SOURCE_DIR".to_string(),
+            kleidiai_dir(source).display().to_string(),
+        )
+    })
+}
+
+/// The KleidiAI directory inside an ExecuTorch tree (not an ExecuTorch submodule: XNNPACK
+/// downloads it itself unless told where it is).
+pub fn kleidiai_dir(source: &Path) -> PathBuf {
+    source.join("backends/xnnpack/third-party/kleidiai")
+}
+
 /// One library on the link line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkLib {
@@ -825,6 +845,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn kleidiai_from_the_tree_on_aarch64_only() {
+        let src = Path::new("/src/executorch");
+        let (k, v) = kleidiai_define("aarch64-unknown-linux-gnu", src, true).unwrap();
+        assert_eq!(k, "KLEIDIAI_SOURCE_DIR");
+        assert_eq!(v, "/src/executorch/backends/xnnpack/third-party/kleidiai");
+        assert!(kleidiai_define("aarch64-linux-android", src, true).is_some());
+        assert_eq!(
+            kleidiai_define("aarch64-unknown-linux-gnu", src, false),
+            None
+        );
+        assert_eq!(kleidiai_define("x86_64-unknown-linux-gnu", src, true), None);
+        assert_eq!(kleidiai_define("armv7-linux-androideabi", src, true), None);
     }
 
     #[test]

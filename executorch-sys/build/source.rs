@@ -37,6 +37,8 @@ pub fn build(src: &Path, target: &str, vulkan: bool) -> Result<Runtime, String> 
     // `torch` package): the build needs a Python with `torch` installed, such as the exporter's.
     let python = find_python(src)?;
     defines.push(("PYTHON_EXECUTABLE".into(), python.display().to_string()));
+    let kleidiai = plan::kleidiai_dir(src).join("CMakeLists.txt").is_file();
+    defines.extend(plan::kleidiai_define(target, src, kleidiai));
 
     // One build directory per (source, target, options, compilers), shared by every Cargo
     // profile and feature set of this target directory: the build takes many minutes, and
@@ -57,6 +59,16 @@ pub fn build(src: &Path, target: &str, vulkan: bool) -> Result<Runtime, String> 
     config.no_default_flags(true);
     for (key, value) in &defines {
         config.define(key, value);
+    }
+    // FlatCC writes its runtime library into the *source* tree (third-party/flatcc/lib), so two
+    // builds from one tree (x86_64 and an aarch64 cross build) would install each other's
+    // `libflatccrt.a`. One subdirectory per build directory keeps them apart. (ExecuTorch's
+    // configure empties third-party/flatcc/lib each time; a build then re-archives its own.)
+    if let Some(name) = out_dir.file_name() {
+        config.define(
+            "FLATCC_INSTALL_LIB",
+            format!("lib/{}", name.to_string_lossy()),
+        );
     }
     let prefix = config.build();
     let mut runtime = prebuilt::from_dir(&prefix, "CMAKE_INSTALL_PREFIX", vulkan)?;
