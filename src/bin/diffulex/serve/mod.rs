@@ -4,10 +4,10 @@
 //! queries answer at once from other threads.
 
 mod api;
+mod http;
 mod stop;
 
-use std::io::{Read, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,6 +23,7 @@ use diffulex_edge::text::{
 use serde_json::{json, Value};
 
 use api::{ApiError, CompletionRequest, Endpoint, ResponseId, Usage};
+use http::Shared;
 use stop::StopFilter;
 
 use crate::block_text::BlockText;
@@ -31,36 +32,6 @@ use crate::limits::LengthArgs;
 use crate::output::eprint_line;
 use crate::sampling::DecodeArgs;
 use crate::session::{ModelArgs, Session, SessionOptions};
-
-/// Most threads taking requests (generation itself runs one at a time).
-const MAX_REQUEST_THREADS: usize = 64;
-
-/// What the request threads share: the engine, and how many requests wait for it.
-struct Shared {
-    backend: Mutex<Backend>,
-    /// `/v1/models`'s answer, ready without the engine.
-    models: Value,
-    waiting: AtomicUsize,
-    queue: usize,
-}
-
-/// A place in the queue for the engine; leaving it (by drop) frees it.
-struct QueueTicket<'a>(&'a AtomicUsize);
-
-impl Drop for QueueTicket<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Shared {
-    /// A place in the queue, or `None` when `queue` requests already wait or run.
-    fn enter(&self) -> Option<QueueTicket<'_>> {
-        let before = self.waiting.fetch_add(1, Ordering::SeqCst);
-        let ticket = QueueTicket(&self.waiting);
-        (before <= self.queue).then_some(ticket)
-    }
-}
 
 /// Flags of `diffulex serve`.
 #[derive(Debug, Args)]
@@ -140,17 +111,16 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     // Refuse server-wide flags the family cannot use now, not on every request.
     args.decode.sampler_for(session.engine.family())?;
     let name = args.name.clone().unwrap_or_else(|| session.model_name());
-    let server = tiny_http::Server::http((args.host.as_str(), args.port)).map_err(|e| {
+    let listener = std::net::TcpListener::bind((args.host.as_str(), args.port)).map_err(|e| {
         anyhow::anyhow!(
             "cannot listen on {}:{}: {e} (is the port in use? pass --port N, or 0 for any)",
             args.host,
             args.port
         )
     })?;
-    let address = server
-        .server_addr()
-        .to_ip()
-        .map_or_else(|| "?".to_string(), |a| a.to_string());
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
     let backend = Backend {
         tokenizer: session.tokenizer,
         // A client continuing a conversation resends it whole: only the new turn is prefilled,
@@ -169,7 +139,6 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         backend.engine.family().name(),
         backend.engine.context_limit()
     ));
-    let server = Arc::new(server);
     let models = json!({ "object": "list", "data": [{
         "id": backend.name, "object": "model", "owned_by": "diffulex",
         "family": backend.engine.family().name(), "max_seq_len": backend.engine.context_limit(),
@@ -180,188 +149,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         waiting: AtomicUsize::new(0),
         queue: args.queue,
     });
-    // One thread per request that may wait, one generating, and one for health checks.
-    let threads = args.queue.saturating_add(2).min(MAX_REQUEST_THREADS);
-    let workers: Vec<_> = (0..threads)
-        .map(|_| {
-            let server = Arc::clone(&server);
-            let shared = Arc::clone(&shared);
-            std::thread::spawn(move || {
-                while let Ok(request) = server.recv() {
-                    handle(request, &shared);
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        let _ = worker.join();
-    }
-    Ok(())
-}
-
-/// A JSON response that closes its connection. tiny_http serves each connection on a pooled
-/// thread for as long as it stays open, and its pool hands a new connection to a busy thread when
-/// several arrive at once; with clients that keep connections alive (the openai package does),
-/// such a connection waited until another closed (found by tools/serve_load.py: 2 of 8
-/// simultaneous first requests hung). One request per connection keeps every thread free.
-fn json_response(status: u16, body: &Value) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let header = |name: &str, value: &str| {
-        tiny_http::Header::from_bytes(name, value).expect("a valid static header")
-    };
-    tiny_http::Response::from_data(body.to_string().into_bytes())
-        .with_status_code(status)
-        .with_header(header("Content-Type", "application/json"))
-        .with_header(header("Connection", "close"))
-}
-
-/// Answers one request; failures to write go nowhere (the client is gone).
-fn handle(mut request: tiny_http::Request, shared: &Shared) {
-    let backend = &shared.backend;
-    let path = request.url().split('?').next().unwrap_or("").to_string();
-    let method = request.method().clone();
-    let endpoint = match path.as_str() {
-        "/v1/chat/completions" => Some(Endpoint::Chat),
-        "/v1/completions" => Some(Endpoint::Text),
-        _ => None,
-    };
-    let reply = |request: tiny_http::Request, status: u16, body: Value| {
-        let _ = request.respond(json_response(status, &body));
-    };
-    match (&method, path.as_str(), endpoint) {
-        (tiny_http::Method::Get, "/health", _) => reply(request, 200, json!({ "status": "ok" })),
-        (tiny_http::Method::Get, "/v1/models", _) => reply(request, 200, shared.models.clone()),
-        (tiny_http::Method::Post, _, Some(endpoint)) => {
-            let body = match read_body(&mut request) {
-                Ok(body) => body,
-                Err(e) => return reply(request, e.status, e.body()),
-            };
-            let parsed = match api::parse_request(endpoint, &body) {
-                Ok(parsed) => parsed,
-                Err(e) => return reply(request, e.status, e.body()),
-            };
-            let Some(_ticket) = shared.enter() else {
-                let e = ApiError::status(
-                    503,
-                    format!(
-                        "the server is busy: {} requests are waiting for the model (--queue); retry later",
-                        shared.queue
-                    ),
-                );
-                return reply(request, e.status, e.body());
-            };
-            let Ok(mut backend) = backend.lock() else {
-                let e = ApiError::status(500, "the engine failed earlier; restart the server");
-                return reply(request, e.status, e.body());
-            };
-            if parsed.stream {
-                stream(request, &mut backend, &parsed);
-            } else {
-                let who = backend.response_id(endpoint);
-                match backend.complete(&parsed, &mut |_| true) {
-                    Ok(done) => reply(
-                        request,
-                        200,
-                        api::completion_body(
-                            endpoint,
-                            &who,
-                            &done.text,
-                            done.finish,
-                            done.usage,
-                            done.stats,
-                        ),
-                    ),
-                    Err(e) => reply(request, e.status, e.body()),
-                }
-            }
-        }
-        (_, "/health" | "/v1/models" | "/v1/chat/completions" | "/v1/completions", _) => {
-            let e = ApiError::status(405, format!("{method} is not allowed on {path}"));
-            reply(request, e.status, e.body())
-        }
-        _ => {
-            let e = ApiError::status(
-                404,
-                format!("no route {path}: the server has /v1/chat/completions, /v1/completions, /v1/models and /health"),
-            );
-            reply(request, e.status, e.body())
-        }
-    }
-}
-
-/// The body, refused past [`api::MAX_BODY_BYTES`] before and while it is read.
-fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, ApiError> {
-    let too_large = || {
-        ApiError::status(
-            413,
-            format!(
-                "the request body is larger than {} bytes",
-                api::MAX_BODY_BYTES
-            ),
-        )
-    };
-    if request
-        .body_length()
-        .is_some_and(|n| n > api::MAX_BODY_BYTES)
-    {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    request
-        .as_reader()
-        .take(api::MAX_BODY_BYTES as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| ApiError::status(400, format!("cannot read the request body: {e}")))?;
-    if body.len() > api::MAX_BODY_BYTES {
-        return Err(too_large());
-    }
-    Ok(body)
-}
-
-/// Streams a completion as server-sent events on the raw connection (`Connection: close`
-/// ends the stream). A request that cannot run gets its error before any event; a client that
-/// goes away stops the generation at the next block.
-fn stream(request: tiny_http::Request, backend: &mut Backend, parsed: &CompletionRequest) {
-    let prepared = match backend.prepare(parsed) {
-        Ok(prepared) => prepared,
-        Err(e) => {
-            let _ = request.respond(json_response(e.status, &e.body()));
-            return;
-        }
-    };
-    let who = backend.response_id(parsed.endpoint);
-    let mut writer = request.into_writer();
-    // Chunked framing ends the response clearly for every client, and `Connection: close` lets
-    // the client close the connection after it (the server keeps no stream half-open).
-    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
-    let mut alive = writer
-        .write_all(head.as_bytes())
-        .and_then(|()| writer.flush())
-        .is_ok();
-    let send = |writer: &mut Box<dyn Write + Send>, line: &str| -> bool {
-        let event = format!("data: {line}\n\n");
-        writer
-            .write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes())
-            .and_then(|()| writer.flush())
-            .is_ok()
-    };
-    let result = backend.run(prepared, &mut |piece| {
-        alive = alive
-            && send(
-                &mut writer,
-                &api::chunk_body(parsed.endpoint, &who, Some(piece), None).to_string(),
-            );
-        alive
-    });
-    if !alive {
-        return;
-    }
-    let last = match result {
-        Ok(done) => api::chunk_body(parsed.endpoint, &who, None, Some(done.finish)),
-        Err(e) => e.body(),
-    };
-    if send(&mut writer, &last.to_string()) && send(&mut writer, "[DONE]") {
-        let _ = writer.write_all(b"0\r\n\r\n").and_then(|()| writer.flush());
-    }
+    http::serve(listener, shared)
 }
 
 /// A request ready to run: prompt ids and generation settings, all checked.
