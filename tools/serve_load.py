@@ -2,12 +2,14 @@
 """A bounded load test of `diffulex serve` with the official openai client.
 
     .venv/bin/python tools/serve_load.py [--requests 200] [--clients 8] [--bin target/release/diffulex]
-                                         [-- SERVE ARGS...]
+                                         [--instances N] [-- SERVE ARGS...]
 
 Starts the server on a free port (bundled model unless SERVE ARGS name another), sends
 `--requests` chat completions of the bundled model's held-out problems from `--clients` threads
 at once, checks every response (HTTP 200, an assistant message, finish_reason stop or length,
 usage consistent), and prints one JSON object: errors, latency percentiles (ms), throughput.
+`--instances N` starts N servers (each with `--threads` = cores / N) and spreads the clients
+over them round robin: one model instance per core against one instance using every core.
 """
 
 from __future__ import annotations
@@ -30,19 +32,26 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--bin", type=Path, default=ROOT / "target" / "release" / "diffulex")
+    ap.add_argument("--instances", type=int, default=1)
     ap.add_argument("serve_args", nargs="*")
     args = ap.parse_args()
     golden = json.loads((ROOT / "tests/fixtures/goldens/default_model.json").read_text())
     prompts = [p["prompt"] for p in golden["problems"]]
-    proc = subprocess.Popen([str(args.bin), "serve", "--port", "0", *args.serve_args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    line = proc.stderr.readline()
-    address = line.split("http://")[1].split("/")[0]
-    client = openai.OpenAI(base_url=f"http://{address}/v1", api_key="unused", max_retries=0, timeout=120)
+    import os
+    threads_each = max(1, (os.cpu_count() or 1) // args.instances)
+    procs, clients = [], []
+    for _ in range(args.instances):
+        extra = ["--threads", str(threads_each)] if args.instances > 1 else []
+        proc = subprocess.Popen([str(args.bin), "serve", "--port", "0", *extra, *args.serve_args],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        address = proc.stderr.readline().split("http://")[1].split("/")[0]
+        procs.append(proc)
+        clients.append(openai.OpenAI(base_url=f"http://{address}/v1", api_key="unused", max_retries=0,
+                                     timeout=120))
     latencies, errors, lock = [], [], threading.Lock()
     next_index = iter(range(args.requests))
 
-    def worker():
+    def worker(client):
         while True:
             with lock:
                 i = next(next_index, None)
@@ -64,21 +73,22 @@ def main() -> int:
                     errors.append(f"{prompt}: {e}")
 
     t0 = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(args.clients)]
+    threads = [threading.Thread(target=worker, args=(clients[k % len(clients)],)) for k in range(args.clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    proc.kill()
-    proc.wait()
+    for proc in procs:
+        proc.kill()
+        proc.wait()
     latencies.sort()
 
     def pct(q):
         return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1) if latencies else None
 
     print(json.dumps({
-        "requests": args.requests, "clients": args.clients, "ok": len(latencies), "errors": len(errors),
+        "requests": args.requests, "clients": args.clients, "instances": args.instances, "ok": len(latencies), "errors": len(errors),
         "first_errors": errors[:3], "wall_s": round(wall, 2), "requests_per_s": round(len(latencies) / wall, 1),
         "latency_ms": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": pct(1.0)},
     }, indent=1))
