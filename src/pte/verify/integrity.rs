@@ -213,16 +213,20 @@ pub(crate) fn check_program(
     // Segments referenced by anything; an unreferenced one means a reference was lost (e.g.
     // the named data table XNNPACK reads its weights from, which it dereferences unchecked).
     let mut used = check_segment_refs(&c, program, n_segments)?;
+    let named = named_entries(&c, program, segments)?;
     let payloads = Payloads {
         inline,
         segments,
         buf,
         file_bytes,
-        named_data: named_data_sizes(&c, program, segments)?,
+        named_data: named
+            .iter()
+            .map(|entry| (entry.key.clone(), entry.size))
+            .collect(),
     };
     let plans = program.execution_plan().at(&c, "program execution plans")?;
     let mut uses = ProgramUses {
-        embedded: embedded_blobs(&c, program, segments, buf, file_bytes.file_len())?,
+        embedded: embedded_blobs(&c, &named, buf, file_bytes.file_len())?,
         ..ProgramUses::default()
     };
     let mut xnnpack = Vec::new();
@@ -552,14 +556,15 @@ fn check_prim_calls(
     Ok(())
 }
 
-/// Byte size of each named data entry (key -> its segment's size): what XNNPACK can load by
-/// key. Entries were range-checked by `check_segment_refs`.
-fn named_data_sizes(
+/// Each named data entry with its segment's offset (from the segment base) and size, in one
+/// walk: XNNPACK loads entries by key, and DiffuLex reads its embedded files from them. Segment
+/// indices were range-checked by `check_segment_refs`.
+fn named_entries(
     c: &Checker,
     program: et::ProgramRef<'_>,
     segments: Option<Tables<'_, et::DataSegmentRef<'_>>>,
-) -> Checked<HashMap<String, u64>> {
-    let mut sizes = HashMap::new();
+) -> Checked<Vec<NamedBlob>> {
+    let mut entries = Vec::new();
     let named = program.named_data().at(c, "named data")?;
     for (i, entry) in items(named).enumerate() {
         let what = format!("named data entry {i}");
@@ -567,51 +572,42 @@ fn named_data_sizes(
         let key = text(entry.key()).at(c, &what)?.unwrap_or_default();
         let index = entry.segment_index().at(c, &what)? as usize;
         if let Some(segment) = segments.and_then(|s| s.get(index)) {
-            sizes.insert(key, segment.and_then(|s| s.size()).at(c, &what)?);
+            let segment = segment.at(c, &what)?;
+            let (offset, size) = (segment.offset().at(c, &what)?, segment.size().at(c, &what)?);
+            entries.push(NamedBlob { key, offset, size });
         }
     }
-    Ok(sizes)
+    Ok(entries)
 }
 
-/// Where the bytes of each [`EMBEDDED_PREFIX`] named data entry are; an entry whose segment
-/// runs past the end of the file is an error (segment indices were range-checked by
-/// `check_segment_refs`).
+/// The [`EMBEDDED_PREFIX`] entries of `named` with absolute file offsets; an entry whose bytes
+/// run past the end of the file is an error.
 fn embedded_blobs(
     c: &Checker,
-    program: et::ProgramRef<'_>,
-    segments: Option<Tables<'_, et::DataSegmentRef<'_>>>,
+    named: &[NamedBlob],
     buf: &[u8],
     file_len: u64,
 ) -> Checked<Vec<NamedBlob>> {
+    let base = super::segments::segment_base(buf).unwrap_or(0);
     let mut blobs = Vec::new();
-    let named = program.named_data().at(c, "named data")?;
-    for (i, entry) in items(named).enumerate() {
-        let what = format!("named data entry {i}");
-        let entry = entry.at(c, &what)?;
-        let key = text(entry.key()).at(c, &what)?.unwrap_or_default();
-        if !key.starts_with(EMBEDDED_PREFIX) {
+    for (i, entry) in named.iter().enumerate() {
+        if !entry.key.starts_with(EMBEDDED_PREFIX) {
             continue;
         }
-        let index = entry.segment_index().at(c, &what)? as usize;
-        let Some(segment) = segments.and_then(|s| s.get(index)) else {
-            continue;
-        };
-        let segment = segment.at(c, &what)?;
-        let (offset, size) = (segment.offset().at(c, &what)?, segment.size().at(c, &what)?);
-        let base = super::segments::segment_base(buf).unwrap_or(0);
-        let start = base.checked_add(offset);
-        match start.and_then(|s| s.checked_add(size)) {
+        let (offset, size) = (entry.offset, entry.size);
+        match base.checked_add(offset).and_then(|s| s.checked_add(size)) {
             Some(end) if end <= file_len => blobs.push(NamedBlob {
-                key,
+                key: entry.key.clone(),
                 offset: base + offset,
                 size,
             }),
             _ => {
                 return Err(c.err(
-                    what,
+                    format!("named data entry {i}"),
                     format!(
-                        "{key:?}: {size} bytes at segment offset {offset} run past the end of the \
-                         {file_len}-byte file"
+                        "{:?}: {size} bytes at segment offset {offset} run past the end of the \
+                         {file_len}-byte file",
+                        entry.key
                     ),
                 ))
             }
