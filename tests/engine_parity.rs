@@ -126,8 +126,11 @@ fn check_cached_equals_uncached(name: &str, got: &HashMap<String, Vec<i64>>) {
             .and_then(Value::as_f64)
             .unwrap_or(0.0)
             == 0.0;
-        if let (true, Some(base)) = (greedy, n.strip_suffix("/kv")) {
-            let other = &got[&format!("{base}/nokv")];
+        // Cases run with the cache only (Fast-dLLM's prefix and dual modes) have no twin.
+        let twin = n
+            .strip_suffix("/kv")
+            .and_then(|base| Some((base, got.get(&format!("{base}/nokv"))?)));
+        if let (true, Some((base, other))) = (greedy, twin) {
             assert_eq!(&got[n], other, "{name}: {base} cached != uncached");
             pairs += 1;
         }
@@ -229,6 +232,20 @@ fn pte_llada_matches_reference() {
 #[test]
 fn pte_dream_matches_reference() {
     pte_golden("dream");
+}
+
+/// Contract 3 (LLaDA and Dream with Fast-dLLM's prefix and dual caches): every case of the
+/// reference's cached loops, plus the uncached cases on the same file (full passes).
+#[cfg(feature = "pte")]
+#[test]
+fn pte_llada_cached_matches_reference() {
+    pte_golden("llada_cached");
+}
+
+#[cfg(feature = "pte")]
+#[test]
+fn pte_dream_cached_matches_reference() {
+    pte_golden("dream_cached");
 }
 
 /// A contract-2 program of the same weights (logits only for the rows a step reads) must

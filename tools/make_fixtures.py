@@ -47,6 +47,10 @@ PTES = {
     # sdar_cached_rows with the checkpoint's tokenizer files embedded (--embed-tokenizer): the
     # same program and weights plus named data, so it must decode as its twin does.
     "sdar_embedded": ("sdar", True, "xnnpack", "none", "rows"),
+    # Contract v3: llada/dream with the K/V buffers of Fast-dLLM's prefix and dual caches
+    # (forward takes kv_end last).
+    "llada_cached": ("llada", True, "xnnpack", "none", "rows"),
+    "dream_cached": ("dream", True, "xnnpack", "none", "rows"),
 }
 EMBED = {"sdar_embedded"}
 

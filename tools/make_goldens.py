@@ -110,6 +110,21 @@ def cases_for(meta):
             add("threshold0.9/bl8", pl, n, dict(block_length=8, threshold=0.9))
             add("threshold0.3/t1/bl8", pl, n, dict(block_length=8, threshold=0.3, temperature=1.0), seed=10)
         add("no_stop", lens[1], n, dict(block_length=8, steps=12), stop_ids=[])
+        if "cache_modes" in meta:
+            # Fast-dLLM v1's cached loops (contract v3), next to the same settings uncached.
+            for pl in (lens[0], lens[2]):
+                for cache in ("none", "prefix", "dual"):
+                    c = dict(cache=cache, block_length=8)
+                    add(f"{cache}/greedy/bl8/steps24", pl, n, dict(c, steps=24), kv=(True,))
+                    add(f"{cache}/greedy/bl8/steps12", pl, n, dict(c, steps=12), kv=(True,))
+                    add(f"{cache}/threshold0.9/bl8", pl, n, dict(c, threshold=0.9), kv=(True,))
+                    add(f"{cache}/threshold0.3/t1/bl8", pl, n, dict(c, threshold=0.3, temperature=1.0), seed=10,
+                        kv=(True,))
+                    add(f"{cache}/random/bl8/steps12", pl, n, dict(c, steps=12, remasking="random"), seed=6,
+                        kv=(True,))
+                add("dual/greedy/one_block", pl, n, dict(cache="dual", steps=24), kv=(True,))
+            add("prefix/no_stop", lens[1], n, dict(cache="prefix", block_length=8, steps=12), stop_ids=[],
+                kv=(True,))
     elif fam == "dream":
         n = 20
         for pl in (lens[0], lens[2]):
@@ -120,6 +135,22 @@ def cases_for(meta):
             add("maskgit/algtemp0.5", pl, n, dict(alg="maskgit_plus", alg_temp=0.5), seed=14)
             add("margin/greedy/p0.5/steps7/eps0.05", pl, n, dict(alg="topk_margin", top_p=0.5, steps=7, eps=0.05))
         add("no_stop", lens[1], n, dict(alg="entropy"), stop_ids=[])
+        if "cache_modes" in meta:
+            # Fast-dLLM v1's Dream block loop, cache none / prefix / dual (contract v3).
+            n = 24
+            for pl in (lens[0], lens[2]):
+                for cache in ("none", "prefix", "dual"):
+                    c = dict(cache=cache, block_length=8)
+                    add(f"{cache}/entropy/greedy/bl8/steps24", pl, n, dict(c, steps=24), kv=(True,))
+                    add(f"{cache}/threshold0.9/bl8", pl, n, dict(c, threshold=0.9), kv=(True,))
+                    add(f"{cache}/threshold0.5/t0.5p0.95/bl8", pl, n,
+                        dict(c, threshold=0.5, temperature=0.5, top_p=0.95), seed=15, kv=(True,))
+                    add(f"{cache}/maskgit/bl8/steps12", pl, n, dict(c, alg="maskgit_plus", steps=12), kv=(True,))
+                    add(f"{cache}/margin/algtemp0.5/bl8", pl, n, dict(c, alg="topk_margin", alg_temp=0.5, steps=24),
+                        seed=16, kv=(True,))
+                    add(f"{cache}/entropy/steps_per_block1/bl8", pl, n, dict(c, steps=3), kv=(True,))
+            add("dual/default_block", lens[1], 64, dict(cache="dual"), kv=(True,))
+            add("prefix/no_stop", lens[1], n, dict(cache="prefix", block_length=8), stop_ids=[], kv=(True,))
     return out
 
 
@@ -213,7 +244,7 @@ class PteForward:
         self.cached = cached
         self.contract_version = int(self.program.load_method("get_contract_version").execute([])[0])
 
-    def __call__(self, tokens, input_pos=None, rows=None):
+    def __call__(self, tokens, input_pos=None, rows=None, kv_end=None):
         import torch
 
         args = [tokens]
@@ -223,7 +254,16 @@ class PteForward:
             args.append(rows if rows is not None else torch.arange(tokens.shape[1], dtype=torch.long))
         elif rows is not None:
             raise ValueError("rows given to a contract v1 program (it always returns every row)")
+        if self.contract_version >= 3:
+            # v3 (cached llada/dream): without kv_end, a full pass over [0, pos + T).
+            args.append(kv_end if kv_end is not None else args[1] + tokens.shape[1])
+        elif kv_end is not None:
+            raise ValueError("kv_end given to a program without a bidirectional cache (contract < 3)")
         return self.method.execute(args)[0]
+
+
+def prog_has(prog, name):
+    return name in prog.method_names
 
 
 def pte_meta(path):
@@ -245,6 +285,8 @@ def pte_meta(path):
         block_size=int(const("get_block_size")[0]),
         sub_block_size=int(const("get_sub_block_size")[0]),
         use_kv_cache=bool(const("use_kv_cache")[0]),
+        # Which caches the forward supports (contract v3): bit 0 prefix, bit 1 dual.
+        **({"cache_modes": int(const("get_cache_modes")[0])} if prog_has(prog, "get_cache_modes") else {}),
         shift_logits=bool(const("shift_logits")[0]),
         pad_id=int(const("get_pad_id")[0]),
     )
@@ -266,14 +308,21 @@ def torch_forward_factory(family, meta, ckpt_root):
 
     # One module per fixture: a cached module's stale KV entries are never read (contract), so
     # reusing it across cases is exact and avoids reloading the checkpoint for every case.
-    m = load_model(ckpt, family=family, max_seq_len=meta["max_seq_len"], kv_cache=meta["use_kv_cache"])
+    if "cache_modes" in meta:
+        # The contract-v3 module (rows + kv_end), as the fixture was exported.
+        m = load_model(ckpt, family=family, max_seq_len=meta["max_seq_len"], kv_cache=True, logits_rows=True)
+    else:
+        m = load_model(ckpt, family=family, max_seq_len=meta["max_seq_len"], kv_cache=meta["use_kv_cache"])
     m.eval()
 
     def make():
-        def f(tokens, input_pos=None):
+        def f(tokens, input_pos=None, kv_end=None):
             with torch.no_grad():
                 if meta["use_kv_cache"] and input_pos is None:
                     input_pos = torch.zeros(1, dtype=torch.long)
+                if "cache_modes" in meta:
+                    end = kv_end if kv_end is not None else input_pos + tokens.shape[1]
+                    return m(tokens, input_pos, torch.arange(tokens.shape[1]), end)
                 return m(tokens, input_pos)
 
         return f

@@ -33,9 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--max-seq-len", required=True, type=int, help="longest sequence (and KV cache) the .pte supports")
     cache = e.add_mutually_exclusive_group()
     cache.add_argument("--kv-cache", dest="kv_cache", action="store_true", default=None,
-                       help="KV cache inside the program (default for sdar, fast_dllm_v2)")
+                       help="KV cache inside the program (default for sdar, fast_dllm_v2); for llada and dream "
+                            "it is the cache of Fast-dLLM's prefix and dual modes (contract v3, with "
+                            "--logits rows)")
     cache.add_argument("--no-kv-cache", dest="kv_cache", action="store_false",
-                       help="whole sequence every call (default, and the only choice, for llada, dream)")
+                       help="whole sequence every call (default for llada, dream)")
     e.add_argument("--backend", choices=("xnnpack", "portable"), default="xnnpack")
     e.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32",
                    help="weights/activations dtype; logits are float32 either way")

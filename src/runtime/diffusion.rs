@@ -176,6 +176,9 @@ pub(crate) struct Request {
     pub prompt_len: usize,
     /// Tokens to generate, already fitted to the context by the engine (> 0).
     pub max_new_tokens: usize,
+    /// Whether the bidirectional families may use Fast-dLLM's prefix and dual caches: the
+    /// model has them and the engine was not told to recompute everything.
+    pub bidirectional_cache: bool,
 }
 
 /// The one interface of a family's decoding rules (SDAR, Fast-dLLM v2, LLaDA, Dream).
@@ -418,7 +421,30 @@ impl<'a> Run<'a> {
             self.meta.use_kv_cache.then_some(0)
         };
         let start = tokens.start;
-        self.forward_tokens(pass, Input::Canvas(tokens), start, input_pos, scored)
+        self.forward_tokens(pass, Input::Canvas(tokens), start, input_pos, None, scored)
+    }
+
+    /// A forward of the canvas positions `tokens` at their absolute position that attends to
+    /// every cache slot below `kv_end` (the bidirectional families' prefix and dual caches, see
+    /// [`DiffusionModel::forward_span`]): the in-block step of Fast-dLLM v1. The slots outside
+    /// `tokens` hold what the block's first (full) forward stored.
+    pub(crate) fn forward_span(
+        &mut self,
+        pass: Pass,
+        tokens: Range<usize>,
+        kv_end: usize,
+        scored: &[usize],
+    ) -> Result<Forward<'_>> {
+        debug_assert!(self.meta.has_bidirectional_cache() && !self.cached);
+        let start = tokens.start;
+        self.forward_tokens(
+            pass,
+            Input::Canvas(tokens),
+            start,
+            Some(start),
+            Some(kv_end),
+            scored,
+        )
     }
 
     /// Like [`Run::forward`] over the whole canvas from 0, with the prompt replaced by masks:
@@ -434,7 +460,7 @@ impl<'a> Run<'a> {
         let prompt_len = self.canvas.prompt_len();
         self.unconditional[..prompt_len].fill(self.meta.mask_token_id);
         let input_pos = self.meta.use_kv_cache.then_some(0);
-        self.forward_tokens(pass, Input::Unconditional, 0, input_pos, scored)
+        self.forward_tokens(pass, Input::Unconditional, 0, input_pos, None, scored)
     }
 
     /// Runs one forward, checks the logits shape and books its time.
@@ -444,6 +470,7 @@ impl<'a> Run<'a> {
         input: Input,
         start: usize,
         input_pos: Option<usize>,
+        kv_end: Option<usize>,
         scored: &[usize],
     ) -> Result<Forward<'_>> {
         let shifted = self.meta.family.shifted();
@@ -461,9 +488,15 @@ impl<'a> Run<'a> {
         };
         let vocab = self.meta.vocab_size;
         let started = Instant::now();
-        let logits = self
-            .model
-            .forward_rows(tokens, input_pos, &self.logit_rows)?;
+        let logits = match (kv_end, input_pos) {
+            (Some(kv_end), Some(pos)) => {
+                self.model
+                    .forward_span(tokens, pos, kv_end, &self.logit_rows)?
+            }
+            _ => self
+                .model
+                .forward_rows(tokens, input_pos, &self.logit_rows)?,
+        };
         let stats = &mut self.stats;
         stats.execute_time += started.elapsed();
         stats.forwards += 1;

@@ -62,8 +62,10 @@ impl std::fmt::Debug for DiffusionEngine {
 
 impl DiffusionEngine {
     /// Wraps a model. `use_kv_cache = false` on a cached model recomputes the whole sequence
-    /// each forward (position 0); `true` needs a cached model. LLaDA and Dream always recompute
-    /// (bidirectional attention makes a prefix cache inexact). The context limit is the model's
+    /// each forward (position 0); `true` needs a cached model. For LLaDA and Dream the cache is
+    /// that of Fast-dLLM's prefix and dual modes ([`CacheMode`](super::sampler::CacheMode)),
+    /// which their samplers pick (an approximation of the uncached loop, as in Fast-dLLM);
+    /// `false` leaves them [`CacheMode::None`](super::sampler::CacheMode::None) only. The context limit is the model's
     /// own `max_seq_len`; [`DiffusionEngine::with_max_seq_len`] lowers it.
     ///
     /// ```
@@ -457,22 +459,28 @@ impl DiffusionEngine {
             pool: &*self.pool,
             observer,
         };
+        let bidirectional = self.use_kv_cache && self.meta.has_bidirectional_cache();
         let run = Run::new(parts, prompt, max_new_tokens, stop_ids, config.seed, start);
         // The one place the engine picks a family: everything after goes through the trait.
         match &sampler {
-            BlockSampler::Sdar(decoder) => plan_and_decode(decoder, run),
-            BlockSampler::FastdLLMV2(decoder) => plan_and_decode(decoder, run),
-            BlockSampler::LLaDA(decoder) => plan_and_decode(decoder, run),
-            BlockSampler::Dream(decoder) => plan_and_decode(decoder, run),
+            BlockSampler::Sdar(decoder) => plan_and_decode(decoder, run, bidirectional),
+            BlockSampler::FastdLLMV2(decoder) => plan_and_decode(decoder, run, bidirectional),
+            BlockSampler::LLaDA(decoder) => plan_and_decode(decoder, run, bidirectional),
+            BlockSampler::Dream(decoder) => plan_and_decode(decoder, run, bidirectional),
         }
     }
 }
 
 /// Checks `decoder`'s settings against the request, then decodes on `run`.
-fn plan_and_decode<F: FamilyDecoder>(decoder: &F, mut run: Run<'_>) -> Result<GenerationOutput> {
+fn plan_and_decode<F: FamilyDecoder>(
+    decoder: &F,
+    mut run: Run<'_>,
+    bidirectional_cache: bool,
+) -> Result<GenerationOutput> {
     let request = Request {
         prompt_len: run.prompt_len(),
         max_new_tokens: run.max_new_tokens(),
+        bidirectional_cache,
     };
     let plan = decoder.plan(run.meta(), request)?;
     let outcome = decoder.decode(plan, &mut run)?;

@@ -219,6 +219,26 @@ pub enum EngineError {
         /// The family it was given for.
         family: Family,
     },
+    /// A prefix or dual KV cache was asked of a model exported without one.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{sampler::CacheMode, EngineError, Family, ModelMetadata};
+    /// let meta = ModelMetadata::for_family(Family::Dream, 64, 32, 31, vec![1], 0);
+    /// let e = CacheMode::resolve(Some(CacheMode::Prefix), &meta).unwrap_err();
+    /// assert!(matches!(e, EngineError::CacheUnavailable { mode: "prefix", family: Family::Dream }));
+    /// assert!(e.to_string().contains("--kv-cache"), "{e}");
+    /// ```
+    #[error(
+        "the {mode} cache needs a {family} model exported with its KV cache \
+         (`diffulex-export export --kv-cache`, contract 3); this one has none: \
+         re-export it, or decode with cache none"
+    )]
+    CacheUnavailable {
+        /// `prefix` or `dual`.
+        mode: &'static str,
+        /// The model's family.
+        family: Family,
+    },
 }
 
 impl EngineError {

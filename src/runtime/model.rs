@@ -210,7 +210,8 @@ pub struct ModelMetadata {
     pub block_size: usize,
     /// Fast-dLLM v2 sub-block size (0 otherwise).
     pub sub_block_size: usize,
-    /// Whether the model keeps a KV cache and takes `input_pos`.
+    /// Whether the model keeps a KV cache and takes `input_pos` (for LLaDA and Dream: the cache
+    /// of Fast-dLLM's prefix and dual modes, see [`ModelMetadata::has_bidirectional_cache`]).
     pub use_kv_cache: bool,
     /// Whether the engine must shift logits (i predicts i + 1).
     pub shift_logits: bool,
@@ -270,6 +271,21 @@ impl ModelMetadata {
         } else {
             context_limit
         }
+    }
+
+    /// Whether the model keeps the KV cache of Fast-dLLM's prefix and dual modes: a LLaDA or
+    /// Dream program exported with `--kv-cache` (contract 3), whose forward also takes the end
+    /// of the cache slots its queries read ([`DiffusionModel::forward_span`]).
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{Family, ModelMetadata};
+    /// let mut m = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
+    /// assert!(!m.has_bidirectional_cache());
+    /// m.use_kv_cache = true;
+    /// assert!(m.has_bidirectional_cache());
+    /// ```
+    pub fn has_bidirectional_cache(&self) -> bool {
+        self.use_kv_cache && !self.family.block_causal()
     }
 
     /// Checks every constant against the others (docs/pte-contract.md, "Methods"): the mask,
@@ -379,15 +395,6 @@ impl ModelMetadata {
                 } else {
                     "this family's logits are not shifted (sdar, llada)"
                 },
-            );
-        }
-        if self.use_kv_cache && !self.family.block_causal() {
-            return conflict(
-                "use_kv_cache".into(),
-                1,
-                "get_family_id",
-                family,
-                "bidirectional families (llada, dream) have no KV cache",
             );
         }
         let block = int(self.block_size);
@@ -641,6 +648,35 @@ pub trait DiffusionModel {
         self.forward(tokens, input_pos)
     }
 
+    /// Runs one forward of a model with a bidirectional KV cache (LLaDA or Dream exported with
+    /// `--kv-cache`, [`ModelMetadata::has_bidirectional_cache`]): writes the K/V of `tokens` at
+    /// positions `[input_pos, input_pos + T)` and lets every query attend to every cache slot
+    /// below `kv_end` (`input_pos + T <= kv_end <= max_seq_len`); slots in
+    /// `[input_pos + T, kv_end)` hold what earlier calls wrote there. Rows as in
+    /// [`DiffusionModel::forward_rows`]. This is the in-block step of Fast-dLLM's prefix
+    /// (`kv_end` = the end of `tokens`) and dual caches; the default refuses, for models
+    /// without such a cache.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionModel, Family, HashModel, ModelMetadata};
+    /// let meta = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
+    /// let mut m = HashModel::new(meta, 0);
+    /// assert!(m.forward_span(&[3, 4], 2, 8, &[0]).is_err()); // no bidirectional cache
+    /// ```
+    fn forward_span<'s>(
+        &'s mut self,
+        tokens: &[i64],
+        input_pos: usize,
+        kv_end: usize,
+        rows: &'s [usize],
+    ) -> Result<LogitsView<'s>> {
+        let _ = (tokens, rows);
+        Err(EngineError::ForwardArgs(format!(
+            "a forward at {input_pos} reading the cache up to {kv_end} needs a model with a \
+             bidirectional KV cache (a LLaDA or Dream .pte exported with --kv-cache)"
+        )))
+    }
+
     /// The pool that scores the rows of a greedy step between two forwards (see
     /// [`RowPool`](super::RowPool)). The default scores on the calling thread; a model whose
     /// backend has idle threads between forwards hands them out here (a `.pte` model returns
@@ -673,6 +709,15 @@ impl<M: DiffusionModel + ?Sized> DiffusionModel for Box<M> {
         rows: &'s [usize],
     ) -> Result<LogitsView<'s>> {
         (**self).forward_rows(tokens, input_pos, rows)
+    }
+    fn forward_span<'s>(
+        &'s mut self,
+        tokens: &[i64],
+        input_pos: usize,
+        kv_end: usize,
+        rows: &'s [usize],
+    ) -> Result<LogitsView<'s>> {
+        (**self).forward_span(tokens, input_pos, kv_end, rows)
     }
     fn row_pool(&self) -> Arc<dyn RowPool> {
         (**self).row_pool()

@@ -9,12 +9,19 @@ use std::sync::Arc;
 
 /// The newest contract version this engine implements. Version 2 is version 1 plus a last
 /// `forward` input `rows` (int64 `[R]`) selecting which input rows get logits (`[1, R, V]`),
-/// so a step skips the output layer of the rows it does not read.
+/// so a step skips the output layer of the rows it does not read. Version 3 adds the KV cache
+/// of Fast-dLLM's prefix and dual modes to LLaDA and Dream: their cached `forward` takes a last
+/// input `kv_end` (int64 `[1]`), the end of the cache slots every query reads, and
+/// `get_cache_modes` says which modes the file supports (other programs are as in version 2).
 ///
 /// ```
-/// assert_eq!(diffulex_edge::runtime::CONTRACT_VERSION, 2);
+/// assert_eq!(diffulex_edge::runtime::CONTRACT_VERSION, 3);
 /// ```
-pub const CONTRACT_VERSION: i64 = 2;
+pub const CONTRACT_VERSION: i64 = 3;
+
+/// `get_cache_modes` of a contract-3 LLaDA or Dream program: bit 0 the prefix cache, bit 1 the
+/// dual cache. One program serves both, so every such file has both.
+const CACHE_MODES_PREFIX_AND_DUAL: i64 = 0b11;
 
 /// The oldest contract version this engine still reads (every row gets logits).
 ///
@@ -57,6 +64,39 @@ pub struct PteModel {
     selects_rows: bool,
     /// The `rows` input of the last forward, as the program takes it.
     rows_input: Vec<i64>,
+}
+
+/// Checks a contract-3 program's `get_cache_modes` against its cache: a cached LLaDA or Dream
+/// program needs version 3 and both modes; other programs may not claim any.
+fn check_cache_modes(module: &mut PteModule, meta: &ModelMetadata, version: i64) -> Result<()> {
+    let modes = if module.has_method("get_cache_modes") {
+        Some(
+            module
+                .constant_i64("get_cache_modes")
+                .map_err(pte("get_cache_modes"))?,
+        )
+    } else {
+        None
+    };
+    match (meta.has_bidirectional_cache(), version >= 3, modes) {
+        (true, true, Some(CACHE_MODES_PREFIX_AND_DUAL)) | (false, _, None | Some(0)) => Ok(()),
+        (true, false, _) => Err(EngineError::Metadata(format!(
+            "a {} program with use_kv_cache = true needs contract version 3 (its forward takes \
+             kv_end), this one is version {version}: re-export it with this release's \
+             `diffulex-export export --kv-cache`",
+            meta.family
+        ))),
+        (true, true, other) => Err(EngineError::Metadata(format!(
+            "get_cache_modes = {other:?}, a cached {} program (contract 3) supports both the \
+             prefix and the dual cache ({CACHE_MODES_PREFIX_AND_DUAL}): re-export it",
+            meta.family
+        ))),
+        (false, _, Some(other)) => Err(EngineError::Metadata(format!(
+            "get_cache_modes = {other} on a program without a bidirectional KV cache \
+             (family {}, use_kv_cache = {}): only cached llada/dream programs have one",
+            meta.family, meta.use_kv_cache
+        ))),
+    }
 }
 
 impl std::fmt::Debug for PteModel {
@@ -205,6 +245,7 @@ impl PteModel {
             pad_id: m.constant_i64("get_pad_id").map_err(pte("get_pad_id"))?,
         };
         meta.validate()?;
+        check_cache_modes(m, &meta, version)?;
         let tokenizer_digest = read_digest(&mut module, "get_tokenizer_digest")?;
         let weights_digest = read_digest(&mut module, "get_weights_digest")?;
         Ok(PteModel {
@@ -355,11 +396,40 @@ impl PteModel {
         Ok(start)
     }
 
-    /// Executes `forward`; `rows_input` must already hold the rows (contract 2). Returns the
-    /// float32 logits, checked to be `[1, computed, vocab]`.
-    fn execute(&mut self, tokens: &[i64], start: usize, computed: usize) -> Result<&[f32]> {
+    /// Checks a span forward's `kv_end` (bidirectional cache): the call's end at least, the
+    /// context at most.
+    fn check_kv_end(&self, t: usize, start: usize, kv_end: usize) -> Result<()> {
+        if !self.meta.has_bidirectional_cache() {
+            return Err(EngineError::ForwardArgs(format!(
+                "forward_span needs a bidirectional KV cache; this {} program has none \
+                 (export the model with `diffulex-export export --kv-cache`)",
+                self.meta.family
+            )));
+        }
+        // check_args already bounded start + t by max_seq_len.
+        if kv_end < start + t || kv_end > self.meta.max_seq_len {
+            return Err(EngineError::ForwardArgs(format!(
+                "kv_end {kv_end} must lie in [{}, {}] for {t} tokens at position {start}",
+                start + t,
+                self.meta.max_seq_len
+            )));
+        }
+        Ok(())
+    }
+
+    /// Executes `forward`; `rows_input` must already hold the rows (contract 2). A program
+    /// with a bidirectional cache also gets `kv_end` (`None`: the call's own end, a full pass).
+    /// Returns the float32 logits, checked to be `[1, computed, vocab]`.
+    fn execute(
+        &mut self,
+        tokens: &[i64],
+        start: usize,
+        kv_end: Option<usize>,
+        computed: usize,
+    ) -> Result<&[f32]> {
         let t = tokens.len();
         let pos = [start as i64];
+        let end = [kv_end.unwrap_or(start + t) as i64];
         let shape = [1, t];
         let rows_shape = [self.rows_input.len()];
         let mut inputs = vec![Tensor::i64(tokens, &shape)];
@@ -368,6 +438,9 @@ impl PteModel {
         }
         if self.selects_rows {
             inputs.push(Tensor::i64(&self.rows_input, &rows_shape));
+        }
+        if self.meta.has_bidirectional_cache() {
+            inputs.push(Tensor::i64(&end, &[1]));
         }
         let outputs = self
             .module
@@ -386,6 +459,30 @@ impl PteModel {
     }
 }
 
+impl PteModel {
+    /// A row-selecting forward (contract 2 or 3) with checked arguments.
+    fn run_rows<'s>(
+        &'s mut self,
+        tokens: &[i64],
+        start: usize,
+        kv_end: Option<usize>,
+        rows: &'s [usize],
+    ) -> Result<LogitsView<'s>> {
+        let t = tokens.len();
+        // The program returns at least one row; a forward run only for its KV-cache write asks
+        // for the last one and reads none.
+        self.rows_input.clear();
+        match rows {
+            [] => self.rows_input.push(t as i64 - 1),
+            _ => self.rows_input.extend(rows.iter().map(|&r| r as i64)),
+        }
+        let computed = self.rows_input.len();
+        let vocab = self.meta.vocab_size;
+        let data = self.execute(tokens, start, kv_end, computed)?;
+        LogitsView::selected(&data[..rows.len() * vocab], rows, t, vocab)
+    }
+}
+
 impl DiffusionModel for PteModel {
     fn metadata(&self) -> &ModelMetadata {
         &self.meta
@@ -399,7 +496,7 @@ impl DiffusionModel for PteModel {
             self.rows_input.extend(0..t as i64);
         }
         let vocab = self.meta.vocab_size;
-        let data = self.execute(tokens, start, t)?;
+        let data = self.execute(tokens, start, None, t)?;
         LogitsView::new(data, t, vocab)
     }
 
@@ -415,17 +512,21 @@ impl DiffusionModel for PteModel {
             return self.forward(tokens, input_pos);
         }
         let start = self.check_args(t, input_pos)?;
-        // The program returns at least one row; a forward run only for its KV-cache write asks
-        // for the last one and reads none.
-        self.rows_input.clear();
-        match rows {
-            [] => self.rows_input.push(t as i64 - 1),
-            _ => self.rows_input.extend(rows.iter().map(|&r| r as i64)),
-        }
-        let computed = self.rows_input.len();
-        let vocab = self.meta.vocab_size;
-        let data = self.execute(tokens, start, computed)?;
-        LogitsView::selected(&data[..rows.len() * vocab], rows, t, vocab)
+        self.run_rows(tokens, start, None, rows)
+    }
+
+    fn forward_span<'s>(
+        &'s mut self,
+        tokens: &[i64],
+        input_pos: usize,
+        kv_end: usize,
+        rows: &'s [usize],
+    ) -> Result<LogitsView<'s>> {
+        let t = tokens.len();
+        check_rows(rows, t)?;
+        let start = self.check_args(t, Some(input_pos))?;
+        self.check_kv_end(t, start, kv_end)?;
+        self.run_rows(tokens, start, Some(kv_end), rows)
     }
 
     /// ExecuTorch's thread pool ([`ExecuTorchPool`]): idle between two forwards, so it scores
@@ -467,10 +568,10 @@ mod contract_tests {
 
     #[test]
     fn only_the_implemented_contract_versions_are_accepted() {
-        assert!(check_contract_version(1).is_ok() && check_contract_version(2).is_ok());
-        let err = check_contract_version(3).unwrap_err().to_string();
+        assert!((1..=3).all(|v| check_contract_version(v).is_ok()));
+        let err = check_contract_version(4).unwrap_err().to_string();
         assert!(
-            err.contains("contract version 3") && err.contains("re-export"),
+            err.contains("contract version 4") && err.contains("re-export"),
             "{err}"
         );
         assert!(check_contract_version(0).is_err());

@@ -3,8 +3,8 @@
 //! tests/engine_parity.rs and tests/threads.rs.
 
 use diffulex_edge::runtime::sampler::{
-    BlockSampler, DreamAlg, DreamSampler, FastdLLMV2Sampler, LLaDARemasking, LLaDASampler,
-    SDARSampler, SdarStrategy,
+    BlockSampler, CacheMode, DreamAlg, DreamSampler, FastdLLMV2Sampler, LLaDARemasking,
+    LLaDASampler, SDARSampler, SdarStrategy,
 };
 use diffulex_edge::runtime::Family;
 use serde_json::Value;
@@ -16,6 +16,12 @@ pub fn f(v: &Value, k: &str) -> Option<f64> {
 /// A non-negative integer field of a golden's JSON object.
 pub fn n(v: &Value, k: &str) -> Option<usize> {
     v.get(k).and_then(Value::as_u64).map(|x| x as usize)
+}
+
+/// The reference's `cache` (default "none": the reference never picks a cache on its own).
+fn cache(s: &Value) -> Option<CacheMode> {
+    let name = s.get("cache").and_then(Value::as_str).unwrap_or("none");
+    Some(name.parse().expect("cache mode"))
 }
 
 /// Maps the golden's sampler dict (Python reference field names) onto the Rust samplers.
@@ -77,6 +83,7 @@ pub fn sampler_from(family: Family, s: &Value) -> BlockSampler {
             threshold: f(s, "threshold"),
             eos_id: None,
             eot_id: None,
+            cache: cache(s),
         }
         .into(),
         Family::Dream => DreamSampler {
@@ -92,6 +99,9 @@ pub fn sampler_from(family: Family, s: &Value) -> BlockSampler {
             temperature: f(s, "temperature").unwrap_or(0.0),
             top_p: f(s, "top_p"),
             top_k: n(s, "top_k"),
+            block_length: n(s, "block_length"),
+            threshold: f(s, "threshold"),
+            cache: cache(s),
         }
         .into(),
     }

@@ -106,8 +106,8 @@ def load_model(
 
     max_seq_len defaults to min(max_position_embeddings, 2048); kv_cache defaults to
     True for the block-causal families (sdar, fast_dllm_v2) and False otherwise.
-    A cached llada/dream model is refused: a prefix cache would change a
-    bidirectional model's outputs (earlier positions could not see later tokens).
+    A cached llada/dream model is the contract-v3 module for Fast-dLLM's prefix and dual
+    caches (forward takes `kv_end` last); it needs logits_rows=True.
     logits_rows=True builds the contract-v2 module: forward takes `rows` last and
     returns only those rows of the logits (see docs/pte-contract.md).
 
@@ -131,11 +131,10 @@ def load_model(
         )
     if kv_cache is None:
         kv_cache = spec.family not in BIDIRECTIONAL
-    if kv_cache and spec.family in BIDIRECTIONAL:
+    if kv_cache and spec.family in BIDIRECTIONAL and not logits_rows:
         raise ExportError(
-            f"{spec.family} is a bidirectional model: a KV cache would freeze earlier positions' keys "
-            f"and values without the later tokens they attend to, changing its outputs; "
-            f"export it without a KV cache (--no-kv-cache)"
+            f"a cached {spec.family} program (Fast-dLLM's prefix and dual caches, contract v3) "
+            f"selects its logits rows: drop --logits all"
         )
     store = WeightStore(ckpt_dir)
     # Built on the meta device and materialised empty: every parameter is then

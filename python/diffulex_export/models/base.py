@@ -19,6 +19,12 @@ from .layers import Attention, DecoderLayer, KVCache, RMSNorm, SwiGLU, family_ma
 CONTRACT_VERSION = 1
 # v2 ("logits rows"): forward(tokens[, input_pos], rows) -> logits [1, R, V] for the rows asked for.
 CONTRACT_VERSION_ROWS = 2
+# v3 ("bidirectional cache", llada/dream only): v2 cached, plus a last input kv_end: every query
+# attends to the cache slots [0, kv_end), which Fast-dLLM's prefix and dual caches need.
+CONTRACT_VERSION_BIDIRECTIONAL_CACHE = 3
+# get_cache_modes of a v3 program: bit 0 = prefix cache, bit 1 = dual cache (both, always).
+CACHE_MODE_PREFIX = 1
+CACHE_MODE_DUAL = 2
 FAMILY_IDS = {"sdar": 0, "fast_dllm_v2": 1, "llada": 2, "dream": 3}
 BIDIRECTIONAL = ("llada", "dream")
 
@@ -73,6 +79,9 @@ class DiffusionLM(nn.Module):
     Uncached: `m(tokens)` with tokens [1, T] being the whole sequence from position 0.
     Cached: `m(tokens, input_pos)` writes K/V of positions [pos, pos+T) into the
     module's buffers and lets its queries see only keys at positions < pos+T.
+    Cached llada/dream (contract v3, needs logits_rows): `m(tokens, input_pos, rows, kv_end)`
+    writes K/V of [pos, pos+T) and lets every query see every cache slot < kv_end
+    (kv_end >= pos+T; slots in [pos+T, kv_end) hold what earlier calls wrote there).
     With `logits_rows=True` (contract v2) a last argument `rows` (int64 [R], values in
     [0, T)) is required and only those rows of the logits are computed: [1, R, V].
 
@@ -99,6 +108,11 @@ class DiffusionLM(nn.Module):
         self.max_seq_len = max_seq_len
         self.kv_cache = kv_cache
         self.logits_rows = logits_rows
+        # Fast-dLLM's prefix/dual caches: a bidirectional model whose queries read cache slots
+        # written by earlier calls (contract v3).
+        self.bidirectional_cache = kv_cache and spec.block_size == 0
+        if self.bidirectional_cache and not logits_rows:
+            raise ValueError("a cached bidirectional model (contract v3) also selects logits rows (logits_rows=True)")
         self.embed = nn.Embedding(spec.vocab_size, spec.hidden)
         layers = []
         for _ in range(spec.n_layers):
@@ -157,8 +171,15 @@ class DiffusionLM(nn.Module):
             "shift_logits": bool(s.shift_logits),
             "family_id": int(s.family_id),
             "pad_id": int(s.pad_id),
-            "contract_version": CONTRACT_VERSION_ROWS if self.logits_rows else CONTRACT_VERSION,
-        }
+            "contract_version": self.contract_version,
+        } | ({"cache_modes": CACHE_MODE_PREFIX | CACHE_MODE_DUAL} if self.bidirectional_cache else {})
+
+    @property
+    def contract_version(self) -> int:
+        """1 (every row), 2 (logits rows) or 3 (logits rows + bidirectional cache)."""
+        if self.bidirectional_cache:
+            return CONTRACT_VERSION_BIDIRECTIONAL_CACHE
+        return CONTRACT_VERSION_ROWS if self.logits_rows else CONTRACT_VERSION
 
     def reset_cache(self) -> None:
         """Zero every layer's K/V buffers (a no-op for uncached models)."""
@@ -190,8 +211,13 @@ class DiffusionLM(nn.Module):
         tokens: torch.Tensor,
         input_pos: Optional[torch.Tensor] = None,
         rows: Optional[torch.Tensor] = None,
+        kv_end: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         t = tokens.shape[1]
+        if self.bidirectional_cache != (kv_end is not None):
+            raise ValueError(
+                "kv_end (int64 [1]) is the last input of a cached llada/dream model and of no other"
+            )
         if self.kv_cache:
             if input_pos is None:
                 raise ValueError("a cached model needs input_pos (int64 [1])")
@@ -204,8 +230,17 @@ class DiffusionLM(nn.Module):
             q_pos = torch.arange(t, dtype=torch.int64) + input_pos
             k_pos = torch.arange(self.max_seq_len, dtype=torch.int64)
             mask = family_mask(q_pos, k_pos, self.spec.block_size)
-            # Keys at or beyond pos+T are stale (or never written): never visible.
-            mask = mask & (k_pos < input_pos + t).unsqueeze(0)
+            if kv_end is not None:
+                if not torch.compiler.is_compiling():
+                    end = int(kv_end[0])
+                    if end < start + t or end > self.max_seq_len:
+                        raise ValueError(f"kv_end {end} must lie in [{start + t}, {self.max_seq_len}]")
+                # Bidirectional: every slot before the canvas end, including those after this
+                # call's tokens that an earlier call wrote (the dual cache's suffix).
+                mask = mask & (k_pos < kv_end).unsqueeze(0)
+            else:
+                # Keys at or beyond pos+T are stale (or never written): never visible.
+                mask = mask & (k_pos < input_pos + t).unsqueeze(0)
             cos = torch.index_select(self.rope_cos, 0, q_pos)
             sin = torch.index_select(self.rope_sin, 0, q_pos)
             positions: Optional[torch.Tensor] = q_pos

@@ -4,7 +4,11 @@ from .rng import Rng
 
 
 class Forward:
-    """Wraps `f(tokens[1,T] LongTensor, input_pos LongTensor[1] | None) -> logits[1,T,V]`."""
+    """Wraps `f(tokens[1,T] LongTensor, input_pos LongTensor[1] | None) -> logits[1,T,V]`.
+
+    A cached llada/dream forward (contract v3) also takes `kv_end=LongTensor[1]` by keyword:
+    `f(tokens, input_pos, kv_end=...)`; without it the callable uses pos + T (a full pass).
+    """
 
     def __init__(self, f):
         self.f = f
@@ -19,20 +23,36 @@ class Forward:
         self.calls += 1
         return Rows(out)
 
+    def span(self, tokens, pos, kv_end):
+        """A contract-v3 call over `tokens` at absolute `pos` that attends to cache slots
+        [0, kv_end); `row(p)` of the result takes absolute positions."""
+        import torch
+
+        t = torch.tensor([list(tokens)], dtype=torch.long)
+        out = self.f(t, torch.tensor([pos], dtype=torch.long), kv_end=torch.tensor([kv_end], dtype=torch.long))
+        self.calls += 1
+        return Rows(out, offset=pos)
+
 
 class Rows:
-    def __init__(self, out):
+    """Logits of one call; `row(i)` is input row `i - offset` (offset: the call's first position
+    for `Forward.span`, 0 otherwise)."""
+
+    def __init__(self, out, offset=0):
         import torch
 
         if not isinstance(out, torch.Tensor):
             out = torch.as_tensor(out)
         out = out.detach().to(torch.float32)
         self.out = out[0]
+        self.offset = offset
 
     def row(self, i):
         from .dist import F32Row
 
-        return F32Row(self.out[i].numpy())
+        # A shifted family's first position of a span has no row before it in the call: it
+        # reads the call's own row 0 (Fast-dLLM's `cat([l[:, :1], l[:, :-1]])` on the span).
+        return F32Row(self.out[max(i - self.offset, 0)].numpy())
 
 
 class Decoder:

@@ -1,4 +1,13 @@
-"""LLaDA reference decoder (twin of src/runtime/sampler/models/llada.rs)."""
+"""LLaDA reference decoder (twin of src/runtime/sampler/models/llada.rs).
+
+`cache` ("none", "prefix", "dual") follows Fast-dLLM v1 (NVlabs/Fast-dLLM `llada/generate.py`:
+`generate`, `generate_with_prefix_cache`, `generate_with_dual_cache`) operation for operation:
+each block's first step is a full forward that also writes every position's K/V; the block's
+later steps run `x[:, start:]` against the cached prefix (prefix) or only `x[:, start:end]`
+against the cached prefix and suffix (dual). The quota and threshold rules are the uncached
+loop's. Deviation: the prefix loop's unused `add_gumbel_noise(logits)` draw is not made (it
+only advanced torch's RNG; this decoder's stream is its own, docs/decoding.md).
+"""
 
 import math
 
@@ -6,7 +15,8 @@ from .common import Decoder
 from .dist import F32Row, exp_f32, row_stats_f32, sort_desc, split_quota, top2_f32
 
 DEFAULTS = dict(steps=None, block_length=None, temperature=0.0, cfg_scale=0.0, remasking="low_confidence",
-                logits_eos_inf=False, confidence_eos_eot_inf=False, threshold=None, eos_id=None, eot_id=None)
+                logits_eos_inf=False, confidence_eos_eot_inf=False, threshold=None, eos_id=None, eot_id=None,
+                cache="none")
 
 NEG_INF = float("-inf")
 
@@ -43,6 +53,10 @@ def generate(f, meta, prompt, max_new_tokens, sampler=None, seed=0, stop_ids=Non
         if eot is not None:
             conf_excl.append(eot)
     T, w = cfg["temperature"], cfg["cfg_scale"] + 1.0
+    cache = cfg["cache"]
+    assert cache in ("none", "prefix", "dual")
+    assert cache == "none" or cfg["cfg_scale"] == 0.0, "Fast-dLLM's cached loops have no guidance"
+    canvas_end = lp + n
     for b in range(nb):
         s, e = lp + b * bl, lp + b * bl + bl
         quota = split_quota(len(d.masked_in(s, e)), spb)
@@ -51,7 +65,12 @@ def generate(f, meta, prompt, max_new_tokens, sampler=None, seed=0, stop_ids=Non
             positions = d.masked_in(s, e)
             if not positions:
                 break
-            rows = d.fwd(d.canvas, d.full_pos)
+            if i == 0 or cache == "none":
+                rows = d.fwd(d.canvas, d.full_pos)
+            elif cache == "prefix":
+                rows = d.fwd.span(d.canvas[s:], s, canvas_end)
+            else:
+                rows = d.fwd.span(d.canvas[s:e], s, canvas_end)
             if cfg["cfg_scale"] > 0.0:
                 cond = [rows.row(p) for p in positions]
                 un_tokens = [d.mask] * lp + d.canvas[lp:]

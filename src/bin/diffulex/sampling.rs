@@ -8,19 +8,21 @@
 
 use anyhow::{anyhow, Result};
 use clap::Args;
-use diffulex_edge::runtime::sampler::{BlockSampler, SamplerOptions};
+use diffulex_edge::runtime::sampler::{BlockSampler, CacheMode, SamplerOptions};
 use diffulex_edge::runtime::{EngineError, Family};
 
 /// Decoding flags shared by `generate` and `bench`; unset flags keep the family's defaults.
 #[derive(Debug, Clone, Args)]
 pub struct DecodeArgs {
-    /// Block length (SDAR, Fast-dLLM v2: must equal the model's; LLaDA: semi-autoregressive block).
+    /// Block length (SDAR, Fast-dLLM v2: must equal the model's; LLaDA: semi-autoregressive
+    /// block; Dream: Fast-dLLM v1's block).
     #[arg(long)]
     pub block_size: Option<usize>,
     /// Denoising steps (SDAR: per block; LLaDA, Dream: in total).
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Confidence threshold for parallel commits (SDAR dynamic, Fast-dLLM v2, LLaDA's Fast-dLLM mode).
+    /// Confidence threshold for parallel commits (SDAR dynamic, Fast-dLLM v2, LLaDA's and
+    /// Dream's Fast-dLLM mode).
     #[arg(long)]
     pub threshold: Option<f64>,
     /// Commit rule. SDAR: low_confidence_dynamic | low_confidence_static | sequential |
@@ -49,6 +51,10 @@ pub struct DecodeArgs {
     /// Dream: sample positions from softmax(confidence / alg_temp).
     #[arg(long)]
     pub alg_temp: Option<f64>,
+    /// LLaDA, Dream: Fast-dLLM v1's KV cache, none | prefix | dual (default: dual when the
+    /// model was exported with --kv-cache, else none).
+    #[arg(long, value_name = "MODE")]
+    pub cache: Option<CacheMode>,
 }
 
 impl From<&DecodeArgs> for SamplerOptions {
@@ -65,6 +71,7 @@ impl From<&DecodeArgs> for SamplerOptions {
             cfg_scale: args.cfg_scale,
             eps: args.eps,
             alg_temp: args.alg_temp,
+            cache: args.cache,
         }
     }
 }

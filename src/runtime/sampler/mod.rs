@@ -2,12 +2,14 @@
 //! that hold each family's decoding settings and run its algorithm.
 
 pub(crate) mod base;
+mod cache;
 mod models;
 mod options;
 pub(crate) mod shift;
 mod softmax_f32;
 mod token;
 
+pub use cache::CacheMode;
 pub use models::dream::{DreamAlg, DreamSampler};
 pub use models::fast_dllm_v2::FastdLLMV2Sampler;
 pub use models::llada::{LLaDARemasking, LLaDASampler};

@@ -11,8 +11,8 @@
 use crate::runtime::error::{EngineError, Result};
 use crate::runtime::model::Family;
 use crate::runtime::sampler::{
-    BlockSampler, DreamAlg, DreamSampler, FastdLLMV2Sampler, LLaDARemasking, LLaDASampler,
-    SDARSampler, SdarStrategy,
+    BlockSampler, CacheMode, DreamAlg, DreamSampler, FastdLLMV2Sampler, LLaDARemasking,
+    LLaDASampler, SDARSampler, SdarStrategy,
 };
 
 /// Decoding knobs by name; `None` keeps the family sampler's default.
@@ -44,13 +44,13 @@ use crate::runtime::sampler::{
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SamplerOptions {
     /// Block length. SDAR, Fast-dLLM v2: must equal the model's; LLaDA: the
-    /// semi-autoregressive block. Not Dream (no blocks).
+    /// semi-autoregressive block; Dream: Fast-dLLM v1's block (selects its block loop).
     pub block_size: Option<usize>,
     /// Denoising steps. SDAR: per block; LLaDA, Dream: in total. Not Fast-dLLM v2 (it decodes a
     /// sub-block until it is done).
     pub steps: Option<usize>,
     /// Confidence threshold for parallel commits: SDAR's dynamic strategy, Fast-dLLM v2,
-    /// LLaDA's Fast-dLLM v1 mode. Not Dream.
+    /// LLaDA's and Dream's Fast-dLLM v1 mode.
     pub threshold: Option<f64>,
     /// Commit rule, by its official name. SDAR ([`SdarStrategy`]): `low_confidence_dynamic`,
     /// `low_confidence_static`, `sequential`, `entropy_bounded`. LLaDA ([`LLaDARemasking`]):
@@ -73,6 +73,9 @@ pub struct SamplerOptions {
     pub eps: Option<f64>,
     /// Sample positions from softmax(confidence / alg_temp). Dream only.
     pub alg_temp: Option<f64>,
+    /// Fast-dLLM v1's KV cache: `none`, `prefix` or `dual` ([`CacheMode`]). LLaDA and Dream
+    /// only (SDAR and Fast-dLLM v2 use their model's block cache whenever it has one).
+    pub cache: Option<CacheMode>,
 }
 
 impl SamplerOptions {
@@ -90,6 +93,7 @@ impl SamplerOptions {
             ("cfg_scale", self.cfg_scale.is_some()),
             ("eps", self.eps.is_some()),
             ("alg_temp", self.alg_temp.is_some()),
+            ("cache", self.cache.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
@@ -105,8 +109,13 @@ fn not_applicable(family: Family) -> &'static [(&'static str, &'static str)] {
     );
     const EPS: (&str, &str) = ("eps", "the schedule's final time is Dream's");
     const ALG_TEMP: (&str, &str) = ("alg_temp", "sampling positions by confidence is Dream's");
+    const CACHE: (&str, &str) = (
+        "cache",
+        "its block cache is used whenever the model has one (Fast-dLLM v1's prefix and dual \
+         caches are LLaDA's and Dream's)",
+    );
     match family {
-        Family::Sdar => &[CFG_SCALE, EPS, ALG_TEMP],
+        Family::Sdar => &[CFG_SCALE, EPS, ALG_TEMP, CACHE],
         Family::FastDllmV2 => &[
             (
                 "steps",
@@ -118,6 +127,7 @@ fn not_applicable(family: Family) -> &'static [(&'static str, &'static str)] {
             CFG_SCALE,
             EPS,
             ALG_TEMP,
+            CACHE,
         ],
         Family::Llada => &[
             ("top_k", "it samples with Gumbel noise, without filtering"),
@@ -126,15 +136,7 @@ fn not_applicable(family: Family) -> &'static [(&'static str, &'static str)] {
             EPS,
             ALG_TEMP,
         ],
-        Family::Dream => &[
-            ("block_size", "it denoises the whole canvas, without blocks"),
-            (
-                "threshold",
-                "each step commits a scheduled number of positions, not a threshold's",
-            ),
-            EB_THRESHOLD,
-            CFG_SCALE,
-        ],
+        Family::Dream => &[EB_THRESHOLD, CFG_SCALE],
     }
 }
 
@@ -204,6 +206,7 @@ impl BlockSampler {
                 apply(&mut sampler.steps, options.steps.map(Some));
                 apply(&mut sampler.block_length, options.block_size.map(Some));
                 apply(&mut sampler.threshold, options.threshold.map(Some));
+                apply(&mut sampler.cache, options.cache.map(Some));
                 sampler.into()
             }
             Family::Dream => {
@@ -215,6 +218,9 @@ impl BlockSampler {
                 apply(&mut sampler.alg_temp, options.alg_temp.map(Some));
                 apply(&mut sampler.top_p, options.top_p.map(Some));
                 apply(&mut sampler.top_k, options.top_k.map(Some));
+                apply(&mut sampler.block_length, options.block_size.map(Some));
+                apply(&mut sampler.threshold, options.threshold.map(Some));
+                apply(&mut sampler.cache, options.cache.map(Some));
                 sampler.into()
             }
         };
@@ -284,12 +290,13 @@ mod tests {
             "cfg_scale" => options.cfg_scale = Some(1.0),
             "eps" => options.eps = Some(0.01),
             "alg_temp" => options.alg_temp = Some(0.1),
+            "cache" => options.cache = Some(CacheMode::Prefix),
             other => panic!("unknown option {other}"),
         }
         options
     }
 
-    const ALL_OPTIONS: [&str; 11] = [
+    const ALL_OPTIONS: [&str; 12] = [
         "block_size",
         "steps",
         "threshold",
@@ -301,6 +308,7 @@ mod tests {
         "cfg_scale",
         "eps",
         "alg_temp",
+        "cache",
     ];
 
     #[test]

@@ -5,12 +5,27 @@
 //! `linspace(1, eps, steps + 1)` in float32 exactly as torch computes it, and the per-step quota
 //! is `int(#masked · (1 − s/t))` in float32 (everything left at the last step), so the flooring
 //! matches the official code.
+//!
+//! With `block_length`, `threshold` or a KV cache, decoding follows Fast-dLLM v1's Dream loop
+//! instead (NVlabs/Fast-dLLM `dream/model/generation_utils_block.py`, `_sample`): blocks left to
+//! right; each starts with a full forward that stores every position's K/V and commits the
+//! block's first position unconditionally; the block's later steps run the whole canvas
+//! ([`CacheMode::None`]), the block and what follows it ([`CacheMode::Prefix`]) or the block
+//! alone ([`CacheMode::Dual`]). A step commits by `threshold` (the most confident position plus
+//! every one at or above it) or by Dream's time schedule over the block's steps. Deviations
+//! from the official loop, each on purpose (docs/decoding.md): the confidence follows `alg`
+//! (the official loop ranks by entropy whatever `alg` says), `origin` is refused (it ranks
+//! nothing), one step per block commits the block in one in-block step (the official loop
+//! leaves it masked), and a block finished by its first commit runs no further forward.
 
 use crate::runtime::diffusion::{Control, FamilyDecoder, Outcome, Pass, Request, Run};
 use crate::runtime::error::{invalid, Result};
 use crate::runtime::model::ModelMetadata;
+use crate::runtime::rng::Rng;
 use crate::runtime::sampler::base::{sort_desc, DistSpec, Extra, FilterOrder, Proposal};
-use crate::runtime::sampler::{check_temperature, check_top_k, check_top_p};
+use crate::runtime::sampler::{
+    check_temperature, check_threshold, check_top_k, check_top_p, CacheMode,
+};
 
 /// Which positions a step unmasks.
 ///
@@ -86,6 +101,15 @@ pub struct DreamSampler {
     pub top_p: Option<f64>,
     /// Top-k (applied after top-p, also when greedy).
     pub top_k: Option<usize>,
+    /// Fast-dLLM's block length. Setting it (or `threshold`, or a cache) selects Fast-dLLM v1's
+    /// block loop; there it defaults to 32 when 32 divides `max_new_tokens`, else one block.
+    pub block_length: Option<usize>,
+    /// Fast-dLLM's `confidence_threshold`: each in-block step commits the most probable masked
+    /// position plus every one whose probability is >= threshold (steps unused). Block loop.
+    pub threshold: Option<f64>,
+    /// Fast-dLLM v1's KV cache (default: [`CacheMode::Dual`] when the model has the cache,
+    /// [`CacheMode::None`] otherwise). Anything but `None` selects the block loop.
+    pub cache: Option<CacheMode>,
 }
 
 impl Default for DreamSampler {
@@ -98,6 +122,9 @@ impl Default for DreamSampler {
             temperature: 0.0,
             top_p: None,
             top_k: None,
+            block_length: None,
+            threshold: None,
+            cache: None,
         }
     }
 }
@@ -138,21 +165,33 @@ impl DreamSampler {
         let request = Request {
             prompt_len: 1,
             max_new_tokens,
+            bidirectional_cache: meta.has_bidirectional_cache(),
         };
         self.plan(meta, request).map(drop)
     }
 }
 
-/// Dream's step count, checked against the request.
+/// Dream's schedule, checked against the request.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct DreamPlan {
-    steps: usize,
+pub(crate) enum DreamPlan {
+    /// Dream's own loop: the whole generation, `steps` steps.
+    Whole { steps: usize },
+    /// Fast-dLLM v1's block loop.
+    Blocks {
+        block_len: usize,
+        steps_per_block: usize,
+        threshold: Option<f64>,
+        cache: CacheMode,
+    },
 }
+
+/// Fast-dLLM's default Dream block length.
+const FAST_DLLM_BLOCK_LENGTH: usize = 32;
 
 impl FamilyDecoder for DreamSampler {
     type Plan = DreamPlan;
 
-    fn plan(&self, _meta: &ModelMetadata, request: Request) -> Result<DreamPlan> {
+    fn plan(&self, meta: &ModelMetadata, request: Request) -> Result<DreamPlan> {
         let gen_len = request.max_new_tokens;
         check_temperature(self.temperature)?;
         check_top_p(self.top_p)?;
@@ -176,29 +215,96 @@ impl FamilyDecoder for DreamSampler {
                 ),
             ));
         }
-        Ok(DreamPlan { steps })
+        let cache = CacheMode::resolve_for(self.cache, request.bidirectional_cache, meta.family)?;
+        if self.block_length.is_none() && self.threshold.is_none() && cache == CacheMode::None {
+            return Ok(DreamPlan::Whole { steps });
+        }
+        if let Some(threshold) = self.threshold {
+            check_threshold("threshold", threshold)?;
+        }
+        if self.alg == DreamAlg::Origin && self.threshold.is_none() {
+            return Err(invalid(
+                "alg",
+                "origin",
+                "Fast-dLLM's block loop (block_length, threshold or a KV cache) ranks positions \
+                 by confidence, which origin has none of: use entropy, maskgit_plus or \
+                 topk_margin, or decode without blocks and with cache none",
+            ));
+        }
+        let block_len =
+            self.block_length
+                .unwrap_or(if gen_len.is_multiple_of(FAST_DLLM_BLOCK_LENGTH) {
+                    FAST_DLLM_BLOCK_LENGTH
+                } else {
+                    gen_len
+                });
+        if block_len == 0 || !gen_len.is_multiple_of(block_len) {
+            return Err(invalid(
+                "block_length",
+                block_len,
+                format!("must be > 0 and divide max_new_tokens {gen_len}"),
+            ));
+        }
+        let block_count = gen_len / block_len;
+        if !steps.is_multiple_of(block_count) {
+            return Err(invalid(
+                "steps",
+                steps,
+                format!("must be a positive multiple of the number of blocks {block_count}"),
+            ));
+        }
+        Ok(DreamPlan::Blocks {
+            block_len,
+            steps_per_block: steps / block_count,
+            threshold: self.threshold,
+            cache,
+        })
     }
 
     fn decode(&self, plan: DreamPlan, run: &mut Run<'_>) -> Result<Outcome> {
-        let steps = plan.steps;
+        match plan {
+            DreamPlan::Whole { steps } => self.decode_whole(steps, run),
+            DreamPlan::Blocks {
+                block_len,
+                steps_per_block,
+                threshold,
+                cache,
+            } => self.decode_blocks(block_len, steps_per_block, threshold, cache, run),
+        }
+    }
+}
+
+impl DreamSampler {
+    /// How proposals are drawn (Dream's `sample_tokens`).
+    fn dist_spec(&self) -> DistSpec {
+        DistSpec {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            order: FilterOrder::TopPThenTopK,
+            filter_greedy: true,
+        }
+    }
+
+    /// The confidence `alg` ranks by, as a proposal's extra score.
+    fn extra(&self) -> Extra {
+        match self.alg {
+            DreamAlg::TopkMargin => Extra::Margin,
+            DreamAlg::Entropy => Extra::NegEntropyEps,
+            _ => Extra::None,
+        }
+    }
+
+    /// Dream's own loop over the whole generation.
+    fn decode_whole(&self, steps: usize, run: &mut Run<'_>) -> Result<Outcome> {
         let gen_len = run.max_new_tokens();
         let times = timesteps(self.eps, steps);
         let prompt_len = run.prompt_len();
         let canvas_len = prompt_len + gen_len;
         run.grow_canvas_to(canvas_len);
         run.end_prefill();
-        let spec = DistSpec {
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p,
-            order: FilterOrder::TopPThenTopK,
-            filter_greedy: true,
-        };
-        let extra = match self.alg {
-            DreamAlg::TopkMargin => Extra::Margin,
-            DreamAlg::Entropy => Extra::NegEntropyEps,
-            _ => Extra::None,
-        };
+        let spec = self.dist_spec();
+        let extra = self.extra();
         let (mut masked, mut proposals, mut chosen, mut picks, mut weights) = (
             Vec::new(),
             Vec::<Proposal>::new(),
@@ -249,70 +355,15 @@ impl FamilyDecoder for DreamSampler {
                     (masked_count as f32 * (1.0f32 - next_time / time)) as usize
                 }
                 .min(masked_count);
-                chosen.clear();
-                match self.alg_temp.filter(|&t| t > 0.0) {
-                    None => {
-                        chosen.extend(0..masked_count);
-                        sort_desc(&mut chosen, confidence);
-                        chosen.truncate(quota);
-                    }
-                    Some(alg_temp) => {
-                        // Sequential draws without replacement from softmax(confidence / alg_temp).
-                        let max_scaled = (0..masked_count)
-                            .map(|k| confidence(k) / alg_temp)
-                            .fold(f64::NEG_INFINITY, f64::max);
-                        weights.clear();
-                        if (0..masked_count).any(|k| (confidence(k) / alg_temp).is_infinite()) {
-                            // confidence / alg_temp overflowed (alg_temp ~1e-310): `inf - inf`
-                            // would make every weight NaN and no position would ever be drawn.
-                            // Same softmax, max subtracted before dividing: weights in [0, 1],
-                            // the most confident position(s) exactly 1, the rest 0 at such a
-                            // temperature (the alg_temp -> 0 limit, i.e. the top-confidence
-                            // order). Other alg_temps keep the arithmetic of the reference.
-                            let max_confidence = (0..masked_count)
-                                .map(confidence)
-                                .fold(f64::NEG_INFINITY, f64::max);
-                            weights.extend(
-                                (0..masked_count)
-                                    .map(|k| ((confidence(k) - max_confidence) / alg_temp).exp()),
-                            );
-                        } else {
-                            weights.extend(
-                                (0..masked_count)
-                                    .map(|k| (confidence(k) / alg_temp - max_scaled).exp()),
-                            );
-                        }
-                        for _ in 0..quota {
-                            let total: f64 = weights.iter().sum();
-                            let target = logits.rng().next_f64() * total;
-                            let mut cumulative = 0.0f64;
-                            let mut drawn = None;
-                            for (k, &weight) in weights.iter().enumerate() {
-                                if weight > 0.0 {
-                                    cumulative += weight;
-                                    drawn = Some(k);
-                                    if cumulative > target {
-                                        break;
-                                    }
-                                }
-                            }
-                            let Some(k) = drawn else {
-                                // Every remaining weight is 0 (underflowed at a tiny alg_temp)
-                                // or NaN: nothing can be drawn, yet the step must commit `quota`
-                                // positions. The limit of the draws is the confidence order,
-                                // so the most confident remaining positions fill the quota.
-                                let mut rest: Vec<usize> =
-                                    (0..masked_count).filter(|k| !chosen.contains(k)).collect();
-                                sort_desc(&mut rest, confidence);
-                                rest.truncate(quota - chosen.len());
-                                chosen.extend(rest);
-                                break;
-                            };
-                            weights[k] = 0.0;
-                            chosen.push(k);
-                        }
-                    }
-                }
+                select(
+                    confidence,
+                    masked_count,
+                    quota,
+                    self.alg_temp,
+                    logits.rng(),
+                    &mut chosen,
+                    &mut weights,
+                );
                 chosen.sort_unstable();
                 for &k in &chosen {
                     picks.push((masked[k], proposals[k].token as i64));
@@ -329,6 +380,211 @@ impl FamilyDecoder for DreamSampler {
             return Ok(Outcome::Cancelled);
         }
         Ok(Outcome::Finished)
+    }
+}
+
+impl DreamSampler {
+    /// Fast-dLLM v1's block loop (see the module docs).
+    fn decode_blocks(
+        &self,
+        block_len: usize,
+        steps_per_block: usize,
+        threshold: Option<f64>,
+        cache: CacheMode,
+        run: &mut Run<'_>,
+    ) -> Result<Outcome> {
+        let gen_len = run.max_new_tokens();
+        let prompt_len = run.prompt_len();
+        let canvas_len = prompt_len + gen_len;
+        run.grow_canvas_to(canvas_len);
+        run.end_prefill();
+        let spec = self.dist_spec();
+        let extra = if threshold.is_some() {
+            Extra::None
+        } else {
+            self.extra()
+        };
+        let times = timesteps(self.eps, steps_per_block);
+        // The official loop stops at step `steps_per_block` (its step 0 is the block-start
+        // commit); with one step per block that would leave the block masked, so it gets one.
+        let step_limit = steps_per_block.max(2);
+        let (mut masked, mut proposals, mut chosen, mut picks, mut weights) = (
+            Vec::new(),
+            Vec::<Proposal>::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::<f64>::new(),
+        );
+        for block in 0..gen_len / block_len {
+            let block_start = prompt_len + block * block_len;
+            let block_end = block_start + block_len;
+            // The full forward stores every position's K/V; its shifted logits commit the
+            // block's first position whatever its confidence.
+            let first = [block_start];
+            let mut logits = run.forward(Pass::Decode, 0..canvas_len, &first)?;
+            let proposal = logits.propose(block_start, &spec, Extra::None)?;
+            if run.finish_step(block, &[(block_start, proposal.token as i64)]) == Control::Stop {
+                return Ok(Outcome::Cancelled);
+            }
+            let mut step = 1;
+            loop {
+                masked.clear();
+                masked.extend(run.canvas().masked_in(block_start..block_end));
+                if masked.is_empty() || (threshold.is_none() && step == step_limit) {
+                    break;
+                }
+                let mut logits = match cache {
+                    CacheMode::None => run.forward(Pass::Decode, 0..canvas_len, &masked)?,
+                    CacheMode::Prefix => run.forward_span(
+                        Pass::Decode,
+                        block_start..canvas_len,
+                        canvas_len,
+                        &masked,
+                    )?,
+                    CacheMode::Dual => {
+                        run.forward_span(Pass::Decode, block_start..block_end, canvas_len, &masked)?
+                    }
+                };
+                logits.propose_all(&masked, &spec, extra, &mut proposals)?;
+                let masked_count = masked.len();
+                chosen.clear();
+                match threshold {
+                    Some(threshold) => {
+                        let mut most_probable = 0;
+                        for (k, proposal) in proposals.iter().enumerate() {
+                            if proposal.prob > proposals[most_probable].prob {
+                                most_probable = k;
+                            }
+                        }
+                        chosen.extend(
+                            (0..masked_count)
+                                .filter(|&k| k == most_probable || proposals[k].prob >= threshold),
+                        );
+                    }
+                    None => {
+                        let confidence = |k: usize| {
+                            if extra == Extra::None {
+                                proposals[k].prob
+                            } else {
+                                proposals[k].extra
+                            }
+                        };
+                        let at = step.min(steps_per_block - 1);
+                        let (time, next_time) = (times[at], times[at + 1]);
+                        let quota = if step + 1 >= steps_per_block {
+                            masked_count
+                        } else {
+                            (masked_count as f32 * (1.0f32 - next_time / time)) as usize
+                        }
+                        .min(masked_count);
+                        select(
+                            confidence,
+                            masked_count,
+                            quota,
+                            self.alg_temp,
+                            logits.rng(),
+                            &mut chosen,
+                            &mut weights,
+                        );
+                        chosen.sort_unstable();
+                        step += 1;
+                    }
+                }
+                picks.clear();
+                picks.extend(
+                    chosen
+                        .iter()
+                        .map(|&k| (masked[k], proposals[k].token as i64)),
+                );
+                if run.finish_step(block, &picks) == Control::Stop {
+                    return Ok(Outcome::Cancelled);
+                }
+            }
+            if run.finish_block(block, block_start, block_end) == Control::Stop {
+                return Ok(Outcome::Cancelled);
+            }
+            if run.stop_reached() {
+                return Ok(Outcome::Finished);
+            }
+        }
+        Ok(Outcome::Finished)
+    }
+}
+
+/// Picks `quota` of the step's `masked_count` positions into `chosen` (unsorted): the most
+/// confident, or with `alg_temp > 0` sequential draws without replacement from
+/// softmax(confidence / alg_temp). `weights` is a reused buffer.
+#[allow(clippy::too_many_arguments)]
+fn select(
+    confidence: impl Fn(usize) -> f64,
+    masked_count: usize,
+    quota: usize,
+    alg_temp: Option<f64>,
+    rng: &mut Rng,
+    chosen: &mut Vec<usize>,
+    weights: &mut Vec<f64>,
+) {
+    chosen.clear();
+    match alg_temp.filter(|&t| t > 0.0) {
+        None => {
+            chosen.extend(0..masked_count);
+            sort_desc(chosen, &confidence);
+            chosen.truncate(quota);
+        }
+        Some(alg_temp) => {
+            // Sequential draws without replacement from softmax(confidence / alg_temp).
+            let max_scaled = (0..masked_count)
+                .map(|k| confidence(k) / alg_temp)
+                .fold(f64::NEG_INFINITY, f64::max);
+            weights.clear();
+            if (0..masked_count).any(|k| (confidence(k) / alg_temp).is_infinite()) {
+                // confidence / alg_temp overflowed (alg_temp ~1e-310): `inf - inf`
+                // would make every weight NaN and no position would ever be drawn.
+                // Same softmax, max subtracted before dividing: weights in [0, 1],
+                // the most confident position(s) exactly 1, the rest 0 at such a
+                // temperature (the alg_temp -> 0 limit, i.e. the top-confidence
+                // order). Other alg_temps keep the arithmetic of the reference.
+                let max_confidence = (0..masked_count)
+                    .map(&confidence)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                weights.extend(
+                    (0..masked_count).map(|k| ((confidence(k) - max_confidence) / alg_temp).exp()),
+                );
+            } else {
+                weights.extend(
+                    (0..masked_count).map(|k| (confidence(k) / alg_temp - max_scaled).exp()),
+                );
+            }
+            for _ in 0..quota {
+                let total: f64 = weights.iter().sum();
+                let target = rng.next_f64() * total;
+                let mut cumulative = 0.0f64;
+                let mut drawn = None;
+                for (k, &weight) in weights.iter().enumerate() {
+                    if weight > 0.0 {
+                        cumulative += weight;
+                        drawn = Some(k);
+                        if cumulative > target {
+                            break;
+                        }
+                    }
+                }
+                let Some(k) = drawn else {
+                    // Every remaining weight is 0 (underflowed at a tiny alg_temp)
+                    // or NaN: nothing can be drawn, yet the step must commit `quota`
+                    // positions. The limit of the draws is the confidence order,
+                    // so the most confident remaining positions fill the quota.
+                    let mut rest: Vec<usize> =
+                        (0..masked_count).filter(|k| !chosen.contains(k)).collect();
+                    sort_desc(&mut rest, &confidence);
+                    rest.truncate(quota - chosen.len());
+                    chosen.extend(rest);
+                    break;
+                };
+                weights[k] = 0.0;
+                chosen.push(k);
+            }
+        }
     }
 }
 

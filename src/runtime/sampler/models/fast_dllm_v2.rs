@@ -80,6 +80,7 @@ impl FastdLLMV2Sampler {
         let request = Request {
             prompt_len: 1,
             max_new_tokens,
+            bidirectional_cache: false,
         };
         self.plan(meta, request).map(drop)
     }

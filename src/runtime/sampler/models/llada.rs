@@ -8,6 +8,13 @@
 //! probability (or uniform for `Random`). `logits_eos_inf` and `confidence_eos_eot_inf`
 //! reproduce the official behaviour exactly, including the latter's surprising semantics
 //! (docs/decoding.md).
+//!
+//! With a model exported with its KV cache, the block's later steps follow Fast-dLLM v1's
+//! cached loops (NVlabs/Fast-dLLM `llada/generate.py`, `generate_with_prefix_cache` and
+//! `generate_with_dual_cache`, see [`CacheMode`]): the first step of a block is the full
+//! forward (which stores every position's K/V), the later ones run `[block start, canvas end)`
+//! (prefix) or `[block start, block end)` (dual) against the stored K/V. The quota and
+//! threshold rules are the same in every mode.
 
 use crate::runtime::diffusion::{Control, FamilyDecoder, Outcome, Pass, Request, Run};
 use crate::runtime::error::{invalid, EngineError, Result};
@@ -16,7 +23,7 @@ use crate::runtime::parallel;
 use crate::runtime::rng::Rng;
 use crate::runtime::sampler::base::{sort_desc, split_quota, LogitRow};
 use crate::runtime::sampler::softmax_f32::{self, exp_f32};
-use crate::runtime::sampler::{check_temperature, check_threshold};
+use crate::runtime::sampler::{check_temperature, check_threshold, CacheMode};
 
 /// How a step ranks masked positions.
 ///
@@ -89,6 +96,10 @@ pub struct LLaDASampler {
     pub eos_id: Option<i64>,
     /// End-of-turn id (default: the model's second eos id, if any).
     pub eot_id: Option<i64>,
+    /// Fast-dLLM v1's KV cache (default: [`CacheMode::Dual`] when the model has the cache,
+    /// [`CacheMode::None`] otherwise; see [`CacheMode::resolve`]). The cached modes do not
+    /// combine with `cfg_scale` (the official cached loops have no guidance).
+    pub cache: Option<CacheMode>,
 }
 
 impl LLaDASampler {
@@ -109,6 +120,7 @@ impl LLaDASampler {
         let request = Request {
             prompt_len: 1,
             max_new_tokens,
+            bidirectional_cache: meta.has_bidirectional_cache(),
         };
         self.plan(meta, request).map(drop)
     }
@@ -238,13 +250,25 @@ impl LLaDASampler {
 pub(crate) struct LladaPlan {
     block_len: usize,
     steps_per_block: usize,
+    cache: CacheMode,
 }
 
 impl FamilyDecoder for LLaDASampler {
     type Plan = LladaPlan;
 
-    fn plan(&self, _meta: &ModelMetadata, request: Request) -> Result<LladaPlan> {
+    fn plan(&self, meta: &ModelMetadata, request: Request) -> Result<LladaPlan> {
         let gen_len = request.max_new_tokens;
+        let cache = CacheMode::resolve_for(self.cache, request.bidirectional_cache, meta.family)?;
+        if cache != CacheMode::None && self.cfg_scale > 0.0 {
+            return Err(invalid(
+                "cfg_scale",
+                self.cfg_scale,
+                format!(
+                    "classifier-free guidance runs the whole canvas twice per step, it does not \
+                     combine with the {cache} cache: decode with cache none"
+                ),
+            ));
+        }
         check_temperature(self.temperature)?;
         if !(self.cfg_scale.is_finite() && self.cfg_scale >= 0.0) {
             return Err(invalid(
@@ -295,6 +319,7 @@ impl FamilyDecoder for LLaDASampler {
         Ok(LladaPlan {
             block_len,
             steps_per_block: (steps / block_count).max(1),
+            cache,
         })
     }
 
@@ -302,6 +327,7 @@ impl FamilyDecoder for LLaDASampler {
         let LladaPlan {
             block_len,
             steps_per_block,
+            cache,
         } = plan;
         let gen_len = run.max_new_tokens();
         let prompt_len = run.prompt_len();
@@ -379,7 +405,25 @@ impl FamilyDecoder for LLaDASampler {
                         )?);
                     }
                 } else {
-                    let mut logits = run.forward(Pass::Decode, 0..canvas_len, &masked)?;
+                    let mut logits = match (step, cache) {
+                        // A block's first step (and every uncached one) runs the whole canvas;
+                        // on a cached model it also stores every position's K/V.
+                        (0, _) | (_, CacheMode::None) => {
+                            run.forward(Pass::Decode, 0..canvas_len, &masked)?
+                        }
+                        (_, CacheMode::Prefix) => run.forward_span(
+                            Pass::Decode,
+                            block_start..canvas_len,
+                            canvas_len,
+                            &masked,
+                        )?,
+                        (_, CacheMode::Dual) => run.forward_span(
+                            Pass::Decode,
+                            block_start..block_end,
+                            canvas_len,
+                            &masked,
+                        )?,
+                    };
                     if parallel_greedy {
                         let pool = logits.pool();
                         let logits = &logits;

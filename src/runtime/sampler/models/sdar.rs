@@ -139,6 +139,7 @@ impl SDARSampler {
         let request = Request {
             prompt_len: 1,
             max_new_tokens,
+            bidirectional_cache: false,
         };
         self.plan(meta, request).map(drop)
     }
