@@ -754,7 +754,8 @@ fn model_type_is_a_typed_flag() {
 fn flags_a_family_does_not_use_are_refused_by_name() {
     for (pte, ckpt, flag, value, reason) in [
         ("dream", "dream", "--eb-threshold", "0.5", "entropy_bounded"),
-        ("dream", "dream", "--block-size", "4", "without blocks"),
+        ("dream", "dream", "--cfg-scale", "1.5", "LLaDA's"),
+        ("sdar_cached", "sdar", "--cache", "dual", "block cache"),
         ("llada", "llada", "--top-p", "0.9", "Gumbel"),
         ("llada", "llada", "--alg-temp", "0.5", "Dream's"),
         (

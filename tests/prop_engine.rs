@@ -293,8 +293,12 @@ fn sampler(family: Family, bs: usize) -> BoxedStrategy<BlockSampler> {
             temperature(),
             opt_f(0.0, 1.05),
             prop_oneof![Just(None), (0usize..6).prop_map(Some)],
+            // Fast-dLLM v1's block loop (block length, threshold); the hash model has no
+            // bidirectional cache, so the cache stays at its default (none).
+            prop_oneof![Just(None), (0usize..12).prop_map(Some)],
+            opt_f(-0.1, 1.1),
         )
-            .prop_map(|(steps, eps, alg, alg_temp, t, p, k)| {
+            .prop_map(|(steps, eps, alg, alg_temp, t, p, k, block_length, threshold)| {
                 DreamSampler {
                     steps,
                     eps,
@@ -303,6 +307,9 @@ fn sampler(family: Family, bs: usize) -> BoxedStrategy<BlockSampler> {
                     temperature: t,
                     top_p: p,
                     top_k: k,
+                    block_length,
+                    threshold,
+                    cache: None,
                 }
                 .into()
             })

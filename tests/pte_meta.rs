@@ -274,9 +274,11 @@ fn contradictory_constants_are_rejected_naming_both() {
         } else {
             m.block_size = 4;
             check(&m, ("get_block_size", 4, "get_family_id", family));
+            // A cached llada/dream is contract 3 (Fast-dLLM's prefix and dual caches): the
+            // constants agree; the program's version and inputs are checked by PteModel.
             let mut m = good.clone();
             m.use_kv_cache = true;
-            check(&m, ("use_kv_cache", 1, "get_family_id", family));
+            assert!(m.validate().is_ok() && m.has_bidirectional_cache());
             let mut m = good.clone();
             m.sub_block_size = 2;
             check(&m, ("get_sub_block_size", 2, "get_family_id", family));
@@ -284,5 +286,27 @@ fn contradictory_constants_are_rejected_naming_both() {
         let mut m = good.clone();
         m.eos_ids.clear();
         assert!(matches!(m.validate(), Err(EngineError::Metadata(_))));
+    }
+}
+
+/// Issue 17: contract 3 marks the LLaDA/Dream programs with Fast-dLLM's caches; the engine
+/// reads that they have one, and older files still load without.
+#[test]
+fn bidirectional_cache_is_read_from_contract_3_files() {
+    use diffulex_edge::runtime::{DiffusionModel, PteModel};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pte");
+    for (file, cached) in [
+        ("llada_cached.pte", true),
+        ("dream_cached.pte", true),
+        ("llada.pte", false),
+        ("dream_rows.pte", false),
+        ("sdar_cached.pte", false),
+    ] {
+        let model = PteModel::load(root.join(file)).unwrap();
+        assert_eq!(model.metadata().has_bidirectional_cache(), cached, "{file}");
+        let mut module = diffulex_edge::pte::PteModule::load(root.join(file)).unwrap();
+        let version = module.constant_i64("get_contract_version").unwrap();
+        assert_eq!(version == 3, cached, "{file}: contract {version}");
+        assert_eq!(module.has_method("get_cache_modes"), cached, "{file}");
     }
 }

@@ -21,6 +21,11 @@ Models (NAME: family, vocab, block, kv cache, quantization):
     sdar_v152k_b4[_int8|_8da4w]     sdar, 151,936, block 4, cached   (SDAR / Qwen vocabulary)
     fdllm_v152k_b32[_int8]          fast_dllm_v2, 151,936, block 32, cached (tied embeddings)
     llada_v126k                     llada, 126,464, uncached
+    llada_v126k_cached              llada, 126,464, Fast-dLLM prefix/dual cache (contract 3, rows)
+    dream_v152k                     dream, 151,936, uncached
+    dream_v152k_cached              dream, 151,936, Fast-dLLM prefix/dual cache (contract 3, rows)
+A cached llada/dream model is always written as contract 3 (it selects logits rows), whatever
+`--logits` says, under its own name.
 """
 
 from __future__ import annotations
@@ -49,7 +54,12 @@ MODELS = {
     "fdllm_v152k_b32": ("fast_dllm_v2", 151_936, 32, "none"),
     "fdllm_v152k_b32_int8": ("fast_dllm_v2", 151_936, 32, "int8"),
     "llada_v126k": ("llada", 126_464, 0, "none"),
+    "llada_v126k_cached": ("llada", 126_464, 0, "none"),
+    "dream_v152k": ("dream", 151_936, 0, "none"),
+    "dream_v152k_cached": ("dream", 151_936, 0, "none"),
 }
+# Exported with the KV cache of Fast-dLLM's prefix and dual modes (contract 3).
+BIDIRECTIONAL_CACHED = {"llada_v126k_cached", "dream_v152k_cached"}
 
 
 def write_checkpoint(out: Path, family: str, vocab: int, block: int, seed: int = 0) -> Path:
@@ -90,6 +100,9 @@ def export_one(name: str, out_dir: Path, force: bool, logits: str = "all") -> di
     from diffulex_export.models import load_model
 
     family, vocab, block, quant = MODELS[name]
+    cached = name in BIDIRECTIONAL_CACHED
+    if cached:
+        logits = "all"  # the stem stays NAME; the program selects rows anyway (contract 3)
     stem = output_name(name, logits)
     pte = out_dir / f"{stem}.pte"
     if pte.is_file() and not force:
@@ -99,14 +112,17 @@ def export_one(name: str, out_dir: Path, force: bool, logits: str = "all") -> di
     if not (ckpt / "model.safetensors").is_file():
         write_checkpoint(ckpt, family, vocab, block)
     t0 = time.time()
-    model = load_model(ckpt, family=family, max_seq_len=MAX_SEQ_LEN, logits_rows=logits == "rows")
+    if cached:
+        model = load_model(ckpt, family=family, max_seq_len=MAX_SEQ_LEN, kv_cache=True, logits_rows=True)
+    else:
+        model = load_model(ckpt, family=family, max_seq_len=MAX_SEQ_LEN, logits_rows=logits == "rows")
     export_model(model, pte, backend="xnnpack", quantize=quant)
     secs = time.time() - t0
     size = pte.stat().st_size
     print(f"{stem}: {pte} {size / 2**20:.1f} MiB, exported in {secs:.0f} s", flush=True)
     rec = {"name": stem, "family": family, "vocab": vocab, "block": block, "quantize": quant,
            "bytes": size, "export_s": round(secs, 1), **{k.lower(): v for k, v in BODY.items()}}
-    if logits == "rows":
+    if logits == "rows" or cached:
         # Only v2 records say so: the existing v1 records keep their exact shape.
         rec.update(logits="rows", contract_version=model.meta["contract_version"])
     return rec

@@ -135,6 +135,8 @@ fn sampler(family: Family, inp: &Input) -> BlockSampler {
             threshold: inp.flags[2].then_some(a),
             eos_id: n2.map(|x| x as i64),
             eot_id: None,
+            // The default: the harness's model has no bidirectional cache, so none.
+            cache: None,
         }
         .into(),
         Family::Dream => DreamSampler {
@@ -150,6 +152,10 @@ fn sampler(family: Family, inp: &Input) -> BlockSampler {
             temperature: b,
             top_p: inp.flags[1].then_some(d),
             top_k: n1,
+            // Fast-dLLM v1's block loop from bytes the other fields leave unused.
+            block_length: n2,
+            threshold: inp.flags[2].then_some(d),
+            cache: None,
         }
         .into(),
     }

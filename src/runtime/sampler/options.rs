@@ -439,6 +439,7 @@ mod tests {
             temperature: 0.2,
             top_p: Some(0.95),
             top_k: Some(7),
+            ..Default::default()
         };
         assert_eq!(
             BlockSampler::from_options(Family::Dream, &options).unwrap(),
@@ -507,15 +508,15 @@ mod tests {
     #[test]
     fn the_first_refused_option_is_named_with_its_family() {
         let options = SamplerOptions {
-            block_size: Some(8),
+            eb_threshold: Some(0.5),
             cfg_scale: Some(1.0),
             ..Default::default()
         };
         let e = BlockSampler::from_options(Family::Dream, &options).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "sampler option block_size does not apply to dream models: it denoises the whole \
-             canvas, without blocks"
+            "sampler option eb_threshold does not apply to dream models: the entropy bound \
+             belongs to SDAR's entropy_bounded strategy"
         );
     }
 }
