@@ -173,14 +173,37 @@ def test_unknown_backend_value(tiny_ckpts, out_dir, capsys):
 
 
 @pytest.mark.parametrize("family", ["llada", "dream"])
-def test_cached_bidirectional_refused(family, tiny_ckpts, out_dir, capsys):
+def test_cached_bidirectional_needs_logits_rows(family, tiny_ckpts, out_dir, capsys):
+    # Contract 3 (Fast-dLLM's prefix/dual caches) selects logits rows: --logits all is refused.
     code, _, err = _run(
-        ["export", "--checkpoint", tiny_ckpts[family], "--kv-cache", "--max-seq-len", 64, "-o", out_dir / "m.pte"],
+        ["export", "--checkpoint", tiny_ckpts[family], "--kv-cache", "--logits", "all", "--max-seq-len", 64,
+         "-o", out_dir / "m.pte"],
         capsys,
     )
     assert code == 1
-    assert f"{family} is a bidirectional model" in err and "--no-kv-cache" in err
+    assert f"a cached {family} program" in err and "--logits all" in err
     _assert_nothing_written(out_dir)
+
+
+@pytest.mark.parametrize("family", ["llada", "dream"])
+def test_cached_bidirectional_module_matches_uncached(family, tiny_ckpts):
+    # Contract 3: a full pass equals the uncached module; a dual step over an unchanged canvas
+    # equals the full pass's rows (every cached K/V is then current), and kv_end is checked.
+    import torch
+
+    from diffulex_export.models import load_model
+
+    cached = load_model(tiny_ckpts[family], max_seq_len=64, kv_cache=True, logits_rows=True)
+    plain = load_model(tiny_ckpts[family], max_seq_len=64)
+    assert cached.meta["contract_version"] == 3 and cached.meta["cache_modes"] == 3
+    tokens = torch.randint(4, 100, (1, 20), generator=torch.Generator().manual_seed(0))
+    full = plain(tokens)
+    got = cached(tokens, torch.tensor([0]), torch.arange(20), torch.tensor([20]))
+    assert torch.equal(got, full)
+    span = cached(tokens[:, 8:12], torch.tensor([8]), torch.arange(4), torch.tensor([20]))
+    assert torch.allclose(span, full[:, 8:12], atol=1e-5)
+    with pytest.raises(ValueError, match="kv_end"):
+        cached(tokens[:, 8:12], torch.tensor([8]), torch.arange(4), torch.tensor([11]))
 
 
 def test_quantize_needs_xnnpack(tiny_ckpts, out_dir, capsys):
