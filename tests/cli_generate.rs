@@ -929,3 +929,43 @@ fn system_messages_template_and_kwargs_flags() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 17: `--cache` picks Fast-dLLM v1's cache on a contract-3 file (the tokens are checked
+/// against the reference in engine_parity.rs), and on a file exported without the cache it is
+/// one error line saying how to get one.
+#[test]
+fn cache_flag_runs_on_cached_files_and_is_refused_on_others() {
+    for (pte, ckpt) in [("llada_cached", "llada"), ("dream_cached", "dream")] {
+        for mode in ["none", "prefix", "dual"] {
+            let mut args = fixture_model_args(pte, ckpt);
+            args.extend(
+                [
+                    "--max-new-tokens",
+                    "16",
+                    "--block-size",
+                    "8",
+                    "--cache",
+                    mode,
+                ]
+                .map(String::from),
+            );
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = diffulex(&args, None);
+            assert!(out.status.success(), "{pte} {mode}: {}", stderr(&out));
+        }
+    }
+    for (pte, ckpt) in [("llada", "llada"), ("dream_rows", "dream")] {
+        let mut args = fixture_model_args(pte, ckpt);
+        args.extend(["--max-new-tokens", "16", "--cache", "dual"].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = diffulex(&args, None);
+        one_error_line(&out, &["dual cache", "--kv-cache", "cache none"]);
+    }
+    let mut args = fixture_model_args("llada_cached", "llada");
+    args.extend(["--cache", "both"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    one_error_line(
+        &diffulex(&args, None),
+        &["--cache", "both", "none, prefix or dual"],
+    );
+}

@@ -298,21 +298,23 @@ fn sampler(family: Family, bs: usize) -> BoxedStrategy<BlockSampler> {
             prop_oneof![Just(None), (0usize..12).prop_map(Some)],
             opt_f(-0.1, 1.1),
         )
-            .prop_map(|(steps, eps, alg, alg_temp, t, p, k, block_length, threshold)| {
-                DreamSampler {
-                    steps,
-                    eps,
-                    alg,
-                    alg_temp,
-                    temperature: t,
-                    top_p: p,
-                    top_k: k,
-                    block_length,
-                    threshold,
-                    cache: None,
-                }
-                .into()
-            })
+            .prop_map(
+                |(steps, eps, alg, alg_temp, t, p, k, block_length, threshold)| {
+                    DreamSampler {
+                        steps,
+                        eps,
+                        alg,
+                        alg_temp,
+                        temperature: t,
+                        top_p: p,
+                        top_k: k,
+                        block_length,
+                        threshold,
+                        cache: None,
+                    }
+                    .into()
+                },
+            )
             .boxed(),
     }
 }

@@ -7,7 +7,7 @@
 #
 # Needs a release build (cargo build --release) and the bench models:
 #   .venv/bin/python tools/make_bench_models.py --only llada_v126k llada_v126k_cached \
-#       dream_v152k dream_v152k_cached --logits rows
+#       dream_v152k dream_v152k_cached llada_v126k_int8 llada_v126k_cached_int8 --logits rows
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads="${1:-2}"
@@ -33,5 +33,12 @@ for family in llada_v126k dream_v152k; do
         for cache in none prefix dual; do
             row "${family}_cached" "$prompt" "$cache"
         done
+    done
+done
+# int8 (lm_head included): the output layer streams a quarter of the bytes.
+for prompt in 128 256; do
+    row llada_v126k_int8_rows "$prompt" none
+    for cache in none dual; do
+        row llada_v126k_cached_int8 "$prompt" "$cache"
     done
 done

@@ -24,6 +24,7 @@ Models (NAME: family, vocab, block, kv cache, quantization):
     llada_v126k_cached              llada, 126,464, Fast-dLLM prefix/dual cache (contract 3, rows)
     dream_v152k                     dream, 151,936, uncached
     dream_v152k_cached              dream, 151,936, Fast-dLLM prefix/dual cache (contract 3, rows)
+    llada_v126k[_cached]_int8       the llada models with int8 linear layers (lm_head included)
 A cached llada/dream model is always written as contract 3 (it selects logits rows), whatever
 `--logits` says, under its own name.
 """
@@ -57,9 +58,11 @@ MODELS = {
     "llada_v126k_cached": ("llada", 126_464, 0, "none"),
     "dream_v152k": ("dream", 151_936, 0, "none"),
     "dream_v152k_cached": ("dream", 151_936, 0, "none"),
+    "llada_v126k_int8": ("llada", 126_464, 0, "int8"),
+    "llada_v126k_cached_int8": ("llada", 126_464, 0, "int8"),
 }
 # Exported with the KV cache of Fast-dLLM's prefix and dual modes (contract 3).
-BIDIRECTIONAL_CACHED = {"llada_v126k_cached", "dream_v152k_cached"}
+BIDIRECTIONAL_CACHED = {"llada_v126k_cached", "dream_v152k_cached", "llada_v126k_cached_int8"}
 
 
 def write_checkpoint(out: Path, family: str, vocab: int, block: int, seed: int = 0) -> Path:

@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -73,15 +74,51 @@ def _check_output(path: Path) -> None:
 def _stage_tokenizer(ckpt: Path, out_dir: Path) -> List[tuple]:
     """Copy the tokenizer files to temporary names in out_dir; returns (temp, final) pairs."""
     staged = []
-    for name in TOKENIZER_FILES:
-        src = ckpt / name
-        if not src.is_file():
-            continue
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=str(out_dir))
-        os.close(fd)
-        shutil.copyfile(src, tmp)
-        staged.append((tmp, out_dir / name))
+    try:
+        for name in TOKENIZER_FILES:
+            src = ckpt / name
+            if not src.is_file():
+                continue
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=str(out_dir))
+            os.close(fd)
+            staged.append((tmp, out_dir / name))
+            shutil.copyfile(src, tmp)
+            # mkstemp creates 0600; give the copy the mode a plain open() would have.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+    except BaseException:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise
     return staged
+
+
+class _Terminated(SystemExit):
+    """Raised in place of SIGTERM/SIGHUP's default (immediate death) during an export, so the
+    cleanup that removes the temporary files runs; the exit code is 128 + the signal."""
+
+
+def _exit_on_signals():
+    """Turn SIGTERM and SIGHUP into `_Terminated` (SIGINT is already KeyboardInterrupt); returns
+    the previous handlers for `_restore_signals`."""
+    import signal
+
+    def handler(signum, _frame):
+        raise _Terminated(128 + signum)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore_signals(previous) -> None:
+    import signal
+
+    for sig, old in previous.items():
+        signal.signal(sig, old)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -104,6 +141,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ExportError(f"--quantize {args.quantize} needs --backend xnnpack (the portable kernels run float only)")
     if args.quantize != "none" and args.dtype != "fp32":
         raise ExportError("--quantize works on fp32 models; drop --dtype fp16")
+    started = time.monotonic()
+
+    def progress(stage: str) -> None:
+        # Stages on stderr with the time since the start: an export of a real checkpoint runs
+        # for minutes (docs: python/README.md).
+        print(f"[{time.monotonic() - started:7.1f} s] {stage}", file=sys.stderr, flush=True)
+
+    progress(f"loading {args.checkpoint}")
     model = load_model(
         args.checkpoint,
         family=args.family,
@@ -121,7 +166,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             has_tokenizer = args.embed_tokenizer or not args.skip_tokenizer
             tokenizer = args.checkpoint / "tokenizer.json" if has_tokenizer else None
             export_model(model, args.output, backend=args.backend, quantize=args.quantize, tokenizer=tokenizer,
-                         embed_tokenizer=args.embed_tokenizer)
+                         embed_tokenizer=args.embed_tokenizer, progress=progress)
         except BaseException:
             for tmp, _ in staged:
                 if os.path.exists(tmp):
@@ -136,6 +181,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"dtype {args.dtype}, quantize {args.quantize}, logits {args.logits} "
         f"(contract v{meta['contract_version']})"
         + (", tokenizer embedded" if args.embed_tokenizer else "")
+        + f", in {time.monotonic() - started:.1f} s"
     )
     return 0
 
@@ -152,13 +198,19 @@ def cmd_info(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of `diffulex-export` and `python -m diffulex_export`; returns the exit code."""
     args = _parser().parse_args(argv)
+    previous = _exit_on_signals() if args.command == "export" else {}
     try:
         if args.command == "export":
             return cmd_export(args)
         return cmd_info(args)
+    except _Terminated as e:
+        print(f"diffulex-export: stopped by signal {e.code - 128}; nothing was written", file=sys.stderr)
+        return e.code
     except ExportError as e:
         print(f"diffulex-export: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        _restore_signals(previous)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
 
@@ -301,10 +301,20 @@ def backend_config():
     )
 
 
-def to_program(model: DiffusionLM, backend: str = "xnnpack", tokenizer: Optional[Union[str, Path]] = None):
+def _quiet(_stage: str) -> None:
+    """The default progress callback: says nothing."""
+
+
+def to_program(
+    model: DiffusionLM,
+    backend: str = "xnnpack",
+    tokenizer: Optional[Union[str, Path]] = None,
+    progress: Callable[[str], None] = _quiet,
+):
     """Export and lower; returns the ExecuTorch program manager (its `.buffer` is the .pte).
 
     `tokenizer` (a tokenizer.json) adds `get_tokenizer_digest` (see `constant_methods`).
+    `progress` is called with a line at the start of each stage.
     """
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
@@ -319,6 +329,7 @@ def to_program(model: DiffusionLM, backend: str = "xnnpack", tokenizer: Optional
     # Buffer mutation (the KV cache) cannot be exported with autograd on.
     torch.set_grad_enabled(False)
     try:
+        progress("tracing forward (torch.export)")
         ep = torch.export.export(
             model,
             example_inputs(model),
@@ -326,12 +337,17 @@ def to_program(model: DiffusionLM, backend: str = "xnnpack", tokenizer: Optional
             dynamic_shapes=dynamic_shapes(model),
             strict=False,
         )
+        progress(f"lowering to the edge dialect and delegating to {backend}")
         edge = to_edge_transform_and_lower(
             ep,
             partitioner=partitioners,
             constant_methods=constant_methods(model, tokenizer),
             compile_config=EdgeCompileConfig(_check_ir_validity=False),
         )
+        delegates = sum(
+            1 for node in edge.exported_program().graph.nodes if node.op == "get_attr" and "lowered_module" in node.name
+        )
+        progress(f"{delegates} delegate blob(s) lowered; emitting the ExecuTorch program")
         return edge.to_executorch(backend_config())
     finally:
         torch.set_grad_enabled(prev)
@@ -371,6 +387,7 @@ def export_model(
     quantize: str = "none",
     tokenizer: Optional[Union[str, Path]] = None,
     embed_tokenizer: bool = False,
+    progress: Callable[[str], None] = _quiet,
 ) -> Path:
     """Quantize (optionally), export, lower and write `model` as a .pte at out_path.
 
@@ -386,12 +403,17 @@ def export_model(
         raise ExportError(f"unknown quantization {quantize!r}; expected one of {', '.join(QUANTIZE)}")
     if quantize != "none" and backend != "xnnpack":
         raise ExportError(f"--quantize {quantize} needs --backend xnnpack (the portable kernels run float only)")
-    quantize_model(model, quantize)
     if embed_tokenizer and tokenizer is None:
         raise ExportError("embed_tokenizer needs the tokenizer.json to embed")
+    if quantize != "none":
+        progress(f"quantizing the linear layers ({quantize})")
+    quantize_model(model, quantize)
     embedded = embedded_files(Path(tokenizer).parent) if embed_tokenizer else None
-    program = to_program(model, backend, tokenizer)
-    return write_atomic(add_weights_digest(program, embedded), out_path)
+    program = to_program(model, backend, tokenizer, progress)
+    progress("hashing the weight segments and serializing")
+    data = add_weights_digest(program, embedded)
+    progress(f"writing {len(data)} bytes")
+    return write_atomic(data, out_path)
 
 
 def load_pte_method(path: Union[str, Path], method: str = "forward"):

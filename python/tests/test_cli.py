@@ -7,6 +7,7 @@ errors), and leave nothing at -o (no .pte, no tokenizer copies, no temp files).
 from __future__ import annotations
 
 import filecmp
+import os
 import json
 import subprocess
 import sys
@@ -292,3 +293,46 @@ def test_embed_tokenizer_makes_one_file(tiny_ckpts, tmp_path, capsys):
     code, _, stderr = _run(["export", "--checkpoint", bare, "--max-seq-len", 64, "--embed-tokenizer",
                             "--skip-tokenizer", "-o", tmp_path / "x.pte"], capsys)
     assert code == 1 and "no tokenizer.json to embed" in stderr
+
+
+def test_copied_tokenizer_files_get_normal_permissions(tiny_ckpts, out_dir, capsys):
+    # Issue 16: the staged copies came from mkstemp (0600); the output must get open()'s mode.
+    old = os.umask(0o022)
+    try:
+        code, _, err = _run(
+            ["export", "--checkpoint", tiny_ckpts["llada"], "--max-seq-len", 16, "--backend", "portable",
+             "-o", out_dir / "m.pte"],
+            capsys,
+        )
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    for name in ("m.pte", "tokenizer.json"):
+        assert (out_dir / name).stat().st_mode & 0o777 == 0o644, name
+    # Issue 16: the stages are reported on stderr with their start times.
+    for stage in ("loading", "tracing forward", "delegating to portable", "0 delegate blob(s) lowered", "writing"):
+        assert stage in err, err
+
+
+def test_sigterm_mid_export_leaves_nothing_behind(tiny_ckpts, out_dir):
+    # Issue 16: an export ended by a signal removes its temporary files. The signal is sent once
+    # a temporary file exists, i.e. while the export is under way.
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "diffulex_export", "export", "--checkpoint", str(tiny_ckpts["sdar"]),
+         "--max-seq-len", "64", "-o", str(out_dir / "m.pte")],
+        cwd=PY_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not any(p.name.endswith(".tmp") for p in out_dir.iterdir()):
+        assert proc.poll() is None, "export ended before it staged anything"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by signal" in err
+    assert list(out_dir.iterdir()) == []

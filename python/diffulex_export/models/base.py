@@ -236,8 +236,9 @@ class DiffusionLM(nn.Module):
                     if end < start + t or end > self.max_seq_len:
                         raise ValueError(f"kv_end {end} must lie in [{start + t}, {self.max_seq_len}]")
                 # Bidirectional: every slot before the canvas end, including those after this
-                # call's tokens that an earlier call wrote (the dual cache's suffix).
-                mask = mask & (k_pos < kv_end).unsqueeze(0)
+                # call's tokens that an earlier call wrote (the dual cache's suffix). The same
+                # for every query, so a key-only [S] mask.
+                mask = k_pos < kv_end
             else:
                 # Keys at or beyond pos+T are stale (or never written): never visible.
                 mask = mask & (k_pos < input_pos + t).unsqueeze(0)

@@ -105,7 +105,8 @@ def masked_attention(
 ) -> torch.Tensor:
     """softmax(q k^T * scale, masked) v with grouped-query heads.
 
-    q: [B, Hq, T, D]; k, v: [B, Hkv, S, D]; mask: bool [T, S], True = visible.
+    q: [B, Hq, T, D]; k, v: [B, Hkv, S, D]; mask: bool [T, S], True = visible, or bool [S]
+    when visibility depends on the key only (the same for every query).
     Softmax runs in float32. Every query row must see at least one key.
 
     Example:
@@ -121,7 +122,12 @@ def masked_attention(
         k = k[:, :, None, :, :].expand(b, hkv, rep, s, d).reshape(b, hq, s, d)
         v = v[:, :, None, :, :].expand(b, hkv, rep, s, d).reshape(b, hq, s, d)
     scores = torch.matmul(q, k.transpose(2, 3)) * scale
-    scores = scores.masked_fill(~mask, float("-inf"))
+    if mask.dim() == 1:
+        # Key-only visibility (bidirectional cache): an additive [S] bias broadcast over the
+        # queries, which XNNPACK runs, instead of a [T, S] select on the portable kernels.
+        scores = scores + torch.where(mask, 0.0, float("-inf")).to(scores.dtype)
+    else:
+        scores = scores.masked_fill(~mask, float("-inf"))
     probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
     return torch.matmul(probs, v)
 
@@ -219,7 +225,8 @@ class Attention(nn.Module):
             # arbitrary bits, possibly NaN/Inf. Their scores are replaced by -inf below,
             # but 0 * NaN in probs @ v would still poison the output, so invisible
             # value rows are zeroed (keys visible to any query are exactly those < pos+T).
-            v = torch.where(mask.any(dim=0).view(1, 1, -1, 1), v, torch.zeros_like(v))
+            visible = mask if mask.dim() == 1 else mask.any(dim=0)
+            v = torch.where(visible.view(1, 1, -1, 1), v, torch.zeros_like(v))
         out = masked_attention(q, k, v, mask, self.scale)
         return self.o_proj(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
 
