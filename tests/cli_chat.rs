@@ -100,3 +100,16 @@ fn a_turn_that_does_not_fit_is_an_error_naming_the_way_out() {
     assert!(stderr.contains("/reset"), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }
+
+/// A flag error names the flag only (it used to be reported as the conversation's lack of room).
+#[test]
+fn a_zero_answer_length_is_the_flags_error() {
+    let (_, stderr, code) = chat(&["--max-new-tokens", "0"], "1+1=\n");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("--max-new-tokens must be at least 1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("conversation"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}

@@ -237,9 +237,9 @@ class PteForward:
     """
 
     def __init__(self, path, cached):
-        from executorch.runtime import Runtime
+        from diffulex_export.export import runtime
 
-        self.program = Runtime.get().load_program(path)
+        self.program = runtime().load_program(path)
         self.method = self.program.load_method("forward")
         self.cached = cached
         self.contract_version = int(self.program.load_method("get_contract_version").execute([])[0])
@@ -267,9 +267,9 @@ def prog_has(prog, name):
 
 
 def pte_meta(path):
-    from executorch.runtime import Runtime
+    from diffulex_export.export import runtime
 
-    prog = Runtime.get().load_program(path)
+    prog = runtime().load_program(path)
 
     def const(name):
         out = prog.load_method(name).execute([])

@@ -268,7 +268,8 @@ def quantize_model(model: DiffusionLM, scheme: str) -> None:
     int8:  8-bit dynamic per-token activations, 8-bit per-channel weights.
     8da4w: 8-bit dynamic per-token activations, 4-bit weights in groups of 32
            (a group size that divides every in_features is required).
-    Embeddings and norms stay in floating point.
+    The embedding table is stored in 8 (int8) or 4 (8da4w, groups of 32) bits and read by
+    ExecuTorch's quantized embedding kernels (`quant_embedding.py`); norms stay float.
     """
     if scheme == "none":
         return
@@ -287,6 +288,11 @@ def quantize_model(model: DiffusionLM, scheme: str) -> None:
     else:
         raise ExportError(f"unknown quantization {scheme!r}; expected one of {', '.join(QUANTIZE)}")
     quantize_(model, config, filter_fn=lambda m, _fqn: isinstance(m, torch.nn.Linear))
+    # The embedding table too, in as many bits as the weights (docs/pte-contract.md,
+    # "Quantization and dtypes"): at a 150k vocabulary it is the largest single tensor.
+    from .quant_embedding import quantize_embedding
+
+    quantize_embedding(model, 8 if scheme == "int8" else 4)
 
 
 def backend_config():
@@ -416,12 +422,18 @@ def export_model(
     return write_atomic(data, out_path)
 
 
-def load_pte_method(path: Union[str, Path], method: str = "forward"):
-    """Load one method of a .pte with ExecuTorch's Python runtime (for tests and checks)."""
+def runtime():
+    """ExecuTorch's Python runtime with the quantized kernels registered (the quantized
+    embedding of `--quantize int8`/`8da4w` runs on them; the Rust runtime links them too)."""
+    import executorch.kernels.quantized  # noqa: F401  (registers the quantized kernels)
     from executorch.runtime import Runtime
 
-    runtime = Runtime.get()
-    program = runtime.load_program(str(path))
+    return Runtime.get()
+
+
+def load_pte_method(path: Union[str, Path], method: str = "forward"):
+    """Load one method of a .pte with ExecuTorch's Python runtime (for tests and checks)."""
+    program = runtime().load_program(str(path))
     return program.load_method(method)
 
 
@@ -432,9 +444,7 @@ def read_metadata(path: Union[str, Path]) -> Dict[str, Any]:
         >>> read_metadata("tests/fixtures/pte/sdar_cached.pte")["get_block_size"]  # doctest: +SKIP
         4
     """
-    from executorch.runtime import Runtime
-
-    program = Runtime.get().load_program(str(path))
+    program = runtime().load_program(str(path))
     out: Dict[str, Any] = {}
     for name in sorted(program.method_names):
         if name == "forward":

@@ -196,6 +196,10 @@ impl GenerationObserver for TurnPrinter<'_> {
 
 /// Runs `diffulex chat`.
 pub fn run(args: &ChatCommandArgs) -> Result<()> {
+    // A flag error is the flag's, not the conversation's: said before anything loads.
+    if args.lengths.max_new_tokens == Some(0) {
+        anyhow::bail!("--max-new-tokens must be at least 1");
+    }
     let session = Session::open(
         &args.model,
         &SessionOptions {
