@@ -237,7 +237,7 @@ def test_missing_output_directory(tiny_ckpts, tmp_path, capsys):
 def test_failure_mid_export_leaves_nothing(tiny_ckpts, out_dir, capsys, monkeypatch):
     import diffulex_export.export as ex
 
-    def boom(model, backend="xnnpack", tokenizer=None):
+    def boom(model, backend="xnnpack", tokenizer=None, progress=None):
         raise RuntimeError("lowering failed")
 
     monkeypatch.setattr(ex, "to_program", boom)

@@ -229,9 +229,12 @@ def test_missing_weight_is_named(tiny_ckpts, tmp_path):
         load_model(tmp_path, max_seq_len=64)
 
 
-def test_bidirectional_cache_refused(tiny_ckpts):
-    with pytest.raises(ExportError, match="bidirectional"):
+def test_bidirectional_cache_needs_logits_rows(tiny_ckpts):
+    # Contract 3 (Fast-dLLM's caches) is a row-selecting program; a v1 cached llada is refused.
+    with pytest.raises(ExportError, match="selects its logits rows"):
         load_model(tiny_ckpts["llada"], max_seq_len=64, kv_cache=True)
+    m = load_model(tiny_ckpts["llada"], max_seq_len=64, kv_cache=True, logits_rows=True)
+    assert m.meta["contract_version"] == 3 and m.meta["use_kv_cache"]
 
 
 def test_max_seq_len_beyond_positions_refused(tiny_ckpts):

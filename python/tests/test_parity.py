@@ -68,13 +68,24 @@ def test_pte_matches_module(name):
     method = load_pte_method(pte)
     gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
     max_len = entry["max_seq_len"]
-    if entry["kv_cache"]:
+    if model.bidirectional_cache:
+        # Contract 3: a full pass over a 40-token canvas, then a dual step (the block [8, 16))
+        # and a prefix step ([16, 40)), both reading the cache up to the canvas end.
+        canvas = torch.randint(0, 512, (1, 40), generator=gen)
+        calls = [(0, 40), (8, 8), (16, 24)]
+        steps = [(canvas[:, pos : pos + t], pos) for pos, t in calls]
+    elif entry["kv_cache"]:
         steps = [(torch.randint(0, 512, (1, t), generator=gen), pos) for pos, t in cached_calls(model.spec.block_size, max_len)]
     else:
         steps = [(torch.randint(0, 512, (1, t), generator=gen), None) for t in UNCACHED_LENGTHS if t <= max_len]
     for i, (tokens, pos) in enumerate(steps):
         args = [tokens] if pos is None else [tokens, torch.tensor([pos])]
-        if model.logits_rows:
+        if model.bidirectional_cache:
+            rows, kv_end = torch.arange(tokens.shape[1]), torch.tensor([40])
+            got = method.execute(args + [rows, kv_end])[0]
+            with torch.no_grad():
+                want = model(*args, rows, kv_end)
+        elif model.logits_rows:
             rows = torch.arange(tokens.shape[1])
             got = method.execute(args + [rows])[0]
             with torch.no_grad():
