@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Random-weight checkpoints at the real shapes of published diffusion LMs (issue 16).
+
+    .venv/bin/python tools/make_real_shape_ckpt.py NAME OUT_DIR [--shards N] [--seed S]
+    .venv/bin/python tools/make_real_shape_ckpt.py --list
+
+Writes OUT_DIR/config.json, generation_config.json and bf16 weights in the published file
+layout: `model-0000i-of-0000N.safetensors` plus `model.safetensors.index.json`. The weights
+are seeded N(0, 0.02) noise (norm weights 1): real shapes and sizes, no knowledge. The tensor
+names come from the exporter's own name map (`diffulex_export.models.<family>.checkpoint_name`)
+applied to the module the config describes, so what is written is exactly what an export of
+the real checkpoint reads. No tokenizer is written (export with `--skip-tokenizer`).
+
+Configs: the architecture values of each model's base (Qwen3-1.7B / Qwen3-4B for SDAR,
+Qwen2.5-1.5B for Fast-dLLM v2 1.5B) with the family's own fields (SDAR `block_size` 4 and mask
+151669; Fast-dLLM v2 `bd_size` 32, `small_block_size` 8 and mask 151665), from the families'
+model code and READMEs (docs: ../shared/reference/algorithms.md). The published config.json
+files themselves were not reachable here, so a field the runtime does not read (e.g.
+`max_window_layers`) may differ from them; every field the exporter reads is listed below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "python"))
+
+QWEN3_COMMON = dict(
+    vocab_size=151936, rms_norm_eps=1e-6, rope_theta=1000000.0, hidden_act="silu",
+    attention_bias=False, attention_dropout=0.0, rope_scaling=None, use_sliding_window=False,
+    sliding_window=None, torch_dtype="bfloat16", bos_token_id=151643, eos_token_id=151643,
+)
+SDAR_FIELDS = dict(model_type="sdar", architectures=["SDARForCausalLM"], block_size=4, mask_token_id=151669)
+QWEN2_COMMON = dict(
+    vocab_size=151936, rms_norm_eps=1e-6, rope_theta=1000000.0, hidden_act="silu",
+    rope_scaling=None, use_sliding_window=False, sliding_window=None, torch_dtype="bfloat16",
+    bos_token_id=151643, eos_token_id=151645,
+)
+FAST_FIELDS = dict(model_type="Fast_dLLM_Qwen", architectures=["Fast_dLLM_QwenForCausalLM"], bd_size=32,
+                   small_block_size=8, mask_token_id=151665)
+
+CONFIGS = {
+    "sdar-1.7b-chat": dict(QWEN3_COMMON, **SDAR_FIELDS, hidden_size=2048, intermediate_size=6144,
+                           num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8, head_dim=128,
+                           max_position_embeddings=32768, tie_word_embeddings=True),
+    "sdar-4b-chat": dict(QWEN3_COMMON, **SDAR_FIELDS, hidden_size=2560, intermediate_size=9728,
+                         num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+                         max_position_embeddings=32768, tie_word_embeddings=True),
+    "fast-dllm-v2-1.5b": dict(QWEN2_COMMON, **FAST_FIELDS, hidden_size=1536, intermediate_size=8960,
+                              num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
+                              max_position_embeddings=32768, tie_word_embeddings=True),
+}
+GENERATION = {
+    "sdar-1.7b-chat": {"eos_token_id": [151645, 151643]},
+    "sdar-4b-chat": {"eos_token_id": [151645, 151643]},
+    "fast-dllm-v2-1.5b": {"eos_token_id": 151645},
+}
+
+
+def write(name: str, out: Path, shards: int, seed: int) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from diffulex_export.models import FAMILY_MODULES, DiffusionLM, load_spec
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(CONFIGS[name], indent=2) + "\n")
+    (out / "generation_config.json").write_text(json.dumps(GENERATION[name], indent=2) + "\n")
+    spec = load_spec(out, None)
+    name_of = FAMILY_MODULES[spec.family].checkpoint_name
+    with torch.device("meta"):
+        module = DiffusionLM(spec, max_seq_len=16, kv_cache=False)
+    tensors = []
+    for canonical, t in module.state_dict().items():
+        if canonical == "lm_head.weight" and spec.tie_embeddings:
+            continue
+        tensors.append((name_of(canonical), tuple(t.shape)))
+    total = sum(torch.Size(s).numel() for _, s in tensors)
+    print(f"{name}: {len(tensors)} tensors, {total / 1e9:.3f} B parameters, {total * 2 / 2**30:.2f} GiB bf16",
+          flush=True)
+    gen = torch.Generator().manual_seed(seed)
+    per_shard = -(-total // shards)
+    index, shard, shard_size, number = {}, {}, 0, 1
+
+    def flush():
+        nonlocal shard, shard_size, number
+        fname = f"model-{number:05d}-of-{shards:05d}.safetensors"
+        save_file(shard, str(out / fname), metadata={"format": "pt"})
+        for key in shard:
+            index[key] = fname
+        shard, shard_size, number = {}, 0, number + 1
+
+    for key, shape in tensors:
+        if len(shape) == 1:
+            t = torch.ones(shape, dtype=torch.bfloat16)
+        else:
+            t = (torch.randn(shape, generator=gen) * 0.02).to(torch.bfloat16)
+        shard[key] = t
+        shard_size += t.numel()
+        if shard_size >= per_shard and number < shards:
+            flush()
+    if shard:
+        flush()
+    if number - 1 != shards:
+        raise SystemExit(f"wrote {number - 1} shards, expected {shards}: lower --shards")
+    (out / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total * 2}, "weight_map": index}, indent=2) + "\n"
+    )
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("name", nargs="?", choices=sorted(CONFIGS))
+    p.add_argument("out", nargs="?", type=Path)
+    p.add_argument("--shards", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--list", action="store_true")
+    a = p.parse_args()
+    if a.list or not a.name:
+        for name, cfg in CONFIGS.items():
+            print(name, json.dumps(cfg))
+        return 0
+    if a.out is None:
+        p.error("OUT_DIR is required")
+    started = time.monotonic()
+    write(a.name, a.out, a.shards, a.seed)
+    print(f"wrote {a.out} in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
