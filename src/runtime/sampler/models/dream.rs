@@ -341,30 +341,16 @@ impl DreamSampler {
                 }
             } else {
                 logits.propose_all(&masked, &spec, extra, &mut proposals)?;
-                let confidence = |k: usize| {
-                    if extra == Extra::None {
-                        proposals[k].prob
-                    } else {
-                        proposals[k].extra
-                    }
-                };
-                let masked_count = masked.len();
-                let quota = if last_step {
-                    masked_count
-                } else {
-                    (masked_count as f32 * (1.0f32 - next_time / time)) as usize
-                }
-                .min(masked_count);
-                select(
-                    confidence,
-                    masked_count,
-                    quota,
+                select_scheduled(
+                    &proposals,
+                    extra,
+                    (time, next_time),
+                    last_step,
                     self.alg_temp,
                     logits.rng(),
                     &mut chosen,
                     &mut weights,
                 );
-                chosen.sort_unstable();
                 for &k in &chosen {
                     picks.push((masked[k], proposals[k].token as i64));
                 }
@@ -462,31 +448,17 @@ impl DreamSampler {
                         );
                     }
                     None => {
-                        let confidence = |k: usize| {
-                            if extra == Extra::None {
-                                proposals[k].prob
-                            } else {
-                                proposals[k].extra
-                            }
-                        };
                         let at = step.min(steps_per_block - 1);
-                        let (time, next_time) = (times[at], times[at + 1]);
-                        let quota = if step + 1 >= steps_per_block {
-                            masked_count
-                        } else {
-                            (masked_count as f32 * (1.0f32 - next_time / time)) as usize
-                        }
-                        .min(masked_count);
-                        select(
-                            confidence,
-                            masked_count,
-                            quota,
+                        select_scheduled(
+                            &proposals,
+                            extra,
+                            (times[at], times[at + 1]),
+                            step + 1 >= steps_per_block,
                             self.alg_temp,
                             logits.rng(),
                             &mut chosen,
                             &mut weights,
                         );
-                        chosen.sort_unstable();
                         step += 1;
                     }
                 }
@@ -509,6 +481,47 @@ impl DreamSampler {
         }
         Ok(Outcome::Finished)
     }
+}
+
+/// Dream's scheduled commit: `int(#masked · (1 − s/t))` in float32 of the step's masked
+/// positions (all of them at the `last` step), ranked by the confidence `extra` names (the
+/// probability for [`Extra::None`]), into `chosen` in position order. `proposals` holds one
+/// proposal per masked position.
+#[allow(clippy::too_many_arguments)]
+fn select_scheduled(
+    proposals: &[Proposal],
+    extra: Extra,
+    (time, next_time): (f32, f32),
+    last: bool,
+    alg_temp: Option<f64>,
+    rng: &mut Rng,
+    chosen: &mut Vec<usize>,
+    weights: &mut Vec<f64>,
+) {
+    let masked_count = proposals.len();
+    let confidence = |k: usize| {
+        if extra == Extra::None {
+            proposals[k].prob
+        } else {
+            proposals[k].extra
+        }
+    };
+    let quota = if last {
+        masked_count
+    } else {
+        (masked_count as f32 * (1.0f32 - next_time / time)) as usize
+    }
+    .min(masked_count);
+    select(
+        confidence,
+        masked_count,
+        quota,
+        alg_temp,
+        rng,
+        chosen,
+        weights,
+    );
+    chosen.sort_unstable();
 }
 
 /// Picks `quota` of the step's `masked_count` positions into `chosen` (unsorted): the most
