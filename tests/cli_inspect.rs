@@ -66,17 +66,30 @@ fn text_report_shows_dynamic_bounds_and_delegates() {
 
 #[test]
 fn log_level_from_the_environment() {
-    let out = Command::new(env!("CARGO_BIN_EXE_diffulex"))
-        .args(["inspect", &fixture("xnnpack.pte")])
-        .env("DIFFULEX_ET_LOG", "info")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    // Inspecting loads no method (so no delegate logs anything); a generation does.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let generate = |level: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_diffulex"));
+        cmd.args(["generate", "--model"])
+            .arg(format!("{root}/tests/fixtures/pte/sdar_cached.pte"))
+            .arg("--tokenizer")
+            .arg(format!("{root}/tests/fixtures/ckpt/sdar/tokenizer.json"))
+            .args(["--prompt", "ab", "--max-new-tokens", "4"])
+            .env_remove("DIFFULEX_ET_LOG");
+        if let Some(level) = level {
+            cmd.env("DIFFULEX_ET_LOG", level);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = generate(Some("info"));
     assert!(
         err.contains("[executorch I "),
         "Info lines are shown on request: {err}"
     );
+    let err = generate(None);
+    assert!(!err.contains("[executorch I "), "and not by default: {err}");
 }
 
 #[test]

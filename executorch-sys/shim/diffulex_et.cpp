@@ -428,11 +428,8 @@ int32_t dlx_method_counts(
     if (num_inputs == nullptr || num_outputs == nullptr || num_backends == nullptr) {
       return fail(Error::InvalidArgument, "null output pointer");
     }
-    Method* m = nullptr;
-    Status status = module->loaded(method, &m);
-    if (status.code != DLX_OK) {
-      return status;
-    }
+    // The program's MethodMeta: the method is not loaded (loading initialises its delegates,
+    // and XNNPACK then packs every weight).
     auto meta = module->method_meta(method);
     if (!meta.ok()) {
       return fail(meta.error(), "reading metadata of " + quoted(method));
@@ -459,11 +456,6 @@ int32_t dlx_method_value_info(
     if (out == nullptr) {
       return fail(Error::InvalidArgument, "null output pointer");
     }
-    Method* m = nullptr;
-    Status status = module->loaded(method, &m);
-    if (status.code != DLX_OK) {
-      return status;
-    }
     auto meta = module->method_meta(method);
     if (!meta.ok()) {
       return fail(meta.error(), "reading metadata of " + quoted(method));
@@ -488,15 +480,8 @@ int32_t dlx_method_value_info(
         out->ndim = info->sizes().size();
         out->sizes = info->sizes().data();
         out->nbytes = info->nbytes();
-        // MethodMeta has no dynamism; the loaded method's own tensor carries it. The
-        // accessors are deprecated in favour of MethodMeta for exactly the fields it has.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-        const EValue& value = is_output ? m->get_output(index) : m->get_input(index);
-#pragma GCC diagnostic pop
-        if (value.isTensor()) {
-          out->dynamism = static_cast<int32_t>(value.toTensor().shape_dynamism());
-        }
+        // MethodMeta has no dynamism, and reading it from a loaded method would mean loading
+        // it here: the caller reads it from the program's value table (-1 = not reported).
         break;
       }
       case Tag::Int:

@@ -74,7 +74,8 @@ typedef struct dlx_value_info {
   size_t ndim;
   /// `ndim` sizes; for method metadata of a dynamic tensor these are the upper bounds.
   const int32_t* sizes;
-  /// 0 static, 1 dynamic with upper bound, 2 unbounded, -1 unknown (non-tensor).
+  /// 0 static, 1 dynamic with upper bound, 2 unbounded, -1 unknown (non-tensor, or method
+  /// metadata, whose dynamism the caller reads from the program).
   int32_t dynamism;
   /// Size of the data in bytes (outputs: current size; metadata: upper-bound size).
   size_t nbytes;
@@ -129,8 +130,8 @@ int32_t dlx_module_method_name(
     const char** out,
     dlx_error* err);
 
-/// Loads `method` (if it is not loaded yet) and reports its input, output and backend counts.
-/// Loading allocates the method's planned memory and initialises its delegates.
+/// Reports the input, output and backend counts of `method` from the program, without loading
+/// the method (loading initialises its delegates).
 int32_t dlx_method_counts(
     dlx_module* module,
     const char* method,
@@ -139,7 +140,7 @@ int32_t dlx_method_counts(
     size_t* num_backends,
     dlx_error* err);
 
-/// Describes input (`is_output == 0`) or output `index` of a loaded method. `sizes` point into
+/// Describes input (`is_output == 0`) or output `index` of a method (not loaded by this). `sizes` point into
 /// the program and live as long as the module.
 int32_t dlx_method_value_info(
     dlx_module* module,

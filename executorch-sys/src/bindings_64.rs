@@ -49,7 +49,7 @@ pub struct dlx_value_info {
     pub ndim: usize,
     #[doc = " `ndim` sizes; for method metadata of a dynamic tensor these are the upper bounds."]
     pub sizes: *const i32,
-    #[doc = " 0 static, 1 dynamic with upper bound, 2 unbounded, -1 unknown (non-tensor)."]
+    #[doc = " 0 static, 1 dynamic with upper bound, 2 unbounded, -1 unknown (non-tensor, or method\n metadata, whose dynamism the caller reads from the program)."]
     pub dynamism: i32,
     #[doc = " Size of the data in bytes (outputs: current size; metadata: upper-bound size)."]
     pub nbytes: usize,
@@ -306,7 +306,7 @@ impl ShimLibrary {
     ) -> i32 {
         (self.dlx_module_method_name)(module, index, out, err)
     }
-    #[doc = " Loads `method` (if it is not loaded yet) and reports its input, output and backend counts.\n Loading allocates the method's planned memory and initialises its delegates."]
+    #[doc = " Reports the input, output and backend counts of `method` from the program, without loading\n the method (loading initialises its delegates)."]
     pub unsafe fn dlx_method_counts(
         &self,
         module: *mut dlx_module,
@@ -318,7 +318,7 @@ impl ShimLibrary {
     ) -> i32 {
         (self.dlx_method_counts)(module, method, num_inputs, num_outputs, num_backends, err)
     }
-    #[doc = " Describes input (`is_output == 0`) or output `index` of a loaded method. `sizes` point into\n the program and live as long as the module."]
+    #[doc = " Describes input (`is_output == 0`) or output `index` of a method (not loaded by this). `sizes` point into\n the program and live as long as the module."]
     pub unsafe fn dlx_method_value_info(
         &self,
         module: *mut dlx_module,

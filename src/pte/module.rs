@@ -91,6 +91,7 @@ pub struct PteModule {
     names: Vec<String>,
     metas: RefCell<HashMap<String, MethodMeta>>,
     embedded: Vec<verify::NamedBlob>,
+    io_dynamism: HashMap<String, verify::IoDynamism>,
 }
 
 /// Compile-time check that `PteModule` stays `Send`.
@@ -187,13 +188,7 @@ impl PteModule {
             Some(path.to_path_buf()),
         )?;
         check_registered(&uses, Some(path))?;
-        Self::finish(
-            raw,
-            None,
-            Some(path.to_path_buf()),
-            meta.len(),
-            uses.embedded,
-        )
+        Self::finish(raw, None, Some(path.to_path_buf()), meta.len(), uses)
     }
 
     /// Loads a program held in memory. The bytes are copied once into 64-byte-aligned storage
@@ -258,7 +253,7 @@ impl PteModule {
         check_registered(&uses, path.as_deref())?;
         drop(bytes);
         let len = aligned.len as u64;
-        Self::finish(raw, Some(aligned), path, len, uses.embedded)
+        Self::finish(raw, Some(aligned), path, len, uses)
     }
 
     fn finish(
@@ -266,7 +261,7 @@ impl PteModule {
         bytes: Option<AlignedBytes>,
         path: Option<PathBuf>,
         file_size: u64,
-        embedded: Vec<verify::NamedBlob>,
+        uses: verify::ProgramUses,
     ) -> Result<Self> {
         let names = raw
             .method_names()
@@ -278,7 +273,8 @@ impl PteModule {
             file_size,
             names,
             metas: RefCell::new(HashMap::new()),
-            embedded,
+            embedded: uses.embedded,
+            io_dynamism: uses.io_dynamism.into_iter().collect(),
         })
     }
 
@@ -403,12 +399,15 @@ impl PteModule {
         self.names.iter().any(|n| n == name)
     }
 
-    /// Inputs, outputs and delegate backends of `name`. Loads the method on first use
-    /// (the result is cached).
+    /// Inputs, outputs and delegate backends of `name`, read from the program (the result is
+    /// cached). The method is not loaded: its delegates are initialised (XNNPACK packs its
+    /// weights, which takes seconds and about the weights' size in memory at real model
+    /// sizes) by the first [`execute`](Self::execute), so a tool that only describes a
+    /// program stays fast and small.
     ///
     /// # Errors
-    /// [`PteError::UnknownMethod`], or [`PteError::Runtime`] if the method fails to load (e.g.
-    /// [`ErrorCode::OperatorMissing`](super::ErrorCode::OperatorMissing)).
+    /// [`PteError::UnknownMethod`], or [`PteError::Runtime`] if the program's metadata of the
+    /// method cannot be read.
     ///
     /// ```
     /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
@@ -439,12 +438,22 @@ impl PteModule {
         let c = c_method(name, &self.names)?;
         let (n_in, n_out, n_backends) = self.raw.method_counts(&c).map_err(err)?;
         let info = |output, i| self.raw.value_info(&c, output, i).map(tensor_info);
+        // Dynamism comes from the program's value table (the shim knows it only for a loaded
+        // method).
+        let dynamism = self.io_dynamism.get(name);
+        let with_dynamism = |mut info: TensorInfo, from: Option<&Vec<i32>>, i: usize| {
+            if let Some(&d) = from.and_then(|list| list.get(i)) {
+                info.dynamism = Dynamism::from_raw(d);
+                info.dynamic = matches!(info.dynamism, Dynamism::Bounded | Dynamism::Unbounded);
+            }
+            info
+        };
         let inputs = (0..n_in)
-            .map(|i| info(false, i))
+            .map(|i| info(false, i).map(|t| with_dynamism(t, dynamism.map(|d| &d.inputs), i)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(err)?;
         let outputs = (0..n_out)
-            .map(|i| info(true, i))
+            .map(|i| info(true, i).map(|t| with_dynamism(t, dynamism.map(|d| &d.outputs), i)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(err)?;
         let backends = (0..n_backends)

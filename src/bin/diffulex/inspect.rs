@@ -199,7 +199,7 @@ fn render_text(report: &Report) -> String {
             let shown = if backends.is_empty() {
                 "none (CPU kernels)".to_string()
             } else {
-                backends.join(", ")
+                delegate_counts(backends)
             };
             let _ = writeln!(o, "  delegates: {shown}");
         }
@@ -217,4 +217,41 @@ fn render_text(report: &Report) -> String {
         }
     }
     o
+}
+
+/// "XnnpackBackend x43" rather than the name 43 times (one delegate call per lowered
+/// subgraph); backends in order of first use.
+fn delegate_counts(backends: &[String]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for b in backends {
+        match counts.iter_mut().find(|(name, _)| name == b) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((b, 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|&(name, n)| {
+            if n == 1 {
+                name.to_string()
+            } else {
+                format!("{name} x{n}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::delegate_counts;
+
+    #[test]
+    fn delegates_are_counted_in_order_of_first_use() {
+        let names: Vec<String> = ["XnnpackBackend", "VulkanBackend", "XnnpackBackend"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(delegate_counts(&names), "XnnpackBackend x2, VulkanBackend");
+    }
 }

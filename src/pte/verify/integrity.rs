@@ -168,6 +168,19 @@ pub(crate) struct ProgramUses {
     /// Named data under [`EMBEDDED_PREFIX`] (files `diffulex-export --embed-tokenizer` stores),
     /// with where their bytes are in the file.
     pub embedded: Vec<NamedBlob>,
+    /// Per method: the shape dynamism of each input and output, as the shim numbers it (0
+    /// static, 1 bounded, 2 unbounded, -1 not a tensor). Read here so that a method's metadata
+    /// needs no method load (which initialises its delegates: XNNPACK packs every weight).
+    pub io_dynamism: Vec<(String, IoDynamism)>,
+}
+
+/// The shape dynamism of a method's inputs and outputs (see [`ProgramUses::io_dynamism`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct IoDynamism {
+    /// One per method input.
+    pub inputs: Vec<i32>,
+    /// One per method output.
+    pub outputs: Vec<i32>,
 }
 
 /// Key prefix of the files DiffuLex embeds in a program as named data.
@@ -400,6 +413,27 @@ fn check_plan(
     };
     index_list(c, plan.inputs(), "method inputs")?;
     index_list(c, plan.outputs(), "method outputs")?;
+    let dynamism_of = |list: planus::Result<Option<Vector<'_, i32>>>| -> Vec<i32> {
+        // The indices were checked just above.
+        items(list.ok().flatten())
+            .map(|idx| {
+                let member = usize::try_from(idx).ok().and_then(|v| members.get(v));
+                match member {
+                    Some(Some(et::KernelTypesRef::Tensor(t))) => {
+                        t.shape_dynamism().map_or(-1, |d| d as i32)
+                    }
+                    _ => -1,
+                }
+            })
+            .collect()
+    };
+    uses.io_dynamism.push((
+        c.place.method.clone().unwrap_or_default(),
+        IoDynamism {
+            inputs: dynamism_of(plan.inputs()),
+            outputs: dynamism_of(plan.outputs()),
+        },
+    ));
 
     let mut op_names = Vec::new();
     let operators = plan.operators().at(c, "operator table")?;

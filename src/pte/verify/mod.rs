@@ -68,5 +68,5 @@ pub(crate) mod schema;
 pub(crate) mod segments;
 pub(crate) mod xnnpack_blob;
 
-pub(crate) use integrity::{check_program, NamedBlob, ProgramUses, EMBEDDED_PREFIX};
+pub(crate) use integrity::{check_program, IoDynamism, NamedBlob, ProgramUses, EMBEDDED_PREFIX};
 pub(crate) use segments::{segment_base, FileSegments, InMemory, Segments};
