@@ -9,7 +9,8 @@ Writes tests/fixtures/ckpt/<family>/ (HF layout: config.json, generation_config.
 model.safetensors, tokenizer.json, tokenizer_config.json) and
 tests/fixtures/pte/<name>.pte plus tests/fixtures/pte/manifest.json, which records
 for every .pte its checkpoint, export options, metadata and the operators left
-outside the delegate (the kernels a runtime must provide).
+outside the delegate (the kernels a runtime must provide); and the Vulkan twins of six of
+them in tests/fixtures/pte/vulkan/ (see VULKAN).
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ PTES = {
     "dream_cached": ("dream", True, "xnnpack", "none", "rows"),
 }
 EMBED = {"sdar_embedded"}
+# Vulkan twins (--backend vulkan, otherwise the options of the fixture of the same name), in
+# tests/fixtures/pte/vulkan/ with a manifest of their own: ExecuTorch's Python runtime has no
+# Vulkan delegate, so they are run only by the Rust tests on a runtime built with feature
+# `vulkan` (tests/vulkan.rs), against their XNNPACK twins' goldens and logits.
+VULKAN = ("sdar_cached", "fast_dllm_v2_cached", "llada", "dream", "llada_cached", "dream_cached")
 
 
 def _operators(program) -> list:
@@ -70,7 +76,7 @@ def _delegates(program) -> list:
     return []
 
 
-def _manifest_entry(name: str, model, program, out: Path, ckpt_root: Path) -> dict:
+def _manifest_entry(name: str, model, program, out: Path, ckpt_root: Path, backend: str = "") -> dict:
     """The manifest record of one fixture.
 
     "logits" is written only for v2 ("rows") fixtures: an absent key means "all" (v1), which
@@ -82,7 +88,8 @@ def _manifest_entry(name: str, model, program, out: Path, ckpt_root: Path) -> di
     """
     from diffulex_export.export import tokenizer_digest
 
-    family, kv, backend, quant, logits = PTES[name]
+    family, kv, own_backend, quant, logits = PTES[name]
+    backend = backend or own_backend
     entry = {
         "checkpoint": f"tests/fixtures/ckpt/{family}",
         "family": family,
@@ -106,34 +113,41 @@ def _manifest_entry(name: str, model, program, out: Path, ckpt_root: Path) -> di
 
 
 def build(root: Path, only: list) -> None:
-    import torch
-
-    from diffulex_export.export import (add_weights_digest, embedded_files, quantize_model, to_program,
-                                        write_atomic)
-    from diffulex_export.models import load_model
     from diffulex_export.tiny import write_checkpoint
 
     ckpt_root = root / "ckpt"
     pte_root = root / "pte"
-    pte_root.mkdir(parents=True, exist_ok=True)
     for family in FAMILIES:
         write_checkpoint(ckpt_root / family, family, seed=SEED)
+    _export_all(pte_root, ckpt_root, [n for n in PTES if not only or n in only], "")
+    _export_all(pte_root / "vulkan", ckpt_root, [n for n in VULKAN if not only or f"vulkan/{n}" in only], "vulkan")
+
+
+def _export_all(pte_root: Path, ckpt_root: Path, names: list, backend: str) -> None:
+    """Export `names` into pte_root and update pte_root/manifest.json; `backend` overrides PTES's."""
+    import torch
+
+    from diffulex_export.export import add_weights_digest, embedded_files, quantize_model, to_program, write_atomic
+    from diffulex_export.models import load_model
+
+    if not names:
+        return
+    pte_root.mkdir(parents=True, exist_ok=True)
     manifest_path = pte_root / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    for name, (family, kv, backend, quant, logits) in PTES.items():
-        if only and name not in only:
-            continue
-        print(f"exporting {name} ...", flush=True)
+    for name in names:
+        family, kv, own_backend, quant, logits = PTES[name]
+        print(f"exporting {name} ({backend or own_backend}) ...", flush=True)
         torch.manual_seed(SEED)
         model = load_model(ckpt_root / family, max_seq_len=MAX_SEQ_LEN, kv_cache=kv, logits_rows=logits == "rows")
         quantize_model(model, quant)
         # The digest of the checkpoint's tokenizer is recorded (get_tokenizer_digest), as
         # `diffulex-export export` does.
-        program = to_program(model, backend, tokenizer=ckpt_root / family / "tokenizer.json")
+        program = to_program(model, backend or own_backend, tokenizer=ckpt_root / family / "tokenizer.json")
         # ... and the digest of its weight segments (get_weights_digest), as the CLI does.
         embedded = embedded_files(ckpt_root / family) if name in EMBED else None
         out = write_atomic(add_weights_digest(program, embedded), pte_root / f"{name}.pte")
-        manifest[name] = _manifest_entry(name, model, program, out, ckpt_root)
+        manifest[name] = _manifest_entry(name, model, program, out, ckpt_root, backend)
         if embedded:
             manifest[name]["embedded"] = sorted(embedded)
     manifest_path.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
@@ -141,11 +155,11 @@ def build(root: Path, only: list) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", nargs="*", default=[], help=f"subset of .pte names: {', '.join(PTES)}")
+    ap.add_argument("--only", nargs="*", default=[], help=f"subset of .pte names: {', '.join(PTES)}, and vulkan/<name> for {', '.join(VULKAN)}")
     ap.add_argument("--check", action="store_true", help="rebuild into a temp dir and compare with the committed files")
     ap.add_argument("--out", type=Path, default=REPO / "tests" / "fixtures", help="fixtures root")
     args = ap.parse_args()
-    unknown = [n for n in args.only if n not in PTES]
+    unknown = [n for n in args.only if n not in PTES and n.removeprefix("vulkan/") not in VULKAN]
     if unknown:
         ap.error(f"unknown fixture(s) {unknown}; known: {', '.join(PTES)}")
     if not args.check:

@@ -39,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                             "--logits rows)")
     cache.add_argument("--no-kv-cache", dest="kv_cache", action="store_false",
                        help="whole sequence every call (default for llada, dream)")
-    e.add_argument("--backend", choices=("xnnpack", "portable"), default="xnnpack")
+    e.add_argument("--backend", choices=("xnnpack", "vulkan", "portable"), default="xnnpack",
+                   help="xnnpack (default): CPU; vulkan: ExecuTorch's Vulkan delegate (GPU), which needs a "
+                        "runtime built from source with feature `vulkan`; portable: no delegate")
     e.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32",
                    help="weights/activations dtype; logits are float32 either way")
     e.add_argument("--quantize", choices=("none", "int8", "8da4w"), default="none",

@@ -18,7 +18,7 @@ import torch
 from .errors import ExportError
 from .models.base import DiffusionLM
 
-BACKENDS = ("xnnpack", "portable")
+BACKENDS = ("xnnpack", "vulkan", "portable")
 QUANTIZE = ("none", "int8", "8da4w")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
@@ -307,6 +307,36 @@ def backend_config():
     )
 
 
+def _vulkan_partitioner():
+    """ExecuTorch's VulkanPartitioner, minus the partitions that compute no tensor.
+
+    With the KV cache the CPU side of the program reads the token count, and the partitioner
+    lowers that lone `aten.sym_size` as a delegate of its own. A delegate whose only output is an
+    integer fails Vulkan's memory planning at export ("graph_output_allocated not set"), and its
+    operator blocklist does not apply to integer nodes. Such partitions are untagged here, so
+    those nodes run on the CPU (a size read costs nothing there); every subgraph that computes a
+    tensor is lowered as the partitioner proposed.
+    """
+    from executorch.backends.vulkan.partitioner.vulkan_partitioner import VulkanPartitioner
+
+    class TensorOnlyVulkanPartitioner(VulkanPartitioner):
+        def partition(self, exported_program):
+            result = super().partition(exported_program)
+            nodes_by_tag: Dict[str, list] = {}
+            for node in exported_program.graph_module.graph.nodes:
+                tag = node.meta.get("delegation_tag")
+                if tag is not None and node.op == "call_function":
+                    nodes_by_tag.setdefault(tag, []).append(node)
+            for tag, nodes in nodes_by_tag.items():
+                if not any(isinstance(n.meta.get("val"), torch.Tensor) for n in nodes):
+                    for n in nodes:
+                        del n.meta["delegation_tag"]
+                    result.partition_tags.pop(tag, None)
+            return result
+
+    return TensorOnlyVulkanPartitioner()
+
+
 def _quiet(_stage: str) -> None:
     """The default progress callback: says nothing."""
 
@@ -331,6 +361,14 @@ def to_program(
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
         partitioners = [XnnpackPartitioner()]
+    elif backend == "vulkan":
+        # ExecuTorch's Vulkan delegate (GPU; lavapipe on a CPU-only machine). What it cannot run
+        # (the KV cache's index_put, scalar_tensor) stays on the portable CPU kernels. Such a
+        # .pte needs a runtime built from source with the `vulkan` feature
+        # (docs/source-build.md, "Vulkan").
+        from executorch.backends.vulkan.partitioner.vulkan_partitioner import VulkanPartitioner
+
+        partitioners = [_vulkan_partitioner()]
     prev = torch.is_grad_enabled()
     # Buffer mutation (the KV cache) cannot be exported with autograd on.
     torch.set_grad_enabled(False)
