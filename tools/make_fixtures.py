@@ -58,7 +58,7 @@ EMBED = {"sdar_embedded"}
 # tests/fixtures/pte/vulkan/ with a manifest of their own: ExecuTorch's Python runtime has no
 # Vulkan delegate, so they are run only by the Rust tests on a runtime built with feature
 # `vulkan` (tests/vulkan.rs), against their XNNPACK twins' goldens and logits.
-VULKAN = ("sdar_cached", "fast_dllm_v2_cached", "llada", "dream", "llada_cached", "dream_cached")
+VULKAN = ("llada", "dream", "llada_rows", "dream_rows", "fast_dllm_v2_uncached")
 
 
 def _operators(program) -> list:

@@ -14,6 +14,9 @@
 #            shared (prebuilt) release binary
 #   aarch64  (AARCH64=1) the static binary cross-built from the same tree, run under QEMU alone in
 #            an empty directory, tokens against x86_64
+#   vulkan   (VULKAN=1) mesa's lavapipe (a CPU Vulkan device) from apt, a new enough glslc
+#            (tools/build_glslc.sh, or GLSLC=...), `--features vulkan`, tests/vulkan.rs (Vulkan
+#            fixtures against the XNNPACK twins and the goldens), and XNNPACK vs Vulkan timings
 #
 # Variables: EXECUTORCH_SOURCE_DIR (required; tools/executorch_source.sh makes one),
 # EXECUTORCH_PYTHON (a Python with torch for ExecuTorch's code generator; default .venv),
@@ -153,6 +156,37 @@ if [ "${AARCH64:-0}" = 1 ]; then
         a=$("$X86_BIN" generate --model models/default/model.pte --prompt "$prompt" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['tokens'])")
         b=$(/usr/bin/qemu-aarch64-static -cpu neoverse-n1 "$ARM_BIN" generate --model models/default/model.pte --prompt "$prompt" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['tokens'])")
         echo "$prompt x86_64 $a aarch64 $b"; [ "$a" = "$b" ] || FAILED=1
+    done
+fi
+
+if [ "${VULKAN:-0}" = 1 ]; then
+    # The tree needs the Vulkan submodules (WITH_VULKAN=1 tools/executorch_source.sh).
+    phase "Vulkan (lavapipe)"
+    if ! command -v vulkaninfo >/dev/null || [ ! -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ]; then
+        apt-get update -qq && apt-get install -y -qq libvulkan-dev mesa-vulkan-drivers vulkan-tools >/dev/null
+    fi
+    vulkaninfo --summary 2>/dev/null | grep -E "deviceName|driverName|apiVersion" || true
+    if [ -z "${GLSLC:-}" ]; then
+        bash tools/build_glslc.sh "$SRC_TARGET_DIR/glslc"
+        GLSLC=$SRC_TARGET_DIR/glslc/bin/glslc
+    fi
+    export GLSLC
+    t0=$(date +%s)
+    src_cargo build --release --features vulkan --bin diffulex 2>&1 | tail -3
+    echo "vulkan build: $(($(date +%s) - t0)) s"
+    VK_BIN=$SRC_TARGET_DIR/release/diffulex
+    "$VK_BIN" runtime | grep backends
+    t0=$(date +%s)
+    src_cargo test --release --features vulkan --test vulkan -- --test-threads 1 --nocapture 2>&1 |
+        tee "$OUT/vulkan-test.log" | grep -E '^(test |test result)|max \||skipped' || true
+    [ "${PIPESTATUS[0]}" = 0 ] || { echo "vulkan tests FAILED (log: $OUT/vulkan-test.log)"; FAILED=1; }
+    echo "vulkan tests: $(($(date +%s) - t0)) s"
+    for pte in llada dream; do
+        for dir in "" vulkan/; do
+            echo "bench $dir$pte:"
+            "$VK_BIN" bench --model "tests/fixtures/pte/$dir$pte.pte" --prompt-len 64 --gen-len 32 --runs 3 |
+                grep -E "method load|decode|first token"
+        done
     done
 fi
 

@@ -745,6 +745,49 @@ mod tests {
         assert_eq!(tc.stl_lib(), "c++_static");
     }
 
+    /// The Android build is the aarch64 Linux cross build that ran here (docs/source-build.md,
+    /// "aarch64 from source"), except for how the compiler and ABI are named: every other
+    /// CMake entry, with and without Vulkan, is the same, and `static_link_plan` does not
+    /// depend on the target. So what is untested without an NDK is the NDK's toolchain file
+    /// and its C++ runtime (`cxx_runtime_plan`), nothing else of ours.
+    #[test]
+    fn android_differs_from_the_tested_aarch64_linux_build_only_in_toolchain_and_abi() {
+        let source = Path::new("/src/executorch");
+        for vulkan in [false, true] {
+            let mut linux =
+                cmake_defines("aarch64-unknown-linux-gnu", HOST, &opts(vulkan), None).unwrap();
+            let tc = android("aarch64-linux-android", false);
+            let mut droid =
+                cmake_defines("aarch64-linux-android", HOST, &opts(vulkan), Some(&tc)).unwrap();
+            linux.extend(kleidiai_define("aarch64-unknown-linux-gnu", source, true));
+            droid.extend(kleidiai_define("aarch64-linux-android", source, true));
+            let only = |a: &[(String, String)], b: &[(String, String)]| -> Vec<String> {
+                let mut keys: Vec<String> = a
+                    .iter()
+                    .filter(|entry| !b.contains(entry))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                keys.sort();
+                keys
+            };
+            assert_eq!(
+                only(&linux, &droid),
+                ["CMAKE_SYSTEM_NAME", "CMAKE_SYSTEM_PROCESSOR"],
+                "vulkan={vulkan}"
+            );
+            assert_eq!(
+                only(&droid, &linux),
+                [
+                    "ANDROID_ABI",
+                    "ANDROID_PLATFORM",
+                    "ANDROID_STL",
+                    "CMAKE_TOOLCHAIN_FILE"
+                ],
+                "vulkan={vulkan}"
+            );
+        }
+    }
+
     #[test]
     fn android_without_ndk_is_an_error() {
         let err = cmake_defines("aarch64-linux-android", HOST, &opts(false), None).unwrap_err();

@@ -582,11 +582,23 @@ int32_t dlx_module_execute(
       module->inputs.push_back(std::move(tensor));
       values.emplace_back(*module->inputs.back());
     }
-    auto result = module->execute(method, values);
-    if (!result.ok()) {
-      return fail(result.error(), "executing " + quoted(method));
+    // A delegate that throws (the Vulkan delegate does, e.g. on a resize it does not support)
+    // leaves the Method marked as mid-execution, and every later call fails with "Inputs can not
+    // be set mid execution". Unloading it makes the next call load it afresh (delegates
+    // re-initialised, mutable buffers such as a KV cache emptied; the engine forgets its cache
+    // record on any failed forward).
+    try {
+      auto result = module->execute(method, values);
+      if (!result.ok()) {
+        return fail(result.error(), "executing " + quoted(method));
+      }
+      module->outputs = std::move(result.get());
+    } catch (const std::exception& e) {
+      module->unload_method(method);
+      return fail(Error::Internal,
+          "executing " + quoted(method) + ": C++ exception: " + e.what() +
+              " (the method was unloaded; the next call loads it again)");
     }
-    module->outputs = std::move(result.get());
     // Sized once so the addresses handed out for scalar outputs stay put.
     module->scalars.resize(module->outputs.size());
     for (size_t i = 0; i < module->outputs.size(); ++i) {

@@ -307,34 +307,29 @@ def backend_config():
     )
 
 
-def _vulkan_partitioner():
-    """ExecuTorch's VulkanPartitioner, minus the partitions that compute no tensor.
+def check_vulkan_supported(model: DiffusionLM) -> None:
+    """Refuse the programs that ExecuTorch's Vulkan delegate exports but does not run right.
 
-    With the KV cache the CPU side of the program reads the token count, and the partitioner
-    lowers that lone `aten.sym_size` as a delegate of its own. A delegate whose only output is an
-    integer fails Vulkan's memory planning at export ("graph_output_allocated not set"), and its
-    operator blocklist does not apply to integer nodes. Such partitions are untagged here, so
-    those nodes run on the CPU (a size read costs nothing there); every subgraph that computes a
-    tensor is lowered as the partitioner proposed.
+    Measured on lavapipe with the runtime built from source (docs/source-build.md, "The Vulkan
+    delegate"): LLaDA, Dream and Fast-dLLM v2 without a KV cache give XNNPACK's tokens; every
+    program with the in-program KV cache (the index_put into the K/V buffers runs on the CPU,
+    the attention that reads them in the delegate) gave other logits and tokens, and SDAR's
+    graph stops at its first forward in the delegate ("tensor sizes requires a larger texture
+    than the current one"). A file that fails or decodes wrongly on the device is worse than
+    none, so these are refused here.
     """
-    from executorch.backends.vulkan.partitioner.vulkan_partitioner import VulkanPartitioner
-
-    class TensorOnlyVulkanPartitioner(VulkanPartitioner):
-        def partition(self, exported_program):
-            result = super().partition(exported_program)
-            nodes_by_tag: Dict[str, list] = {}
-            for node in exported_program.graph_module.graph.nodes:
-                tag = node.meta.get("delegation_tag")
-                if tag is not None and node.op == "call_function":
-                    nodes_by_tag.setdefault(tag, []).append(node)
-            for tag, nodes in nodes_by_tag.items():
-                if not any(isinstance(n.meta.get("val"), torch.Tensor) for n in nodes):
-                    for n in nodes:
-                        del n.meta["delegation_tag"]
-                    result.partition_tags.pop(tag, None)
-            return result
-
-    return TensorOnlyVulkanPartitioner()
+    if model.kv_cache:
+        raise ExportError(
+            "--backend vulkan with the KV cache: ExecuTorch's Vulkan delegate computes wrong logits for "
+            "programs that keep the cache in K/V buffers (measured on lavapipe, docs/source-build.md). "
+            "Export with --no-kv-cache for Vulkan (llada, dream, fast_dllm_v2), or use --backend xnnpack"
+        )
+    if model.spec.family == "sdar":
+        raise ExportError(
+            "--backend vulkan for sdar: ExecuTorch's Vulkan delegate fails at the first forward of the "
+            "SDAR graph (\"tensor sizes requires a larger texture than the current one\", docs/source-build.md); "
+            "use --backend xnnpack"
+        )
 
 
 def _quiet(_stage: str) -> None:
@@ -356,6 +351,8 @@ def to_program(
 
     if backend not in BACKENDS:
         raise ExportError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend == "vulkan":
+        check_vulkan_supported(model)
     partitioners = []
     if backend == "xnnpack":
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -363,12 +360,11 @@ def to_program(
         partitioners = [XnnpackPartitioner()]
     elif backend == "vulkan":
         # ExecuTorch's Vulkan delegate (GPU; lavapipe on a CPU-only machine). What it cannot run
-        # (the KV cache's index_put, scalar_tensor) stays on the portable CPU kernels. Such a
-        # .pte needs a runtime built from source with the `vulkan` feature
-        # (docs/source-build.md, "Vulkan").
+        # (scalar_tensor) stays on the portable CPU kernels. Such a .pte needs a runtime built
+        # from source with the `vulkan` feature (docs/source-build.md, "The Vulkan delegate").
         from executorch.backends.vulkan.partitioner.vulkan_partitioner import VulkanPartitioner
 
-        partitioners = [_vulkan_partitioner()]
+        partitioners = [VulkanPartitioner()]
     prev = torch.is_grad_enabled()
     # Buffer mutation (the KV cache) cannot be exported with autograd on.
     torch.set_grad_enabled(False)

@@ -2,8 +2,9 @@
 
 ExecuTorch's Python runtime has no Vulkan delegate, so these files are executed only by the
 Rust runtime built with feature `vulkan` (tests/vulkan.rs, against the XNNPACK twins' logits
-and the reference decoders' goldens). Checked here: that every family lowers, what stays on
-the CPU, and that the committed Vulkan fixtures are what the exporter writes today.
+and the reference decoders' goldens). Checked here: what lowers, what stays on the CPU, that
+the committed Vulkan fixtures are what the exporter writes today, and that the programs the
+delegate was measured to run wrong are refused.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from conftest import FIXTURES, REPO
+from diffulex_export.errors import ExportError
 from diffulex_export.export import to_program
 from diffulex_export.models import load_model
 
@@ -35,20 +37,27 @@ def _export(entry):
     return to_program(model, "vulkan")
 
 
-@pytest.mark.parametrize("name", ["sdar_cached", "llada_cached"])
+@pytest.mark.parametrize("name", ["llada_rows", "fast_dllm_v2_uncached"])
 def test_vulkan_lowers_and_matches_the_committed_fixture(name):
-    """The KV-cache programs are the hard case: with them the partitioner proposed a delegate
-    holding only an integer `sym_size`, which Vulkan's memory planning rejects at export; the
-    exporter keeps such partitions on the CPU."""
     entry = json.loads(VULKAN_MANIFEST.read_text())[name]
-    program = _export(entry)
-    plan = _plan(program)
+    plan = _plan(_export(entry))
     assert sorted({d.id for d in plan.delegates}) == ["VulkanBackend"]
     operators = sorted({op.name + (f".{op.overload}" if op.overload else "") for op in plan.operators})
     assert operators == entry["operators"]
-    # Only bookkeeping stays on the CPU: the cache write, a size, a scalar; no matmul, no
-    # softmax, no norm.
+    # Only bookkeeping stays on the CPU; no matmul, softmax or norm.
     assert not any(k in op for op in operators for k in ("mm", "linear", "softmax", "mean", "rsqrt"))
+
+
+@pytest.mark.parametrize(
+    "family,kv_cache,why",
+    [("llada", True, "KV cache"), ("fast_dllm_v2", True, "KV cache"), ("sdar", False, "for sdar")],
+)
+def test_vulkan_refuses_what_its_delegate_runs_wrong(family, kv_cache, why):
+    """The programs measured to fail or decode wrongly on the Vulkan delegate are refused
+    before any lowering (docs/source-build.md, "The Vulkan delegate")."""
+    model = load_model(FIXTURES / "ckpt" / family, max_seq_len=64, kv_cache=kv_cache, logits_rows=True)
+    with pytest.raises(ExportError, match=why):
+        to_program(model, "vulkan")
 
 
 def test_every_vulkan_fixture_is_in_its_manifest():

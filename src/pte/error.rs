@@ -221,6 +221,18 @@ fn backend_hint(backend: &str) -> &'static str {
     }
 }
 
+/// What to do about a registered backend that cannot run here.
+fn unavailable_hint(backend: &str) -> &'static str {
+    if backend == "VulkanBackend" {
+        "it found no Vulkan device. Install the GPU's Vulkan driver (on a CPU-only Linux \
+         machine, mesa's lavapipe: apt-get install mesa-vulkan-drivers; `vulkaninfo --summary` \
+         lists the devices), or use an XNNPACK export of the model (diffulex-export --backend \
+         xnnpack)"
+    } else {
+        "the backend's device or driver is missing; re-export the model for the XNNPACK backend"
+    }
+}
+
 /// An error from loading or running a `.pte` program.
 ///
 /// Runtime failures carry the ExecuTorch [`ErrorCode`] with the file, method and the runtime's
@@ -325,6 +337,35 @@ pub enum PteError {
         registered: Box<[String]>,
         /// The runtime that was searched (shim path and how it was found).
         runtime: Box<str>,
+    },
+    /// A method's delegate is registered in the runtime but cannot run on this machine: its
+    /// backend reported itself unavailable when the method was loaded (the Vulkan delegate
+    /// without a Vulkan device or driver).
+    ///
+    /// ```
+    /// use diffulex_edge::pte::PteError;
+    /// let e = PteError::BackendUnavailable {
+    ///     file: None,
+    ///     method: "forward".into(),
+    ///     backend: "VulkanBackend".into(),
+    /// };
+    /// assert!(e.to_string().contains("no Vulkan device"));
+    /// ```
+    #[error(
+        "{}method {} is delegated to backend {}, which is registered but not available on this \
+         machine: {}",
+        file_prefix(file),
+        shown(method),
+        shown(backend),
+        unavailable_hint(backend)
+    )]
+    BackendUnavailable {
+        /// The program file, if loaded from one.
+        file: Option<PathBuf>,
+        /// The method.
+        method: String,
+        /// The backend id in the program, e.g. `VulkanBackend`.
+        backend: String,
     },
     /// The program has no method of that name.
     #[error("no method `{method}` in the program (available: {})", available.join(", "))]

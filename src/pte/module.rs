@@ -92,6 +92,8 @@ pub struct PteModule {
     metas: RefCell<HashMap<String, MethodMeta>>,
     embedded: Vec<verify::NamedBlob>,
     io_dynamism: HashMap<String, verify::IoDynamism>,
+    // See `retry_after_reset`.
+    retry_after_reset: bool,
 }
 
 /// Compile-time check that `PteModule` stays `Send`.
@@ -275,6 +277,7 @@ impl PteModule {
             metas: RefCell::new(HashMap::new()),
             embedded: uses.embedded,
             io_dynamism: uses.io_dynamism.into_iter().collect(),
+            retry_after_reset: false,
         })
     }
 
@@ -470,6 +473,15 @@ impl PteModule {
         Ok(())
     }
 
+    /// Whether [`execute`](Self::execute) calls a method once more after a delegate threw
+    /// during it. The shim then unloads the method (a throw leaves it unusable), so the second
+    /// call loads it afresh. Only right for programs without state between calls: the reload
+    /// empties mutable buffers such as a KV cache. The Vulkan delegate of ExecuTorch 1.5 throws
+    /// when a dynamic dimension changes after its first execute; a fresh load takes any size.
+    pub(crate) fn retry_after_reset(&mut self, on: bool) {
+        self.retry_after_reset = on;
+    }
+
     /// Runs `method` on `inputs` and returns zero-copy views of its outputs, valid until the
     /// next call on this module (the borrow checker enforces it).
     ///
@@ -517,10 +529,13 @@ impl PteModule {
                 data: t.data_ptr(),
             })
             .collect();
-        let n = self
-            .raw
-            .execute(&c, &raw_inputs)
-            .map_err(|e| runtime(e, Operation::Execute, self.path.as_deref(), Some(method)))?;
+        let n = match self.raw.execute(&c, &raw_inputs) {
+            Err(e) if self.retry_after_reset && e.message.contains(raw::METHOD_UNLOADED) => {
+                self.raw.execute(&c, &raw_inputs)
+            }
+            done => done,
+        }
+        .map_err(|e| runtime(e, Operation::Execute, self.path.as_deref(), Some(method)))?;
         Ok(Outputs::new(&self.raw, method.to_string(), n))
     }
 }
@@ -611,6 +626,21 @@ fn runtime(
     file: Option<&Path>,
     method: Option<&str>,
 ) -> PteError {
+    // ExecuTorch logs "Backend <id> is not available." when a registered delegate's
+    // `is_available()` is false as the method loads (a method load happens inside execute).
+    let unavailable = e
+        .message
+        .split_once("Backend ")
+        .and_then(|(_, rest)| rest.split_once(" is not available"))
+        .map(|(backend, _)| backend.to_string())
+        .filter(|backend| !backend.contains(char::is_whitespace));
+    if let (Some(backend), Some(method)) = (unavailable, method) {
+        return PteError::BackendUnavailable {
+            file: file.map(Path::to_path_buf),
+            method: method.to_string(),
+            backend,
+        };
+    }
     PteError::Runtime {
         code: e.code,
         operation,
@@ -633,6 +663,37 @@ fn path_to_c(path: &Path) -> Result<std::ffi::CString> {
     std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| PteError::InvalidPath {
         path: path.to_path_buf(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(message: &str) -> RawError {
+        RawError {
+            code: super::super::ErrorCode::NotFound,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn an_unavailable_backend_is_named() {
+        let log = "executing method 'forward': NotFound (runtime log: Backend VulkanBackend is \
+                   not available.)";
+        match runtime(raw(log), Operation::Execute, None, Some("forward")) {
+            PteError::BackendUnavailable {
+                backend, method, ..
+            } => {
+                assert_eq!(
+                    (backend.as_str(), method.as_str()),
+                    ("VulkanBackend", "forward")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let other = runtime(raw("NotFound"), Operation::Execute, None, Some("forward"));
+        assert!(matches!(other, PteError::Runtime { .. }), "{other:?}");
+    }
 }
 
 #[cfg(not(unix))]

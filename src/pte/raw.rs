@@ -10,6 +10,10 @@ use executorch_sys as sys;
 use super::error::ErrorCode;
 use super::threads::LiveModule;
 
+/// What the shim's `dlx_module_execute` appends to the message when a delegate threw and it
+/// unloaded the method (keep in step with `shim/diffulex_et.cpp`).
+pub(crate) const METHOD_UNLOADED: &str = "(the method was unloaded; the next call loads it again)";
+
 /// An error straight from the shim, before the caller adds context.
 #[derive(Debug)]
 pub(crate) struct RawError {

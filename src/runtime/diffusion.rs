@@ -488,14 +488,23 @@ impl<'a> Run<'a> {
         };
         let vocab = self.meta.vocab_size;
         let started = Instant::now();
-        let logits = match (kv_end, input_pos) {
+        let result = match (kv_end, input_pos) {
             (Some(kv_end), Some(pos)) => {
                 self.model
-                    .forward_span(tokens, pos, kv_end, &self.logit_rows)?
+                    .forward_span(tokens, pos, kv_end, &self.logit_rows)
             }
-            _ => self
-                .model
-                .forward_rows(tokens, input_pos, &self.logit_rows)?,
+            _ => self.model.forward_rows(tokens, input_pos, &self.logit_rows),
+        };
+        let logits = match result {
+            Ok(logits) => logits,
+            Err(e) => {
+                // A backend that failed mid-call may have reset its state (the runtime reloads
+                // a method that threw, which empties its KV buffers): trust no cached prefix.
+                if let Some(kv) = self.kv.as_mut() {
+                    kv.clear();
+                }
+                return Err(e);
+            }
         };
         let stats = &mut self.stats;
         stats.execute_time += started.elapsed();

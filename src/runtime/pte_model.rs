@@ -248,6 +248,9 @@ impl PteModel {
         check_cache_modes(m, &meta, version)?;
         let tokenizer_digest = read_digest(&mut module, "get_tokenizer_digest")?;
         let weights_digest = read_digest(&mut module, "get_weights_digest")?;
+        // A program without a KV cache has no state between forwards, so a forward whose
+        // delegate threw can simply run again on a freshly loaded method.
+        module.retry_after_reset(!meta.use_kv_cache);
         Ok(PteModel {
             module,
             meta,

@@ -357,7 +357,7 @@ fn table(s: &serde_json::Value) -> String {
     println!("runtime open {:.2} ms", f(&s["runtime_open_ms"]));
     println!("load         {:.2} ms", f(&s["load_ms"]));
     println!(
-        "method load  {:.2} ms (first forward, incl. XNNPACK weight packing)",
+        "method load  {:.2} ms (first forward: delegate init, e.g. XNNPACK weight packing)",
         f(&s["method_load_ms"])
     );
     println!("first token  {:.2} ms", f(&m["first_token_ms"]));
