@@ -18,10 +18,10 @@ use diffulex_edge::runtime::{DiffusionModel, PteModel};
 use std::path::PathBuf;
 
 /// Largest |Vulkan − XNNPACK| logit allowed. Both run fp32; the differences are summation
-/// order and the GPU's `exp`/`rsqrt`. The fixtures' logits have a spread of about ±4, so this
-/// is about 0.05% of it, and far below the gaps the goldens' greedy choices rest on (the token
-/// comparison below is the real check).
-const LOGITS_TOLERANCE: f32 = 2e-3;
+/// order and the GPU's `exp`/`rsqrt`. Measured on lavapipe: at most 1.4e-5 over the fixtures
+/// (logits spread about ±4), so this leaves 7× headroom and stays far below the gaps the
+/// goldens' greedy choices rest on (the token comparison below is the real check).
+const LOGITS_TOLERANCE: f32 = 1e-4;
 
 fn path(dir: &str, name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -47,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--quantize", choices=("none", "int8", "8da4w"), default="none",
                    help="int8: 8-bit dynamic activations + 8-bit per-channel weights; "
                         "8da4w: 8-bit dynamic activations + 4-bit weights, groups of 32 (xnnpack only)")
+    e.add_argument("--group-size", type=int, default=None, metavar="N",
+                   help="8da4w: input features per 4-bit scale, a multiple of 32 dividing every layer's "
+                        "input size, or 0 for one scale per output channel (default: 32). "
+                        "Larger groups decode faster on XNNPACK and quantize coarser (BENCHMARKS.md)")
     e.add_argument("--logits", choices=("rows", "all"), default="rows",
                    help="rows (default): contract v2, forward takes a last input `rows` (int64 [R]) and "
                         "returns logits [1, R, V] for those positions only, so the lm_head runs on R rows "
@@ -126,7 +130,7 @@ def _restore_signals(previous) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from .export import DTYPES, export_model
+    from .export import DEFAULT_GROUP_SIZE, DTYPES, check_group_size, export_model
     from .models import load_model
 
     _check_output(args.output)
@@ -143,6 +147,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ExportError(f"--quantize {args.quantize} needs --backend xnnpack (the portable kernels run float only)")
     if args.quantize != "none" and args.dtype != "fp32":
         raise ExportError("--quantize works on fp32 models; drop --dtype fp16")
+    if args.group_size is not None and args.quantize != "8da4w":
+        raise ExportError(f"--group-size applies to --quantize 8da4w only (got --quantize {args.quantize})")
+    if args.group_size is not None:
+        check_group_size(args.group_size)
     started = time.monotonic()
 
     def progress(stage: str) -> None:
@@ -168,7 +176,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             has_tokenizer = args.embed_tokenizer or not args.skip_tokenizer
             tokenizer = args.checkpoint / "tokenizer.json" if has_tokenizer else None
             export_model(model, args.output, backend=args.backend, quantize=args.quantize, tokenizer=tokenizer,
-                         embed_tokenizer=args.embed_tokenizer, progress=progress)
+                         embed_tokenizer=args.embed_tokenizer, progress=progress,
+                         group_size=DEFAULT_GROUP_SIZE if args.group_size is None else args.group_size)
         except BaseException:
             for tmp, _ in staged:
                 if os.path.exists(tmp):

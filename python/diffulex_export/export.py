@@ -20,6 +20,12 @@ from .models.base import DiffusionLM
 
 BACKENDS = ("xnnpack", "vulkan", "portable")
 QUANTIZE = ("none", "int8", "8da4w")
+# 4-bit weights of 8da4w: input features per scale (0: one scale per output channel). 32 is
+# llama.cpp's Q4_0 block, so sizes and quality compare like for like. Larger groups quantize
+# coarser and run faster on XNNPACK at 4-16 rows: one SDAR-1.7B MLP layer at 4 rows takes
+# 0.51 ms at 32, 0.41-0.43 at 128, 0.37 per channel, 0.42 in int8 (tools/bench_linear_quant.py,
+# BENCHMARKS.md).
+DEFAULT_GROUP_SIZE = 32
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
@@ -262,12 +268,22 @@ def dynamic_shapes(model: DiffusionLM):
     return ({1: dim_t},)
 
 
-def quantize_model(model: DiffusionLM, scheme: str) -> None:
+def check_group_size(group_size: int) -> None:
+    """A group size XNNPACK's blockwise 4-bit kernels take: 0 (per channel) or a positive
+    multiple of 32."""
+    if not isinstance(group_size, int) or group_size < 0 or group_size % 32:
+        raise ExportError(
+            f"--group-size {group_size!r}: expected 0 (one scale per output channel) or a positive multiple of 32"
+        )
+
+
+def quantize_model(model: DiffusionLM, scheme: str, group_size: int = DEFAULT_GROUP_SIZE) -> None:
     """Quantize the Linear layers in place with torchao (XNNPACK-lowerable schemes).
 
     int8:  8-bit dynamic per-token activations, 8-bit per-channel weights.
-    8da4w: 8-bit dynamic per-token activations, 4-bit weights in groups of 32
-           (a group size that divides every in_features is required).
+    8da4w: 8-bit dynamic per-token activations, 4-bit weights in groups of `group_size`
+           input features (a multiple of 32 that divides every in_features), or 0 for one
+           scale per output channel. See DEFAULT_GROUP_SIZE for the trade-off.
     The embedding table is stored in 8 (int8) or 4 (8da4w, groups of 32) bits and read by
     ExecuTorch's quantized embedding kernels (`quant_embedding.py`); norms stay float.
     """
@@ -280,11 +296,15 @@ def quantize_model(model: DiffusionLM, scheme: str) -> None:
     if scheme == "int8":
         config = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8, weight_granularity=PerAxis(0))
     elif scheme == "8da4w":
-        group = 32
+        check_group_size(group_size)
         for name, mod in model.named_modules():
-            if isinstance(mod, torch.nn.Linear) and mod.in_features % group:
-                raise ExportError(f"8da4w needs in_features divisible by {group}; {name} has {mod.in_features}")
-        config = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(group))
+            if group_size and isinstance(mod, torch.nn.Linear) and mod.in_features % group_size:
+                raise ExportError(
+                    f"--group-size {group_size}: 8da4w needs groups that divide every layer's input size; "
+                    f"{name} has {mod.in_features}. Pick a divisor (a multiple of 32), or 0 for per-channel scales"
+                )
+        granularity = PerGroup(group_size) if group_size else PerAxis(0)
+        config = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=granularity)
     else:
         raise ExportError(f"unknown quantization {scheme!r}; expected one of {', '.join(QUANTIZE)}")
     quantize_(model, config, filter_fn=lambda m, _fqn: isinstance(m, torch.nn.Linear))
@@ -428,6 +448,7 @@ def export_model(
     tokenizer: Optional[Union[str, Path]] = None,
     embed_tokenizer: bool = False,
     progress: Callable[[str], None] = _quiet,
+    group_size: int = DEFAULT_GROUP_SIZE,
 ) -> Path:
     """Quantize (optionally), export, lower and write `model` as a .pte at out_path.
 
@@ -447,7 +468,7 @@ def export_model(
         raise ExportError("embed_tokenizer needs the tokenizer.json to embed")
     if quantize != "none":
         progress(f"quantizing the linear layers ({quantize})")
-    quantize_model(model, quantize)
+    quantize_model(model, quantize, group_size)
     embedded = embedded_files(Path(tokenizer).parent) if embed_tokenizer else None
     program = to_program(model, backend, tokenizer, progress)
     progress("hashing the weight segments and serializing")

@@ -110,6 +110,45 @@ def out_dir(tmp_path):
     return d
 
 
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--quantize", "int8", "--group-size", "64"], "--group-size applies to --quantize 8da4w only"),
+        (["--quantize", "8da4w", "--group-size", "48"], "a positive multiple of 32"),
+        (["--quantize", "8da4w", "--group-size", "-32"], "a positive multiple of 32"),
+        # 96 is a multiple of 32 but does not divide the tiny model's 64 input features.
+        (["--quantize", "8da4w", "--group-size", "96"], "needs groups that divide every layer's input size"),
+    ],
+)
+def test_group_size_refusals(tiny_ckpts, out_dir, capsys, extra, message):
+    code, _, err = _run(
+        ["export", "--checkpoint", tiny_ckpts["sdar"], "--max-seq-len", 64, *extra, "-o", out_dir / "m.pte"], capsys
+    )
+    assert code == 1 and message in err, err
+    _assert_nothing_written(out_dir)
+
+
+@pytest.mark.parametrize("group_size", [64, 0])
+def test_group_size_is_what_the_program_computes(group_size, tiny_ckpts, tmp_path, capsys):
+    """--group-size 64 and 0 (per channel): the .pte matches the module quantized the same way
+    (bounds as for the default 8da4w case above), and not the default grouping's module."""
+    out = tmp_path / "m.pte"
+    code, _, err = _run(["export", "--checkpoint", tiny_ckpts["sdar"], "--max-seq-len", 64, "--quantize", "8da4w",
+                         "--group-size", group_size, "--skip-tokenizer", "-o", out], capsys)
+    assert code == 0, err
+    tokens = _tokens(21, seed=7)
+    rows = torch.arange(21)
+    got = load_pte_method(out).execute([tokens, torch.tensor([0]), rows])[0]
+    diffs = {}
+    for g in (group_size, 32):
+        ref = load_model(tiny_ckpts["sdar"], max_seq_len=64, kv_cache=True)
+        quantize_model(ref, "8da4w", g)
+        with torch.no_grad():
+            diffs[g] = (got - ref(tokens, torch.tensor([0]))).abs()
+    assert diffs[group_size].max().item() <= 0.3 and diffs[group_size].mean().item() <= 0.05
+    assert diffs[group_size].mean().item() < diffs[32].mean().item()
+
+
 def test_wrong_family(tiny_ckpts, out_dir, capsys):
     code, _, err = _run(
         ["export", "--checkpoint", tiny_ckpts["sdar"], "--family", "llada", "--max-seq-len", 64, "-o", out_dir / "m.pte"],
