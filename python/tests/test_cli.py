@@ -206,9 +206,9 @@ def test_unknown_option(tiny_ckpts, out_dir, capsys):
 def test_unknown_backend_value(tiny_ckpts, out_dir, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["export", "--checkpoint", str(tiny_ckpts["sdar"]), "--max-seq-len", "64",
-                  "--backend", "vulkan", "-o", str(out_dir / "m.pte")])
+                  "--backend", "coreml", "-o", str(out_dir / "m.pte")])
     assert exc.value.code == 2
-    assert "invalid choice: 'vulkan'" in capsys.readouterr().err
+    assert "invalid choice: 'coreml'" in capsys.readouterr().err
     _assert_nothing_written(out_dir)
 
 
