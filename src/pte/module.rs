@@ -441,8 +441,8 @@ impl PteModule {
         let c = c_method(name, &self.names)?;
         let (n_in, n_out, n_backends) = self.raw.method_counts(&c).map_err(err)?;
         let info = |output, i| self.raw.value_info(&c, output, i).map(tensor_info);
-        // Dynamism comes from the program's value table (the shim knows it only for a loaded
-        // method).
+        // Dynamism comes from the program's value table: the shim's MethodMeta has none (it
+        // reports -1), and reading it from a loaded method would mean loading it here.
         let dynamism = self.io_dynamism.get(name);
         let with_dynamism = |mut info: TensorInfo, from: Option<&Vec<i32>>, i: usize| {
             if let Some(&d) = from.and_then(|list| list.get(i)) {
