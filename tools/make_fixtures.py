@@ -9,8 +9,9 @@ Writes tests/fixtures/ckpt/<family>/ (HF layout: config.json, generation_config.
 model.safetensors, tokenizer.json, tokenizer_config.json) and
 tests/fixtures/pte/<name>.pte plus tests/fixtures/pte/manifest.json, which records
 for every .pte its checkpoint, export options, metadata and the operators left
-outside the delegate (the kernels a runtime must provide); and the Vulkan twins of six of
-them in tests/fixtures/pte/vulkan/ (see VULKAN).
+outside the delegate (the kernels a runtime must provide); the Vulkan twins of five of
+them in tests/fixtures/pte/vulkan/ (see VULKAN); and the LLM-custom-operator twins of
+seven in tests/fixtures/pte/llm_ops/ (see LLM_OPS).
 """
 
 from __future__ import annotations
@@ -59,6 +60,21 @@ EMBED = {"sdar_embedded"}
 # Vulkan delegate, so they are run only by the Rust tests on a runtime built with feature
 # `vulkan` (tests/vulkan.rs), against their XNNPACK twins' goldens and logits.
 VULKAN = ("llada", "dream", "llada_rows", "dream_rows", "fast_dllm_v2_uncached")
+# --llm-ops twins (attention through llama::custom_sdpa / llama::update_cache, otherwise the
+# options of the fixture of the same name), in tests/fixtures/pte/llm_ops/ with a manifest of
+# their own. No prebuilt runtime has these operators: the Rust tests run them only on a runtime
+# built with feature `llm-ops` (tests/llm_ops.rs), against their twins' goldens; the Python
+# tests run them on the wheel's runtime with the operators' AOT library loaded.
+LLM_OPS = (
+    "sdar_cached",
+    "sdar_cached_rows",
+    "sdar_cached_int8",
+    "fast_dllm_v2_cached_rows",
+    "llada_rows",
+    "dream_rows",
+    "llada_cached",
+)
+TWIN_SETS = {"vulkan": VULKAN, "llm_ops": LLM_OPS}
 
 
 def _operators(program) -> list:
@@ -76,7 +92,9 @@ def _delegates(program) -> list:
     return []
 
 
-def _manifest_entry(name: str, model, program, out: Path, ckpt_root: Path, backend: str = "") -> dict:
+def _manifest_entry(
+    name: str, model, program, out: Path, ckpt_root: Path, backend: str = "", llm_ops: bool = False
+) -> dict:
     """The manifest record of one fixture.
 
     "logits" is written only for v2 ("rows") fixtures: an absent key means "all" (v1), which
@@ -99,6 +117,8 @@ def _manifest_entry(name: str, model, program, out: Path, ckpt_root: Path, backe
     }
     if logits != "all":
         entry["logits"] = logits
+    if llm_ops:
+        entry["llm_ops"] = True
     entry.update({
         "max_seq_len": MAX_SEQ_LEN,
         "meta": model.meta,
@@ -121,14 +141,19 @@ def build(root: Path, only: list) -> None:
         write_checkpoint(ckpt_root / family, family, seed=SEED)
     _export_all(pte_root, ckpt_root, [n for n in PTES if not only or n in only], "")
     _export_all(pte_root / "vulkan", ckpt_root, [n for n in VULKAN if not only or f"vulkan/{n}" in only], "vulkan")
+    _export_all(
+        pte_root / "llm_ops", ckpt_root, [n for n in LLM_OPS if not only or f"llm_ops/{n}" in only], "", llm_ops=True
+    )
 
 
-def _export_all(pte_root: Path, ckpt_root: Path, names: list, backend: str) -> None:
-    """Export `names` into pte_root and update pte_root/manifest.json; `backend` overrides PTES's."""
+def _export_all(pte_root: Path, ckpt_root: Path, names: list, backend: str, llm_ops: bool = False) -> None:
+    """Export `names` into pte_root and update pte_root/manifest.json; `backend` overrides PTES's,
+    `llm_ops` exports with the LLM custom operators (`--llm-ops`)."""
     import torch
 
     from diffulex_export.export import add_weights_digest, embedded_files, quantize_model, to_program, write_atomic
     from diffulex_export.models import load_model
+    from diffulex_export.models.llm_ops import use_llm_ops
 
     if not names:
         return
@@ -140,6 +165,8 @@ def _export_all(pte_root: Path, ckpt_root: Path, names: list, backend: str) -> N
         print(f"exporting {name} ({backend or own_backend}) ...", flush=True)
         torch.manual_seed(SEED)
         model = load_model(ckpt_root / family, max_seq_len=MAX_SEQ_LEN, kv_cache=kv, logits_rows=logits == "rows")
+        if llm_ops:
+            use_llm_ops(model)
         quantize_model(model, quant)
         # The digest of the checkpoint's tokenizer is recorded (get_tokenizer_digest), as
         # `diffulex-export export` does.
@@ -147,7 +174,7 @@ def _export_all(pte_root: Path, ckpt_root: Path, names: list, backend: str) -> N
         # ... and the digest of its weight segments (get_weights_digest), as the CLI does.
         embedded = embedded_files(ckpt_root / family) if name in EMBED else None
         out = write_atomic(add_weights_digest(program, embedded), pte_root / f"{name}.pte")
-        manifest[name] = _manifest_entry(name, model, program, out, ckpt_root, backend)
+        manifest[name] = _manifest_entry(name, model, program, out, ckpt_root, backend, llm_ops)
         if embedded:
             manifest[name]["embedded"] = sorted(embedded)
     manifest_path.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
@@ -155,11 +182,22 @@ def _export_all(pte_root: Path, ckpt_root: Path, names: list, backend: str) -> N
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", nargs="*", default=[], help=f"subset of .pte names: {', '.join(PTES)}, and vulkan/<name> for {', '.join(VULKAN)}")
+    ap.add_argument(
+        "--only",
+        nargs="*",
+        default=[],
+        help=f"subset of .pte names: {', '.join(PTES)}; vulkan/<name> for {', '.join(VULKAN)}; "
+        f"llm_ops/<name> for {', '.join(LLM_OPS)}",
+    )
     ap.add_argument("--check", action="store_true", help="rebuild into a temp dir and compare with the committed files")
     ap.add_argument("--out", type=Path, default=REPO / "tests" / "fixtures", help="fixtures root")
     args = ap.parse_args()
-    unknown = [n for n in args.only if n not in PTES and n.removeprefix("vulkan/") not in VULKAN]
+
+    def known(n: str) -> bool:
+        kind, _, twin = n.partition("/")
+        return n in PTES or twin in TWIN_SETS.get(kind, ())
+
+    unknown = [n for n in args.only if not known(n)]
     if unknown:
         ap.error(f"unknown fixture(s) {unknown}; known: {', '.join(PTES)}")
     if not args.check:

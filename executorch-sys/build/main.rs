@@ -111,10 +111,15 @@ fn require_static(request: plan::StaticRequest, runtime: Runtime) -> Result<Runt
 fn find_runtime(request: plan::StaticRequest) -> Result<Runtime, String> {
     let target = vars::cargo("TARGET");
     let vulkan = vars::cargo("CARGO_FEATURE_VULKAN") == "1";
+    let llm_ops = vars::cargo("CARGO_FEATURE_LLM_OPS") == "1";
 
     if let Some(dir) = vars::get(vars::EXECUTORCH_DIR) {
-        if vulkan {
-            log("feature `vulkan` is ignored with EXECUTORCH_DIR: the prebuilt runtime decides");
+        for (on, feature) in [(vulkan, "vulkan"), (llm_ops, "llm-ops")] {
+            if on {
+                log(&format!(
+                    "feature `{feature}` is ignored with EXECUTORCH_DIR: the prebuilt runtime decides"
+                ));
+            }
         }
         let runtime = prebuilt::from_dir(&PathBuf::from(dir), "EXECUTORCH_DIR", vulkan)?;
         return require_static(request, runtime);
@@ -132,13 +137,18 @@ fn find_runtime(request: plan::StaticRequest) -> Result<Runtime, String> {
                 .then_some(checkout)
         });
     if let Some(src) = source {
-        return require_static(request, source::build(&src, &target, vulkan)?);
+        return require_static(request, source::build(&src, &target, vulkan, llm_ops)?);
     }
 
-    if vulkan {
+    if vulkan || llm_ops {
+        let (feature, what) = if vulkan {
+            ("vulkan", "the Vulkan delegate")
+        } else {
+            ("llm-ops", "the LLM custom operators")
+        };
         return Err(format!(
-            "feature `vulkan` needs ExecuTorch built from source (no prebuilt runtime has the \
-             Vulkan delegate).\n  Set EXECUTORCH_SOURCE_DIR to an ExecuTorch {} checkout \
+            "feature `{feature}` needs ExecuTorch built from source (no prebuilt runtime has \
+             {what}).\n  Set EXECUTORCH_SOURCE_DIR to an ExecuTorch {} checkout \
              (with submodules), or clone it into third_party/executorch.",
             version::EXECUTORCH_VERSION
         ));

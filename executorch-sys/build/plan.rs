@@ -138,6 +138,8 @@ pub struct SourceOptions {
     pub build_type: String,
     /// Path of `glslc` (required with `vulkan`).
     pub glslc: Option<PathBuf>,
+    /// Build the LLM custom operators (`extension/llm/custom_ops`: fused SDPA, cache update).
+    pub llm_ops: bool,
 }
 
 /// CMake cache entries for building ExecuTorch from source for `triple` on `host`.
@@ -211,6 +213,13 @@ pub fn cmake_defines(
     } else {
         set("EXECUTORCH_BUILD_VULKAN", "OFF");
     }
+    if opts.llm_ops {
+        // Only the runtime half (`custom_ops`); the AOT library for PyTorch comes with the
+        // wheel. Nothing is set without the feature, so that other builds keep their build
+        // directory (its name hashes these entries) and ExecuTorch's default (off) applies.
+        set("EXECUTORCH_BUILD_KERNELS_LLM", "ON");
+        set("EXECUTORCH_BUILD_KERNELS_LLM_AOT", "OFF");
+    }
     if triple.contains("android") {
         let tc = android.ok_or_else(|| format!("target {triple} needs an Android NDK"))?;
         set(
@@ -280,6 +289,8 @@ pub struct LinkLib {
 /// `executorch_prim::*`), without which every program with a dynamic shape fails to load.
 const STATIC_REGISTRATION: &[&str] = &[
     "xnnpack_backend",
+    // The LLM custom operators (feature `llm-ops`): registered from static initializers too.
+    "custom_ops",
     "vulkan_backend",
     "optimized_native_cpu_ops_lib",
     "quantized_ops_lib",
@@ -625,6 +636,7 @@ mod tests {
             vulkan,
             build_type: "Release".into(),
             glslc: vulkan.then(|| PathBuf::from("/usr/bin/glslc")),
+            llm_ops: false,
         }
     }
 

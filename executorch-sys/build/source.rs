@@ -11,12 +11,21 @@ use crate::{prebuilt, vars, Runtime};
 
 /// Builds and installs ExecuTorch from `src` for `target` as static archives (with or without
 /// feature `static`, which decides only how the C++ runtime is linked).
-pub fn build(src: &Path, target: &str, vulkan: bool) -> Result<Runtime, String> {
+pub fn build(src: &Path, target: &str, vulkan: bool, llm_ops: bool) -> Result<Runtime, String> {
     if !src.join("CMakeLists.txt").is_file() {
         return Err(format!(
             "{} is not an ExecuTorch source checkout (no CMakeLists.txt); set \
              EXECUTORCH_SOURCE_DIR to a checkout with its submodules",
             src.display()
+        ));
+    }
+    if llm_ops && !src.join("third-party/ao/torchao").is_dir() {
+        return Err(format!(
+            "feature `llm-ops` compiles ExecuTorch's LLM custom operators, which include torchao \
+             headers, but {} is empty: fetch the `third-party/ao` submodule \
+             (`git submodule update --init third-party/ao`, or `WITH_AO=1 \
+             tools/executorch_source.sh`)",
+            src.join("third-party/ao").display()
         ));
     }
     let host = vars::cargo("HOST");
@@ -30,6 +39,7 @@ pub fn build(src: &Path, target: &str, vulkan: bool) -> Result<Runtime, String> 
         } else {
             None
         },
+        llm_ops,
     };
     let mut defines = plan::cmake_defines(target, &host, &opts, android.as_ref())?;
     // ExecuTorch's kernel registration code is generated at configure time by Python scripts

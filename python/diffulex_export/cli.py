@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
                         "returns logits [1, R, V] for those positions only, so the lm_head runs on R rows "
                         "instead of T (most of a forward's cost at a large vocabulary); "
                         "all: contract v1, forward returns logits [1, T, V] for every position")
+    e.add_argument("--llm-ops", action="store_true",
+                   help="attention and the KV-cache write through ExecuTorch's LLM custom operators "
+                        "(llama::custom_sdpa, llama::update_cache): faster attention, but the .pte then "
+                        "runs only on a runtime built from source with feature `llm-ops` "
+                        "(docs/source-build.md); not with --backend vulkan")
     e.add_argument("--skip-tokenizer", action="store_true",
                    help="do not require or copy tokenizer.json / tokenizer_config.json")
     e.add_argument("--embed-tokenizer", action="store_true",
@@ -177,7 +182,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             tokenizer = args.checkpoint / "tokenizer.json" if has_tokenizer else None
             export_model(model, args.output, backend=args.backend, quantize=args.quantize, tokenizer=tokenizer,
                          embed_tokenizer=args.embed_tokenizer, progress=progress,
-                         group_size=DEFAULT_GROUP_SIZE if args.group_size is None else args.group_size)
+                         group_size=DEFAULT_GROUP_SIZE if args.group_size is None else args.group_size,
+                         llm_ops=args.llm_ops)
         except BaseException:
             for tmp, _ in staged:
                 if os.path.exists(tmp):
@@ -191,6 +197,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"max_seq_len {meta['max_seq_len']}, kv_cache {meta['use_kv_cache']}, backend {args.backend}, "
         f"dtype {args.dtype}, quantize {args.quantize}, logits {args.logits} "
         f"(contract v{meta['contract_version']})"
+        + (", LLM custom operators" if args.llm_ops else "")
         + (", tokenizer embedded" if args.embed_tokenizer else "")
         + f", in {time.monotonic() - started:.1f} s"
     )

@@ -196,7 +196,7 @@ def constant_methods(model: DiffusionLM, tokenizer: Optional[Union[str, Path]] =
     meta = model.meta
     out: Dict[str, Any] = {}
     for key, value in meta.items():
-        name = key if key in ("use_kv_cache", "shift_logits") else f"get_{key}"
+        name = key if key in ("use_kv_cache", "shift_logits", "uses_llm_ops") else f"get_{key}"
         out[name] = value
     if tokenizer is not None:
         out["get_tokenizer_digest"] = digest_words(tokenizer_digest(tokenizer))
@@ -449,8 +449,12 @@ def export_model(
     embed_tokenizer: bool = False,
     progress: Callable[[str], None] = _quiet,
     group_size: int = DEFAULT_GROUP_SIZE,
+    llm_ops: bool = False,
 ) -> Path:
     """Quantize (optionally), export, lower and write `model` as a .pte at out_path.
+
+    `llm_ops` runs attention and the cache write through ExecuTorch's LLM custom operators
+    (models/llm_ops.py); the program then needs a runtime built with them.
 
     `tokenizer` (the checkpoint's tokenizer.json) records its vocabulary digest in the program;
     with `embed_tokenizer` the tokenizer files beside it (tokenizer.json, tokenizer_config.json,
@@ -466,6 +470,16 @@ def export_model(
         raise ExportError(f"--quantize {quantize} needs --backend xnnpack (the portable kernels run float only)")
     if embed_tokenizer and tokenizer is None:
         raise ExportError("embed_tokenizer needs the tokenizer.json to embed")
+    if llm_ops:
+        if backend == "vulkan":
+            raise ExportError(
+                "--llm-ops with --backend vulkan: the LLM custom operators are CPU kernels, and a "
+                "Vulkan program would leave every attention on the CPU; use --backend xnnpack"
+            )
+        from .models.llm_ops import use_llm_ops
+
+        progress("attention through ExecuTorch's LLM custom operators (llama::custom_sdpa, llama::update_cache)")
+        use_llm_ops(model)
     if quantize != "none":
         progress(f"quantizing the linear layers ({quantize})")
     quantize_model(model, quantize, group_size)

@@ -203,6 +203,11 @@ fn operator_hint(operator: &str) -> &'static str {
         "libexecutorch_kernels_optimized (optimized and portable ATen kernels) registers it; \
          make sure that library sits beside libdiffulex_et (`diffulex runtime` lists the files), \
          or re-export the model with diffulex-export against ExecuTorch 1.5.1"
+    } else if operator.starts_with("llama::") {
+        "it is one of ExecuTorch's LLM custom operators, which a program exported with \
+         `diffulex-export --llm-ops` uses and no prebuilt runtime has: build diffulex from \
+         source with `--features llm-ops` (docs/source-build.md), or re-export the model \
+         without --llm-ops"
     } else {
         "it is a custom operator that no library of this runtime provides; link the library that \
          registers it, or re-export the model with plain ATen ops (diffulex-export does)"

@@ -108,6 +108,8 @@ class DiffusionLM(nn.Module):
         self.max_seq_len = max_seq_len
         self.kv_cache = kv_cache
         self.logits_rows = logits_rows
+        # Attention through ExecuTorch's LLM custom operators (models/llm_ops.py, `--llm-ops`).
+        self.llm_ops = False
         # Fast-dLLM's prefix/dual caches: a bidirectional model whose queries read cache slots
         # written by earlier calls (contract v3).
         self.bidirectional_cache = kv_cache and spec.block_size == 0
@@ -172,7 +174,10 @@ class DiffusionLM(nn.Module):
             "family_id": int(s.family_id),
             "pad_id": int(s.pad_id),
             "contract_version": self.contract_version,
-        } | ({"cache_modes": CACHE_MODE_PREFIX | CACHE_MODE_DUAL} if self.bidirectional_cache else {})
+        } | ({"cache_modes": CACHE_MODE_PREFIX | CACHE_MODE_DUAL} if self.bidirectional_cache else {}) | (
+            # Only when set, so that programs without the custom operators keep their bytes.
+            {"uses_llm_ops": True} if self.llm_ops else {}
+        )
 
     @property
     def contract_version(self) -> int:

@@ -1,8 +1,11 @@
-"""Shared transformer pieces, written with plain ATen ops only.
+"""Shared transformer pieces, written with plain ATen ops by default.
 
-The exported program must run on ExecuTorch's stock kernels (portable/optimized)
-and the XNNPACK delegate, which have no fused LLM ops: attention is spelled out as
-matmul + masked softmax + matmul, and the KV cache is a pair of mutable buffers.
+By default the exported program must run on ExecuTorch's stock kernels
+(portable/optimized) and the XNNPACK delegate, which have no fused LLM ops: attention
+is spelled out as matmul + masked softmax + matmul, and the KV cache is a pair of
+mutable buffers. With `--llm-ops` (see `llm_ops.py`) attention and the cache write use
+ExecuTorch's LLM custom operators instead, which only a runtime built from source with
+them can run.
 """
 
 from __future__ import annotations
@@ -144,10 +147,13 @@ class KVCache(nn.Module):
         torch.Size([1, 2, 16, 4])
     """
 
-    def __init__(self, n_kv_heads: int, max_len: int, head_dim: int, dtype: torch.dtype):
+    def __init__(self, n_kv_heads: int, max_len: int, head_dim: int, dtype: torch.dtype, seq_first: bool = False):
         super().__init__()
-        self.register_buffer("k", torch.zeros(1, n_kv_heads, max_len, head_dim, dtype=dtype))
-        self.register_buffer("v", torch.zeros(1, n_kv_heads, max_len, head_dim, dtype=dtype))
+        # seq_first: [1, max_len, Hkv, D], the layout of ExecuTorch's llama::update_cache and
+        # llama::custom_sdpa (see llm_ops.py).
+        shape = (1, max_len, n_kv_heads, head_dim) if seq_first else (1, n_kv_heads, max_len, head_dim)
+        self.register_buffer("k", torch.zeros(*shape, dtype=dtype))
+        self.register_buffer("v", torch.zeros(*shape, dtype=dtype))
 
     def write(self, positions: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v [1, Hkv, T, D] at the absolute positions [T] (int64); return the full buffers.
@@ -199,6 +205,8 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(head_dim, eps) if qk_norm else None
         self.k_norm = RMSNorm(head_dim, eps) if qk_norm else None
         self.cache: Optional[KVCache] = None
+        # Set by llm_ops.use_llm_ops: attention through ExecuTorch's LLM custom operators.
+        self.llm_ops = False
 
     def forward(
         self,
@@ -215,6 +223,11 @@ class Attention(nn.Module):
         if self.q_norm is not None and self.k_norm is not None:
             q = self.q_norm(q)
             k = self.k_norm(k)
+        if self.llm_ops:
+            from .llm_ops import custom_attention
+
+            out = custom_attention(self, q, k, v, cos, sin, mask, positions)
+            return self.o_proj(out.reshape(b, t, self.n_heads * self.head_dim))
         q = apply_rope(q.transpose(1, 2), cos, sin)
         k = apply_rope(k.transpose(1, 2), cos, sin)
         v = v.transpose(1, 2)
