@@ -16,6 +16,9 @@ bench-models/export_times.json). No tokenizer is written: `diffulex bench` uses 
 `--logits rows` exports contract v2 ("logits rows": the lm_head runs only on the rows the
 engine asks for) from the same checkpoint, so the weights are identical to the v1 model;
 the file gets a `_rows` suffix (NAME_rows.pte). The default `--logits all` writes v1.
+`--llm-ops` exports attention through ExecuTorch's LLM custom operators (a `_llmops` suffix
+after the others, e.g. sdar_v152k_b4_rows_llmops.pte); those files run only on a runtime
+built from source with feature `llm-ops`.
 
 Models (NAME: family, vocab, block, kv cache, quantization):
     sdar_v152k_b4[_int8|_8da4w]     sdar, 151,936, block 4, cached   (SDAR / Qwen vocabulary)
@@ -88,17 +91,21 @@ def write_checkpoint(out: Path, family: str, vocab: int, block: int, seed: int =
     return out
 
 
-def output_name(name: str, logits: str) -> str:
-    """File stem of a bench model: the v2 ("rows") variant gets a `_rows` suffix.
+def output_name(name: str, logits: str, llm_ops: bool = False) -> str:
+    """File stem of a bench model: the v2 ("rows") variant gets a `_rows` suffix, the
+    `--llm-ops` one `_llmops`.
 
     Example:
         >>> output_name("fdllm_v152k_b32_int8", "rows")
         'fdllm_v152k_b32_int8_rows'
+        >>> output_name("sdar_v152k_b4", "rows", llm_ops=True)
+        'sdar_v152k_b4_rows_llmops'
     """
-    return f"{name}_rows" if logits == "rows" else name
+    stem = f"{name}_rows" if logits == "rows" else name
+    return f"{stem}_llmops" if llm_ops else stem
 
 
-def export_one(name: str, out_dir: Path, force: bool, logits: str = "all") -> dict:
+def export_one(name: str, out_dir: Path, force: bool, logits: str = "all", llm_ops: bool = False) -> dict:
     from diffulex_export.export import export_model
     from diffulex_export.models import load_model
 
@@ -106,7 +113,7 @@ def export_one(name: str, out_dir: Path, force: bool, logits: str = "all") -> di
     cached = name in BIDIRECTIONAL_CACHED
     if cached:
         logits = "all"  # the stem stays NAME; the program selects rows anyway (contract 3)
-    stem = output_name(name, logits)
+    stem = output_name(name, logits, llm_ops)
     pte = out_dir / f"{stem}.pte"
     if pte.is_file() and not force:
         print(f"{stem}: exists ({pte}), skipping (--force to redo)")
@@ -119,7 +126,7 @@ def export_one(name: str, out_dir: Path, force: bool, logits: str = "all") -> di
         model = load_model(ckpt, family=family, max_seq_len=MAX_SEQ_LEN, kv_cache=True, logits_rows=True)
     else:
         model = load_model(ckpt, family=family, max_seq_len=MAX_SEQ_LEN, logits_rows=logits == "rows")
-    export_model(model, pte, backend="xnnpack", quantize=quant)
+    export_model(model, pte, backend="xnnpack", quantize=quant, llm_ops=llm_ops)
     secs = time.time() - t0
     size = pte.stat().st_size
     print(f"{stem}: {pte} {size / 2**20:.1f} MiB, exported in {secs:.0f} s", flush=True)
@@ -128,6 +135,8 @@ def export_one(name: str, out_dir: Path, force: bool, logits: str = "all") -> di
     if logits == "rows" or cached:
         # Only v2 records say so: the existing v1 records keep their exact shape.
         rec.update(logits="rows", contract_version=model.meta["contract_version"])
+    if llm_ops:
+        rec["llm_ops"] = True
     return rec
 
 
@@ -140,19 +149,21 @@ def main() -> int:
     p.add_argument("--logits", choices=("all", "rows", "both"), default="all",
                    help="all: contract v1 (NAME.pte); rows: contract v2, logits only for the rows asked "
                         "for (NAME_rows.pte, same weights); both: each model in both forms")
+    p.add_argument("--llm-ops", action="store_true",
+                   help="attention through ExecuTorch's LLM custom operators (NAME[_rows]_llmops.pte)")
     args = p.parse_args()
     modes = ("all", "rows") if args.logits == "both" else (args.logits,)
     if args.list:
         for mode in modes:
             for name, spec in MODELS.items():
-                print(output_name(name, mode), *spec)
+                print(output_name(name, mode, args.llm_ops), *spec)
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "export_times.json"
     times = json.loads(log.read_text()) if log.is_file() else {}
     for mode in modes:
         for name in args.only or list(MODELS):
-            rec = export_one(name, args.out, args.force, mode)
+            rec = export_one(name, args.out, args.force, mode, args.llm_ops)
             if rec:
                 times[rec["name"]] = rec
                 log.write_text(json.dumps(times, indent=2) + "\n")
