@@ -17,6 +17,10 @@
 #   vulkan   (VULKAN=1) mesa's lavapipe (a CPU Vulkan device) from apt, a new enough glslc
 #            (tools/build_glslc.sh, or GLSLC=...), `--features vulkan`, tests/vulkan.rs (Vulkan
 #            fixtures against the XNNPACK twins and the goldens), and XNNPACK vs Vulkan timings
+#   llm-ops  (LLM_OPS=1) `--features llm-ops` (ExecuTorch's LLM custom operators; the tree needs
+#            third-party/ao: WITH_AO=1 tools/executorch_source.sh), tests/llm_ops.rs (the
+#            --llm-ops twins against the plain programs' logits and the goldens), and the whole
+#            test suite on that runtime
 #
 # Variables: EXECUTORCH_SOURCE_DIR (required; tools/executorch_source.sh makes one),
 # EXECUTORCH_PYTHON (a Python with torch for ExecuTorch's code generator; default .venv),
@@ -188,6 +192,20 @@ if [ "${VULKAN:-0}" = 1 ]; then
                 grep -E "method load|decode|first token"
         done
     done
+fi
+
+if [ "${LLM_OPS:-0}" = 1 ]; then
+    phase "LLM custom operators (--features llm-ops)"
+    t0=$(date +%s)
+    src_cargo build --release --features llm-ops --bin diffulex 2>&1 | tail -3
+    echo "llm-ops build: $(($(date +%s) - t0)) s"
+    t0=$(date +%s)
+    # Every test on the runtime with the operators: the llm-ops twins run, and nothing else
+    # changes because of them.
+    src_cargo test --release --features llm-ops --workspace -- --nocapture 2>&1 |
+        tee "$OUT/llm-ops-test.log" | grep -E '^test result|max \||FAILED|panicked' || true
+    [ "${PIPESTATUS[0]}" = 0 ] || { echo "llm-ops tests FAILED (log: $OUT/llm-ops-test.log)"; FAILED=1; }
+    echo "llm-ops tests: $(($(date +%s) - t0)) s"
 fi
 
 phase "done"

@@ -1057,6 +1057,52 @@ mod tests {
         assert!(plan.iter().any(|l| l.name.contains("threadpool")));
     }
 
+    /// Feature `llm-ops`: ExecuTorch's LLM kernels are configured (runtime half only), and
+    /// the archive they install (`ls lib/` of that build: the list above plus
+    /// `libcustom_ops.a`) is linked whole, first, because it registers its operators from
+    /// static initializers. Without the feature nothing changes, so the other builds keep
+    /// their build directory.
+    #[test]
+    fn llm_ops_configure_and_link_the_custom_operators() {
+        let mut with = opts(false);
+        with.llm_ops = true;
+        let on = cmake_defines(HOST, HOST, &with, None).unwrap();
+        assert_eq!(get(&on, "EXECUTORCH_BUILD_KERNELS_LLM"), Some("ON"));
+        assert_eq!(get(&on, "EXECUTORCH_BUILD_KERNELS_LLM_AOT"), Some("OFF"));
+        assert_eq!(
+            get(&on, "EXECUTORCH_BUILD_KERNELS_OPTIMIZED"),
+            Some("ON"),
+            "ExecuTorch requires the optimized kernels for the LLM kernels"
+        );
+        let off = cmake_defines(HOST, HOST, &opts(false), None).unwrap();
+        assert_eq!(get(&off, "EXECUTORCH_BUILD_KERNELS_LLM"), None);
+        assert_eq!(
+            off.len() + 2,
+            on.len(),
+            "the feature adds exactly its two entries"
+        );
+
+        let installed = lib_names(
+            [
+                "libcustom_ops.a",
+                "libcpublas.a",
+                "libeigen_blas.a",
+                "libxnnpack_backend.a",
+                "libexecutorch.a",
+                "libexecutorch_core.a",
+            ],
+            true,
+        );
+        let plan = static_link_plan(&installed, false);
+        let custom = plan.iter().position(|l| l.name == "custom_ops").unwrap();
+        assert!(plan[custom].whole);
+        // Before what it uses: the BLAS it calls and the core.
+        for used in ["cpublas", "eigen_blas", "executorch_core"] {
+            let at = plan.iter().position(|l| l.name == used).unwrap();
+            assert!(custom < at, "custom_ops must come before {used}");
+        }
+    }
+
     #[test]
     fn shared_plan_for_the_wheel() {
         let available = lib_names(
