@@ -134,6 +134,10 @@ def main() -> int:
             key = name.removeprefix("native_call_")
             top_level[key] += ms
             calls[key] += 1
+        elif "::" in name:
+            # A custom operator (llama::custom_sdpa.out, ...): named without the prefix.
+            top_level[name] += ms
+            calls[name] += 1
         elif name == "DELEGATE_CALL":
             top_level["(delegate calls)"] += ms
             calls["(delegate calls)"] += 1

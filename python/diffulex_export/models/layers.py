@@ -119,11 +119,16 @@ def masked_attention(
     """
     b, hq, t, d = q.shape
     hkv = k.shape[1]
-    s = k.shape[2]
-    if hq != hkv:
-        rep = hq // hkv
-        k = k[:, :, None, :, :].expand(b, hkv, rep, s, d).reshape(b, hq, s, d)
-        v = v[:, :, None, :, :].expand(b, hkv, rep, s, d).reshape(b, hq, s, d)
+    rep = hq // hkv
+    if rep > 1:
+        # Grouped-query heads without copying K/V once per group: the `rep` query heads that
+        # share a K/V head are stacked along the query axis ([B, Hkv, rep*T, D]), so one batched
+        # matmul per K/V head serves them all. Expanding K/V to Hq heads instead copied the
+        # whole cache `rep` times in every layer of every forward (a portable-kernel copy of
+        # Hq x S x D floats, most of a decode forward's non-linear time at real size).
+        q = q.reshape(b, hkv, rep * t, d)
+        if mask.dim() == 2:
+            mask = mask.repeat(rep, 1)
     scores = torch.matmul(q, k.transpose(2, 3)) * scale
     if mask.dim() == 1:
         # Key-only visibility (bidirectional cache): an additive [S] bias broadcast over the
@@ -132,7 +137,7 @@ def masked_attention(
     else:
         scores = scores.masked_fill(~mask, float("-inf"))
     probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    return torch.matmul(probs, v)
+    return torch.matmul(probs, v).reshape(b, hq, t, d)
 
 
 class KVCache(nn.Module):
@@ -233,13 +238,13 @@ class Attention(nn.Module):
         v = v.transpose(1, 2)
         if self.cache is not None:
             assert positions is not None
+            # Slots no call has written yet are read too (their scores are replaced by -inf,
+            # and 0 * value enters probs @ v). They hold zeros: ExecuTorch serializes no
+            # initial value for a mutated buffer, and the runtime's planned memory (extension
+            # Module's, which the Rust shim and the Python runtime use) is zero-filled when the
+            # method loads. Zeroing the invisible value rows here instead cost a full pass over
+            # every layer's V cache per forward on the portable `where` kernel.
             k, v = self.cache.write(positions, k, v)
-            # ExecuTorch does not initialise mutable buffers: slots never written hold
-            # arbitrary bits, possibly NaN/Inf. Their scores are replaced by -inf below,
-            # but 0 * NaN in probs @ v would still poison the output, so invisible
-            # value rows are zeroed (keys visible to any query are exactly those < pos+T).
-            visible = mask if mask.dim() == 1 else mask.any(dim=0)
-            v = torch.where(visible.view(1, 1, -1, 1), v, torch.zeros_like(v))
         out = masked_attention(q, k, v, mask, self.scale)
         return self.o_proj(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
 
