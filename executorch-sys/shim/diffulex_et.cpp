@@ -269,6 +269,9 @@ struct dlx_module : public executorch::extension::Module {
   // Loads `name` if needed and returns the Method.
   Status loaded(const char* name, Method** out) {
     const std::string key(name);
+    // No planned memory of our own: Module allocates it as zero-filled vectors, and the .pte
+    // contract relies on that (KV-cache slots no call has written yet are read with weight 0,
+    // so they must be finite; docs/pte-contract.md, "Cached programs").
     Error error = load_method(key);
     if (error != Error::Ok) {
       return fail(error, "loading " + quoted(name));

@@ -324,6 +324,11 @@ def backend_config():
     return ExecutorchBackendConfig(
         memory_planning_pass=MemoryPlanningPass(alloc_graph_input=True),
         sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass(),
+        # Not `run_reinplace_pass=True`, although it would write the KV cache in place (the
+        # out-of-place `index_put` + `copy_` is about a third of a real-size decode forward,
+        # BENCHMARKS.md): with it, a program without delegates (`--backend portable`) computes
+        # NaN from its first call, and nothing showed why the delegated ones do not, so it
+        # stays off until the cause is known.
     )
 
 

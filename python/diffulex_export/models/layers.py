@@ -129,7 +129,13 @@ def masked_attention(
         q = q.reshape(b, hkv, rep * t, d)
         if mask.dim() == 2:
             mask = mask.repeat(rep, 1)
-    scores = torch.matmul(q, k.transpose(2, 3)) * scale
+    # bmm over the batch-free [heads, rows, D] views rather than a 4-D matmul: torch.matmul's
+    # decomposition adds a same-shape `expand_copy` of both operands, which the portable
+    # kernel runs as a full copy of each layer's K and V caches outside the delegate.
+    rows = q.shape[2]
+    s = k.shape[2]
+    scores = torch.bmm(q.reshape(b * hkv, rows, d), k.reshape(b * hkv, s, d).transpose(1, 2)).view(b, hkv, rows, s)
+    scores = scores * scale
     if mask.dim() == 1:
         # Key-only visibility (bidirectional cache): an additive [S] bias broadcast over the
         # queries, which XNNPACK runs, instead of a [T, S] select on the portable kernels.
@@ -137,7 +143,8 @@ def masked_attention(
     else:
         scores = scores.masked_fill(~mask, float("-inf"))
     probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    return torch.matmul(probs, v).reshape(b, hq, t, d)
+    out = torch.bmm(probs.reshape(b * hkv, rows, s), v.reshape(b * hkv, s, d))
+    return out.reshape(b, hq, t, d)
 
 
 class KVCache(nn.Module):
@@ -163,13 +170,17 @@ class KVCache(nn.Module):
     def write(self, positions: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v [1, Hkv, T, D] at the absolute positions [T] (int64); return the full buffers.
 
-        An index_put with a position tensor (not a slice at a Python int) keeps the
-        exported graph free of data-dependent shapes: a slice view of the buffer is
-        contiguous only when T equals the buffer length, which the exporter would
-        otherwise have to special-case.
+        An index with a position tensor (not a slice at a Python int) keeps the exported
+        graph free of data-dependent shapes: a slice view of the buffer is contiguous only
+        when T equals the buffer length, which the exporter would otherwise have to
+        special-case. `index_copy_` rather than `self.k[:, :, positions] = k`: both export as
+        an `index_put` on the buffer, but only this one keeps the values' shape equal to the
+        buffer's outside the indexed dimension, which ExecuTorch's in-place `index_put_`
+        kernel requires (its reinplace pass stays off for now, see export.backend_config; out
+        of place, every layer copies its whole K and V buffers twice per forward).
         """
-        self.k[:, :, positions] = k
-        self.v[:, :, positions] = v
+        self.k.index_copy_(2, positions, k)
+        self.v.index_copy_(2, positions, v)
         return self.k, self.v
 
     def reset(self) -> None:

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""One Markdown table of `diffulex bench` runs: several models (and binaries) x tokens per forward.
+
+    python3 tools/bench_table.py --case LABEL BINARY MODEL [--case ...] [--steps 4 2 1]
+        [--prompt-len 256] [--gen-len 64] [--runs 1] [--threads 2] [--json OUT]
+
+For each case and each `--steps S` value, runs
+
+    BINARY bench --model MODEL --prompt-len P --gen-len G --runs R --threads N
+                 --strategy low_confidence_static --steps S --json
+
+(SDAR: S steps per block of B tokens commit B/S tokens per forward; Fast-dLLM v2 and the
+bidirectional families ignore `--strategy`, give `--steps` to taste) and prints one row per run:
+tokens per forward, prefill and decode tokens/s, milliseconds per decode forward, method load
+(XNNPACK packing) and peak RSS. Random weights never make a confidence threshold fire, so a
+fixed quota per step is what shows the cost of committing several tokens per forward.
+Cases run one after the other, in the order given: put the ones to compare next to each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(binary: str, model: str, steps: int, a: argparse.Namespace) -> dict:
+    cmd = [
+        binary, "bench", "--model", model, "--prompt-len", str(a.prompt_len), "--gen-len", str(a.gen_len),
+        "--runs", str(a.runs), "--threads", str(a.threads), "--json",
+    ]
+    if steps:
+        cmd += ["--strategy", "low_confidence_static", "--steps", str(steps)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.strip()}")
+    return json.loads(proc.stdout)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--case", nargs=3, action="append", metavar=("LABEL", "BINARY", "MODEL"), required=True)
+    p.add_argument("--steps", type=int, nargs="+", default=[0],
+                   help="values of --steps (0: the model's default schedule)")
+    p.add_argument("--prompt-len", type=int, default=256)
+    p.add_argument("--gen-len", type=int, default=64)
+    p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", type=Path, help="also write every run's JSON here")
+    a = p.parse_args()
+    for label, binary, model in a.case:
+        if not Path(model).is_file():
+            p.error(f"case {label}: {model}: no such file")
+    print("| case | steps | tokens per forward | prefill tok/s | decode tok/s | ms per decode forward "
+          "| method load ms | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    records = []
+    for label, binary, model in a.case:
+        for steps in a.steps:
+            r = run(binary, model, steps, a)
+            m = r["median"]
+            per_run = r["per_run"]
+            forwards = sorted(x["decode_forwards"] for x in per_run)[len(per_run) // 2]
+            decode_ms = sorted(x["decode_ms"] for x in per_run)[len(per_run) // 2]
+            ms_per_forward = decode_ms / forwards if forwards else float("nan")
+            print(f"| {label} | {steps or 'default'} | {m['tokens_per_forward']:.2f} | "
+                  f"{m['prefill_tokens_per_s']:.1f} | {m['decode_tokens_per_s']:.2f} | {ms_per_forward:.1f} | "
+                  f"{r['method_load_ms']:.0f} | {r['memory']['peak_rss'] / 2**20:.0f} |", flush=True)
+            records.append({"case": label, "binary": binary, "steps": steps, **r})
+    if a.json:
+        a.json.write_text(json.dumps(records, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
