@@ -14,6 +14,8 @@
 mod golden_sampler;
 #[path = "common/goldens.rs"]
 mod goldens;
+#[path = "common/twin_logits.rs"]
+mod twin_logits;
 
 use diffulex_edge::pte::PteError;
 use diffulex_edge::runtime::{DiffusionModel, EngineError, PteModel};
@@ -74,13 +76,6 @@ fn with_llm_ops(test: &str, check: impl FnOnce()) {
     }
 }
 
-/// Deterministic tokens covering the vocabulary (no RNG crate needed).
-fn tokens(len: usize, salt: i64, vocab: i64) -> Vec<i64> {
-    (0..len as i64)
-        .map(|j| (j * 7919 + salt * 104_729) % vocab)
-        .collect()
-}
-
 /// Feeds both programs the same calls and compares every logit. Cached programs get three
 /// calls at increasing positions (a multi-block prefill, one block, then a block that reads
 /// what the first two wrote); uncached ones three independent lengths.
@@ -89,29 +84,18 @@ fn logits_match(name: &str) {
     let mut fused = PteModel::load(path("llm_ops", name)).unwrap();
     let meta = plain.metadata().clone();
     let vocab = meta.vocab_size as i64;
-    let calls: Vec<(usize, Option<usize>)> = if meta.use_kv_cache {
+    let shape: Vec<(usize, Option<usize>)> = if meta.use_kv_cache {
         vec![(12, Some(0)), (4, Some(12)), (4, Some(16))]
     } else {
         vec![(10, None), (1, None), (meta.max_seq_len, None)]
     };
-    let mut worst = 0f32;
-    for (i, (len, pos)) in calls.into_iter().enumerate() {
-        let input = tokens(len, i as i64, vocab);
-        let want = plain.forward(&input, pos).unwrap();
-        let want: Vec<Vec<f32>> = (0..want.rows()).map(|r| want.row(r).to_vec()).collect();
-        let got = fused.forward(&input, pos).unwrap();
-        assert_eq!(got.rows(), want.len(), "{name} call {i}");
-        for (r, want_row) in want.iter().enumerate() {
-            for (a, b) in got.row(r).iter().zip(want_row) {
-                assert!(a.is_finite(), "{name} call {i} row {r}: {a}");
-                worst = worst.max((a - b).abs());
-            }
-        }
-        assert!(
-            worst <= LOGITS_TOLERANCE,
-            "{name} call {i} ({len} tokens at {pos:?}): max |llm-ops - plain| = {worst}"
-        );
-    }
+    let calls: Vec<(Vec<i64>, Option<usize>)> = shape
+        .into_iter()
+        .enumerate()
+        .map(|(i, (len, pos))| (twin_logits::spread_tokens(len, i as i64, vocab), pos))
+        .collect();
+    let worst =
+        twin_logits::max_logit_difference(name, &mut plain, &mut fused, &calls, LOGITS_TOLERANCE);
     eprintln!("{name}: max |llm-ops - plain| logit = {worst:e}");
 }
 

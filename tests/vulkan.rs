@@ -13,6 +13,8 @@
 mod golden_sampler;
 #[path = "common/goldens.rs"]
 mod goldens;
+#[path = "common/twin_logits.rs"]
+mod twin_logits;
 
 use diffulex_edge::runtime::{DiffusionModel, PteModel};
 use std::path::PathBuf;
@@ -88,27 +90,18 @@ fn logits_match(name: &str) {
     let mut xnnpack = PteModel::load(path("", name)).unwrap();
     let mut vulkan = PteModel::load(path("vulkan", name)).unwrap();
     let vocab = xnnpack.metadata().vocab_size as i64;
-    let mut worst = 0f32;
-    for (i, len) in lengths(&xnnpack).into_iter().enumerate() {
-        // Deterministic tokens that cover the vocabulary (no RNG crate needed).
-        let tokens: Vec<i64> = (0..len as i64)
-            .map(|j| (j * 7919 + i as i64 * 104_729) % vocab)
-            .collect();
-        let want = xnnpack.forward(&tokens, None).unwrap();
-        let want: Vec<Vec<f32>> = (0..want.rows()).map(|r| want.row(r).to_vec()).collect();
-        let got = vulkan.forward(&tokens, None).unwrap();
-        assert_eq!(got.rows(), want.len(), "{name} call {i}");
-        for (r, want_row) in want.iter().enumerate() {
-            for (a, b) in got.row(r).iter().zip(want_row) {
-                assert!(a.is_finite(), "{name} call {i} row {r}: {a}");
-                worst = worst.max((a - b).abs());
-            }
-        }
-        assert!(
-            worst <= LOGITS_TOLERANCE,
-            "{name} call {i} ({len} tokens): max |vulkan - xnnpack| = {worst}"
-        );
-    }
+    let calls: Vec<(Vec<i64>, Option<usize>)> = lengths(&xnnpack)
+        .into_iter()
+        .enumerate()
+        .map(|(i, len)| (twin_logits::spread_tokens(len, i as i64, vocab), None))
+        .collect();
+    let worst = twin_logits::max_logit_difference(
+        name,
+        &mut xnnpack,
+        &mut vulkan,
+        &calls,
+        LOGITS_TOLERANCE,
+    );
     eprintln!("{name}: max |vulkan - xnnpack| logit = {worst:e}");
 }
 
