@@ -151,7 +151,9 @@ def _export_all(pte_root: Path, ckpt_root: Path, names: list, backend: str, llm_
     `llm_ops` exports with the LLM custom operators (`--llm-ops`)."""
     import torch
 
-    from diffulex_export.export import add_weights_digest, embedded_files, quantize_model, to_program, write_atomic
+    import tempfile
+
+    from diffulex_export.export import embedded_files, quantize_model, serialize_with_digest, to_program, write_atomic
     from diffulex_export.models import load_model
     from diffulex_export.models.llm_ops import use_llm_ops
 
@@ -170,10 +172,15 @@ def _export_all(pte_root: Path, ckpt_root: Path, names: list, backend: str, llm_
         quantize_model(model, quant)
         # The digest of the checkpoint's tokenizer is recorded (get_tokenizer_digest), as
         # `diffulex-export export` does.
-        program = to_program(model, backend or own_backend, tokenizer=ckpt_root / family / "tokenizer.json")
-        # ... and the digest of its weight segments (get_weights_digest), as the CLI does.
-        embedded = embedded_files(ckpt_root / family) if name in EMBED else None
-        out = write_atomic(add_weights_digest(program, embedded), pte_root / f"{name}.pte")
+        # Through the CLI's lean lowering (weight payloads spilled to files and streamed back):
+        # `--check` then shows it writes the same bytes as the stock pipeline did.
+        with tempfile.TemporaryDirectory() as spill:
+            program = to_program(
+                model, backend or own_backend, tokenizer=ckpt_root / family / "tokenizer.json", spill_dir=Path(spill)
+            )
+            # ... and the digest of its weight segments (get_weights_digest), as the CLI does.
+            embedded = embedded_files(ckpt_root / family) if name in EMBED else None
+            out = write_atomic(serialize_with_digest(program, embedded), pte_root / f"{name}.pte")
         manifest[name] = _manifest_entry(name, model, program, out, ckpt_root, backend, llm_ops)
         if embedded:
             manifest[name]["embedded"] = sorted(embedded)

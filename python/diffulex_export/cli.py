@@ -132,6 +132,16 @@ def _restore_signals(previous) -> None:
         signal.signal(sig, old)
 
 
+def _memory_gb() -> Optional[tuple]:
+    """(resident now, peak so far) of this process in GB, from /proc/self/status; None where
+    that is not there (Linux only)."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+        return tuple(int(fields[k].split()[0]) / 2**20 for k in ("VmRSS", "VmHWM"))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
@@ -158,12 +168,19 @@ def cmd_export(args: argparse.Namespace) -> int:
         check_group_size(args.group_size)
     started = time.monotonic()
 
-    def progress(stage: str) -> None:
-        # Stages on stderr with the time since the start: an export of a real checkpoint runs
-        # for minutes (docs: python/README.md).
-        print(f"[{time.monotonic() - started:7.1f} s] {stage}", file=sys.stderr, flush=True)
+    def memory_note() -> str:
+        memory = _memory_gb()
+        return f", rss {memory[0]:5.2f} GB, peak {memory[1]:5.2f} GB" if memory else ""
 
-    progress(f"loading {args.checkpoint}")
+    def progress(stage: str) -> None:
+        # Stages on stderr with the time since the start and the memory now and at its peak so
+        # far: an export of a real checkpoint runs for minutes and needs GBs (python/README.md,
+        # "Real-size checkpoints").
+        print(f"[{time.monotonic() - started:7.1f} s{memory_note()}] {stage}", file=sys.stderr, flush=True)
+
+    group_size = DEFAULT_GROUP_SIZE if args.group_size is None else args.group_size
+    progress(f"loading {args.checkpoint}" + (f" and quantizing it layer by layer ({args.quantize})"
+                                             if args.quantize != "none" else ""))
     model = load_model(
         args.checkpoint,
         family=args.family,
@@ -171,6 +188,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         kv_cache=args.kv_cache,
         dtype=DTYPES[args.dtype],
         logits_rows=args.logits == "rows",
+        quantize=args.quantize,
+        group_size=group_size,
     )
     out_dir = args.output.parent if str(args.output.parent) else Path(".")
     with torch.no_grad():
@@ -182,8 +201,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             tokenizer = args.checkpoint / "tokenizer.json" if has_tokenizer else None
             export_model(model, args.output, backend=args.backend, quantize=args.quantize, tokenizer=tokenizer,
                          embed_tokenizer=args.embed_tokenizer, progress=progress,
-                         group_size=DEFAULT_GROUP_SIZE if args.group_size is None else args.group_size,
-                         llm_ops=args.llm_ops)
+                         group_size=group_size, llm_ops=args.llm_ops, free_model_weights=True)
         except BaseException:
             for tmp, _ in staged:
                 if os.path.exists(tmp):
@@ -200,6 +218,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         + (", LLM custom operators" if args.llm_ops else "")
         + (", tokenizer embedded" if args.embed_tokenizer else "")
         + f", in {time.monotonic() - started:.1f} s"
+        + (f", peak memory {_memory_gb()[1]:.2f} GB" if _memory_gb() else "")
     )
     return 0
 

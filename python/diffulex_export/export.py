@@ -17,15 +17,9 @@ import torch
 
 from .errors import ExportError
 from .models.base import DiffusionLM
+from .quantize import DEFAULT_GROUP_SIZE, QUANTIZE, check_group_size, quantize_model  # noqa: F401 (API)
 
 BACKENDS = ("xnnpack", "vulkan", "portable")
-QUANTIZE = ("none", "int8", "8da4w")
-# 4-bit weights of 8da4w: input features per scale (0: one scale per output channel). 32 is
-# llama.cpp's Q4_0 block, so sizes and quality compare like for like. Larger groups quantize
-# coarser and run faster on XNNPACK at 4-16 rows: one SDAR-1.7B MLP layer at 4 rows takes
-# 0.51 ms at 32, 0.41-0.43 at 128, 0.37 per channel, 0.42 in int8 (tools/bench_linear_quant.py,
-# BENCHMARKS.md).
-DEFAULT_GROUP_SIZE = 32
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
@@ -116,6 +110,15 @@ def add_weights_digest(program, embedded: Optional[Dict[str, bytes]] = None) -> 
     int64 words (see `weights_digest`; docs/pte-contract.md), and with `embedded` (named-data key
     -> bytes, see `embedded_files`) stored as named data in the program's segments.
 
+    `serialize_with_digest` is the same without joining the program into one buffer.
+    """
+    return bytes(serialize_with_digest(program, embedded))
+
+
+def serialize_with_digest(program, embedded: Optional[Dict[str, bytes]] = None):
+    """`add_weights_digest` as ExecuTorch's `Cord`: the program's parts in order, by reference
+    (weight payloads spilled to files stay there); `write_atomic` streams it to disk.
+
     A constant method lives in the flatbuffer, before the segments, and the segments do not
     depend on it: the program is serialized once to digest its segments, then again with the
     extra method (same segments, a slightly longer flatbuffer). This uses the program manager's
@@ -125,6 +128,8 @@ def add_weights_digest(program, embedded: Optional[Dict[str, bytes]] = None) -> 
     from executorch.exir._serialize._named_data_store import NamedDataStore
     from executorch.exir._serialize._serialize import serialize_for_executorch
     from executorch.exir.schema import Chain, ContainerMetadata, EValue, ExecutionPlan, Int
+
+    from .lean_lowering import segments_digest
 
     emitted = program._emitter_output
     named = program._named_data
@@ -136,11 +141,11 @@ def add_weights_digest(program, embedded: Optional[Dict[str, bytes]] = None) -> 
             store.add_named_data(key, data, alignment=16)
         named = store.get_named_data_store_output()
 
-    def serialize() -> bytes:
+    def serialize():
         pte, _ = serialize_for_executorch(emitted, backend_config(), program._data_serializer, named)
-        return bytes(pte)
+        return pte
 
-    digest = weights_digest(serialize())
+    digest = segments_digest(serialize())
     words = digest_words(digest)
     _, spec = ex_pytree.tree_flatten(words)
     plan = ExecutionPlan(
@@ -156,7 +161,7 @@ def add_weights_digest(program, embedded: Optional[Dict[str, bytes]] = None) -> 
     )
     emitted.program.execution_plan.append(plan)
     out = serialize()
-    if weights_digest(out) != digest:
+    if segments_digest(out) != digest:
         raise ExportError("internal error: adding get_weights_digest changed the segments")
     return out
 
@@ -268,53 +273,6 @@ def dynamic_shapes(model: DiffusionLM):
     return ({1: dim_t},)
 
 
-def check_group_size(group_size: int) -> None:
-    """A group size XNNPACK's blockwise 4-bit kernels take: 0 (per channel) or a positive
-    multiple of 32."""
-    if not isinstance(group_size, int) or group_size < 0 or group_size % 32:
-        raise ExportError(
-            f"--group-size {group_size!r}: expected 0 (one scale per output channel) or a positive multiple of 32"
-        )
-
-
-def quantize_model(model: DiffusionLM, scheme: str, group_size: int = DEFAULT_GROUP_SIZE) -> None:
-    """Quantize the Linear layers in place with torchao (XNNPACK-lowerable schemes).
-
-    int8:  8-bit dynamic per-token activations, 8-bit per-channel weights.
-    8da4w: 8-bit dynamic per-token activations, 4-bit weights in groups of `group_size`
-           input features (a multiple of 32 that divides every in_features), or 0 for one
-           scale per output channel. See DEFAULT_GROUP_SIZE for the trade-off.
-    The embedding table is stored in 8 (int8) or 4 (8da4w, groups of 32) bits and read by
-    ExecuTorch's quantized embedding kernels (`quant_embedding.py`); norms stay float.
-    """
-    if scheme == "none":
-        return
-    from torchao.quantization import quantize_
-    from torchao.quantization.granularity import PerAxis, PerGroup
-    from torchao.quantization.quant_api import Int8DynamicActivationIntxWeightConfig
-
-    if scheme == "int8":
-        config = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8, weight_granularity=PerAxis(0))
-    elif scheme == "8da4w":
-        check_group_size(group_size)
-        for name, mod in model.named_modules():
-            if group_size and isinstance(mod, torch.nn.Linear) and mod.in_features % group_size:
-                raise ExportError(
-                    f"--group-size {group_size}: 8da4w needs groups that divide every layer's input size; "
-                    f"{name} has {mod.in_features}. Pick a divisor (a multiple of 32), or 0 for per-channel scales"
-                )
-        granularity = PerGroup(group_size) if group_size else PerAxis(0)
-        config = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=granularity)
-    else:
-        raise ExportError(f"unknown quantization {scheme!r}; expected one of {', '.join(QUANTIZE)}")
-    quantize_(model, config, filter_fn=lambda m, _fqn: isinstance(m, torch.nn.Linear))
-    # The embedding table too, in as many bits as the weights (docs/pte-contract.md,
-    # "Quantization and dtypes"): at a 150k vocabulary it is the largest single tensor.
-    from .quant_embedding import quantize_embedding
-
-    quantize_embedding(model, 8 if scheme == "int8" else 4)
-
-
 def backend_config():
     """The ExecuTorch backend config of every export (memory planning, dynamic shapes)."""
     from executorch.exir import ExecutorchBackendConfig
@@ -366,12 +324,18 @@ def to_program(
     backend: str = "xnnpack",
     tokenizer: Optional[Union[str, Path]] = None,
     progress: Callable[[str], None] = _quiet,
+    spill_dir: Optional[Path] = None,
 ):
     """Export and lower; returns the ExecuTorch program manager (its `.buffer` is the .pte).
 
     `tokenizer` (a tokenizer.json) adds `get_tokenizer_digest` (see `constant_methods`).
-    `progress` is called with a line at the start of each stage.
+    `progress` is called with a line at the start of each stage. XNNPACK lowering shares the
+    weights with `model` rather than copying them, and with `spill_dir` keeps the delegates'
+    weight payloads in files there instead of memory (`lean_lowering.py`); the directory must
+    then outlive the program's serialization.
     """
+    from .lean_lowering import lean_xnnpack_lowering
+
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     if backend not in BACKENDS:
@@ -403,23 +367,26 @@ def to_program(
             strict=False,
         )
         progress(f"lowering to the edge dialect and delegating to {backend}")
-        edge = to_edge_transform_and_lower(
-            ep,
-            partitioner=partitioners,
-            constant_methods=constant_methods(model, tokenizer),
-            compile_config=EdgeCompileConfig(_check_ir_validity=False),
-        )
+        with lean_xnnpack_lowering(spill_dir) as spilled:
+            edge = to_edge_transform_and_lower(
+                ep,
+                partitioner=partitioners,
+                constant_methods=constant_methods(model, tokenizer),
+                compile_config=EdgeCompileConfig(_check_ir_validity=False),
+            )
         delegates = sum(
             1 for node in edge.exported_program().graph.nodes if node.op == "get_attr" and "lowered_module" in node.name
         )
-        progress(f"{delegates} delegate blob(s) lowered; emitting the ExecuTorch program")
+        kept = f", {spilled.bytes / 2**20:.0f} MiB of weights kept on disk until written" if spilled.payloads else ""
+        progress(f"{delegates} delegate blob(s) lowered{kept}; emitting the ExecuTorch program")
         return edge.to_executorch(backend_config())
     finally:
         torch.set_grad_enabled(prev)
 
 
-def write_atomic(data: bytes, out_path: Union[str, Path]) -> Path:
-    """Write bytes to out_path through a temporary file in the same directory + rename.
+def write_atomic(data, out_path: Union[str, Path]) -> Path:
+    """Write bytes (or an ExecuTorch `Cord`, streamed) to out_path through a temporary file in
+    the same directory + rename.
 
     Example:
         >>> write_atomic(b"x", "/tmp/diffulex_atomic_example.bin")
@@ -432,7 +399,10 @@ def write_atomic(data: bytes, out_path: Union[str, Path]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(parent))
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:
+                data.write_to_file(f)
         # mkstemp creates 0600; give the file the mode a plain open() would have.
         umask = os.umask(0)
         os.umask(umask)
@@ -455,11 +425,18 @@ def export_model(
     progress: Callable[[str], None] = _quiet,
     group_size: int = DEFAULT_GROUP_SIZE,
     llm_ops: bool = False,
+    free_model_weights: bool = False,
 ) -> Path:
     """Quantize (optionally), export, lower and write `model` as a .pte at out_path.
 
     `llm_ops` runs attention and the cache write through ExecuTorch's LLM custom operators
     (models/llm_ops.py); the program then needs a runtime built with them.
+
+    A model loaded with `load_model(..., quantize=...)` is already quantized: pass the same
+    `quantize`. The delegates' weight payloads are kept in a temporary directory beside
+    `out_path` until the program is written, and `free_model_weights` frees the model's tensors
+    once the program is emitted (the model is unusable afterwards): both keep a real-size
+    export near one copy of the weights in memory (lean_lowering.py).
 
     `tokenizer` (the checkpoint's tokenizer.json) records its vocabulary digest in the program;
     with `embed_tokenizer` the tokenizer files beside it (tokenizer.json, tokenizer_config.json,
@@ -485,15 +462,27 @@ def export_model(
 
         progress("attention through ExecuTorch's LLM custom operators (llama::custom_sdpa, llama::update_cache)")
         use_llm_ops(model)
-    if quantize != "none":
+    done = getattr(model, "quantization", "none")
+    if done not in ("none", quantize):
+        raise ExportError(f"the model was loaded quantized as {done}, but the export asks for {quantize}")
+    if done == "none" and quantize != "none":
         progress(f"quantizing the linear layers ({quantize})")
-    quantize_model(model, quantize, group_size)
+        quantize_model(model, quantize, group_size)
     embedded = embedded_files(Path(tokenizer).parent) if embed_tokenizer else None
-    program = to_program(model, backend, tokenizer, progress)
-    progress("hashing the weight segments and serializing")
-    data = add_weights_digest(program, embedded)
-    progress(f"writing {len(data)} bytes")
-    return write_atomic(data, out_path)
+    out = Path(out_path)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ExportError(f"output directory {parent} does not exist")
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.spill-", dir=str(parent)) as spill:
+        program = to_program(model, backend, tokenizer, progress, spill_dir=Path(spill))
+        if free_model_weights:
+            from .lean_lowering import release_weights
+
+            release_weights(model)
+        progress("hashing the weight segments and serializing")
+        data = serialize_with_digest(program, embedded)
+        progress(f"writing {len(data)} bytes")
+        return write_atomic(data, out)
 
 
 def runtime():

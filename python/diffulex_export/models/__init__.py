@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
-from typing import Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
 from ..checkpoint import WeightStore, load_config, resolve_family
 from ..errors import ExportError
+from ..quantize import DEFAULT_GROUP_SIZE, check_quantizable, quantize_unit
 from . import dream, fast_dllm_v2, llada, sdar
 from .base import BIDIRECTIONAL, CONTRACT_VERSION, CONTRACT_VERSION_ROWS, FAMILY_IDS, DiffusionLM, ModelSpec
 
@@ -65,30 +66,54 @@ def load_spec(ckpt_dir: Union[str, Path], family: Optional[str] = None) -> Model
     return spec
 
 
-def _load_weights(model: DiffusionLM, store: WeightStore, family: str) -> None:
+def _units(model: DiffusionLM) -> List[Tuple[str, torch.nn.Module]]:
+    """The parts weights are loaded (and quantized) by, in order: each child of the model, and
+    each decoder layer on its own."""
+    units = []
+    for name, child in model.named_children():
+        if isinstance(child, torch.nn.ModuleList):
+            units.extend((f"{name}.{i}", sub) for i, sub in enumerate(child))
+        else:
+            units.append((name, child))
+    return units
+
+
+def _load_weights(
+    model: DiffusionLM,
+    store: WeightStore,
+    family: str,
+    loaded: Optional[Callable[[str], None]] = None,
+) -> None:
+    """Copy every weight from the checkpoint, unit by unit; `loaded(unit)` runs after each unit
+    is complete (the streamed quantization: the unit's fp32 weights are then dropped before the
+    next one is read)."""
     name_of = FAMILY_MODULES[family].checkpoint_name
     spec = model.spec
     embed_name = name_of("embed.weight")
     missing: List[str] = []
-    state = model.state_dict()
     with torch.no_grad():
-        for canonical, target in state.items():
-            if ".cache." in canonical:
-                continue
-            name = name_of(canonical)
-            if canonical == "lm_head.weight" and not store.has(name):
-                if spec.tie_embeddings:
-                    name = embed_name
-            if not store.has(name):
-                missing.append(name)
-                continue
-            tensor = store.get(name)
-            if tuple(tensor.shape) != tuple(target.shape):
-                raise ExportError(
-                    f"{store.ckpt_dir}: weight {name} has shape {tuple(tensor.shape)}, "
-                    f"the config implies {tuple(target.shape)}"
-                )
-            target.copy_(tensor.to(target.dtype))
+        for unit_name, unit in _units(model):
+            for key, target in unit.state_dict(prefix=unit_name + ".").items():
+                if ".cache." in key:
+                    continue
+                name = name_of(key)
+                if key == "lm_head.weight" and not store.has(name):
+                    if spec.tie_embeddings:
+                        name = embed_name
+                if not store.has(name):
+                    missing.append(name)
+                    continue
+                tensor = store.get(name)
+                if tuple(tensor.shape) != tuple(target.shape):
+                    raise ExportError(
+                        f"{store.ckpt_dir}: weight {name} has shape {tuple(tensor.shape)}, "
+                        f"the config implies {tuple(target.shape)}"
+                    )
+                # copy_ converts the dtype on the way (bf16 -> fp32) without a converted copy.
+                target.copy_(tensor)
+                del tensor, target
+            if loaded is not None and not missing:
+                loaded(unit_name)
     if missing:
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         raise ExportError(f"{store.ckpt_dir}: missing weights ({len(missing)}): {shown}")
@@ -101,8 +126,14 @@ def load_model(
     kv_cache: Optional[bool] = None,
     dtype: torch.dtype = torch.float32,
     logits_rows: bool = False,
+    quantize: str = "none",
+    group_size: int = DEFAULT_GROUP_SIZE,
 ) -> DiffusionLM:
     """Build the family's module from config.json + *.safetensors, in eval mode.
+
+    With `quantize` ("int8", "8da4w"; see `quantize.quantize_model`) each decoder layer is
+    quantized as soon as it is read, so the whole model is never held in fp32; the result is
+    the same as quantizing the loaded model, and `model.quantization` records the scheme.
 
     max_seq_len defaults to min(max_position_embeddings, 2048); kv_cache defaults to
     True for the block-causal families (sdar, fast_dllm_v2) and False otherwise.
@@ -142,9 +173,19 @@ def load_model(
     # initialisation of billions of weights would be wasted time.
     with torch.device("meta"):
         model = DiffusionLM(spec, max_seq_len=max_seq_len, kv_cache=kv_cache, dtype=dtype, logits_rows=logits_rows)
+    check_quantizable(model, quantize, group_size)
+    if quantize != "none" and dtype != torch.float32:
+        raise ExportError("quantization works on fp32 models; drop --dtype fp16")
+    # Untouched pages of the empty tensors cost no memory: each unit's fp32 weights become
+    # resident as they are read, and with `quantize` are released again right after.
     model = model.to_empty(device="cpu")
     model.init_buffers()
-    _load_weights(model, store, spec.family)
+    loaded = None
+    if quantize != "none":
+        def loaded(unit: str) -> None:
+            quantize_unit(model, unit, quantize, group_size)
+    _load_weights(model, store, spec.family, loaded)
+    model.quantization = quantize
     model.eval()
     model.requires_grad_(False)
     return model

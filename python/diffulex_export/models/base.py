@@ -105,6 +105,8 @@ class DiffusionLM(nn.Module):
     ):
         super().__init__()
         self.spec = spec
+        # The weight quantization applied ("none", "int8", "8da4w"; see quantize.py).
+        self.quantization = "none"
         self.max_seq_len = max_seq_len
         self.kv_cache = kv_cache
         self.logits_rows = logits_rows
