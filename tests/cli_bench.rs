@@ -383,3 +383,56 @@ fn a_model_replaced_during_use_gives_no_sigbus() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn autoregressive_bench_decodes_one_token_per_forward() {
+    let model = fixture("sdar_cached.pte");
+    let v = json(&[
+        "--model",
+        &model,
+        "--prompt-len",
+        "8",
+        "--gen-len",
+        "6",
+        "--runs",
+        "2",
+        "--autoregressive",
+        "--json",
+    ]);
+    assert_eq!(v["decoder"], "autoregressive");
+    for r in v["per_run"].as_array().unwrap() {
+        assert_eq!(
+            (
+                &r["prefill_forwards"],
+                &r["decode_forwards"],
+                &r["tokens_per_forward"]
+            ),
+            (&1.into(), &6.into(), &1.0.into()),
+            "{r}"
+        );
+        assert_eq!(r["tokens"], 6);
+    }
+    let tokens = v["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 6);
+    let vocab = v["vocab_size"].as_i64().unwrap();
+    assert!(tokens
+        .iter()
+        .all(|t| (0..vocab).contains(&t.as_i64().unwrap())));
+}
+
+#[test]
+fn autoregressive_bench_needs_a_kv_cache() {
+    let out = bench(&[
+        "--model",
+        &fixture("llada.pte"),
+        "--autoregressive",
+        "--runs",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs a model with a KV cache") && err.contains("--kv-cache"),
+        "{err}"
+    );
+}

@@ -12,7 +12,7 @@ use clap::Args;
 use diffulex_edge::runtime::Rng;
 use diffulex_edge::runtime::{
     BlockEvent, Control, DiffusionEngine, DiffusionGenerationConfig, DiffusionModel,
-    GenerationObserver, GenerationOutput, GenerationStats, ModelMetadata, ModelType,
+    GenerationObserver, GenerationOutput, GenerationStats, ModelMetadata, ModelType, StopReason,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -51,6 +51,12 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Decode greedily one token per forward instead of with the diffusion engine: what an
+    /// autoregressive decoder of the same network costs (needs a KV cache). A block-causal
+    /// program's one-token forward costs what a causal one's does; export with block size 1
+    /// for a decoder that is also autoregressive in what it computes.
+    #[arg(long, conflicts_with = "no_kv_cache")]
+    pub autoregressive: bool,
     #[command(flatten)]
     pub decode: DecodeArgs,
 }
@@ -150,6 +156,67 @@ fn run_of(out: GenerationOutput, prompt_len: usize, first: Option<Duration>) -> 
     }
 }
 
+/// Index of the largest logit (the first of equals).
+fn argmax(row: &[f32]) -> i64 {
+    let mut best = 0;
+    for (i, &x) in row.iter().enumerate() {
+        if x > row[best] {
+            best = i;
+        }
+    }
+    best as i64
+}
+
+/// One greedy autoregressive generation of `gen_len` tokens over `model`'s KV cache: the
+/// prompt but its last token is written in one forward (the prefill), then every forward feeds
+/// one token and reads the logits of the next, so every generated token costs one forward.
+fn generate_autoregressive<M: DiffusionModel>(
+    model: &mut M,
+    prompt: &[i64],
+    gen_len: usize,
+) -> Result<(GenerationOutput, Option<Duration>)> {
+    let mut stats = GenerationStats::default();
+    let start = Instant::now();
+    let (head, last) = prompt.split_at(prompt.len().saturating_sub(1));
+    if !head.is_empty() {
+        let t = Instant::now();
+        model
+            .forward_rows(head, Some(0), &[])
+            .context("autoregressive prefill")?;
+        stats.execute_time += t.elapsed();
+        stats.prefill_forwards = 1;
+    }
+    stats.prefill_time = start.elapsed();
+    let decode_start = Instant::now();
+    let mut next = last.first().copied().context("an empty prompt")?;
+    let mut tokens = Vec::with_capacity(gen_len);
+    let mut first_token = None;
+    for i in 0..gen_len {
+        let t = Instant::now();
+        let logits = model
+            .forward_rows(&[next], Some(head.len() + i), &[0])
+            .with_context(|| format!("autoregressive forward {}", i + 1))?;
+        stats.execute_time += t.elapsed();
+        next = argmax(logits.row(0));
+        tokens.push(next);
+        first_token.get_or_insert_with(|| start.elapsed());
+    }
+    stats.decode_time = decode_start.elapsed();
+    stats.total_time = start.elapsed();
+    stats.decode_forwards = gen_len;
+    stats.forwards = stats.prefill_forwards + gen_len;
+    stats.logit_rows = gen_len;
+    stats.tokens_committed = gen_len;
+    stats.tokens_generated = gen_len;
+    let out = GenerationOutput {
+        tokens,
+        prompt_len: prompt.len(),
+        stop_reason: StopReason::MaxNewTokens,
+        stats,
+    };
+    Ok((out, first_token))
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.retain(|x| x.is_finite());
     if xs.is_empty() {
@@ -235,31 +302,50 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let method_load = t1.elapsed();
     let mem_method = Memory::now();
 
-    let mut engine = DiffusionEngine::from_model(model, ModelType::Auto, use_kv_cache)?;
-    let config = DiffusionGenerationConfig {
-        max_new_tokens: gen_len,
-        seed: args.seed,
-        stop_ids: Some(vec![]),
-        clamp_to_max_seq_len: false,
-        sampler: Some(args.decode.sampler_for(meta.family)?),
-    };
+    if args.autoregressive && !meta.use_kv_cache {
+        bail!(
+            "--autoregressive needs a model with a KV cache, and {} has none: export it with --kv-cache",
+            args.model.display()
+        );
+    }
     let bar = progress((args.runs as u64).saturating_mul(gen_len as u64));
     let mut runs = Vec::new();
     let mut tokens = Vec::new();
-    for i in 0..args.runs {
-        bar.set_message(format!("run {}/{}", i + 1, args.runs));
-        let mut watch = Watch {
-            start: Instant::now(),
-            first_block: None,
-            bar: &bar,
-        };
-        let mut out = engine
-            .generate_with(&prompt, &config, &mut watch)
-            .with_context(|| format!("run {}", i + 1))?;
-        if i == 0 {
-            tokens = std::mem::take(&mut out.tokens);
+    if args.autoregressive {
+        for i in 0..args.runs {
+            bar.set_message(format!("run {}/{}", i + 1, args.runs));
+            let (mut out, first_token) = generate_autoregressive(&mut model, &prompt, gen_len)
+                .with_context(|| format!("run {}", i + 1))?;
+            bar.inc(gen_len as u64);
+            if i == 0 {
+                tokens = std::mem::take(&mut out.tokens);
+            }
+            runs.push(run_of(out, prompt.len(), first_token));
         }
-        runs.push(run_of(out, prompt.len(), watch.first_block));
+    } else {
+        let mut engine = DiffusionEngine::from_model(model, ModelType::Auto, use_kv_cache)?;
+        let config = DiffusionGenerationConfig {
+            max_new_tokens: gen_len,
+            seed: args.seed,
+            stop_ids: Some(vec![]),
+            clamp_to_max_seq_len: false,
+            sampler: Some(args.decode.sampler_for(meta.family)?),
+        };
+        for i in 0..args.runs {
+            bar.set_message(format!("run {}/{}", i + 1, args.runs));
+            let mut watch = Watch {
+                start: Instant::now(),
+                first_block: None,
+                bar: &bar,
+            };
+            let mut out = engine
+                .generate_with(&prompt, &config, &mut watch)
+                .with_context(|| format!("run {}", i + 1))?;
+            if i == 0 {
+                tokens = std::mem::take(&mut out.tokens);
+            }
+            runs.push(run_of(out, prompt.len(), watch.first_block));
+        }
     }
     bar.finish_and_clear();
     let mem_end = Memory::now();
@@ -273,6 +359,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "vocab_size": meta.vocab_size,
         "block_size": meta.block_size,
         "kv_cache": use_kv_cache,
+        "decoder": if args.autoregressive { "autoregressive" } else { "diffusion" },
         "selects_logit_rows": selects_rows,
         "prompt_len": prompt_len,
         "gen_len": gen_len,
@@ -343,7 +430,7 @@ fn table(s: &serde_json::Value) -> String {
         }
     );
     println!(
-        "workload     prompt {} + {} new tokens{}, {} runs (medians below)",
+        "workload     prompt {} + {} new tokens{}, {} runs (medians below){}",
         s["prompt_len"],
         s["gen_len"],
         if s["lengths_fitted"] == true {
@@ -351,7 +438,12 @@ fn table(s: &serde_json::Value) -> String {
         } else {
             ""
         },
-        s["runs"]
+        s["runs"],
+        if s["decoder"] == "autoregressive" {
+            ", decoded autoregressively (one token per forward, greedy)"
+        } else {
+            ""
+        }
     );
     println!("threads      {}", s["threads"]);
     println!("runtime open {:.2} ms", f(&s["runtime_open_ms"]));
