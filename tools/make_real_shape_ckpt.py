@@ -11,7 +11,7 @@ names come from the exporter's own name map (`diffulex_export.models.<family>.ch
 applied to the module the config describes, so what is written is exactly what an export of
 the real checkpoint reads. No tokenizer is written (export with `--skip-tokenizer`).
 
-Configs: the architecture values of each model's base (Qwen3-1.7B / Qwen3-4B for SDAR,
+Configs: the architecture values of each model's base (Qwen3-1.7B / Qwen3-4B / Qwen3-8B for SDAR,
 Qwen2.5-1.5B for Fast-dLLM v2 1.5B) with the family's own fields (SDAR `block_size` 4 and mask
 151669; Fast-dLLM v2 `bd_size` 32, `small_block_size` 8 and mask 151665), from the families'
 model code and READMEs (docs: ../shared/reference/algorithms.md). The published config.json
@@ -51,6 +51,10 @@ CONFIGS = {
     "sdar-4b-chat": dict(QWEN3_COMMON, **SDAR_FIELDS, hidden_size=2560, intermediate_size=9728,
                          num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
                          max_position_embeddings=32768, tie_word_embeddings=True),
+    # The 8B-class stretch: Qwen3-8B's shape (untied lm_head, 16.4 GB in bf16).
+    "sdar-8b-chat": dict(QWEN3_COMMON, **SDAR_FIELDS, hidden_size=4096, intermediate_size=12288,
+                         num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+                         max_position_embeddings=40960, tie_word_embeddings=False),
     "fast-dllm-v2-1.5b": dict(QWEN2_COMMON, **FAST_FIELDS, hidden_size=1536, intermediate_size=8960,
                               num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
                               max_position_embeddings=32768, tie_word_embeddings=True),
@@ -58,6 +62,7 @@ CONFIGS = {
 GENERATION = {
     "sdar-1.7b-chat": {"eos_token_id": [151645, 151643]},
     "sdar-4b-chat": {"eos_token_id": [151645, 151643]},
+    "sdar-8b-chat": {"eos_token_id": [151645, 151643]},
     "fast-dllm-v2-1.5b": {"eos_token_id": 151645},
 }
 
