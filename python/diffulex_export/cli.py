@@ -146,7 +146,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
     from .export import DEFAULT_GROUP_SIZE, DTYPES, check_group_size, export_model
-    from .models import load_model
+    from .models import load_model, model_shape
+    from .preflight import check_resources
 
     _check_output(args.output)
     if not args.checkpoint.is_dir():
@@ -179,6 +180,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"[{time.monotonic() - started:7.1f} s{memory_note()}] {stage}", file=sys.stderr, flush=True)
 
     group_size = DEFAULT_GROUP_SIZE if args.group_size is None else args.group_size
+    out_dir = args.output.parent if str(args.output.parent) else Path(".")
+    if not out_dir.is_dir():
+        raise ExportError(f"output directory {out_dir} does not exist")
+    progress(check_resources(model_shape(args.checkpoint, args.family), args.quantize, out_dir))
     progress(f"loading {args.checkpoint}" + (f" and quantizing it layer by layer ({args.quantize})"
                                              if args.quantize != "none" else ""))
     model = load_model(
@@ -191,7 +196,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         quantize=args.quantize,
         group_size=group_size,
     )
-    out_dir = args.output.parent if str(args.output.parent) else Path(".")
     with torch.no_grad():
         # Tokenizer copies go to temporary names first so that a failed export
         # leaves neither a .pte nor stray tokenizer files behind.

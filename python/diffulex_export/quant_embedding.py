@@ -24,6 +24,10 @@ def _register_ops() -> None:
     import executorch.exir.passes._quant_patterns_and_replacements  # noqa: F401
 
 
+# Rows quantized per slice (4096 x 4096 fp32 = 64 MiB of temporaries at most).
+_ROWS_PER_SLICE = 4096
+
+
 class QuantizedEmbedding(nn.Module):
     """An `nn.Embedding` replacement holding the table in `bits` (8 or 4) bits.
 
@@ -45,25 +49,31 @@ class QuantizedEmbedding(nn.Module):
         self.bits = bits
         self.out_dtype = out_dtype
         self.quant_min, self.quant_max = (-128, 127) if bits == 8 else (-8, 7)
+        # Rows are quantized independently, so a slice at a time gives the same table while
+        # the float temporaries stay a few MB instead of several copies of a 1.2 GB table.
+        parts = [self._quantize_rows(table[start:start + _ROWS_PER_SLICE], group)
+                 for start in range(0, rows, _ROWS_PER_SLICE)]
+        self.register_buffer("weight", torch.cat([w for w, _ in parts]).contiguous())
+        self.register_buffer("scales", torch.cat([sc for _, sc in parts]).contiguous())
+
+    def _quantize_rows(self, table: torch.Tensor, group: int) -> tuple:
+        rows, dim = table.shape
         grouped = table.detach().float().reshape(rows, dim // group, group)
         # Symmetric: the largest magnitude of a group maps to quant_max.
         scales = (grouped.abs().amax(dim=-1) / self.quant_max).clamp(min=torch.finfo(torch.float32).tiny)
         q = torch.round(grouped / scales.unsqueeze(-1)).clamp(self.quant_min, self.quant_max)
         q = q.to(torch.int8).reshape(rows, dim)
-        if bits == 8:
-            weight, scales = q, scales.reshape(rows)
-        else:
-            # Rounded to the stored precision first, so the values are quantized with the
-            # scales the kernel will read.
-            scales = scales.to(torch.float16).clamp(min=torch.finfo(torch.float16).tiny)
-            q = torch.round(grouped / scales.float().unsqueeze(-1)).clamp(self.quant_min, self.quant_max)
-            q = q.to(torch.int8).reshape(rows, dim)
-            # Two values per byte, the even one in the high nibble, each shifted by +8 (the
-            # kernel's layout: `embedding_4bit` unpacks `byte // 16 - 8, byte % 16 - 8`).
-            shifted = (q.to(torch.int16) + 8).to(torch.uint8)
-            weight = shifted[:, 0::2] * 16 + shifted[:, 1::2]
-        self.register_buffer("weight", weight.contiguous())
-        self.register_buffer("scales", scales.contiguous())
+        if self.bits == 8:
+            return q, scales.reshape(rows)
+        # Rounded to the stored precision first, so the values are quantized with the
+        # scales the kernel will read.
+        scales = scales.to(torch.float16).clamp(min=torch.finfo(torch.float16).tiny)
+        q = torch.round(grouped / scales.float().unsqueeze(-1)).clamp(self.quant_min, self.quant_max)
+        q = q.to(torch.int8).reshape(rows, dim)
+        # Two values per byte, the even one in the high nibble, each shifted by +8 (the
+        # kernel's layout: `embedding_4bit` unpacks `byte // 16 - 8, byte % 16 - 8`).
+        shifted = (q.to(torch.int16) + 8).to(torch.uint8)
+        return shifted[:, 0::2] * 16 + shifted[:, 1::2], scales
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         op = (

@@ -39,3 +39,16 @@ def test_widths_the_kernels_cannot_read_are_refused():
         QuantizedEmbedding(torch.randn(4, 48), 4)
     with pytest.raises(ValueError, match="8 or 4"):
         QuantizedEmbedding(torch.randn(4, 64), 2)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_quantizing_by_row_slices_gives_the_whole_table(bits, monkeypatch):
+    """The table is quantized a slice of rows at a time (bounded memory at a 150k vocabulary);
+    slices of 3 rows, uneven at the end, give the table quantized in one piece."""
+    from diffulex_export import quant_embedding
+
+    table = torch.randn(10, 64, generator=torch.Generator().manual_seed(3))
+    whole = quant_embedding.QuantizedEmbedding(table, bits)
+    monkeypatch.setattr(quant_embedding, "_ROWS_PER_SLICE", 3)
+    sliced = quant_embedding.QuantizedEmbedding(table, bits)
+    assert torch.equal(sliced.weight, whole.weight) and torch.equal(sliced.scales, whole.scales)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 
@@ -37,6 +37,7 @@ __all__ = [
     "ModelSpec",
     "load_model",
     "load_spec",
+    "model_shape",
 ]
 
 DEFAULT_MAX_SEQ_LEN = 2048
@@ -66,16 +67,17 @@ def load_spec(ckpt_dir: Union[str, Path], family: Optional[str] = None) -> Model
     return spec
 
 
-def _units(model: DiffusionLM) -> List[Tuple[str, torch.nn.Module]]:
+def _unit_names(model: DiffusionLM) -> List[str]:
     """The parts weights are loaded (and quantized) by, in order: each child of the model, and
-    each decoder layer on its own."""
-    units = []
+    each decoder layer on its own. Names, not modules: quantizing the embedding replaces its
+    module, and a list holding the old one would keep its fp32 table alive."""
+    names = []
     for name, child in model.named_children():
         if isinstance(child, torch.nn.ModuleList):
-            units.extend((f"{name}.{i}", sub) for i, sub in enumerate(child))
+            names.extend(f"{name}.{i}" for i in range(len(child)))
         else:
-            units.append((name, child))
-    return units
+            names.append(name)
+    return names
 
 
 def _load_weights(
@@ -92,7 +94,8 @@ def _load_weights(
     embed_name = name_of("embed.weight")
     missing: List[str] = []
     with torch.no_grad():
-        for unit_name, unit in _units(model):
+        for unit_name in _unit_names(model):
+            unit = model.get_submodule(unit_name)
             for key, target in unit.state_dict(prefix=unit_name + ".").items():
                 if ".cache." in key:
                     continue
@@ -112,11 +115,25 @@ def _load_weights(
                 # copy_ converts the dtype on the way (bf16 -> fp32) without a converted copy.
                 target.copy_(tensor)
                 del tensor, target
+            del unit
             if loaded is not None and not missing:
                 loaded(unit_name)
     if missing:
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         raise ExportError(f"{store.ckpt_dir}: missing weights ({len(missing)}): {shown}")
+
+
+def model_shape(ckpt_dir: Union[str, Path], family: Optional[str] = None) -> DiffusionLM:
+    """The checkpoint's module on the meta device: its layers and parameter shapes without any
+    weight data (for estimates before a load).
+
+    Example:
+        >>> sum(p.numel() for p in model_shape("tests/fixtures/ckpt/sdar").parameters()) > 0  # doctest: +SKIP
+        True
+    """
+    spec = load_spec(ckpt_dir, family)
+    with torch.device("meta"):
+        return DiffusionLM(spec, max_seq_len=1, kv_cache=False)
 
 
 def load_model(
