@@ -367,7 +367,12 @@ def to_program(
             strict=False,
         )
         progress(f"lowering to the edge dialect and delegating to {backend}")
-        with lean_xnnpack_lowering(spill_dir) as spilled:
+
+        def lowered(n: int) -> None:
+            if n % 50 == 0:
+                progress(f"{n} partitions lowered to {backend}")
+
+        with lean_xnnpack_lowering(spill_dir, lowered) as spilled:
             edge = to_edge_transform_and_lower(
                 ep,
                 partitioner=partitioners,

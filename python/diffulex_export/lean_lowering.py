@@ -25,7 +25,7 @@ import dataclasses
 import hashlib
 import itertools
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 
@@ -36,8 +36,10 @@ _CHUNK = 8 << 20
 
 @dataclasses.dataclass
 class Spilled:
-    """What `lean_xnnpack_lowering` wrote to its spill directory."""
+    """What `lean_xnnpack_lowering` processed and wrote to its spill directory."""
 
+    #: Partitions XNNPACK processed.
+    partitions: int = 0
     #: Weight payloads written to files.
     payloads: int = 0
     #: Their total size in bytes.
@@ -45,10 +47,14 @@ class Spilled:
 
 
 @contextlib.contextmanager
-def lean_xnnpack_lowering(spill_dir: Optional[Path] = None) -> Iterator[Spilled]:
+def lean_xnnpack_lowering(
+    spill_dir: Optional[Path] = None, lowered: Optional[Callable[[int], None]] = None
+) -> Iterator[Spilled]:
     """For the duration of the `with` block, XNNPACK lowering shares weights with the model
     instead of deep-copying them and, given a `spill_dir` (which the caller creates, and removes
     after the program is written), writes each partition's weight payloads (≥ 1 MiB) there.
+    `lowered(n)` is called after the n-th partition is processed (progress of a lowering that
+    takes minutes at real size).
 
     Example:
         >>> with tempfile.TemporaryDirectory() as d, lean_xnnpack_lowering(Path(d)):  # doctest: +SKIP
@@ -73,6 +79,9 @@ def lean_xnnpack_lowering(spill_dir: Optional[Path] = None) -> Iterator[Spilled]
 
     def preprocess_and_spill(edge_program, compile_specs):
         result = stock_preprocess.__func__(edge_program, compile_specs)
+        spilled.partitions += 1
+        if lowered is not None:
+            lowered(spilled.partitions)
         store = result.data_store_output
         if store is not None and spill_dir is not None:
             for index, data in enumerate(store.buffers):
