@@ -144,39 +144,12 @@ fn vulkan_rows_programs_match_reference() {
     });
 }
 
-/// Fast-dLLM v2 recomputes the whole 256-position window at every step of its uncached
-/// program, which lavapipe (a CPU emulating a GPU) takes over an hour to do for all fourteen
-/// golden cases. This test runs the cases that cover each sampler setting and the block and
-/// sub-block boundaries; [`vulkan_fast_dllm_v2_every_golden_case`] runs them all.
+/// Every golden case, up to a 165-token window. Until the exporter gave the mask the scores'
+/// rank for Vulkan, ExecuTorch's `where` resize sized its output [T, S, T, S]: forwards took
+/// seconds on lavapipe and failed from T = 160 (docs/source-build.md).
 #[test]
 fn vulkan_fast_dllm_v2_matches_reference() {
     with_vulkan("vulkan_fast_dllm_v2_matches_reference", || {
-        let vulkan = path("vulkan", "fast_dllm_v2_uncached");
-        goldens::check_golden_cases(
-            "fast_dllm_v2_uncached",
-            || PteModel::load(&vulkan).unwrap(),
-            |case| FAST_DLLM_V2_SUBSET.contains(&case),
-        );
-    });
-}
-
-/// The golden cases [`vulkan_fast_dllm_v2_matches_reference`] runs.
-const FAST_DLLM_V2_SUBSET: &[&str] = &[
-    "thr0.95/greedy/p1/nokv",
-    "thr0.95/greedy/p3/nokv",
-    "thr0.5/greedy/p3/nokv",
-    "thr1/greedy/p3/nokv",
-    "thr0.9/t1p0.95/p3/nokv",
-    "thr0.5/t0.7nop/p3/nokv",
-    "thr0.5/greedy/p32/nokv",
-];
-
-/// Every Fast-dLLM v2 golden case on Vulkan: over an hour on lavapipe, so run by hand
-/// (`--ignored`); its last run is recorded in docs/source-build.md.
-#[test]
-#[ignore = "over an hour on lavapipe; run with --ignored"]
-fn vulkan_fast_dllm_v2_every_golden_case() {
-    with_vulkan("vulkan_fast_dllm_v2_every_golden_case", || {
         tokens_match("fast_dllm_v2_uncached", "fast_dllm_v2_uncached")
     });
 }

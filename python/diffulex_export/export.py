@@ -342,6 +342,8 @@ def to_program(
         raise ExportError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if backend == "vulkan":
         check_vulkan_supported(model)
+        for layer in model.layers:
+            layer.attn.full_rank_mask = True
     partitioners = []
     if backend == "xnnpack":
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner

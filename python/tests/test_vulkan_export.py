@@ -70,3 +70,26 @@ def test_every_vulkan_fixture_is_in_its_manifest():
         twin = plain[name]
         for key in ("checkpoint", "family", "kv_cache", "quantize", "max_seq_len", "meta"):
             assert entry[key] == twin[key], (name, key)
+
+
+@pytest.mark.parametrize("name", ["fast_dllm_v2_uncached", "llada_rows"])
+def test_vulkan_masks_enter_where_at_the_scores_rank(name):
+    """ExecuTorch's Vulkan `where` resizes operands of different ranks wrongly (a [T, S] mask
+    beside [1, H, T, S] scores gave a [T, S, T, S] output that failed from T = 160), so a Vulkan
+    export gives the mask the scores' rank; XNNPACK exports keep the [T, S] mask."""
+    from diffulex_export.models.layers import masked_attention
+
+    q = torch.randn(1, 4, 3, 8)
+    kv = torch.randn(1, 2, 3, 8)
+    mask = torch.tril(torch.ones(3, 3, dtype=torch.bool))
+    assert torch.equal(masked_attention(q, kv, kv, mask, 0.5, True), masked_attention(q, kv, kv, mask, 0.5, False))
+    entry = json.loads(VULKAN_MANIFEST.read_text())[name]
+    graph = _export(entry).exported_program().graph_module
+    ranks = set()
+    for module in [graph, *(m for _, m in graph.named_modules() if hasattr(m, "original_module"))]:
+        gm = module.original_module.graph_module if hasattr(module, "original_module") else module
+        for node in gm.graph.nodes:
+            if node.op == "call_function" and "where" in str(node.target):
+                ranks |= {len(a.meta["val"].shape) for a in node.args if hasattr(a, "meta") and "val" in a.meta}
+    # Rank 0 is the -inf fill value, which the resize skips.
+    assert ranks - {0} == {4}, ranks

@@ -104,7 +104,7 @@ def family_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, block_size: int) -> to
 
 
 def masked_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float, full_rank_mask: bool = False
 ) -> torch.Tensor:
     """softmax(q k^T * scale, masked) v with grouped-query heads.
 
@@ -141,6 +141,13 @@ def masked_attention(
         # queries, which XNNPACK runs, instead of a [T, S] select on the portable kernels.
         scores = scores + torch.where(mask, 0.0, float("-inf")).to(scores.dtype)
     else:
+        if full_rank_mask:
+            # ExecuTorch's Vulkan delegate (1.5) resizes a `where` whose operands differ in rank
+            # wrongly: resize_where_node left-aligns the lower-rank sizes, so a [T, S] condition
+            # beside [1, H, T, S] scores gives a [T, S, T, S] output, which overflows its
+            # texture indices from T = 160 on ("safe_downcast ... out of range",
+            # docs/source-build.md). The same mask at the scores' rank is sized right.
+            mask = mask.view(1, 1, *mask.shape)
         scores = scores.masked_fill(~mask, float("-inf"))
     probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
     out = torch.bmm(probs.reshape(b * hkv, rows, s), v.reshape(b * hkv, s, d))
@@ -223,6 +230,9 @@ class Attention(nn.Module):
         self.cache: Optional[KVCache] = None
         # Set by llm_ops.use_llm_ops: attention through ExecuTorch's LLM custom operators.
         self.llm_ops = False
+        # Set for Vulkan exports: the [T, S] mask enters `where` as [1, 1, T, S] (see
+        # masked_attention).
+        self.full_rank_mask = False
 
     def forward(
         self,
@@ -256,7 +266,7 @@ class Attention(nn.Module):
             # method loads. Zeroing the invisible value rows here instead cost a full pass over
             # every layer's V cache per forward on the portable `where` kernel.
             k, v = self.cache.write(positions, k, v)
-        out = masked_attention(q, k, v, mask, self.scale)
+        out = masked_attention(q, k, v, mask, self.scale, self.full_rank_mask)
         return self.o_proj(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
 
 
