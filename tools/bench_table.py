@@ -36,6 +36,9 @@ def run(binary: str, model: str, steps: int, a: argparse.Namespace) -> dict:
     ]
     if steps < 0:
         cmd.append("--autoregressive")
+    elif a.threshold is not None:
+        # Families without a step count (Fast-dLLM v2): `steps` is a threshold in thousandths.
+        cmd += ["--threshold", str(steps / 1000)]
     elif steps:
         cmd += ["--strategy", "low_confidence_static", "--steps", str(steps)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -52,6 +55,9 @@ def main() -> int:
                         "forward), the baseline of the dLLM's parallel commits")
     p.add_argument("--steps", type=int, nargs="+", default=[0],
                    help="values of --steps (0: the model's default schedule)")
+    p.add_argument("--threshold", type=float, nargs="+",
+                   help="confidence thresholds instead of --steps (Fast-dLLM v2: 0.9 commits one token per "
+                        "forward on random weights, 0 a whole sub-block)")
     p.add_argument("--prompt-len", type=int, default=256)
     p.add_argument("--gen-len", type=int, default=64)
     p.add_argument("--runs", type=int, default=1)
@@ -60,7 +66,8 @@ def main() -> int:
     a = p.parse_args()
     if not a.case and not a.ar_case:
         p.error("give at least one --case or --ar-case")
-    cases = [(label, binary, model, a.steps) for label, binary, model in a.case]
+    schedule = [round(t * 1000) for t in a.threshold] if a.threshold is not None else a.steps
+    cases = [(label, binary, model, schedule) for label, binary, model in a.case]
     cases += [(label, binary, model, [-1]) for label, binary, model in a.ar_case]
     for label, binary, model, _ in cases:
         if not Path(model).is_file():
@@ -77,7 +84,12 @@ def main() -> int:
             forwards = sorted(x["decode_forwards"] for x in per_run)[len(per_run) // 2]
             decode_ms = sorted(x["decode_ms"] for x in per_run)[len(per_run) // 2]
             ms_per_forward = decode_ms / forwards if forwards else float("nan")
-            shown = "AR" if steps < 0 else steps or "default"
+            if steps < 0:
+                shown = "AR"
+            elif a.threshold is not None:
+                shown = f"threshold {steps / 1000:g}"
+            else:
+                shown = steps or "default"
             print(f"| {label} | {shown} | {m['tokens_per_forward']:.2f} | "
                   f"{m['prefill_tokens_per_s']:.1f} | {m['decode_tokens_per_s']:.2f} | {ms_per_forward:.1f} | "
                   f"{r['method_load_ms']:.0f} | {r['memory']['peak_rss'] / 2**20:.0f} |", flush=True)

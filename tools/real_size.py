@@ -11,8 +11,9 @@ For each model (names of tools/make_real_shape_ckpt.py; default the three the is
    peak RSS and the file size in DIR/exports.json (a failed export is recorded with its error);
 3. benches every .pte with tools/bench_table.py at 2 threads, prompt 256: SDAR at 1, 2 and 4
    tokens per forward (`low_confidence_static`, steps 4, 2, 1 per block of 4), Fast-dLLM v2 at
-   steps 8, 4, 2 per sub-block of 8; and each at one token per forward (`--autoregressive`), the
-   cost of an autoregressive decoder of the same network.
+   thresholds 0.9 and 0 (1 and 8 tokens per forward: it has no step count); and each at one
+   token per forward (`--autoregressive`), the cost of an autoregressive decoder of the same
+   network.
 Prints the export table, then bench_table.py's two tables. Nothing here is committed: DIR holds
 gigabytes (a 1.7B checkpoint is 3.4 GB, its fp32 .pte 8 GB).
 """
@@ -29,8 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 DEFAULT_MODELS = ["sdar-1.7b-chat", "fast-dllm-v2-1.5b", "sdar-4b-chat"]
-# Steps per block (SDAR, block 4) or per sub-block (Fast-dLLM v2, 8): 1, 2 and 4 tokens per forward.
-STEPS = {"sdar": ["4", "2", "1"], "fast-dllm": ["8", "4", "2"]}
+# SDAR's steps per block of 4: 1, 2 and 4 tokens per forward.
+STEPS = ["4", "2", "1"]
+# Fast-dLLM v2 has no step count: its threshold 0.9 commits one token per forward on random
+# weights, 0 the whole sub-block of 8.
+THRESHOLDS = ["0.9", "0"]
 
 
 def ensure_checkpoint(name: str, ckpt: Path) -> None:
@@ -55,7 +59,7 @@ def export(ckpt: Path, quant: str, out: Path, max_seq_len: int) -> dict:
     timed = [x for x in lines if x.endswith(" KB") and " s " in x]
     if timed:
         seconds, _, kb, _ = timed[-1].split()
-        record["peak_rss_gb"] = round(int(kb) / 2**20, 2)
+        record["peak_rss_gib"] = round(int(kb) / 2**20, 2)
     if proc.returncode == 0:
         record["bytes"] = out.stat().st_size
     else:
@@ -87,19 +91,19 @@ def main() -> int:
                 records_path.write_text(json.dumps(records, indent=2) + "\n")
             if out.is_file():
                 cases.append((name, quant, out))
-    print("| .pte | export time | peak export RSS GB | size MiB | result |")
+    print("| .pte | export time | peak export RSS GiB | size MiB | result |")
     print("|---|---|---|---|---|")
     for key, r in records.items():
         size = f"{r['bytes'] / 2**20:.0f}" if "bytes" in r else "-"
-        print(f"| {key} | {r['wall_s']:.0f} s | {r.get('peak_rss_gb', '-')} | {size} | "
+        print(f"| {key} | {r['wall_s']:.0f} s | {r.get('peak_rss_gib', '-')} | {size} | "
               f"{'ok' if r['ok'] else r['error']} |")
     if a.no_bench or not cases:
         return 0
     print()
     for name, quant, out in cases:
-        steps = STEPS["sdar" if name.startswith("sdar") else "fast-dllm"]
+        schedule = ["--steps", *STEPS] if name.startswith("sdar") else ["--threshold", *THRESHOLDS]
         # The autoregressive baseline: one token per forward of the same program.
-        subprocess.run([PYTHON, str(ROOT / "tools" / "bench_table.py"), "--steps", *steps, "--prompt-len", "256",
+        subprocess.run([PYTHON, str(ROOT / "tools" / "bench_table.py"), *schedule, "--prompt-len", "256",
                         "--gen-len", "64", "--runs", "1", "--threads", "2",
                         "--case", f"{name} {quant}", a.binary, str(out),
                         "--ar-case", f"{name} {quant}, autoregressive", a.binary, str(out),

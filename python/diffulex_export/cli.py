@@ -132,8 +132,8 @@ def _restore_signals(previous) -> None:
         signal.signal(sig, old)
 
 
-def _memory_gb() -> Optional[tuple]:
-    """(resident now, peak so far) of this process in GB, from /proc/self/status; None where
+def _memory_gib() -> Optional[tuple]:
+    """(resident now, peak so far) of this process in GiB, from /proc/self/status; None where
     that is not there (Linux only)."""
     try:
         fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
@@ -170,8 +170,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     started = time.monotonic()
 
     def memory_note() -> str:
-        memory = _memory_gb()
-        return f", rss {memory[0]:5.2f} GB, peak {memory[1]:5.2f} GB" if memory else ""
+        memory = _memory_gib()
+        return f", rss {memory[0]:5.2f} GiB, peak {memory[1]:5.2f} GiB" if memory else ""
 
     def progress(stage: str) -> None:
         # Stages on stderr with the time since the start and the memory now and at its peak so
@@ -222,7 +222,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         + (", LLM custom operators" if args.llm_ops else "")
         + (", tokenizer embedded" if args.embed_tokenizer else "")
         + f", in {time.monotonic() - started:.1f} s"
-        + (f", peak memory {_memory_gb()[1]:.2f} GB" if _memory_gb() else "")
+        + (f", peak memory {_memory_gib()[1]:.2f} GiB" if _memory_gib() else "")
     )
     return 0
 

@@ -68,16 +68,19 @@ def load_spec(ckpt_dir: Union[str, Path], family: Optional[str] = None) -> Model
 
 
 def _unit_names(model: DiffusionLM) -> List[str]:
-    """The parts weights are loaded (and quantized) by, in order: each child of the model, and
-    each decoder layer on its own. Names, not modules: quantizing the embedding replaces its
-    module, and a list holding the old one would keep its fp32 table alive."""
-    names = []
+    """The parts weights are loaded (and quantized) by: the model's other children (embedding,
+    final norm, output layer) first, then each decoder layer on its own. The two vocabulary-
+    sized tables go first because quantizing one needs a few times its fp32 size in
+    temporaries: done while the quantized layers are not yet resident, that peak does not add
+    to theirs. Names, not modules: quantizing the embedding replaces its module, and a list
+    holding the old one would keep its fp32 table alive."""
+    tables, layers = [], []
     for name, child in model.named_children():
         if isinstance(child, torch.nn.ModuleList):
-            names.extend(f"{name}.{i}" for i in range(len(child)))
+            layers.extend(f"{name}.{i}" for i in range(len(child)))
         else:
-            names.append(name)
-    return names
+            tables.append(name)
+    return tables + layers
 
 
 def _load_weights(
