@@ -276,7 +276,9 @@ def test_missing_output_directory(tiny_ckpts, tmp_path, capsys):
 def test_failure_mid_export_leaves_nothing(tiny_ckpts, out_dir, capsys, monkeypatch):
     import diffulex_export.export as ex
 
-    def boom(model, backend="xnnpack", tokenizer=None, progress=None):
+    def boom(model, backend="xnnpack", tokenizer=None, progress=None, spill_dir=None):
+        # A payload already spilled when lowering fails: its directory goes too.
+        (spill_dir / "payload-0.bin").write_bytes(b"weights")
         raise RuntimeError("lowering failed")
 
     monkeypatch.setattr(ex, "to_program", boom)
