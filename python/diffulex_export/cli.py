@@ -214,6 +214,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     for tmp, final in staged:
         os.replace(tmp, final)
     meta = model.meta
+    memory = _memory_gib()
     print(
         f"wrote {args.output} ({args.output.stat().st_size} bytes): {model.spec.family}, "
         f"max_seq_len {meta['max_seq_len']}, kv_cache {meta['use_kv_cache']}, backend {args.backend}, "
@@ -222,7 +223,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         + (", LLM custom operators" if args.llm_ops else "")
         + (", tokenizer embedded" if args.embed_tokenizer else "")
         + f", in {time.monotonic() - started:.1f} s"
-        + (f", peak memory {_memory_gib()[1]:.2f} GiB" if _memory_gib() else "")
+        + (f", peak memory {memory[1]:.2f} GiB" if memory else "")
     )
     return 0
 

@@ -69,14 +69,9 @@ def weights_digest(pte: bytes) -> bytes:
         >>> len(weights_digest(open("tests/fixtures/pte/dream.pte", "rb").read()))  # doctest: +SKIP
         32
     """
-    import hashlib
+    from .lean_lowering import digest_segments
 
-    if pte[8:12] != b"eh00" or len(pte) < 32:
-        raise ExportError("the program has no extended header, so no segments to digest")
-    base = int.from_bytes(pte[24:32], "little")
-    if base > len(pte):
-        raise ExportError(f"segment base offset {base} is past the end of the {len(pte)}-byte program")
-    return hashlib.sha256(pte[base:]).digest()
+    return digest_segments([memoryview(pte)])
 
 
 #: Named-data keys of the files `--embed-tokenizer` stores in the program (docs/pte-contract.md,

@@ -25,7 +25,7 @@ import dataclasses
 import hashlib
 import itertools
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import torch
 
@@ -144,27 +144,34 @@ def cord_chunks(cord) -> Iterator[memoryview]:
 
 
 def segments_digest(cord) -> bytes:
-    """`export.weights_digest` of a serialized program held as a `Cord`, without joining it.
+    """`export.weights_digest` of a serialized program held as a `Cord`, without joining it."""
+    return digest_segments(cord_chunks(cord))
 
-    The extended header (bytes 8..32) gives the segment base offset; everything from there to
-    the end is hashed.
-    """
+
+def digest_segments(chunks: Iterable) -> bytes:
+    """SHA-256 of a program's segment data, given its bytes as consecutive chunks: the extended
+    header (bytes 8..32) gives the segment base offset, everything from there to the end is
+    hashed. Chunks before the header is complete are held until it is."""
     from .errors import ExportError
 
-    head = bytearray()
     digest = hashlib.sha256()
-    base = None
-    position = 0
-    for chunk in cord_chunks(cord):
+    held, head, base, position = [], b"", None, 0
+    for chunk in chunks:
         if base is None:
-            head += chunk[: 32 - len(head)] if len(head) < 32 else b""
-            if len(head) >= 32:
-                if head[8:12] != b"eh00":
-                    raise ExportError("the program has no extended header, so no segments to digest")
-                base = int.from_bytes(head[24:32], "little")
-        if base is not None and position + len(chunk) > base:
-            digest.update(chunk[max(0, base - position):])
-        position += len(chunk)
+            held.append(chunk)
+            head += bytes(chunk[: 32 - len(head)])
+            if len(head) < 32:
+                continue
+            if head[8:12] != b"eh00":
+                raise ExportError("the program has no extended header, so no segments to digest")
+            base = int.from_bytes(head[24:32], "little")
+            pending, held = held, []
+        else:
+            pending = [chunk]
+        for part in pending:
+            if position + len(part) > base:
+                digest.update(part[max(0, base - position):])
+            position += len(part)
     if base is None:
         raise ExportError("the program has no extended header, so no segments to digest")
     if base > position:
