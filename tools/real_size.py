@@ -87,7 +87,11 @@ def main() -> int:
             out = a.work / f"{name}-{quant}.pte"
             if not out.is_file():
                 print(f"exporting {out.name} ...", file=sys.stderr, flush=True)
-                records[out.name] = export(ckpt, quant, out, a.max_seq_len)
+                record = export(ckpt, quant, out, a.max_seq_len)
+                # Re-read before writing: invocations for different models may run side by side
+                # (an export is mostly one core) and each must keep the others' records.
+                records = json.loads(records_path.read_text()) if records_path.is_file() else {}
+                records[out.name] = record
                 records_path.write_text(json.dumps(records, indent=2) + "\n")
             if out.is_file():
                 cases.append((name, quant, out))

@@ -271,17 +271,20 @@ def dynamic_shapes(model: DiffusionLM):
 def backend_config():
     """The ExecuTorch backend config of every export (memory planning, dynamic shapes)."""
     from executorch.exir import ExecutorchBackendConfig
-    from executorch.exir.passes import MemoryPlanningPass
     from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
 
+    from .inplace_planning import InplaceViewPlanning
+
     return ExecutorchBackendConfig(
-        memory_planning_pass=MemoryPlanningPass(alloc_graph_input=True),
+        # ExecuTorch's planner with views of an in-place result kept on the mutated buffer:
+        # without that, the reinplace pass below breaks programs whose attention runs outside
+        # a delegate (inplace_planning.py).
+        memory_planning_pass=InplaceViewPlanning(alloc_graph_input=True),
         sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass(),
-        # Not `run_reinplace_pass=True`, although it would write the KV cache in place (the
-        # out-of-place `index_put` + `copy_` is about a third of a real-size decode forward,
-        # BENCHMARKS.md): with it, a program without delegates (`--backend portable`) computes
-        # NaN from its first call, and nothing showed why the delegated ones do not, so it
-        # stays off until the cause is known.
+        # The KV cache's `index_put` becomes `index_put_`: each layer writes its new K/V rows
+        # into the buffers instead of copying both whole buffers twice per forward (a third
+        # of a real-size decode forward before, BENCHMARKS.md).
+        run_reinplace_pass=True,
     )
 
 

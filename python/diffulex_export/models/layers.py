@@ -183,8 +183,9 @@ class KVCache(nn.Module):
         special-case. `index_copy_` rather than `self.k[:, :, positions] = k`: both export as
         an `index_put` on the buffer, but only this one keeps the values' shape equal to the
         buffer's outside the indexed dimension, which ExecuTorch's in-place `index_put_`
-        kernel requires (its reinplace pass stays off for now, see export.backend_config; out
-        of place, every layer copies its whole K and V buffers twice per forward).
+        kernel requires (the exporter's reinplace pass turns the write into that kernel, see
+        export.backend_config; out of place, every layer would copy its whole K and V buffers
+        twice per forward).
         """
         self.k.index_copy_(2, positions, k)
         self.v.index_copy_(2, positions, v)
