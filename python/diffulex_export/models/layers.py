@@ -108,8 +108,9 @@ def masked_attention(
 ) -> torch.Tensor:
     """softmax(q k^T * scale, masked) v with grouped-query heads.
 
-    q: [B, Hq, T, D]; k, v: [B, Hkv, S, D]; mask: bool [T, S], True = visible, or bool [S]
-    when visibility depends on the key only (the same for every query).
+    q: [B, Hq, T, D]; k, v: [B, Hkv, S, D], or [Hkv, S, D] when B is 1 (the KV cache's
+    layout); mask: bool [T, S], True = visible, or bool [S] when visibility depends on the key
+    only (the same for every query).
     Softmax runs in float32. Every query row must see at least one key.
 
     Example:
@@ -118,7 +119,7 @@ def masked_attention(
         torch.Size([1, 2, 3, 4])
     """
     b, hq, t, d = q.shape
-    hkv = k.shape[1]
+    hkv = k.shape[-3]
     rep = hq // hkv
     if rep > 1:
         # Grouped-query heads without copying K/V once per group: the `rep` query heads that
@@ -127,35 +128,43 @@ def masked_attention(
         # whole cache `rep` times in every layer of every forward (a portable-kernel copy of
         # Hq x S x D floats, most of a decode forward's non-linear time at real size).
         q = q.reshape(b, hkv, rep * t, d)
-        if mask.dim() == 2:
-            mask = mask.repeat(rep, 1)
     # bmm over the batch-free [heads, rows, D] views rather than a 4-D matmul: torch.matmul's
     # decomposition adds a same-shape `expand_copy` of both operands, which the portable
     # kernel runs as a full copy of each layer's K and V caches outside the delegate.
     rows = q.shape[2]
-    s = k.shape[2]
-    scores = torch.bmm(q.reshape(b * hkv, rows, d), k.reshape(b * hkv, s, d).transpose(1, 2)).view(b, hkv, rows, s)
+    s = k.shape[-2]
+    if k.dim() == 4:
+        k = k.reshape(b * hkv, s, d)
+        v = v.reshape(b * hkv, s, d)
+    scores = torch.bmm(q.reshape(b * hkv, rows, d), k.transpose(1, 2)).view(b, hkv, rows, s)
     scores = scores * scale
-    if mask.dim() == 1:
-        # Key-only visibility (bidirectional cache): an additive [S] bias broadcast over the
-        # queries, which XNNPACK runs, instead of a [T, S] select on the portable kernels.
-        scores = scores + torch.where(mask, 0.0, float("-inf")).to(scores.dtype)
+    if full_rank_mask and mask.dim() == 2:
+        # ExecuTorch's Vulkan delegate (1.5) resizes a `where` whose operands differ in rank
+        # wrongly: resize_where_node left-aligns the lower-rank sizes, so a [T, S] condition
+        # beside [1, H, T, S] scores gives a [T, S, T, S] output, which overflows its texture
+        # indices from T = 160 on ("safe_downcast ... out of range", docs/source-build.md).
+        # The same mask at the scores' rank is sized right; Vulkan runs the select itself.
+        if rep > 1:
+            mask = mask.repeat(rep, 1)
+        scores = scores.masked_fill(~mask.view(1, 1, *mask.shape), float("-inf"))
     else:
-        if full_rank_mask:
-            # ExecuTorch's Vulkan delegate (1.5) resizes a `where` whose operands differ in rank
-            # wrongly: resize_where_node left-aligns the lower-rank sizes, so a [T, S] condition
-            # beside [1, H, T, S] scores gives a [T, S, T, S] output, which overflows its
-            # texture indices from T = 160 on ("safe_downcast ... out of range",
-            # docs/source-build.md). The same mask at the scores' rank is sized right.
-            mask = mask.view(1, 1, *mask.shape)
-        scores = scores.masked_fill(~mask, float("-inf"))
+        # An additive bias (0 where visible, -inf where not) instead of a select on the scores:
+        # the `where` runs on the small mask ([T, S] or [S], outside the delegate), the add on
+        # the [Hkv, rep*T, S] scores inside XNNPACK. A select on the scores ran on the portable
+        # kernel in every layer, a cost that grew with the rows of a block (5 / 9 / 18 ms per
+        # real-size forward at 1 / 4 / 8 tokens, BENCHMARKS.md). x + 0 is x and x + -inf is
+        # -inf, so the softmax sees what the select gave it.
+        bias = torch.where(mask, 0.0, float("-inf")).to(scores.dtype)
+        if rep > 1 and bias.dim() == 2:
+            bias = bias.repeat(rep, 1)
+        scores = scores + bias
     probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    out = torch.bmm(probs.reshape(b * hkv, rows, s), v.reshape(b * hkv, s, d))
+    out = torch.bmm(probs.reshape(b * hkv, rows, s), v)
     return out.reshape(b, hq, t, d)
 
 
 class KVCache(nn.Module):
-    """Per-layer K/V buffers [1, Hkv, max_len, D] that persist across calls.
+    """Per-layer K/V buffers [Hkv, max_len, D] (batch 1) that persist across calls.
 
     In the exported program these are mutable buffers: ExecuTorch keeps their
     contents between executions of the same loaded method.
@@ -163,32 +172,36 @@ class KVCache(nn.Module):
     Example:
         >>> c = KVCache(2, 16, 4, torch.float32)
         >>> c.k.shape
-        torch.Size([1, 2, 16, 4])
+        torch.Size([2, 16, 4])
     """
 
     def __init__(self, n_kv_heads: int, max_len: int, head_dim: int, dtype: torch.dtype, seq_first: bool = False):
         super().__init__()
         # seq_first: [1, max_len, Hkv, D], the layout of ExecuTorch's llama::update_cache and
-        # llama::custom_sdpa (see llm_ops.py).
-        shape = (1, max_len, n_kv_heads, head_dim) if seq_first else (1, n_kv_heads, max_len, head_dim)
+        # llama::custom_sdpa (see llm_ops.py). Otherwise no batch axis: the buffers are then
+        # already the [heads, keys, D] operands of the attention's bmm. With a batch axis,
+        # dropping it was a reshape inside the XNNPACK delegate, which copies: both whole
+        # buffers, in every layer of every forward.
+        shape = (1, max_len, n_kv_heads, head_dim) if seq_first else (n_kv_heads, max_len, head_dim)
         self.register_buffer("k", torch.zeros(*shape, dtype=dtype))
         self.register_buffer("v", torch.zeros(*shape, dtype=dtype))
 
     def write(self, positions: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v [1, Hkv, T, D] at the absolute positions [T] (int64); return the full buffers.
+        """Store k, v [1, Hkv, T, D] at the absolute positions [T] (int64); return the full
+        buffers [Hkv, max_len, D].
 
         An index with a position tensor (not a slice at a Python int) keeps the exported
         graph free of data-dependent shapes: a slice view of the buffer is contiguous only
         when T equals the buffer length, which the exporter would otherwise have to
-        special-case. `index_copy_` rather than `self.k[:, :, positions] = k`: both export as
+        special-case. `index_copy_` rather than `self.k[:, positions] = k`: both export as
         an `index_put` on the buffer, but only this one keeps the values' shape equal to the
         buffer's outside the indexed dimension, which ExecuTorch's in-place `index_put_`
         kernel requires (the exporter's reinplace pass turns the write into that kernel, see
         export.backend_config; out of place, every layer would copy its whole K and V buffers
         twice per forward).
         """
-        self.k.index_copy_(2, positions, k)
-        self.v.index_copy_(2, positions, v)
+        self.k.index_copy_(1, positions, k.reshape(k.shape[1:]))
+        self.v.index_copy_(1, positions, v.reshape(v.shape[1:]))
         return self.k, self.v
 
     def reset(self) -> None:
