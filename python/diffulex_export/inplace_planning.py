@@ -27,7 +27,7 @@ what the aliasing intends; the orphaned slot then disappears from the plan, too.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import torch
 from executorch.exir.memory_planning import _is_inplace_node
@@ -84,9 +84,17 @@ def rebase_inplace_views(graph_module: torch.fx.GraphModule) -> int:
 
 
 class InplaceViewPlanning(MemoryPlanningPass):
-    """ExecuTorch's memory planning, after `rebase_inplace_views`."""
+    """ExecuTorch's memory planning, after `rebase_inplace_views`.
+
+    Takes `MemoryPlanningPass`'s arguments. `rebased_views` counts the views rebased over
+    every method planned so far.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rebased_views = 0
 
     def run(self, graph_module: torch.fx.GraphModule, graph_signature: Optional[object] = None):
         """Rebase the views, then plan as `MemoryPlanningPass.run` does."""
-        self.rebased_views: List[int] = [rebase_inplace_views(graph_module)]
+        self.rebased_views += rebase_inplace_views(graph_module)
         return super().run(graph_module, graph_signature)
