@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -93,6 +94,8 @@ def write(name: str, out: Path, shards: int, seed: int, layers: int = 0) -> None
     print(f"{name}: {len(tensors)} tensors, {total / 1e9:.3f} B parameters, {total * 2 / 2**30:.2f} GiB bf16",
           flush=True)
     gen = torch.Generator().manual_seed(seed)
+    umask = os.umask(0)
+    os.umask(umask)
     per_shard = -(-total // shards)
     index, shard, shard_size, number = {}, {}, 0, 1
 
@@ -100,6 +103,8 @@ def write(name: str, out: Path, shards: int, seed: int, layers: int = 0) -> None
         nonlocal shard, shard_size, number
         fname = f"model-{number:05d}-of-{shards:05d}.safetensors"
         save_file(shard, str(out / fname), metadata={"format": "pt"})
+        # safetensors creates its file 0600; a checkpoint is read by other users and tools.
+        (out / fname).chmod(0o666 & ~umask)
         for key in shard:
             index[key] = fname
         shard, shard_size, number = {}, 0, number + 1
