@@ -1,9 +1,11 @@
 """What the committed XNNPACK fixtures leave outside the delegate, where the portable kernels
-run it one thread at a time: no copy of a whole KV cache, no select over attention scores.
+run it one thread at a time: no copy of a whole KV cache, no select over attention scores;
+and K/V buffers without a batch axis, which the attention's `bmm` reads without a reshape.
 
 Both were measured costs at real size (BENCHMARKS.md, "The in-place cache write"): the
 out-of-place cache write copied every layer's K and V buffers twice per forward, and a `where`
-over the [heads, rows, keys] scores grew with the rows of a block.
+over the [heads, rows, keys] scores grew with the rows of a block, and dropping the buffers'
+batch axis inside XNNPACK copied them whole.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def test_no_cache_copies_and_no_select_over_scores(name):
         assert "aten::index_put_" in names, sorted(names)
     assert "aten::index_put" not in names and "aten::copy_" not in names, sorted(names)
     for op, values in calls:
+        if op == "aten::index_put_":
+            # The buffer written in place: [Hkv, max_seq_len, D].
+            assert len(values[0].sizes) == 3, f"{name}: a K/V buffer of shape {list(values[0].sizes)}"
         if op == "aten::where":
             out = values[-1]
             # The mask ([T, S] or [S], repeated per query group) is rank <= 2; the scores are 4-D.
