@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -72,6 +71,7 @@ def write(name: str, out: Path, shards: int, seed: int, layers: int = 0) -> None
     import torch
     from safetensors.torch import save_file
 
+    from diffulex_export.export import give_plain_mode
     from diffulex_export.models import FAMILY_MODULES, DiffusionLM, load_spec
 
     out.mkdir(parents=True, exist_ok=True)
@@ -94,8 +94,6 @@ def write(name: str, out: Path, shards: int, seed: int, layers: int = 0) -> None
     print(f"{name}: {len(tensors)} tensors, {total / 1e9:.3f} B parameters, {total * 2 / 2**30:.2f} GiB bf16",
           flush=True)
     gen = torch.Generator().manual_seed(seed)
-    umask = os.umask(0)
-    os.umask(umask)
     per_shard = -(-total // shards)
     index, shard, shard_size, number = {}, {}, 0, 1
 
@@ -103,8 +101,7 @@ def write(name: str, out: Path, shards: int, seed: int, layers: int = 0) -> None
         nonlocal shard, shard_size, number
         fname = f"model-{number:05d}-of-{shards:05d}.safetensors"
         save_file(shard, str(out / fname), metadata={"format": "pt"})
-        # safetensors creates its file 0600; a checkpoint is read by other users and tools.
-        (out / fname).chmod(0o666 & ~umask)
+        give_plain_mode(out / fname)  # safetensors creates its file 0600
         for key in shard:
             index[key] = fname
         shard, shard_size, number = {}, 0, number + 1

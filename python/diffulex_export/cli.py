@@ -84,6 +84,8 @@ def _check_output(path: Path) -> None:
 
 def _stage_tokenizer(ckpt: Path, out_dir: Path) -> List[tuple]:
     """Copy the tokenizer files to temporary names in out_dir; returns (temp, final) pairs."""
+    from .export import give_plain_mode
+
     staged = []
     try:
         for name in TOKENIZER_FILES:
@@ -94,10 +96,7 @@ def _stage_tokenizer(ckpt: Path, out_dir: Path) -> List[tuple]:
             os.close(fd)
             staged.append((tmp, out_dir / name))
             shutil.copyfile(src, tmp)
-            # mkstemp creates 0600; give the copy the mode a plain open() would have.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+            give_plain_mode(tmp)  # mkstemp creates 0600
     except BaseException:
         for tmp, _ in staged:
             if os.path.exists(tmp):

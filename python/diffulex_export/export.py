@@ -389,6 +389,17 @@ def to_program(
         torch.set_grad_enabled(prev)
 
 
+def give_plain_mode(path: Union[str, Path]) -> None:
+    """Give a file the mode a plain `open()` would have (0666 less the umask).
+
+    For files created 0600 by `tempfile.mkstemp` or safetensors, which other users and tools
+    must be able to read.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def write_atomic(data, out_path: Union[str, Path]) -> Path:
     """Write bytes (or an ExecuTorch `Cord`, streamed) to out_path through a temporary file in
     the same directory + rename.
@@ -408,10 +419,7 @@ def write_atomic(data, out_path: Union[str, Path]) -> Path:
                 f.write(data)
             else:
                 data.write_to_file(f)
-        # mkstemp creates 0600; give the file the mode a plain open() would have.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        give_plain_mode(tmp)  # mkstemp creates 0600
         os.replace(tmp, out)
     except BaseException:
         if os.path.exists(tmp):
