@@ -806,6 +806,7 @@ fn json_stats_are_the_serialized_generation_stats() {
         "tokens_per_forward",
         "logit_rows",
         "reused_prompt_tokens",
+        "tokens_fed",
         "tokens_per_second",
         "prefill_ms",
         "decode_ms",
@@ -815,7 +816,7 @@ fn json_stats_are_the_serialized_generation_stats() {
     ] {
         assert!(stats[key].is_number(), "stats.{key} in {keys:?}");
     }
-    assert_eq!(keys.len(), 16, "{keys:?}");
+    assert_eq!(keys.len(), 17, "{keys:?}");
     let number = |key: &str| stats[key].as_f64().unwrap();
     assert!(
         (number("execute_ms") + number("engine_ms") - number("total_ms")).abs()

@@ -87,6 +87,27 @@ fn pte_fast_dllm_v2_matches_reference() {
     }
 }
 
+/// Contract 3 for Fast-dLLM v2: its twin's cases plus the sub-block cache (the official
+/// `use_block_cache`), whose forwards after a sub-block's first read the block's cached K/V.
+/// The cases without the cache must decode exactly as on the contract-1 twin.
+#[cfg(feature = "pte")]
+#[test]
+fn pte_fast_dllm_v2_sub_block_cache_matches_reference() {
+    let own = pte_golden("fast_dllm_v2_cached_rows");
+    let twin = pte_golden("fast_dllm_v2_cached");
+    let mut with_cache = 0;
+    for (name, tokens) in &own {
+        match twin.get(name) {
+            Some(expected) => assert_eq!(tokens, expected, "{name} vs the contract-1 twin"),
+            None => {
+                assert!(name.starts_with("sub_block_cache/"), "{name}");
+                with_cache += 1;
+            }
+        }
+    }
+    assert!(with_cache >= 10, "only {with_cache} sub-block cache cases");
+}
+
 #[cfg(feature = "pte")]
 #[test]
 fn pte_llada_matches_reference() {

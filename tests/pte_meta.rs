@@ -310,3 +310,54 @@ fn bidirectional_cache_is_read_from_contract_3_files() {
         assert_eq!(module.has_method("get_cache_modes"), cached, "{file}");
     }
 }
+
+/// Fast-dLLM v2's sub-block cache: a cached contract-3 Fast-dLLM v2 program says so with
+/// `get_cache_modes` = 4 and the engine reads it; older cached files (contract 1 and 2) load
+/// without it, and no other family may claim it.
+#[test]
+fn sub_block_cache_is_read_from_contract_3_fast_dllm_v2_files() {
+    use diffulex_edge::runtime::{DiffusionModel, EngineError, Family, ModelMetadata, PteModel};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pte");
+    for (file, sub_block) in [
+        ("fast_dllm_v2_cached_rows.pte", true),
+        ("fast_dllm_v2_cached.pte", false),
+        ("fast_dllm_v2_uncached.pte", false),
+        ("sdar_cached_rows.pte", false),
+        ("llada_cached.pte", false),
+    ] {
+        let model = PteModel::load(root.join(file)).unwrap();
+        let meta = model.metadata();
+        assert_eq!(meta.sub_block_cache, sub_block, "{file}");
+        assert_eq!(
+            meta.takes_kv_end(),
+            sub_block || meta.has_bidirectional_cache(),
+            "{file}"
+        );
+        if sub_block {
+            let mut module = diffulex_edge::pte::PteModule::load(root.join(file)).unwrap();
+            assert_eq!(module.constant_i64("get_contract_version").unwrap(), 3);
+            assert_eq!(module.constant_i64("get_cache_modes").unwrap(), 4);
+        }
+    }
+    let mut sdar = ModelMetadata::for_family(Family::Sdar, 64, 32, 31, vec![1], 4);
+    sdar.use_kv_cache = true;
+    sdar.sub_block_cache = true;
+    assert!(matches!(
+        sdar.validate(),
+        Err(EngineError::ConflictingConstants {
+            other: "get_family_id",
+            ..
+        })
+    ));
+    let mut fast = ModelMetadata::for_family(Family::FastDllmV2, 64, 32, 31, vec![1], 32);
+    fast.sub_block_cache = true;
+    assert!(matches!(
+        fast.validate(),
+        Err(EngineError::ConflictingConstants {
+            other: "use_kv_cache",
+            ..
+        })
+    ));
+    fast.use_kv_cache = true;
+    assert!(fast.validate().is_ok());
+}

@@ -216,7 +216,7 @@ def example_inputs(model: DiffusionLM) -> tuple:
     """
     t = min(3 if model.logits_rows else 2, model.max_seq_len)
     tokens = torch.zeros(1, t, dtype=torch.int64)
-    if model.bidirectional_cache:
+    if model.takes_kv_end:
         # v3: every input positional, in the contract's order (tokens, input_pos, rows, kv_end).
         r = max(t - 1, 1)
         rows = torch.arange(t - r, t, dtype=torch.int64)
@@ -236,7 +236,7 @@ def example_kwargs(model: DiffusionLM) -> Optional[Dict[str, torch.Tensor]]:
         >>> example_kwargs(uncached_v2_model)  # doctest: +SKIP
         {'rows': tensor([1, 2])}
     """
-    if not model.logits_rows or model.bidirectional_cache:
+    if not model.logits_rows or model.takes_kv_end:
         return None
     t = example_inputs(model)[0].shape[1]
     r = max(t - 1, 1)
@@ -253,7 +253,7 @@ def dynamic_shapes(model: DiffusionLM):
         {'tokens': {1: Dim('T', ...)}, 'rows': {0: Dim('R', ...)}}
     """
     dim_t = torch.export.Dim("T", min=1, max=model.max_seq_len)
-    if model.bidirectional_cache:
+    if model.takes_kv_end:
         return ({1: dim_t}, None, {0: torch.export.Dim("R", min=1, max=model.max_seq_len)}, None)
     if model.logits_rows:
         # A separate symbol: R is unrelated to T except R <= T, which the graph need not know.

@@ -38,7 +38,7 @@ def _calls(model):
 def _run(model, tokens, pos):
     t = tokens.shape[1]
     rows = torch.arange(t) if model.logits_rows else None
-    if model.bidirectional_cache:
+    if model.takes_kv_end:
         return model(tokens, pos, rows, pos + t)
     if model.kv_cache:
         return model(tokens, pos, rows) if rows is not None else model(tokens, pos)
@@ -66,6 +66,13 @@ def test_eager_llm_ops_model_matches_the_plain_model(family, kv_cache, rows):
         want = _run(plain, tokens, pos)
         got = _run(fused, tokens, pos)
         assert (got - want).abs().max().item() <= TOLERANCE
+    if plain.takes_kv_end:
+        # Contract 3's span: 8 tokens at 8 that also read the slots [16, 20) written before
+        # (the dual cache's suffix; Fast-dLLM v2's rest of the block).
+        tokens = torch.randint(0, plain.spec.vocab_size, (1, 8), generator=torch.Generator().manual_seed(2))
+        args = (tokens, torch.tensor([8]), torch.arange(8), torch.tensor([20]))
+        with torch.no_grad():
+            assert (fused(*args) - plain(*args)).abs().max().item() <= TOLERANCE
 
 
 def _pte_inputs(entry, tokens, pos):

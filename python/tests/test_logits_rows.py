@@ -77,9 +77,14 @@ def test_module_rows_are_the_full_modules_rows(family, cached, tiny_ckpts):
     full = load_model(tiny_ckpts[family], max_seq_len=MAX_LEN, kv_cache=cached)
     rows_m = load_model(tiny_ckpts[family], max_seq_len=MAX_LEN, kv_cache=cached, logits_rows=True)
     assert full.meta["contract_version"] == CONTRACT_VERSION == 1
-    assert rows_m.meta["contract_version"] == CONTRACT_VERSION_ROWS == 2
-    assert {k: v for k, v in rows_m.meta.items() if k != "contract_version"} == {
-        k: v for k, v in full.meta.items() if k != "contract_version"
+    # A cached Fast-dLLM v2 with rows is contract 3 (its sub-block cache: kv_end last), which
+    # with kv_end = pos + T is contract 2 exactly.
+    sub_block = family == "fast_dllm_v2" and cached
+    assert rows_m.meta["contract_version"] == (3 if sub_block else CONTRACT_VERSION_ROWS)
+    assert rows_m.meta.get("cache_modes") == (4 if sub_block else None)
+    versioned = ("contract_version", "cache_modes")
+    assert {k: v for k, v in rows_m.meta.items() if k not in versioned} == {
+        k: v for k, v in full.meta.items() if k not in versioned
     }
     h_full, h_rows = _norm_input(full), _norm_input(rows_m)
     gen = torch.Generator().manual_seed(zlib.crc32(f"{family}{cached}".encode()))
@@ -89,7 +94,7 @@ def test_module_rows_are_the_full_modules_rows(family, cached, tiny_ckpts):
         rows = random_rows(t, gen) if i % 2 == 0 else torch.arange(t)
         with torch.no_grad():
             want = full(*args)
-            got = rows_m(*args, rows=rows)
+            got = rows_m(*args, rows, torch.tensor([pos + t])) if sub_block else rows_m(*args, rows=rows)
         assert got.dtype == torch.float32 and got.shape == (1, rows.numel(), 512)
         # The gather is exact: the norm sees exactly the full module's hidden rows.
         assert h_rows["x"].shape[1] == rows.numel()
@@ -121,6 +126,12 @@ def _manifest():
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _sub_block(name):
+    """Whether the fixture is a cached Fast-dLLM v2 with rows: contract 3, for its sub-block
+    cache (forward takes kv_end last)."""
+    return name == "fast_dllm_v2_cached_rows"
+
+
 @pytest.mark.parametrize("name", sorted(TWINS))
 def test_rows_pte_bit_identical_to_v1_twin(name):
     manifest = _manifest()
@@ -140,7 +151,9 @@ def test_rows_pte_bit_identical_to_v1_twin(name):
         args = [tokens, torch.tensor([pos])] if cached else [tokens]
         rows = random_rows(t, gen) if i % 2 == 0 else torch.arange(t)
         want = v1.execute(args)[0]
-        got = v2.execute(args + [rows])[0]
+        # A cached Fast-dLLM v2 with rows is contract 3: kv_end = pos + T is contract 2's call.
+        kv_end = [torch.tensor([pos + t])] if _sub_block(name) else []
+        got = v2.execute(args + [rows] + kv_end)[0]
         assert got.dtype == torch.float32 and got.shape == (1, rows.numel(), 512)
         worst = max(worst, (got - want[:, rows]).abs().max().item())
         assert torch.equal(got, want[:, rows]), f"{name} call {i} (pos {pos}, T {t}, R {rows.numel()}): max {worst}"
@@ -152,9 +165,10 @@ def test_rows_pte_metadata_reports_v2(name):
         pytest.skip("fixtures not generated")
     got = read_metadata(FIXTURES / "pte" / f"{name}.pte")
     twin = read_metadata(FIXTURES / "pte" / f"{TWINS[name]}.pte")
-    assert got["get_contract_version"] == 2 and twin["get_contract_version"] == 1
+    assert got["get_contract_version"] == (3 if _sub_block(name) else 2) and twin["get_contract_version"] == 1
+    assert got.get("get_cache_modes") == (4 if _sub_block(name) else None)
     # The weight segments differ (the v2 graph gathers rows), so do their digests.
-    differ = ("get_contract_version", "get_weights_digest")
+    differ = ("get_contract_version", "get_weights_digest", "get_cache_modes")
     assert len(got["get_weights_digest"]) == len(twin["get_weights_digest"]) == 4
     assert {k: v for k, v in got.items() if k not in differ} == {
         k: v for k, v in twin.items() if k not in differ

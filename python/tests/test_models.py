@@ -287,3 +287,24 @@ def test_special_id_equal_to_the_mask_refused(tiny_ckpts, tmp_path, key, file, w
     path.write_text(json.dumps(cfg))
     with pytest.raises(ExportError, match=f"{what} {mask} is the mask token id {mask}"):
         load_model(tmp_path, max_seq_len=64)
+
+
+def test_fast_dllm_v2_sub_block_span_reads_the_rest_of_its_block(tiny_ckpts):
+    """Contract 3 for Fast-dLLM v2 (the sub-block cache): a call over one sub-block with kv_end
+    at its block's end sees the block's other slots as the block's full forward wrote them. With
+    the same tokens its rows are the full forward's; with kv_end at its own end (the later
+    sub-blocks hidden) they are not."""
+    m = load_model(tiny_ckpts["fast_dllm_v2"], max_seq_len=128, kv_cache=True, logits_rows=True)
+    assert m.meta["contract_version"] == 3 and m.meta["cache_modes"] == 4
+    bs, sbs = m.spec.block_size, m.spec.sub_block_size
+    canvas = _tokens(2 * bs, seed=3)
+    with torch.no_grad():
+        m(canvas[:, :bs], torch.tensor([0]), torch.arange(bs), torch.tensor([bs]))
+        full = m(canvas[:, bs:], torch.tensor([bs]), torch.arange(bs), torch.tensor([2 * bs]))
+        a, b = bs + sbs, bs + 2 * sbs
+        span = m(canvas[:, a:b], torch.tensor([a]), torch.arange(sbs), torch.tensor([2 * bs]))
+        torch.testing.assert_close(span, full[:, sbs : 2 * sbs], atol=TOL, rtol=0)
+        short = m(canvas[:, a:b], torch.tensor([a]), torch.arange(sbs), torch.tensor([b]))
+    assert (short - span).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="kv_end"):
+        m(canvas[:, a:b], torch.tensor([a]), torch.arange(sbs))

@@ -74,14 +74,23 @@ def test_pte_matches_module(name):
         canvas = torch.randint(0, 512, (1, 40), generator=gen)
         calls = [(0, 40), (8, 8), (16, 24)]
         steps = [(canvas[:, pos : pos + t], pos) for pos, t in calls]
+        kv_ends = [40] * len(calls)
+    elif model.sub_block_cache:
+        # Contract 3, Fast-dLLM v2: a prefill block, a full forward of the next block, then a
+        # forward of its second sub-block alone reading the block's slots up to its end.
+        bs, sbs = model.spec.block_size, model.spec.sub_block_size
+        canvas = torch.randint(0, 512, (1, 2 * bs), generator=gen)
+        calls = [(0, bs, bs), (bs, bs, 2 * bs), (bs + sbs, sbs, 2 * bs)]
+        steps = [(canvas[:, pos : pos + t], pos) for pos, t, _ in calls]
+        kv_ends = [end for _, _, end in calls]
     elif entry["kv_cache"]:
         steps = [(torch.randint(0, 512, (1, t), generator=gen), pos) for pos, t in cached_calls(model.spec.block_size, max_len)]
     else:
         steps = [(torch.randint(0, 512, (1, t), generator=gen), None) for t in UNCACHED_LENGTHS if t <= max_len]
     for i, (tokens, pos) in enumerate(steps):
         args = [tokens] if pos is None else [tokens, torch.tensor([pos])]
-        if model.bidirectional_cache:
-            rows, kv_end = torch.arange(tokens.shape[1]), torch.tensor([40])
+        if model.takes_kv_end:
+            rows, kv_end = torch.arange(tokens.shape[1]), torch.tensor([kv_ends[i]])
             got = method.execute(args + [rows, kv_end])[0]
             with torch.no_grad():
                 want = model(*args, rows, kv_end)

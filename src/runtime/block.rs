@@ -44,6 +44,11 @@ impl Canvas {
         range.filter(move |&p| self.tokens[p] == self.mask)
     }
 
+    /// Whether position `pos` (inside the canvas) still holds the mask.
+    pub(crate) fn is_masked(&self, pos: usize) -> bool {
+        self.tokens[pos] == self.mask
+    }
+
     /// Writes a token into a masked position. Committed and prompt positions are never
     /// overwritten: the official SDAR code can, and this guard is what prevents it.
     pub(crate) fn commit(&mut self, pos: usize, token: i64) -> bool {

@@ -179,6 +179,9 @@ pub(crate) struct Request {
     /// Whether the bidirectional families may use Fast-dLLM's prefix and dual caches: the
     /// model has them and the engine was not told to recompute everything.
     pub bidirectional_cache: bool,
+    /// Whether Fast-dLLM v2 may use its sub-block cache: the model has it
+    /// ([`ModelMetadata::sub_block_cache`]) and the engine uses the KV cache.
+    pub sub_block_cache: bool,
 }
 
 /// The one interface of a family's decoding rules (SDAR, Fast-dLLM v2, LLaDA, Dream).
@@ -425,9 +428,9 @@ impl<'a> Run<'a> {
     }
 
     /// A forward of the canvas positions `tokens` at their absolute position that attends to
-    /// every cache slot below `kv_end` (the bidirectional families' prefix and dual caches, see
-    /// [`DiffusionModel::forward_span`]): the in-block step of Fast-dLLM v1. The slots outside
-    /// `tokens` hold what the block's first (full) forward stored.
+    /// the cache slots below `kv_end` (see [`DiffusionModel::forward_span`]): the in-block step
+    /// of Fast-dLLM v1's prefix and dual caches (LLaDA, Dream) and of Fast-dLLM v2's sub-block
+    /// cache. The slots outside `tokens` hold what the block's last full forward stored.
     pub(crate) fn forward_span(
         &mut self,
         pass: Pass,
@@ -435,7 +438,7 @@ impl<'a> Run<'a> {
         kv_end: usize,
         scored: &[usize],
     ) -> Result<Forward<'_>> {
-        debug_assert!(self.meta.has_bidirectional_cache() && !self.cached);
+        debug_assert!(self.meta.takes_kv_end());
         let start = tokens.start;
         self.forward_tokens(
             pass,
@@ -526,6 +529,7 @@ impl<'a> Run<'a> {
             });
         }
         stats.logit_rows += logits.computed_rows();
+        stats.tokens_fed += tokens.len();
         if let (true, Some(kv)) = (remember, &mut self.kv) {
             kv.after_forward(tokens, block_size);
         }

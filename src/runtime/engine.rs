@@ -459,28 +459,41 @@ impl DiffusionEngine {
             pool: &*self.pool,
             observer,
         };
-        let bidirectional = self.use_kv_cache && self.meta.has_bidirectional_cache();
+        let caches = CacheAvailability {
+            bidirectional: self.use_kv_cache && self.meta.has_bidirectional_cache(),
+            sub_block: cached && self.meta.sub_block_cache,
+        };
         let run = Run::new(parts, prompt, max_new_tokens, stop_ids, config.seed, start);
         // The one place the engine picks a family: everything after goes through the trait.
         match &sampler {
-            BlockSampler::Sdar(decoder) => plan_and_decode(decoder, run, bidirectional),
-            BlockSampler::FastdLLMV2(decoder) => plan_and_decode(decoder, run, bidirectional),
-            BlockSampler::LLaDA(decoder) => plan_and_decode(decoder, run, bidirectional),
-            BlockSampler::Dream(decoder) => plan_and_decode(decoder, run, bidirectional),
+            BlockSampler::Sdar(decoder) => plan_and_decode(decoder, run, caches),
+            BlockSampler::FastdLLMV2(decoder) => plan_and_decode(decoder, run, caches),
+            BlockSampler::LLaDA(decoder) => plan_and_decode(decoder, run, caches),
+            BlockSampler::Dream(decoder) => plan_and_decode(decoder, run, caches),
         }
     }
+}
+
+/// The caches that read past a forward's own tokens which a generation may use.
+#[derive(Debug, Clone, Copy)]
+struct CacheAvailability {
+    /// Fast-dLLM v1's prefix and dual caches (LLaDA, Dream).
+    bidirectional: bool,
+    /// Fast-dLLM v2's sub-block cache.
+    sub_block: bool,
 }
 
 /// Checks `decoder`'s settings against the request, then decodes on `run`.
 fn plan_and_decode<F: FamilyDecoder>(
     decoder: &F,
     mut run: Run<'_>,
-    bidirectional_cache: bool,
+    caches: CacheAvailability,
 ) -> Result<GenerationOutput> {
     let request = Request {
         prompt_len: run.prompt_len(),
         max_new_tokens: run.max_new_tokens(),
-        bidirectional_cache,
+        bidirectional_cache: caches.bidirectional,
+        sub_block_cache: caches.sub_block,
     };
     let plan = decoder.plan(run.meta(), request)?;
     let outcome = decoder.decode(plan, &mut run)?;

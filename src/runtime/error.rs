@@ -219,7 +219,8 @@ pub enum EngineError {
         /// The family it was given for.
         family: Family,
     },
-    /// A prefix or dual KV cache was asked of a model exported without one.
+    /// A prefix, dual or sub-block KV cache was asked of a model exported without one (or of
+    /// an engine told not to use the model's KV cache).
     ///
     /// ```
     /// use diffulex_edge::runtime::{sampler::CacheMode, EngineError, Family, ModelMetadata};
@@ -230,11 +231,12 @@ pub enum EngineError {
     /// ```
     #[error(
         "the {mode} cache needs a {family} model exported with its KV cache \
-         (`diffulex-export export --kv-cache`, contract 3); this one has none: \
-         re-export it, or decode with cache none"
+         (`diffulex-export export --kv-cache`, contract 3) and used with it; this one has none \
+         or was opened without it: re-export it, or decode with cache none (without the \
+         {mode} cache)"
     )]
     CacheUnavailable {
-        /// `prefix` or `dual`.
+        /// `prefix`, `dual` or `sub-block`.
         mode: &'static str,
         /// The model's family.
         family: Family,

@@ -217,6 +217,11 @@ pub struct ModelMetadata {
     pub shift_logits: bool,
     /// Padding id.
     pub pad_id: i64,
+    /// Fast-dLLM v2 with a KV cache only: whether the program also takes the end of the cache
+    /// slots its queries read (contract 3, `get_cache_modes` bit 2), so that a sub-block can be
+    /// recomputed alone against the K/V its block's last full forward stored: the official
+    /// `use_block_cache`, see [`FastdLLMV2Sampler::sub_block_cache`](super::sampler::FastdLLMV2Sampler::sub_block_cache).
+    pub sub_block_cache: bool,
 }
 
 impl ModelMetadata {
@@ -250,6 +255,7 @@ impl ModelMetadata {
             use_kv_cache: false,
             shift_logits: family.shifted(),
             pad_id: 0,
+            sub_block_cache: false,
         }
     }
 
@@ -286,6 +292,22 @@ impl ModelMetadata {
     /// ```
     pub fn has_bidirectional_cache(&self) -> bool {
         self.use_kv_cache && !self.family.block_causal()
+    }
+
+    /// Whether the program's forward takes `kv_end` (contract 3), so that
+    /// [`DiffusionModel::forward_span`] runs: a bidirectional cache (LLaDA, Dream) or Fast-dLLM
+    /// v2's sub-block cache.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{Family, ModelMetadata};
+    /// let mut m = ModelMetadata::for_family(Family::FastDllmV2, 64, 32, 31, vec![1], 32);
+    /// m.use_kv_cache = true;
+    /// assert!(!m.takes_kv_end());
+    /// m.sub_block_cache = true;
+    /// assert!(m.takes_kv_end());
+    /// ```
+    pub fn takes_kv_end(&self) -> bool {
+        self.has_bidirectional_cache() || self.sub_block_cache
     }
 
     /// Checks every constant against the others (docs/pte-contract.md, "Methods"): the mask,
@@ -445,9 +467,30 @@ impl ModelMetadata {
                 "only fast_dllm_v2 has sub-blocks (0 for the other families)",
             );
         }
+        if self.sub_block_cache && self.family != Family::FastDllmV2 {
+            return conflict(
+                "get_cache_modes".into(),
+                SUB_BLOCK_CACHE_MODE,
+                "get_family_id",
+                family,
+                "the sub-block cache is fast_dllm_v2's",
+            );
+        }
+        if self.sub_block_cache && !self.use_kv_cache {
+            return conflict(
+                "get_cache_modes".into(),
+                SUB_BLOCK_CACHE_MODE,
+                "use_kv_cache",
+                0,
+                "the sub-block cache reads the KV cache",
+            );
+        }
         Ok(())
     }
 }
+
+/// `get_cache_modes` of a contract-3 Fast-dLLM v2 program: bit 2, the sub-block cache.
+pub(crate) const SUB_BLOCK_CACHE_MODE: i64 = 0b100;
 
 /// Borrowed float32 logits `[rows, vocab]` of one forward call (zero-copy from the backend).
 ///
@@ -648,14 +691,14 @@ pub trait DiffusionModel {
         self.forward(tokens, input_pos)
     }
 
-    /// Runs one forward of a model with a bidirectional KV cache (LLaDA or Dream exported with
-    /// `--kv-cache`, [`ModelMetadata::has_bidirectional_cache`]): writes the K/V of `tokens` at
-    /// positions `[input_pos, input_pos + T)` and lets every query attend to every cache slot
-    /// below `kv_end` (`input_pos + T <= kv_end <= max_seq_len`); slots in
-    /// `[input_pos + T, kv_end)` hold what earlier calls wrote there. Rows as in
-    /// [`DiffusionModel::forward_rows`]. This is the in-block step of Fast-dLLM's prefix
-    /// (`kv_end` = the end of `tokens`) and dual caches; the default refuses, for models
-    /// without such a cache.
+    /// Runs one forward of a model whose forward takes `kv_end` ([`ModelMetadata::takes_kv_end`]):
+    /// writes the K/V of `tokens` at positions `[input_pos, input_pos + T)` and lets the queries
+    /// attend to the cache slots below `kv_end` (`input_pos + T <= kv_end <= max_seq_len`)
+    /// that their family's mask shows them; slots in `[input_pos + T, kv_end)` hold what earlier
+    /// calls wrote there. Rows as in [`DiffusionModel::forward_rows`]. This is the in-block step
+    /// of Fast-dLLM's prefix (`kv_end` = the end of `tokens`) and dual caches (LLaDA, Dream;
+    /// every slot is visible) and of Fast-dLLM v2's sub-block cache (block-causal); the default
+    /// refuses, for models without such a cache.
     ///
     /// ```
     /// use diffulex_edge::runtime::{DiffusionModel, Family, HashModel, ModelMetadata};
@@ -672,8 +715,9 @@ pub trait DiffusionModel {
     ) -> Result<LogitsView<'s>> {
         let _ = (tokens, rows);
         Err(EngineError::ForwardArgs(format!(
-            "a forward at {input_pos} reading the cache up to {kv_end} needs a model with a \
-             bidirectional KV cache (a LLaDA or Dream .pte exported with --kv-cache)"
+            "a forward at {input_pos} reading the cache up to {kv_end} needs a model whose \
+             forward takes kv_end (a LLaDA or Dream .pte exported with --kv-cache, or a cached \
+             Fast-dLLM v2 .pte of contract 3)"
         )))
     }
 

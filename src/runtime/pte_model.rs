@@ -1,7 +1,9 @@
 //! [`DiffusionModel`] over an ExecuTorch `.pte` (docs/pte-contract.md).
 
 use super::error::{EngineError, Result};
-use super::model::{check_rows, DiffusionModel, Family, LogitsView, ModelMetadata};
+use super::model::{
+    check_rows, DiffusionModel, Family, LogitsView, ModelMetadata, SUB_BLOCK_CACHE_MODE,
+};
 use super::parallel::RowPool;
 use crate::pte::{PteError, PteModule, Tensor};
 use std::path::Path;
@@ -9,10 +11,11 @@ use std::sync::Arc;
 
 /// The newest contract version this engine implements. Version 2 is version 1 plus a last
 /// `forward` input `rows` (int64 `[R]`) selecting which input rows get logits (`[1, R, V]`),
-/// so a step skips the output layer of the rows it does not read. Version 3 adds the KV cache
-/// of Fast-dLLM's prefix and dual modes to LLaDA and Dream: their cached `forward` takes a last
-/// input `kv_end` (int64 `[1]`), the end of the cache slots every query reads, and
-/// `get_cache_modes` says which modes the file supports (other programs are as in version 2).
+/// so a step skips the output layer of the rows it does not read. Version 3 adds a last
+/// `forward` input `kv_end` (int64 `[1]`), the end of the cache slots the queries read, to the
+/// cached programs that need it: LLaDA and Dream (Fast-dLLM's prefix and dual caches) and
+/// Fast-dLLM v2 (its sub-block cache); `get_cache_modes` says which caches the file supports
+/// (other programs are as in version 2).
 ///
 /// ```
 /// assert_eq!(diffulex_edge::runtime::CONTRACT_VERSION, 3);
@@ -66,9 +69,11 @@ pub struct PteModel {
     rows_input: Vec<i64>,
 }
 
-/// Checks a contract-3 program's `get_cache_modes` against its cache: a cached LLaDA or Dream
-/// program needs version 3 and both modes; other programs may not claim any.
-fn check_cache_modes(module: &mut PteModule, meta: &ModelMetadata, version: i64) -> Result<()> {
+/// Checks a contract-3 program's `get_cache_modes` against its cache and returns whether it
+/// has Fast-dLLM v2's sub-block cache: a cached LLaDA or Dream program needs version 3 and both
+/// modes; a cached Fast-dLLM v2 program of version 3 has the sub-block cache (older ones have
+/// none and keep loading); other programs may not claim any.
+fn check_cache_modes(module: &mut PteModule, meta: &ModelMetadata, version: i64) -> Result<bool> {
     let modes = if module.has_method("get_cache_modes") {
         Some(
             module
@@ -78,8 +83,18 @@ fn check_cache_modes(module: &mut PteModule, meta: &ModelMetadata, version: i64)
     } else {
         None
     };
+    let fast_dllm_cached = meta.family == Family::FastDllmV2 && meta.use_kv_cache;
+    if fast_dllm_cached && version >= 3 {
+        return match modes {
+            Some(SUB_BLOCK_CACHE_MODE) => Ok(true),
+            other => Err(EngineError::Metadata(format!(
+                "get_cache_modes = {other:?}, a cached fast_dllm_v2 program of contract 3 has \
+                 the sub-block cache ({SUB_BLOCK_CACHE_MODE}): re-export it"
+            ))),
+        };
+    }
     match (meta.has_bidirectional_cache(), version >= 3, modes) {
-        (true, true, Some(CACHE_MODES_PREFIX_AND_DUAL)) | (false, _, None | Some(0)) => Ok(()),
+        (true, true, Some(CACHE_MODES_PREFIX_AND_DUAL)) | (false, _, None | Some(0)) => Ok(false),
         (true, false, _) => Err(EngineError::Metadata(format!(
             "a {} program with use_kv_cache = true needs contract version 3 (its forward takes \
              kv_end), this one is version {version}: re-export it with this release's \
@@ -92,8 +107,9 @@ fn check_cache_modes(module: &mut PteModule, meta: &ModelMetadata, version: i64)
             meta.family
         ))),
         (false, _, Some(other)) => Err(EngineError::Metadata(format!(
-            "get_cache_modes = {other} on a program without a bidirectional KV cache \
-             (family {}, use_kv_cache = {}): only cached llada/dream programs have one",
+            "get_cache_modes = {other} on a program without a cache that reads past its \
+             tokens (family {}, use_kv_cache = {}, contract {version}): only cached contract-3 \
+             llada, dream and fast_dllm_v2 programs have one",
             meta.family, meta.use_kv_cache
         ))),
     }
@@ -221,7 +237,7 @@ impl PteModel {
             .constant_i64("get_contract_version")
             .map_err(pte("get_contract_version"))?;
         check_contract_version(version)?;
-        let meta = ModelMetadata {
+        let mut meta = ModelMetadata {
             family: Family::from_id(
                 m.constant_i64("get_family_id")
                     .map_err(pte("get_family_id"))?,
@@ -243,9 +259,10 @@ impl PteModel {
                 .constant_bool("shift_logits")
                 .map_err(pte("shift_logits"))?,
             pad_id: m.constant_i64("get_pad_id").map_err(pte("get_pad_id"))?,
+            sub_block_cache: false,
         };
+        meta.sub_block_cache = check_cache_modes(m, &meta, version)?;
         meta.validate()?;
-        check_cache_modes(m, &meta, version)?;
         let tokenizer_digest = read_digest(&mut module, "get_tokenizer_digest")?;
         let weights_digest = read_digest(&mut module, "get_weights_digest")?;
         // A program without a KV cache has no state between forwards, so a forward whose
@@ -399,13 +416,14 @@ impl PteModel {
         Ok(start)
     }
 
-    /// Checks a span forward's `kv_end` (bidirectional cache): the call's end at least, the
-    /// context at most.
+    /// Checks a span forward's `kv_end` (contract 3): the call's end at least, the context at
+    /// most.
     fn check_kv_end(&self, t: usize, start: usize, kv_end: usize) -> Result<()> {
-        if !self.meta.has_bidirectional_cache() {
+        if !self.meta.takes_kv_end() {
             return Err(EngineError::ForwardArgs(format!(
-                "forward_span needs a bidirectional KV cache; this {} program has none \
-                 (export the model with `diffulex-export export --kv-cache`)",
+                "forward_span needs a program whose forward takes kv_end (contract 3); this {} \
+                 program is not one (export the model with this release's `diffulex-export \
+                 export --kv-cache`)",
                 self.meta.family
             )));
         }
@@ -421,7 +439,7 @@ impl PteModel {
     }
 
     /// Executes `forward`; `rows_input` must already hold the rows (contract 2). A program
-    /// with a bidirectional cache also gets `kv_end` (`None`: the call's own end, a full pass).
+    /// of contract 3 also gets `kv_end` (`None`: the call's own end, a full pass).
     /// Returns the float32 logits, checked to be `[1, computed, vocab]`.
     fn execute(
         &mut self,
@@ -442,7 +460,7 @@ impl PteModel {
         if self.selects_rows {
             inputs.push(Tensor::i64(&self.rows_input, &rows_shape));
         }
-        if self.meta.has_bidirectional_cache() {
+        if self.meta.takes_kv_end() {
             inputs.push(Tensor::i64(&end, &[1]));
         }
         let outputs = self

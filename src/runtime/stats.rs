@@ -51,6 +51,9 @@ pub struct GenerationStats {
     /// Prompt tokens whose prefill was skipped because an earlier generation left their K/V in
     /// the cache (whole blocks of a common prefix; SDAR and Fast-dLLM v2 with a cache only).
     pub reused_prompt_tokens: usize,
+    /// Input tokens the forwards ran over, summed: what a forward's compute grows with, and
+    /// what the caches cut (Fast-dLLM v2's sub-block cache feeds 8 tokens instead of 32).
+    pub tokens_fed: usize,
 }
 
 impl GenerationStats {
@@ -131,8 +134,9 @@ impl Serialize for GenerationStats {
             tokens_generated,
             logit_rows,
             reused_prompt_tokens,
+            tokens_fed,
         } = self;
-        let mut out = serializer.serialize_struct("GenerationStats", 16)?;
+        let mut out = serializer.serialize_struct("GenerationStats", 17)?;
         out.serialize_field("forwards", forwards)?;
         out.serialize_field("prefill_forwards", prefill_forwards)?;
         out.serialize_field("decode_forwards", decode_forwards)?;
@@ -143,6 +147,7 @@ impl Serialize for GenerationStats {
         out.serialize_field("tokens_per_forward", &self.tokens_per_forward())?;
         out.serialize_field("logit_rows", logit_rows)?;
         out.serialize_field("reused_prompt_tokens", reused_prompt_tokens)?;
+        out.serialize_field("tokens_fed", tokens_fed)?;
         out.serialize_field("tokens_per_second", &self.tokens_per_second())?;
         out.serialize_field("prefill_ms", &ms(*prefill_time))?;
         out.serialize_field("decode_ms", &ms(*decode_time))?;
@@ -192,12 +197,14 @@ mod tests {
             tokens_generated: 10,
             logit_rows: 40,
             reused_prompt_tokens: 32,
+            tokens_fed: 96,
         };
         let json = serde_json::to_value(&stats).unwrap();
         let expected = serde_json::json!({
             "forwards": 7, "prefill_forwards": 1, "decode_forwards": 4, "commit_forwards": 2,
             "cfg_forwards": 0, "tokens_generated": 10, "tokens_committed": 12,
             "tokens_per_forward": 3.0, "logit_rows": 40, "reused_prompt_tokens": 32,
+            "tokens_fed": 96,
             "tokens_per_second": 1000.0,
             "prefill_ms": 1.5, "decode_ms": 8.0, "execute_ms": 6.0, "engine_ms": 4.0,
             "total_ms": 10.0,

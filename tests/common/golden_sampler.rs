@@ -57,6 +57,11 @@ pub fn sampler_from(family: Family, s: &Value) -> BlockSampler {
             if s.get("top_p").is_some() {
                 x.top_p = f(s, "top_p");
             }
+            x.sub_block_cache = s
+                .get("sub_block_cache")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            x.min_tokens_per_step = n(s, "min_tokens_per_step").unwrap_or(1);
             x.into()
         }
         Family::Llada => LLaDASampler {

@@ -41,6 +41,8 @@ pub fn meta_from(v: &Value) -> ModelMetadata {
         use_kv_cache: v["use_kv_cache"].as_bool().unwrap(),
         shift_logits: v["shift_logits"].as_bool().unwrap(),
         pad_id: v["pad_id"].as_i64().unwrap(),
+        // get_cache_modes bit 2 (contract 3 Fast-dLLM v2).
+        sub_block_cache: v["cache_modes"].as_i64().is_some_and(|m| m & 4 != 0),
     }
 }
 

@@ -19,12 +19,15 @@ from .layers import Attention, DecoderLayer, KVCache, RMSNorm, SwiGLU, family_ma
 CONTRACT_VERSION = 1
 # v2 ("logits rows"): forward(tokens[, input_pos], rows) -> logits [1, R, V] for the rows asked for.
 CONTRACT_VERSION_ROWS = 2
-# v3 ("bidirectional cache", llada/dream only): v2 cached, plus a last input kv_end: every query
-# attends to the cache slots [0, kv_end), which Fast-dLLM's prefix and dual caches need.
-CONTRACT_VERSION_BIDIRECTIONAL_CACHE = 3
-# get_cache_modes of a v3 program: bit 0 = prefix cache, bit 1 = dual cache (both, always).
+# v3 (cached llada/dream and fast_dllm_v2 with logits rows): v2 cached, plus a last input kv_end:
+# queries read the cache slots [0, kv_end) (within their family's mask), which Fast-dLLM's
+# prefix and dual caches (llada/dream) and Fast-dLLM v2's sub-block cache need.
+CONTRACT_VERSION_KV_END = 3
+# get_cache_modes of a v3 program: bit 0 = prefix cache, bit 1 = dual cache (llada/dream, both
+# always), bit 2 = Fast-dLLM v2's sub-block cache.
 CACHE_MODE_PREFIX = 1
 CACHE_MODE_DUAL = 2
+CACHE_MODE_SUB_BLOCK = 4
 FAMILY_IDS = {"sdar": 0, "fast_dllm_v2": 1, "llada": 2, "dream": 3}
 BIDIRECTIONAL = ("llada", "dream")
 
@@ -82,6 +85,9 @@ class DiffusionLM(nn.Module):
     Cached llada/dream (contract v3, needs logits_rows): `m(tokens, input_pos, rows, kv_end)`
     writes K/V of [pos, pos+T) and lets every query see every cache slot < kv_end
     (kv_end >= pos+T; slots in [pos+T, kv_end) hold what earlier calls wrote there).
+    Cached fast_dllm_v2 with logits_rows is contract v3 too: the same call, under its
+    block-causal mask (Fast-dLLM v2's sub-block cache: a sub-block's rows against the whole
+    block's cached K/V).
     With `logits_rows=True` (contract v2) a last argument `rows` (int64 [R], values in
     [0, T)) is required and only those rows of the logits are computed: [1, R, V].
 
@@ -117,6 +123,12 @@ class DiffusionLM(nn.Module):
         self.bidirectional_cache = kv_cache and spec.block_size == 0
         if self.bidirectional_cache and not logits_rows:
             raise ValueError("a cached bidirectional model (contract v3) also selects logits rows (logits_rows=True)")
+        # Fast-dLLM v2's sub-block cache (its official `use_block_cache`): a forward of one
+        # sub-block reads the K/V its block's last full forward left in the slots after it.
+        # Every cached contract-2 Fast-dLLM v2 program gets it (contract v3).
+        self.sub_block_cache = kv_cache and logits_rows and spec.family == "fast_dllm_v2"
+        # forward takes kv_end last (contract v3).
+        self.takes_kv_end = self.bidirectional_cache or self.sub_block_cache
         self.embed = nn.Embedding(spec.vocab_size, spec.hidden)
         layers = []
         for _ in range(spec.n_layers):
@@ -176,16 +188,29 @@ class DiffusionLM(nn.Module):
             "family_id": int(s.family_id),
             "pad_id": int(s.pad_id),
             "contract_version": self.contract_version,
-        } | ({"cache_modes": CACHE_MODE_PREFIX | CACHE_MODE_DUAL} if self.bidirectional_cache else {}) | (
+        } | ({"cache_modes": self.cache_modes} if self.takes_kv_end else {}) | (
             # Only when set, so that programs without the custom operators keep their bytes.
             {"uses_llm_ops": True} if self.llm_ops else {}
         )
 
     @property
-    def contract_version(self) -> int:
-        """1 (every row), 2 (logits rows) or 3 (logits rows + bidirectional cache)."""
+    def cache_modes(self) -> int:
+        """get_cache_modes of a v3 program: prefix and dual (llada/dream) or sub-block
+        (fast_dllm_v2); 0 for the others.
+
+        Example:
+            >>> load_model("tests/fixtures/ckpt/fast_dllm_v2", logits_rows=True).cache_modes  # doctest: +SKIP
+            4
+        """
         if self.bidirectional_cache:
-            return CONTRACT_VERSION_BIDIRECTIONAL_CACHE
+            return CACHE_MODE_PREFIX | CACHE_MODE_DUAL
+        return CACHE_MODE_SUB_BLOCK if self.sub_block_cache else 0
+
+    @property
+    def contract_version(self) -> int:
+        """1 (every row), 2 (logits rows) or 3 (logits rows + kv_end: the caches above)."""
+        if self.takes_kv_end:
+            return CONTRACT_VERSION_KV_END
         return CONTRACT_VERSION_ROWS if self.logits_rows else CONTRACT_VERSION
 
     def reset_cache(self) -> None:
@@ -221,9 +246,10 @@ class DiffusionLM(nn.Module):
         kv_end: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         t = tokens.shape[1]
-        if self.bidirectional_cache != (kv_end is not None):
+        if self.takes_kv_end != (kv_end is not None):
             raise ValueError(
-                "kv_end (int64 [1]) is the last input of a cached llada/dream model and of no other"
+                "kv_end (int64 [1]) is the last input of a cached contract-v3 model (llada, dream, "
+                "fast_dllm_v2 with logits rows) and of no other"
             )
         if self.kv_cache:
             if input_pos is None:
@@ -242,10 +268,15 @@ class DiffusionLM(nn.Module):
                     end = int(kv_end[0])
                     if end < start + t or end > self.max_seq_len:
                         raise ValueError(f"kv_end {end} must lie in [{start + t}, {self.max_seq_len}]")
-                # Bidirectional: every slot before the canvas end, including those after this
-                # call's tokens that an earlier call wrote (the dual cache's suffix). The same
-                # for every query, so a key-only [S] mask.
-                mask = k_pos < kv_end
+                if self.bidirectional_cache:
+                    # Bidirectional: every slot before the canvas end, including those after
+                    # this call's tokens that an earlier call wrote (the dual cache's suffix).
+                    # The same for every query, so a key-only [S] mask.
+                    mask = k_pos < kv_end
+                else:
+                    # Block-causal up to kv_end: a sub-block's rows also read the slots of
+                    # the rest of their block, as its last full forward wrote them.
+                    mask = mask & (k_pos < kv_end).unsqueeze(0)
             else:
                 # Keys at or beyond pos+T are stale (or never written): never visible.
                 mask = mask & (k_pos < input_pos + t).unsqueeze(0)

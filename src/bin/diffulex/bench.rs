@@ -185,6 +185,7 @@ fn generate_autoregressive<M: DiffusionModel>(
             .context("autoregressive prefill")?;
         stats.execute_time += t.elapsed();
         stats.prefill_forwards = 1;
+        stats.tokens_fed = head.len();
     }
     stats.prefill_time = start.elapsed();
     let decode_start = Instant::now();
@@ -206,6 +207,7 @@ fn generate_autoregressive<M: DiffusionModel>(
     stats.decode_forwards = gen_len;
     stats.forwards = stats.prefill_forwards + gen_len;
     stats.logit_rows = gen_len;
+    stats.tokens_fed += gen_len;
     stats.tokens_committed = gen_len;
     stats.tokens_generated = gen_len;
     let out = GenerationOutput {
@@ -379,6 +381,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "tokens_per_forward": med(|r| r.stats.tokens_per_forward()),
             "forwards": med(|r| r.stats.forwards as f64),
             "logit_rows": med(|r| r.stats.logit_rows as f64),
+            "tokens_fed": med(|r| r.stats.tokens_fed as f64),
             "engine_overhead": med(|r| r.engine_overhead),
             "engine_ms": med(|r| ms(r.stats.engine_time())),
             "execute_ms": med(|r| ms(r.stats.execute_time)),
@@ -456,9 +459,10 @@ fn table(s: &serde_json::Value) -> String {
     println!("prefill      {:.1} tokens/s", f(&m["prefill_tokens_per_s"]));
     println!("decode       {:.1} tokens/s", f(&m["decode_tokens_per_s"]));
     println!(
-        "forwards     {:.0} ({:.2} tokens per denoising forward), {:.0} logit rows{}",
+        "forwards     {:.0} ({:.2} tokens per denoising forward), {:.0} tokens fed, {:.0} logit rows{}",
         f(&m["forwards"]),
         f(&m["tokens_per_forward"]),
+        f(&m["tokens_fed"]),
         f(&m["logit_rows"]),
         if s["selects_logit_rows"] == true {
             " (only the rows each step reads)"

@@ -55,6 +55,15 @@ pub struct DecodeArgs {
     /// model was exported with --kv-cache, else none).
     #[arg(long, value_name = "MODE")]
     pub cache: Option<CacheMode>,
+    /// Fast-dLLM v2: the official sub-block cache (`use_block_cache`): a sub-block's later
+    /// forwards recompute only its 8 tokens against the block's cached K/V. Needs a .pte
+    /// exported with --kv-cache by this release (contract 3).
+    #[arg(long)]
+    pub sub_block_cache: bool,
+    /// Fast-dLLM v2: commit at least N positions per forward, the most confident first
+    /// (default 1, the official rule).
+    #[arg(long, value_name = "N")]
+    pub min_tokens_per_step: Option<usize>,
 }
 
 impl From<&DecodeArgs> for SamplerOptions {
@@ -72,6 +81,8 @@ impl From<&DecodeArgs> for SamplerOptions {
             eps: args.eps,
             alg_temp: args.alg_temp,
             cache: args.cache,
+            sub_block_cache: args.sub_block_cache.then_some(true),
+            min_tokens_per_step: args.min_tokens_per_step,
         }
     }
 }

@@ -76,6 +76,12 @@ pub struct SamplerOptions {
     /// Fast-dLLM v1's KV cache: `none`, `prefix` or `dual` ([`CacheMode`]). LLaDA and Dream
     /// only (SDAR and Fast-dLLM v2 use their model's block cache whenever it has one).
     pub cache: Option<CacheMode>,
+    /// Fast-dLLM v2's sub-block cache, the official `use_block_cache`
+    /// ([`FastdLLMV2Sampler::sub_block_cache`]). Fast-dLLM v2 only.
+    pub sub_block_cache: Option<bool>,
+    /// Positions committed at least per forward ([`FastdLLMV2Sampler::min_tokens_per_step`]).
+    /// Fast-dLLM v2 only (SDAR's `steps` set its parallelism).
+    pub min_tokens_per_step: Option<usize>,
 }
 
 impl SamplerOptions {
@@ -94,6 +100,8 @@ impl SamplerOptions {
             ("eps", self.eps.is_some()),
             ("alg_temp", self.alg_temp.is_some()),
             ("cache", self.cache.is_some()),
+            ("sub_block_cache", self.sub_block_cache.is_some()),
+            ("min_tokens_per_step", self.min_tokens_per_step.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
@@ -114,8 +122,21 @@ fn not_applicable(family: Family) -> &'static [(&'static str, &'static str)] {
         "its block cache is used whenever the model has one (Fast-dLLM v1's prefix and dual \
          caches are LLaDA's and Dream's)",
     );
+    const SUB_BLOCK_CACHE: (&str, &str) =
+        ("sub_block_cache", "the sub-block cache is Fast-dLLM v2's");
+    const MIN_TOKENS_PER_STEP: (&str, &str) = (
+        "min_tokens_per_step",
+        "a per-forward minimum is Fast-dLLM v2's (SDAR: --steps; LLaDA, Dream: --steps)",
+    );
     match family {
-        Family::Sdar => &[CFG_SCALE, EPS, ALG_TEMP, CACHE],
+        Family::Sdar => &[
+            CFG_SCALE,
+            EPS,
+            ALG_TEMP,
+            CACHE,
+            SUB_BLOCK_CACHE,
+            MIN_TOKENS_PER_STEP,
+        ],
         Family::FastDllmV2 => &[
             (
                 "steps",
@@ -135,8 +156,15 @@ fn not_applicable(family: Family) -> &'static [(&'static str, &'static str)] {
             EB_THRESHOLD,
             EPS,
             ALG_TEMP,
+            SUB_BLOCK_CACHE,
+            MIN_TOKENS_PER_STEP,
         ],
-        Family::Dream => &[EB_THRESHOLD, CFG_SCALE],
+        Family::Dream => &[
+            EB_THRESHOLD,
+            CFG_SCALE,
+            SUB_BLOCK_CACHE,
+            MIN_TOKENS_PER_STEP,
+        ],
     }
 }
 
@@ -193,6 +221,11 @@ impl BlockSampler {
                 apply(&mut sampler.temperature, options.temperature);
                 apply(&mut sampler.top_p, options.top_p.map(Some));
                 apply(&mut sampler.block_length, options.block_size.map(Some));
+                apply(&mut sampler.sub_block_cache, options.sub_block_cache);
+                apply(
+                    &mut sampler.min_tokens_per_step,
+                    options.min_tokens_per_step,
+                );
                 sampler.into()
             }
             Family::Llada => {
@@ -291,12 +324,14 @@ mod tests {
             "eps" => options.eps = Some(0.01),
             "alg_temp" => options.alg_temp = Some(0.1),
             "cache" => options.cache = Some(CacheMode::Prefix),
+            "sub_block_cache" => options.sub_block_cache = Some(true),
+            "min_tokens_per_step" => options.min_tokens_per_step = Some(2),
             other => panic!("unknown option {other}"),
         }
         options
     }
 
-    const ALL_OPTIONS: [&str; 12] = [
+    const ALL_OPTIONS: [&str; 14] = [
         "block_size",
         "steps",
         "threshold",
@@ -309,6 +344,8 @@ mod tests {
         "eps",
         "alg_temp",
         "cache",
+        "sub_block_cache",
+        "min_tokens_per_step",
     ];
 
     #[test]
@@ -384,6 +421,8 @@ mod tests {
             threshold: Some(0.7),
             temperature: Some(0.5),
             top_p: Some(0.8),
+            sub_block_cache: Some(true),
+            min_tokens_per_step: Some(3),
             ..Default::default()
         };
         let expected = FastdLLMV2Sampler {
@@ -391,6 +430,8 @@ mod tests {
             temperature: 0.5,
             top_p: Some(0.8),
             block_length: Some(32),
+            sub_block_cache: true,
+            min_tokens_per_step: 3,
             ..Default::default()
         };
         assert_eq!(

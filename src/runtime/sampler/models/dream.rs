@@ -166,6 +166,7 @@ impl DreamSampler {
             prompt_len: 1,
             max_new_tokens,
             bidirectional_cache: meta.has_bidirectional_cache(),
+            sub_block_cache: false,
         };
         self.plan(meta, request).map(drop)
     }

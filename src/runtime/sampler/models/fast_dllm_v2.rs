@@ -6,9 +6,13 @@
 //! i + 1). A finished block gets one commit forward that writes its K/V and whose last row gives
 //! the next block's first token greedily. Deviations (the prompt of exactly one block is no
 //! longer ignored, the mask token is never proposed) are in docs/decoding.md.
+//!
+//! With the sub-block cache (the official `use_block_cache`), the forwards that finish a
+//! sub-block after its first run only the sub-block's tokens, against the K/V the block's last
+//! full forward stored for the rest of the block.
 
 use crate::runtime::diffusion::{Control, FamilyDecoder, Outcome, Pass, Request, Run};
-use crate::runtime::error::{invalid, Result};
+use crate::runtime::error::{invalid, EngineError, Result};
 use crate::runtime::model::ModelMetadata;
 use crate::runtime::sampler::base::{DistSpec, Extra, FilterOrder, Proposal};
 use crate::runtime::sampler::{check_temperature, check_threshold, check_top_p};
@@ -41,6 +45,16 @@ pub struct FastdLLMV2Sampler {
     pub block_length: Option<usize>,
     /// Sub-block length; must equal the model's (8).
     pub sub_block_length: Option<usize>,
+    /// The official `use_block_cache` (off by default, as there): a sub-block's forwards after
+    /// its first recompute only its own tokens (8 instead of the block's 32), attending to the
+    /// K/V its block's last full forward stored for the other positions. An approximation, like
+    /// every dLLM cache: those K/V were computed when the sub-block still held masks. Needs a
+    /// cached `.pte` of contract 3 ([`ModelMetadata::sub_block_cache`]).
+    pub sub_block_cache: bool,
+    /// Commit at least this many of the sub-block's masked positions per forward, the most
+    /// confident first (ties: the earlier position), plus every one above the threshold. The
+    /// official rule is 1; more trades quality for fewer forwards at a fixed parallelism.
+    pub min_tokens_per_step: usize,
 }
 
 impl Default for FastdLLMV2Sampler {
@@ -63,7 +77,32 @@ impl FastdLLMV2Sampler {
             top_p: Some(0.95),
             block_length: None,
             sub_block_length: None,
+            sub_block_cache: false,
+            min_tokens_per_step: 1,
         }
+    }
+
+    /// These settings with the sub-block cache on or off ([`FastdLLMV2Sampler::sub_block_cache`]).
+    ///
+    /// ```
+    /// let s = diffulex_edge::runtime::sampler::FastdLLMV2Sampler::default().with_sub_block_cache(true);
+    /// assert!(s.sub_block_cache);
+    /// ```
+    pub fn with_sub_block_cache(mut self, on: bool) -> Self {
+        self.sub_block_cache = on;
+        self
+    }
+
+    /// These settings committing at least `n` positions per forward
+    /// ([`FastdLLMV2Sampler::min_tokens_per_step`]).
+    ///
+    /// ```
+    /// let s = diffulex_edge::runtime::sampler::FastdLLMV2Sampler::new(1.0, 0.0).with_min_tokens_per_step(2);
+    /// assert_eq!(s.min_tokens_per_step, 2);
+    /// ```
+    pub fn with_min_tokens_per_step(mut self, n: usize) -> Self {
+        self.min_tokens_per_step = n;
+        self
     }
 
     /// Checks the settings against the model for a generation of `max_new_tokens` tokens
@@ -81,25 +120,40 @@ impl FastdLLMV2Sampler {
             prompt_len: 1,
             max_new_tokens,
             bidirectional_cache: false,
+            sub_block_cache: meta.sub_block_cache && meta.use_kv_cache,
         };
         self.plan(meta, request).map(drop)
     }
 }
 
-/// Fast-dLLM v2's block sizes, checked against the model.
+/// Fast-dLLM v2's block sizes, checked against the model, and whether the sub-block cache runs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FastDllmV2Plan {
     block_len: usize,
     sub_block_len: usize,
+    sub_block_cache: bool,
 }
 
 impl FamilyDecoder for FastdLLMV2Sampler {
     type Plan = FastDllmV2Plan;
 
-    fn plan(&self, meta: &ModelMetadata, _request: Request) -> Result<FastDllmV2Plan> {
+    fn plan(&self, meta: &ModelMetadata, request: Request) -> Result<FastDllmV2Plan> {
         check_temperature(self.temperature)?;
         check_top_p(self.top_p)?;
         check_threshold("threshold", self.threshold)?;
+        if self.min_tokens_per_step == 0 {
+            return Err(invalid(
+                "min_tokens_per_step",
+                0,
+                "must be at least 1 (every forward commits a token)",
+            ));
+        }
+        if self.sub_block_cache && !request.sub_block_cache {
+            return Err(EngineError::CacheUnavailable {
+                mode: "sub-block",
+                family: meta.family,
+            });
+        }
         let (block_len, sub_block_len) = (meta.block_size, meta.sub_block_size);
         if let Some(requested) = self.block_length.filter(|&b| b != block_len) {
             return Err(invalid(
@@ -118,6 +172,7 @@ impl FamilyDecoder for FastdLLMV2Sampler {
         Ok(FastDllmV2Plan {
             block_len,
             sub_block_len,
+            sub_block_cache: self.sub_block_cache,
         })
     }
 
@@ -125,6 +180,7 @@ impl FamilyDecoder for FastdLLMV2Sampler {
         let FastDllmV2Plan {
             block_len,
             sub_block_len,
+            sub_block_cache,
         } = plan;
         let spec = DistSpec {
             temperature: self.temperature,
@@ -157,8 +213,8 @@ impl FamilyDecoder for FastdLLMV2Sampler {
         }
         run.end_prefill();
         let first_block = prompt_len / block_len;
-        let (mut masked, mut proposals, mut picks) =
-            (Vec::new(), Vec::<Proposal>::new(), Vec::new());
+        let (mut masked, mut proposals, mut picks, mut order) =
+            (Vec::new(), Vec::<Proposal>::new(), Vec::new(), Vec::new());
         loop {
             let canvas_len = run.canvas().len();
             if run.stop_reached() || canvas_len - prompt_len >= run.max_new_tokens() {
@@ -169,6 +225,9 @@ impl FamilyDecoder for FastdLLMV2Sampler {
             let block = block_start / block_len - first_block;
             let forward_start = if run.cached() { block_start } else { 0 };
             run.grow_canvas_to(block_end);
+            // Whether a full forward has stored this block's K/V since it started (the official
+            // `block_past_key_values`, reset per block).
+            let mut block_stored = false;
             'sub_blocks: for sub_block in 0..block_len / sub_block_len {
                 let sub_block_start = block_start + sub_block * sub_block_len;
                 let sub_block_end = sub_block_start + sub_block_len;
@@ -181,20 +240,30 @@ impl FamilyDecoder for FastdLLMV2Sampler {
                     if masked.is_empty() {
                         break;
                     }
-                    // Every masked position is after `block_start`: the block's first position
-                    // holds the prompt tail or the carried token, so the shifted row p - 1 lies
-                    // inside this forward.
-                    run.forward(Pass::Decode, forward_start..block_end, &masked)?
-                        .propose_all(&masked, &spec, Extra::None, &mut proposals)?;
-                    let mut most_confident = 0;
-                    for (i, proposal) in proposals.iter().enumerate() {
-                        if proposal.prob > proposals[most_confident].prob {
-                            most_confident = i;
-                        }
-                    }
+                    // The official condition: the sub-block's first position is decoded, so
+                    // every masked one reads its shifted row p - 1 inside the sub-block.
+                    let sub_block_only =
+                        sub_block_cache && block_stored && !run.canvas().is_masked(sub_block_start);
+                    let mut forward = if sub_block_only {
+                        run.forward_span(
+                            Pass::Decode,
+                            sub_block_start..sub_block_end,
+                            block_end,
+                            &masked,
+                        )?
+                    } else {
+                        // Every masked position is after `block_start`: the block's first
+                        // position holds the prompt tail or the carried token, so the shifted
+                        // row p - 1 lies inside this forward.
+                        block_stored = true;
+                        run.forward(Pass::Decode, forward_start..block_end, &masked)?
+                    };
+                    forward.propose_all(&masked, &spec, Extra::None, &mut proposals)?;
+                    most_confident_first(&proposals, &mut order);
+                    let quota = &order[..self.min_tokens_per_step.min(order.len())];
                     picks.clear();
                     for (i, proposal) in proposals.iter().enumerate() {
-                        if i == most_confident || proposal.prob > self.threshold {
+                        if quota.contains(&i) || proposal.prob > self.threshold {
                             picks.push((masked[i], proposal.token as i64));
                         }
                     }
@@ -220,4 +289,13 @@ impl FamilyDecoder for FastdLLMV2Sampler {
             }
         }
     }
+}
+
+/// The indices of `proposals` by confidence, highest first; ties keep the earlier position (the
+/// official `argmax` for the first).
+fn most_confident_first(proposals: &[Proposal], order: &mut Vec<usize>) {
+    order.clear();
+    order.extend(0..proposals.len());
+    // Stable: equal confidences stay in position order.
+    order.sort_by(|&a, &b| proposals[b].prob.total_cmp(&proposals[a].prob));
 }

@@ -121,6 +121,7 @@ impl LLaDASampler {
             prompt_len: 1,
             max_new_tokens,
             bidirectional_cache: meta.has_bidirectional_cache(),
+            sub_block_cache: false,
         };
         self.plan(meta, request).map(drop)
     }

@@ -140,6 +140,7 @@ impl SDARSampler {
             prompt_len: 1,
             max_new_tokens,
             bidirectional_cache: false,
+            sub_block_cache: false,
         };
         self.plan(meta, request).map(drop)
     }
