@@ -11,9 +11,9 @@ For each model (names of tools/make_real_shape_ckpt.py; default the three the is
    peak RSS and the file size in DIR/exports.json (a failed export is recorded with its error);
 3. benches every .pte with tools/bench_table.py at 2 threads, prompt 256: SDAR at 1, 2 and 4
    tokens per forward (`low_confidence_static`, steps 4, 2, 1 per block of 4), Fast-dLLM v2 at
-   thresholds 0.9 and 0 (1 and 8 tokens per forward: it has no step count); and each at one
-   token per forward (`--autoregressive`), the cost of an autoregressive decoder of the same
-   network.
+   1, 2, 4 and 8 tokens per forward (`--threshold 1 --min-tokens-per-step N`: it has no step
+   count), without and with its sub-block cache; and each at one token per forward
+   (`--autoregressive`), the cost of an autoregressive decoder of the same network.
 Prints the export table, then bench_table.py's two tables. Nothing here is committed: DIR holds
 gigabytes (a 1.7B checkpoint is 3.4 GB, its fp32 .pte 8 GB).
 """
@@ -32,9 +32,9 @@ PYTHON = sys.executable
 DEFAULT_MODELS = ["sdar-1.7b-chat", "fast-dllm-v2-1.5b", "sdar-4b-chat"]
 # SDAR's steps per block of 4: 1, 2 and 4 tokens per forward.
 STEPS = ["4", "2", "1"]
-# Fast-dLLM v2 has no step count: its threshold 0.9 commits one token per forward on random
-# weights, 0 the whole sub-block of 8.
-THRESHOLDS = ["0.9", "0"]
+# Fast-dLLM v2 has no step count: a quota of N tokens per forward at threshold 1 (no
+# probability exceeds it), up to the whole sub-block of 8.
+QUOTAS = ["1", "2", "4", "8"]
 
 
 def ensure_checkpoint(name: str, ckpt: Path) -> None:
@@ -105,7 +105,7 @@ def main() -> int:
         return 0
     print()
     for name, quant, out in cases:
-        schedule = ["--steps", *STEPS] if name.startswith("sdar") else ["--threshold", *THRESHOLDS]
+        schedule = ["--steps", *STEPS] if name.startswith("sdar") else ["--quota", *QUOTAS, "--sub-block-cache"]
         # The autoregressive baseline: one token per forward of the same program.
         subprocess.run([PYTHON, str(ROOT / "tools" / "bench_table.py"), *schedule, "--prompt-len", "256",
                         "--gen-len", "64", "--runs", "1", "--threads", "2",
