@@ -931,6 +931,39 @@ fn system_messages_template_and_kwargs_flags() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `--sub-block-cache` and `--min-tokens-per-step` run on a contract-3 Fast-dLLM v2 file (the
+/// tokens are checked against the reference in engine_parity.rs); on an older file, on another
+/// family or with a zero count each is one error line saying what to do.
+#[test]
+fn sub_block_cache_flags_run_on_contract_3_files_and_are_refused_elsewhere() {
+    let run = |pte: &str, ckpt: &str, extra: &[&str]| {
+        let mut args = fixture_model_args(pte, ckpt);
+        args.extend(["--max-new-tokens", "16"].map(String::from));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        diffulex(&args, None)
+    };
+    let flags = ["--sub-block-cache", "--min-tokens-per-step", "2"];
+    let out = run("fast_dllm_v2_cached_rows", "fast_dllm_v2", &flags);
+    assert!(out.status.success(), "{}", stderr(&out));
+    one_error_line(
+        &run("fast_dllm_v2_cached", "fast_dllm_v2", &flags),
+        &["sub-block cache", "--kv-cache", "contract 3"],
+    );
+    one_error_line(
+        &run("sdar_cached_rows", "sdar", &["--sub-block-cache"]),
+        &["--sub-block-cache", "sdar", "Fast-dLLM v2"],
+    );
+    one_error_line(
+        &run(
+            "fast_dllm_v2_cached_rows",
+            "fast_dllm_v2",
+            &["--min-tokens-per-step", "0"],
+        ),
+        &["min_tokens_per_step", "at least 1"],
+    );
+}
+
 /// Issue 17: `--cache` picks Fast-dLLM v1's cache on a contract-3 file (the tokens are checked
 /// against the reference in engine_parity.rs), and on a file exported without the cache it is
 /// one error line saying how to get one.
