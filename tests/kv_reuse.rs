@@ -4,7 +4,7 @@
 //! skips exactly the prompt blocks the block arithmetic says are final in the cache.
 #![cfg(feature = "pte")]
 
-use diffulex_edge::runtime::sampler::{FastdLLMV2Sampler, SDARSampler, SdarStrategy};
+use diffulex_edge::runtime::sampler::{BlockSampler, FastdLLMV2Sampler, SDARSampler, SdarStrategy};
 use diffulex_edge::runtime::{DiffusionEngine, DiffusionGenerationConfig, Family, ModelType};
 use std::path::PathBuf;
 
@@ -181,6 +181,35 @@ fn fast_dllm_v2_fixtures_reuse_gives_the_fresh_tokens() {
             );
             assert!(turns.reused[2] > 0, "{:?}", turns.reused);
         }
+    }
+}
+
+/// With the sub-block cache, a forward over one sub-block starts inside a block: the record of
+/// what the cache holds must drop that block, and reuse must still give the fresh tokens.
+#[test]
+fn fast_dllm_v2_sub_block_cache_reuse_gives_the_fresh_tokens() {
+    let configs: Vec<DiffusionGenerationConfig> = fast_dllm_configs()
+        .into_iter()
+        .map(|config| {
+            let sampler = match config.sampler.clone() {
+                Some(BlockSampler::FastdLLMV2(sampler)) => sampler,
+                other => panic!("{other:?}"),
+            };
+            config.with_sampler(
+                sampler
+                    .with_sub_block_cache(true)
+                    .with_min_tokens_per_step(2),
+            )
+        })
+        .collect();
+    for (seed, lengths) in [(1, &[40, 5, 3][..]), (2, &[32, 23, 7]), (3, &[3, 30, 9])] {
+        let turns = chat(
+            &fixture("fast_dllm_v2_cached_rows"),
+            256,
+            &users(seed, lengths),
+            &configs,
+        );
+        assert!(turns.reused[2] > 0, "{:?}", turns.reused);
     }
 }
 
