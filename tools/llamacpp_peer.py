@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""llama.cpp as the autoregressive peer on the same random weights (issue 16, "Peers on the same weights").
+"""llama.cpp as the peer on the same random weights (issue 16, "Peers on the same weights").
 
     python3 tools/llamacpp_peer.py --work DIR --ckpt-root DIR [--models NAME ...] [--no-pure]
+        [--quants Q8_0 Q4_0 Q4_0-pure] [--q4-from bf16|q8_0]
     python3 tools/llamacpp_peer.py --work DIR --ckpt-root DIR --bench [-t 2] [-p 256] [-n 64] [-r 3]
+    python3 tools/llamacpp_peer.py --work DIR --ckpt-root DIR --models llada-8b-instruct --quants Q8_0 \
+        --diffusion [-t 2] [--diffusion-prompt-tokens 32] [--diffusion-gen-tokens 32] [--diffusion-steps 32]
 
 The random-weight checkpoints of tools/make_real_shape_ckpt.py are plain Qwen networks: SDAR is
 Qwen3, Fast-dLLM v2 is Qwen2.5 (Qwen2 architecture). Only their diffusion decoding differs, so
-llama.cpp can run the same weights as the autoregressive model they were trained from. Every step
+llama.cpp can run the same weights as the autoregressive model they were trained from. LLaDA
+(`llada-8b-instruct`) is the other case: llama.cpp has it as a diffusion model of its own
+(`LLaDAModelLM`, decoded by `llama-diffusion-cli`), the direct peer of our decoder. Every step
 is idempotent (what exists in DIR is reused):
 
 1. Source: `pip download --no-binary :all: --no-deps llama-cpp-python==LLAMA_CPP_PYTHON_VERSION`
@@ -15,17 +20,39 @@ is idempotent (what exists in DIR is reused):
    llama-bench, llama-quantize, llama-simple and, when the tree has `examples/diffusion`,
    llama-diffusion-cli, in DIR/build.
 3. Per model: a view directory DIR/views/NAME (symlinks to the shards and index, a config.json
-   relabelled Qwen3ForCausalLM / Qwen2ForCausalLM, and a synthetic byte-level BPE tokenizer, since
-   the checkpoints have none and the converter needs one), then
+   relabelled Qwen3ForCausalLM / Qwen2ForCausalLM (LLaDA's is kept: the converter has its class),
+   and a synthetic byte-level BPE tokenizer, since the checkpoints have none and the converter
+   needs one), then, for each of `--quants` (default all three):
    - NAME-Q8_0.gguf: `convert_hf_to_gguf.py --outtype q8_0`;
    - NAME-Q4_0.gguf and NAME-Q4_0-pure.gguf: `--outtype bf16`, then `llama-quantize [--pure] Q4_0`
      (the bf16 file is deleted afterwards). Without `--pure`, llama-quantize keeps the tied
-     token-embedding/output matrix at Q6_K; `--pure` makes every 2-D weight Q4_0.
+     token-embedding/output matrix at Q6_K; `--pure` makes every 2-D weight Q4_0. With
+     `--q4-from q8_0` they are `llama-quantize --allow-requantize` of NAME-Q8_0.gguf instead: no
+     bf16 intermediate (as large as the checkpoint), so it fits a fuller disk; the weights are
+     then rounded twice (8 then 4 bits), which changes no timing.
+   Each file is checked by generating a few tokens (llama-simple; llama-diffusion-cli for LLaDA).
    DIR/llamacpp_files.json records each file's size, tensor types, commands and seconds.
-4. `--bench`: `llama-bench -m FILE -t T -p P -n N -r R -o json` for every GGUF; writes
-   DIR/llamacpp_bench.json (prefill pp tokens/s and decode tg tokens/s, mean and stddev, with
-   the llama.cpp commit and the exact commands) and prints a markdown table. Time it on a quiet
-   machine: the load average at the start is recorded beside the numbers.
+4. `--bench`: `llama-bench -m FILE -t T -p P -n N -r R -o json` for every GGUF of an
+   autoregressive twin (not LLaDA's); writes DIR/llamacpp_bench.json (prefill pp tokens/s and
+   decode tg tokens/s, mean and stddev, with the llama.cpp commit and the exact commands) and
+   prints a markdown table. Time it on a quiet machine: the load average at the start is
+   recorded beside the numbers.
+5. `--diffusion`: `llama-diffusion-cli` on every GGUF of a LLaDA model, `--diffusion-runs` times
+   each, after reading the file once so that it is in the page cache. The canvas (`-c`, `-b` and
+   `-ub`, which is llama.cpp's generation length *with* the prompt) is prompt + gen tokens. The
+   prompt is `--diffusion-prompt-tokens` minus one single letters ("a b c ..."): the view's chat
+   template passes a message through unchanged and the converter makes LLaDA add BOS, so it is
+   exactly that many tokens (checked with the view's tokenizer). Greedy (`--temp 0 --top-k 1`:
+   with top-k 40, the default, `--temp 0` still samples), the default confidence-based
+   remasking, `--diffusion-steps` steps. Its block schedule counts the prompt as blocks (it
+   asserts canvas % block length == 0 and gives every block steps / blocks steps, empty ones
+   included), so the default block length is the canvas: one block of the gen tokens with every
+   step, what ours does with `--block-size GEN --steps STEPS`. Every step is one forward over the
+   whole canvas with logits for every position (it has no cache); ours with `--cache none` also
+   recomputes the whole canvas every step, but its output layer only for the masked rows.
+   Writes DIR/llamacpp_diffusion.json (wall time, peak RSS, its own `total time` / `time per
+   step` / `sampling time per step`, tokens generated and tokens/s, the exact command and the
+   llama.cpp commit) and prints a markdown table.
 
 The script's own logic is stdlib; the conversion runs under the repo's venv (`--venv-python`,
 default .venv/bin/python: torch, numpy, safetensors, transformers), with the `gguf-py` package
@@ -68,6 +95,17 @@ AR_ARCHITECTURE = {
     "Fast_dLLM_Qwen": ("Qwen2ForCausalLM", "qwen2"),
     "qwen2": ("Qwen2ForCausalLM", "qwen2"),
 }
+
+# model_type of a checkpoint llama.cpp decodes as a diffusion model -> its architecture there
+# (the checkpoint's own; its converter class and llama-diffusion-cli handle it).
+DIFFUSION_ARCHITECTURE = {"llada": "LLaDAModelLM"}
+
+# LLaDA's control tokens at their ids in GSAI-ML/LLaDA-8B-Instruct's tokenizer.
+LLADA_SPECIALS = {126080: "<|startoftext|>", 126081: "<|endoftext|>", 126336: "<|mdm_mask|>",
+                  126346: "<|start_header_id|>", 126347: "<|end_header_id|>", 126348: "<|eot_id|>"}
+# The LLaDA view's chat template: a message's text unchanged. llama-diffusion-cli always applies
+# a chat template (ChatML when the file has none), so this is what keeps the prompt's length known.
+PASS_THROUGH_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
 
 BASE_TARGETS = ["llama-bench", "llama-quantize", "llama-simple"]
 DIFFUSION_TARGET = "llama-diffusion-cli"
@@ -176,24 +214,32 @@ def check_inputs(args) -> list[Path]:
         if missing:
             raise Failure(f"checkpoint {ckpt} lacks shard(s) {', '.join(missing)}")
         model_type = json.loads((ckpt / "config.json").read_text()).get("model_type")
-        if model_type not in AR_ARCHITECTURE:
-            raise Failure(f"{ckpt}: model_type {model_type!r} has no autoregressive twin here "
-                          f"(known: {', '.join(AR_ARCHITECTURE)})")
+        if model_type not in AR_ARCHITECTURE and model_type not in DIFFUSION_ARCHITECTURE:
+            known = ", ".join([*AR_ARCHITECTURE, *DIFFUSION_ARCHITECTURE])
+            raise Failure(f"{ckpt}: model_type {model_type!r} has no autoregressive twin or llama.cpp "
+                          f"diffusion architecture here (known: {known})")
         ckpts.append(ckpt)
     return ckpts
 
 
-def check_disk(work: Path, ckpts: list[Path], gguf_dir: Path, pure: bool) -> None:
+def is_diffusion(ckpt: Path) -> bool:
+    """Whether llama.cpp runs this checkpoint as a diffusion model (LLaDA), not as an AR twin."""
+    return json.loads((ckpt / "config.json").read_text()).get("model_type") in DIFFUSION_ARCHITECTURE
+
+
+def check_disk(work: Path, ckpts: list[Path], gguf_dir: Path, args) -> None:
     """Refuse up front when the files still to be written cannot fit.
 
-    Per model, bf16 is the checkpoint's size (transient), Q8_0 ~0.53 of it and Q4_0 ~0.3 each.
+    Per model, bf16 is the checkpoint's size (transient, not with --q4-from q8_0), Q8_0 ~0.53 of
+    it and Q4_0 ~0.3 each.
     """
     need = 0
     for ckpt in ckpts:
         size = sum(p.stat().st_size for p in ckpt.glob("*.safetensors"))
-        todo = [q for q in quant_labels(pure) if not gguf_path(gguf_dir, ckpt.name, q).exists()]
-        need += int(size * (0.53 * ("Q8_0" in todo) + 0.3 * sum(q.startswith("Q4_0") for q in todo)
-                            + 1.0 * any(q.startswith("Q4_0") for q in todo)))
+        todo = [q for q in quant_labels(args) if not gguf_path(gguf_dir, ckpt.name, q).exists()]
+        q4 = [q for q in todo if q.startswith("Q4_0")]
+        need += int(size * (0.53 * ("Q8_0" in todo) + 0.3 * len(q4)
+                            + (1.0 if q4 and args.q4_from == "bf16" else 0.0)))
     free = shutil.disk_usage(work).free
     if need > free:
         raise Failure(f"{work}: {free / 1e9:.1f} GB free, the GGUFs still to write need ~{need / 1e9:.1f} GB")
@@ -304,10 +350,12 @@ def byte_level_alphabet() -> list[str]:
 def synthetic_tokenizer(config: dict) -> tuple[dict, dict]:
     """(tokenizer.json, tokenizer_config.json) of a small Qwen2-style byte-level BPE.
 
-    256 byte tokens and a few hundred merges (letter pairs and space-letter), plus Qwen's control
-    tokens and the family's mask token at their real ids. The converter pads the ids between to
-    the embedding's 151936 rows with [PAD{i}] tokens, so llama.cpp sees the real vocabulary size
-    (the output layer's cost) though the token texts mean nothing, as the weights mean nothing.
+    256 byte tokens and a few hundred merges (letter pairs and space-letter), plus the family's
+    control tokens and mask token at their real ids (Qwen's, or LLaDA's). The converter pads the
+    ids between to the embedding's rows (151936 for Qwen, 126464 for LLaDA) with [PAD{i}] tokens,
+    so llama.cpp sees the real vocabulary size (the output layer's cost) though the token texts
+    mean nothing, as the weights mean nothing. A single letter and a space-letter pair are one
+    token each, so "a b c" is three.
     """
     alphabet = byte_level_alphabet()
     vocab = {ch: i for i, ch in enumerate(alphabet)}
@@ -318,9 +366,14 @@ def synthetic_tokenizer(config: dict) -> tuple[dict, dict]:
         for right in letters:
             merges.append(f"{left} {right}")
             vocab.setdefault(left + right, len(vocab))
-    specials = {config["bos_token_id"]: "<|endoftext|>", 151644: "<|im_start|>", 151645: "<|im_end|>"}
-    if "mask_token_id" in config:
-        specials[config["mask_token_id"]] = "<|MASK|>"
+    llada = config.get("model_type") in DIFFUSION_ARCHITECTURE
+    if llada:
+        specials = dict(LLADA_SPECIALS)
+        specials[config["mask_token_id"]] = "<|mdm_mask|>"
+    else:
+        specials = {config["bos_token_id"]: "<|endoftext|>", 151644: "<|im_start|>", 151645: "<|im_end|>"}
+        if "mask_token_id" in config:
+            specials[config["mask_token_id"]] = "<|MASK|>"
     if max(specials) >= config["vocab_size"]:
         raise Failure(f"special token id {max(specials)} >= vocab_size {config['vocab_size']}")
     # Also in the model's vocabulary: tokenizers renumbers added tokens that are not, packing them
@@ -340,6 +393,16 @@ def synthetic_tokenizer(config: dict) -> tuple[dict, dict]:
                   "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False,
                   "ignore_merges": False, "vocab": vocab, "merges": merges},
     }
+    if llada:
+        # As LLaDA's own (bos <|startoftext|>; the converter makes llama.cpp add it), with the
+        # pass-through chat template; its mask id comes from config.json's mask_token_id.
+        tokenizer_config = {
+            "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": config["max_sequence_length"],
+            "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+            "unk_token": None, "add_bos_token": False, "add_eos_token": False,
+            "clean_up_tokenization_spaces": False, "chat_template": PASS_THROUGH_TEMPLATE,
+        }
+        return tokenizer, tokenizer_config
     tokenizer_config = {
         "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": config["max_position_embeddings"],
         "bos_token": None, "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
@@ -349,7 +412,8 @@ def synthetic_tokenizer(config: dict) -> tuple[dict, dict]:
 
 
 def make_view(ckpt: Path, view: Path) -> Path:
-    """DIR/views/NAME: the checkpoint's files by symlink, its config relabelled as the AR model."""
+    """DIR/views/NAME: the checkpoint's files by symlink, its config relabelled as the AR model
+    (a diffusion model's, LLaDA's, is kept as it is)."""
     view.mkdir(parents=True, exist_ok=True)
     for src in ckpt.iterdir():
         if src.name == "config.json" or src.name.startswith("tokenizer"):
@@ -359,10 +423,15 @@ def make_view(ckpt: Path, view: Path) -> Path:
             link.unlink()
         link.symlink_to(src.resolve())
     config = json.loads((ckpt / "config.json").read_text())
-    architecture, model_type = AR_ARCHITECTURE[config["model_type"]]
-    # Only the label changes: the family's own fields (block_size, bd_size, mask_token_id) stay,
-    # the converter ignores them.
-    config.update(architectures=[architecture], model_type=model_type)
+    if config["model_type"] in DIFFUSION_ARCHITECTURE:
+        # The converter's own class for it, which reads the OLMo-style keys (d_model, n_heads,
+        # n_layers, mlp_hidden_size, max_sequence_length) and mask_token_id.
+        config.update(architectures=[DIFFUSION_ARCHITECTURE[config["model_type"]]])
+    else:
+        architecture, model_type = AR_ARCHITECTURE[config["model_type"]]
+        # Only the label changes: the family's own fields (block_size, bd_size, mask_token_id)
+        # stay, the converter ignores them.
+        config.update(architectures=[architecture], model_type=model_type)
     (view / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     tokenizer, tokenizer_config = synthetic_tokenizer(config)
     (view / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False) + "\n")
@@ -370,8 +439,9 @@ def make_view(ckpt: Path, view: Path) -> Path:
     return view
 
 
-def quant_labels(pure: bool) -> list[str]:
-    return [q for q in QUANTS if pure or q != "Q4_0-pure"]
+def quant_labels(args) -> list[str]:
+    """The files to make and run: `--quants`, less Q4_0-pure with `--no-pure`."""
+    return [q for q in QUANTS if q in args.quants and (args.pure or q != "Q4_0-pure")]
 
 
 def gguf_path(gguf_dir: Path, name: str, label: str) -> Path:
@@ -390,15 +460,22 @@ def convert(vendor: Path, venv_python: Path, view: Path, outtype: str, out: Path
     return "PYTHONPATH=gguf-py:. NO_LOCAL_GGUF=1 " + shell_line(cmd)
 
 
-def quantize(bin_dir: Path, src: Path, out: Path, pure: bool, log: Path) -> str:
-    """llama-quantize [--pure] SRC OUT Q4_0 (2 threads); the command line."""
-    cmd = [bin_dir / "llama-quantize", *(["--pure"] if pure else []), src, out, "Q4_0", "2"]
+def quantize(bin_dir: Path, src: Path, out: Path, pure: bool, log: Path, requantize: bool = False) -> str:
+    """llama-quantize [--allow-requantize] [--pure] SRC OUT Q4_0 (2 threads); the command line."""
+    cmd = [bin_dir / "llama-quantize", *(["--allow-requantize"] if requantize else []),
+           *(["--pure"] if pure else []), src, out, "Q4_0", "2"]
     run(cmd, log)
     return shell_line(cmd)
 
 
-def smoke_generate(bin_dir: Path, gguf: Path, log: Path) -> None:
-    """llama-simple writes a few tokens: the file loads, the synthetic tokenizer works."""
+def smoke_generate(bin_dir: Path, gguf: Path, log: Path, diffusion: bool = False) -> None:
+    """llama-simple (llama-diffusion-cli for a diffusion model: 2 steps on a 16-token canvas)
+    writes a few tokens: the file loads, the synthetic tokenizer works, the mask token is set."""
+    if diffusion:
+        run([bin_dir / DIFFUSION_TARGET, "-m", gguf, "-t", "2", "-p", "a b c", "-c", "16", "-b", "16",
+             "-ub", "16", "--diffusion-steps", "2", "--diffusion-block-length", "16", "--temp", "0",
+             "--top-k", "1"], log)
+        return
     run([bin_dir / "llama-simple", "-m", gguf, "-n", "4", "Hello world"], log)
 
 
@@ -458,20 +535,26 @@ def make_ggufs(name: str, ckpt: Path, work: Path, vendor: Path, bin_dir: Path, a
     gguf_dir.mkdir(exist_ok=True)
     view = make_view(ckpt, work / "views" / name)
     log = logs / f"convert-{name}.log"
+    diffusion = is_diffusion(ckpt)
 
     def finish(label: str, **record) -> None:
         path = gguf_path(gguf_dir, name, label)
-        smoke_generate(bin_dir, partial(path), log)
+        smoke_generate(bin_dir, partial(path), log, diffusion)
         partial(path).replace(path)
         update_manifest(work, name, {label: record})
 
-    labels = quant_labels(args.pure)
+    labels = quant_labels(args)
     q8 = gguf_path(gguf_dir, name, "Q8_0")
-    if not q8.exists():
+    if not q8.exists() and ("Q8_0" in labels or args.q4_from == "q8_0"):
         cmd, seconds = timed(convert, vendor, args.venv_python, view, "q8_0", partial(q8), log)
         finish("Q8_0", commands=[cmd], seconds=seconds)
     q4s = [q for q in labels if q.startswith("Q4_0") and not gguf_path(gguf_dir, name, q).exists()]
-    if q4s:
+    if q4s and args.q4_from == "q8_0":
+        for label in q4s:
+            out = gguf_path(gguf_dir, name, label)
+            cmd, seconds = timed(quantize, bin_dir, q8, partial(out), label.endswith("-pure"), log, True)
+            finish(label, commands=[cmd], seconds=seconds, source="Q8_0 (requantized)")
+    elif q4s:
         # bf16 holds the checkpoint's bf16 weights exactly; f16 would round them.
         bf16 = gguf_path(gguf_dir, name, "bf16")
         convert_cmd, convert_seconds = "(bf16 from an earlier run)", None
@@ -485,6 +568,7 @@ def make_ggufs(name: str, ckpt: Path, work: Path, vendor: Path, bin_dir: Path, a
             finish(label, commands=[convert_cmd, cmd], seconds=seconds, bf16_convert_seconds=convert_seconds)
         bf16.unlink()  # only an intermediate, and as large as the checkpoint
     # Size and tensor types of every file, those of earlier runs included (header reads: cheap).
+    manifest = {name: {}}
     for label in labels:
         path = gguf_path(gguf_dir, name, label)
         manifest = update_manifest(work, name, {label: {
@@ -537,7 +621,7 @@ def bench(work: Path, bin_dir: Path, models: list[str], info: dict, args, logs: 
     load = [round(x, 2) for x in os.getloadavg()]
     date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for name in models:
-        for label in quant_labels(args.pure):
+        for label in quant_labels(args):
             gguf = gguf_path(work / "gguf", name, label)
             if not gguf.exists():
                 raise Failure(f"{gguf} missing: run without --bench first")
@@ -568,6 +652,149 @@ def markdown(report: dict) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# 5. Diffusion
+
+
+def diffusion_prompt(tokens: int) -> str:
+    """A prompt of `tokens` tokens with BOS: `tokens` - 1 single letters, "a b c ..." (one token
+    each in the synthetic tokenizer)."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return " ".join(letters[i % 26] for i in range(tokens - 1))
+
+
+def count_prompt_tokens(venv_python: Path, view: Path, prompt: str) -> int:
+    """The prompt's tokens as llama-diffusion-cli feeds them: the view's tokenizer (the same BPE
+    llama.cpp's converter wrote), after the pass-through chat template, plus the BOS it adds."""
+    code = ("import sys; from tokenizers import Tokenizer; "
+            "t = Tokenizer.from_file(sys.argv[1]); "
+            "print(len(t.encode(sys.argv[2], add_special_tokens=False).ids))")
+    out = subprocess.run([str(venv_python), "-c", code, str(view / "tokenizer.json"), prompt],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise Failure(f"counting the prompt's tokens failed: {out.stderr.strip().splitlines()[-1:]}")
+    return int(out.stdout.strip()) + 1
+
+
+def warm_page_cache(path: Path) -> float:
+    """Reads `path` once so that a timed run does not read it from disk; the seconds it took."""
+    start = time.monotonic()
+    with open(path, "rb") as fh:
+        while fh.read(1 << 24):
+            pass
+    return round(time.monotonic() - start, 1)
+
+
+def parse_diffusion_log(text: str) -> dict:
+    """What llama-diffusion-cli printed about a run: its parameters, its own timings, the output."""
+    params = dict(re.findall(r"diffusion_params: - (\w+)\s+\S+\s+= (-?[\w.]+)", text))
+    timing = re.search(r"total time: ([\d.]+)ms, time per step: ([\d.]+)ms, "
+                       r"sampling time per step: ([\d.]+)ms", text)
+    if timing is None:
+        raise Failure("llama-diffusion-cli printed no `total time` line")
+    if "diffusion generation failed" in text:
+        raise Failure("llama-diffusion-cli: diffusion generation failed")
+    resources = re.findall(r"^([\d.]+) s (\d+) KB$", text, re.M)
+    # What follows the timings is the generated text, its lines behind llama.cpp's log prefix
+    # ("0.03.886.295 I "), then /usr/bin/time's line.
+    after = re.sub(r"^[\d.]+ s \d+ KB$", "", text[timing.end():], flags=re.M)
+    output = [x for x in (re.sub(r"^\d+\.\d+\.\d+\.\d+ [IWED] ?", "", line).strip()
+                          for line in after.splitlines()) if x]
+    return {
+        "params": {k: (int(v) if re.fullmatch(r"-?\d+", v) else v) for k, v in params.items()},
+        "total_ms": float(timing.group(1)),
+        "per_step_ms": float(timing.group(2)),
+        "sampling_per_step_ms": float(timing.group(3)),
+        "time_wall_s": float(resources[-1][0]) if resources else None,
+        "peak_rss_kb": int(resources[-1][1]) if resources else None,
+        "output_head": (output[0] if output else "")[:200],
+    }
+
+
+def diffusion_one(bin_dir: Path, gguf: Path, prompt: str, args, log: Path) -> tuple[str, dict, float]:
+    """One llama-diffusion-cli run: (command line, parsed log, wall seconds)."""
+    canvas = args.diffusion_prompt_tokens + args.diffusion_gen_tokens
+    block = args.diffusion_block_length or canvas
+    cmd = [bin_dir / DIFFUSION_TARGET, "-m", gguf, "-t", args.threads, "-tb", args.threads,
+           "-p", prompt, "-c", canvas, "-b", canvas, "-ub", canvas,
+           "--diffusion-steps", args.diffusion_steps, "--diffusion-block-length", block,
+           "--temp", "0", "--top-k", "1", "--seed", "0"]
+    timer = ["/usr/bin/time", "-f", "%e s %M KB"] if os.access("/usr/bin/time", os.X_OK) else []
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")  # this run's output only: it is parsed
+    _, wall = timed(run, [*timer, *cmd], log)
+    # The generated text is random tokens' bytes, not always valid UTF-8.
+    return shell_line(cmd), parse_diffusion_log(log.read_text(errors="replace")), wall
+
+
+def diffusion(work: Path, bin_dir: Path, ckpts: list[Path], info: dict, args, logs: Path) -> dict:
+    """The llamacpp_diffusion.json report: one row per LLaDA model, file and run."""
+    canvas = args.diffusion_prompt_tokens + args.diffusion_gen_tokens
+    block = args.diffusion_block_length or canvas
+    if canvas % block or args.diffusion_steps % (canvas // block):
+        raise Failure(f"llama-diffusion-cli asserts canvas % block length == 0 and steps % (canvas / block) "
+                      f"== 0: canvas {canvas}, block length {block}, steps {args.diffusion_steps}")
+    prompt = diffusion_prompt(args.diffusion_prompt_tokens)
+    load = [round(x, 2) for x in os.getloadavg()]
+    date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    rows = []
+    for ckpt in ckpts:
+        view = work / "views" / ckpt.name
+        n_prompt = count_prompt_tokens(args.venv_python, view, prompt)
+        if n_prompt != args.diffusion_prompt_tokens:
+            raise Failure(f"the prompt is {n_prompt} tokens with BOS, not {args.diffusion_prompt_tokens}")
+        for label in quant_labels(args):
+            gguf = gguf_path(work / "gguf", ckpt.name, label)
+            if not gguf.exists():
+                raise Failure(f"{gguf} missing: run without --diffusion first")
+            warm_s = warm_page_cache(gguf)
+            for rep in range(args.diffusion_runs):
+                log = logs / f"diffusion-{ckpt.name}-{label}-run{rep + 1}.log"
+                cmd, parsed, wall = diffusion_one(bin_dir, gguf, prompt, args, log)
+                max_length = parsed["params"].get("max_length")
+                if max_length != canvas:
+                    raise Failure(f"llama-diffusion-cli ran a canvas of {max_length}, not {canvas}; "
+                                  f"see {log}")
+                generated = max_length - n_prompt
+                total_s = parsed["total_ms"] / 1000
+                params = parsed["params"]
+                rows.append({
+                    "model": ckpt.name, "quant": label, "file": str(gguf), "bytes": gguf.stat().st_size,
+                    "run": rep + 1, "page_cache_warm_read_s": warm_s, "command": cmd, "log": str(log),
+                    "prompt_tokens": n_prompt, "tokens_generated": generated, "canvas": max_length,
+                    "steps": params.get("steps"), "block_length": params.get("block_length"),
+                    "forwards": params.get("steps"),
+                    "total_ms": parsed["total_ms"], "per_step_ms": parsed["per_step_ms"],
+                    "sampling_per_step_ms": parsed["sampling_per_step_ms"],
+                    "tokens_per_s": round(generated / total_s, 3) if total_s else None,
+                    "wall_s": wall, "time_wall_s": parsed["time_wall_s"],
+                    "peak_rss_kb": parsed["peak_rss_kb"], "mask_token_id": params.get("mask_token_id"),
+                    "algorithm": params.get("algorithm"), "schedule": params.get("schedule"),
+                    "output_head": parsed["output_head"],
+                })
+    # The issue's comparison is prompt 32, gen 32, 32 steps; anything else checks that it runs.
+    smoke = (args.diffusion_prompt_tokens, args.diffusion_gen_tokens, args.diffusion_steps) != (32, 32, 32)
+    return {**info, "threads": args.threads, "started": date, "loadavg_at_start": load, "smoke_run": smoke,
+            "prompt": prompt, "prompt_tokens": args.diffusion_prompt_tokens,
+            "gen_tokens": args.diffusion_gen_tokens, "canvas": canvas, "steps": args.diffusion_steps,
+            "block_length": block, "rows": rows}
+
+
+def diffusion_markdown(report: dict) -> str:
+    """The report's rows as a markdown table."""
+    lines = ["| model | quant | file (MB) | prompt + gen | steps (forwards of the canvas) | decode total (s) "
+             "| ms per step | sampling ms per step | gen tok/s | wall (s) | peak RSS (MiB) |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in report["rows"]:
+        rss = f"{row['peak_rss_kb'] / 1024:.0f}" if row["peak_rss_kb"] else "–"
+        lines.append(f"| {row['model']} | {row['quant']} | {row['bytes'] / 1e6:.0f} "
+                     f"| {row['prompt_tokens']} + {row['tokens_generated']} | {row['steps']} "
+                     f"| {row['total_ms'] / 1000:.2f} | {row['per_step_ms']:.1f} "
+                     f"| {row['sampling_per_step_ms']:.2f} "
+                     f"| {row['tokens_per_s']:.3f} | {row['wall_s']:.1f} | {rss} |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def main() -> int:
@@ -579,7 +806,20 @@ def main() -> int:
                    help="directory of the checkpoints, one per model name (tools/real_size.py: WORK/ckpt)")
     p.add_argument("--venv-python", type=Path, default=ROOT / ".venv" / "bin" / "python")
     p.add_argument("--no-pure", dest="pure", action="store_false", help="skip the --pure Q4_0 files")
-    p.add_argument("--bench", action="store_true", help="run llama-bench on every GGUF")
+    p.add_argument("--quants", nargs="+", choices=QUANTS, default=QUANTS,
+                   help="the GGUFs to make and run (default all)")
+    p.add_argument("--q4-from", choices=["bf16", "q8_0"], default="bf16",
+                   help="quantize the Q4_0 files from a bf16 conversion (default) or requantize the "
+                        "Q8_0 file")
+    p.add_argument("--bench", action="store_true", help="run llama-bench on every GGUF of an AR twin")
+    p.add_argument("--diffusion", action="store_true",
+                   help="time llama-diffusion-cli on every GGUF of a LLaDA model")
+    p.add_argument("--diffusion-prompt-tokens", type=int, default=32, help="prompt tokens, BOS included")
+    p.add_argument("--diffusion-gen-tokens", type=int, default=32)
+    p.add_argument("--diffusion-steps", type=int, default=32)
+    p.add_argument("--diffusion-block-length", type=int, default=0,
+                   help="llama.cpp's block length (default 0: the canvas, one block of the gen tokens)")
+    p.add_argument("--diffusion-runs", type=int, default=1)
     p.add_argument("-t", "--threads", type=int, default=2)
     p.add_argument("-p", "--prompt-tokens", type=int, default=256)
     p.add_argument("-n", "--gen-tokens", type=int, default=64)
@@ -588,9 +828,12 @@ def main() -> int:
     work = args.work.resolve()
     logs = work / "logs"
     try:
+        if args.diffusion_prompt_tokens < 2 or args.diffusion_gen_tokens < 1 or args.diffusion_steps < 1:
+            raise Failure("--diffusion-prompt-tokens must be >= 2 (BOS and a letter), "
+                          "--diffusion-gen-tokens and --diffusion-steps >= 1")
         ckpts = check_inputs(args)
         work.mkdir(parents=True, exist_ok=True)
-        check_disk(work, ckpts, work / "gguf", args.pure)
+        check_disk(work, ckpts, work / "gguf", args)
         vendor = fetch_source(work, logs)
         info = source_info(vendor)
         if not info["has_diffusion_example"]:
@@ -603,10 +846,26 @@ def main() -> int:
             for label, rec in make_ggufs(ckpt.name, ckpt, work, vendor, bin_dir, args, logs).items():
                 print(f"{ckpt.name} {label}: {rec['bytes'] / 1e6:.1f} MB {rec['tensor_types']}", flush=True)
         if args.bench:
-            report = bench(work, bin_dir, [c.name for c in ckpts], info, args, logs)
+            twins = [c.name for c in ckpts if not is_diffusion(c)]
+            if not twins:
+                raise Failure("--bench runs llama-bench on autoregressive twins; these models are diffusion "
+                              "models (use --diffusion)")
+            report = bench(work, bin_dir, twins, info, args, logs)
             (work / "llamacpp_bench.json").write_text(json.dumps(report, indent=2) + "\n")
             print(markdown(report))
             print(f"wrote {work / 'llamacpp_bench.json'}")
+        if args.diffusion:
+            dlms = [c for c in ckpts if is_diffusion(c)]
+            if not dlms:
+                raise Failure("--diffusion needs a LLaDA checkpoint (model_type "
+                              f"{', '.join(DIFFUSION_ARCHITECTURE)})")
+            if not (bin_dir / DIFFUSION_TARGET).is_file():
+                raise Failure(f"{bin_dir / DIFFUSION_TARGET} was not built "
+                              "(the tree has no examples/diffusion)")
+            report = diffusion(work, bin_dir, dlms, info, args, logs)
+            (work / "llamacpp_diffusion.json").write_text(json.dumps(report, indent=2) + "\n")
+            print(diffusion_markdown(report))
+            print(f"wrote {work / 'llamacpp_diffusion.json'}")
     except Failure as err:
         print(f"llamacpp_peer: {err}", file=sys.stderr)
         return 1

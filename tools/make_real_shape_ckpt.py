@@ -17,6 +17,14 @@ Qwen2.5-1.5B for Fast-dLLM v2 1.5B) with the family's own fields (SDAR `block_si
 model code and READMEs (docs: ../shared/reference/algorithms.md). The published config.json
 files themselves were not reachable here, so a field the runtime does not read (e.g.
 `max_window_layers`) may differ from them; every field the exporter reads is listed below.
+
+`llada-8b-instruct` is GSAI-ML/LLaDA-8B-Instruct's OLMo-style config.json, every key of the
+published file (d_model 4096, 32 layers of 32 heads, MLP 12288, vocab 126464, rope_theta 5e5,
+mask 126336, untied output layer): what diffulex_export.models.llada reads and what llama.cpp's
+converter (`LLaDAModelLM`) reads. Its generation_config.json was not reachable: the stop ids
+written are config.json's eos (<|endoftext|> 126081) and <|eot_id|> 126348, which ends an
+Instruct turn in its chat template. `--layers` sets `n_layers` there (`num_hidden_layers` for
+the Qwen-style configs).
 """
 
 from __future__ import annotations
@@ -44,6 +52,25 @@ QWEN2_COMMON = dict(
 FAST_FIELDS = dict(model_type="Fast_dLLM_Qwen", architectures=["Fast_dLLM_QwenForCausalLM"], bd_size=32,
                    small_block_size=8, mask_token_id=151665)
 
+# GSAI-ML/LLaDA-8B-Instruct's config.json (LLaDA-8B-Base has the same architecture).
+LLADA_8B = {
+    "activation_type": "silu", "alibi": False, "alibi_bias_max": 8.0, "architectures": ["LLaDAModelLM"],
+    "attention_dropout": 0.0, "attention_layer_norm": False, "attention_layer_norm_with_affine": True,
+    "auto_map": {"AutoConfig": "configuration_llada.LLaDAConfig",
+                 "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM",
+                 "AutoModel": "modeling_llada.LLaDAModelLM"},
+    "bias_for_layer_norm": False, "block_group_size": 1, "block_type": "llama", "d_model": 4096,
+    "embedding_dropout": 0.0, "embedding_size": 126464, "eos_token_id": 126081, "flash_attention": False,
+    "include_bias": False, "include_qkv_bias": False, "init_cutoff_factor": None, "init_device": "meta",
+    "init_fn": "mitchell", "init_std": 0.02, "input_emb_norm": False, "layer_norm_type": "rms",
+    "layer_norm_with_affine": True, "mask_token_id": 126336, "max_sequence_length": 4096,
+    "mlp_hidden_size": 12288, "mlp_ratio": 4, "model_type": "llada", "multi_query_attention": None,
+    "n_heads": 32, "n_kv_heads": 32, "n_layers": 32, "pad_token_id": 126081, "precision": "amp_bf16",
+    "residual_dropout": 0.0, "rms_norm_eps": 1e-05, "rope": True, "rope_full_precision": True,
+    "rope_theta": 500000.0, "scale_logits": False, "transformers_version": "4.46.3", "use_cache": False,
+    "vocab_size": 126464, "weight_tying": False,
+}
+
 CONFIGS = {
     "sdar-1.7b-chat": dict(QWEN3_COMMON, **SDAR_FIELDS, hidden_size=2048, intermediate_size=6144,
                            num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8, head_dim=128,
@@ -58,12 +85,15 @@ CONFIGS = {
     "fast-dllm-v2-1.5b": dict(QWEN2_COMMON, **FAST_FIELDS, hidden_size=1536, intermediate_size=8960,
                               num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
                               max_position_embeddings=32768, tie_word_embeddings=True),
+    "llada-8b-instruct": LLADA_8B,
 }
 GENERATION = {
     "sdar-1.7b-chat": {"eos_token_id": [151645, 151643]},
     "sdar-4b-chat": {"eos_token_id": [151645, 151643]},
     "sdar-8b-chat": {"eos_token_id": [151645, 151643]},
     "fast-dllm-v2-1.5b": {"eos_token_id": 151645},
+    # <|endoftext|> and <|eot_id|>; bos <|startoftext|>, pad as config.json.
+    "llada-8b-instruct": {"bos_token_id": 126080, "eos_token_id": [126081, 126348], "pad_token_id": 126081},
 }
 
 
@@ -78,7 +108,7 @@ def write(name: str, out: Path, shards: int, seed: int, layers: int = 0) -> None
     config = dict(CONFIGS[name])
     if layers:
         # A slice of the model: every layer has the real shape, there are fewer of them.
-        config["num_hidden_layers"] = layers
+        config["n_layers" if "n_layers" in config else "num_hidden_layers"] = layers
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (out / "generation_config.json").write_text(json.dumps(GENERATION[name], indent=2) + "\n")
     spec = load_spec(out, None)
