@@ -120,7 +120,8 @@ impl FastdLLMV2Sampler {
             prompt_len: 1,
             max_new_tokens,
             bidirectional_cache: false,
-            sub_block_cache: meta.sub_block_cache && meta.use_kv_cache,
+            // ModelMetadata::validate ties the sub-block cache to the KV cache.
+            sub_block_cache: meta.sub_block_cache,
         };
         self.plan(meta, request).map(drop)
     }
