@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -55,6 +56,7 @@ using executorch::extension::MmapDataLoader;
 using executorch::extension::TensorPtr;
 using executorch::runtime::Error;
 using executorch::runtime::EValue;
+using executorch::runtime::FreeableBuffer;
 using executorch::runtime::Method;
 using executorch::runtime::Program;
 using executorch::runtime::Tag;
@@ -265,6 +267,10 @@ struct dlx_module : public executorch::extension::Module {
   // and an output may alias it, so such inputs are copied here (see dlx_module_execute).
   std::vector<TensorPtr> inputs;
   std::vector<std::vector<uint8_t>> input_copies;
+  // Named data handed out by dlx_module_named_data, by key: each buffer stays loaded (for a
+  // file, mapped) until the module is freed, so the pointers given out stay valid. Declared in
+  // the derived class, so the buffers are released before the base Module frees its data loader.
+  std::unordered_map<std::string, FreeableBuffer> named_data;
 
   // Loads `name` if needed and returns the Method.
   Status loaded(const char* name, Method** out) {
@@ -652,6 +658,54 @@ int32_t dlx_module_output(
     } else if (value.isBool()) {
       fill_scalar(out, static_cast<int32_t>(ScalarType::Bool), &scalar.b, sizeof(bool));
     }
+    return ok();
+  });
+}
+
+int32_t dlx_module_named_data(
+    dlx_module* module,
+    const char* key,
+    const void** data,
+    size_t* len,
+    dlx_error* err) {
+  return barrier(err, [&]() -> Status {
+    if (module == nullptr || key == nullptr || data == nullptr || len == nullptr) {
+      return fail(Error::InvalidArgument, "null module, key or output pointer");
+    }
+    *data = nullptr;
+    *len = 0;
+    const std::string name(key);
+    auto cached = module->named_data.find(name);
+    if (cached == module->named_data.end()) {
+      auto program = module->program();
+      if (!program) {
+        return fail(Error::InvalidState, "program not loaded");
+      }
+      const std::string what = "named data '" + name + "'";
+      // NotFound from either call means absent (no named data at all, or no such key): not
+      // an error, the caller sees NULL.
+      auto map = program->get_named_data_map();
+      if (!map.ok()) {
+        return map.error() == Error::NotFound ? ok()
+                                              : fail(map.error(), "reading the named data map");
+      }
+      auto buffer = map.get()->get_data(name);
+      if (!buffer.ok()) {
+        return buffer.error() == Error::NotFound ? ok() : fail(buffer.error(), "loading " + what);
+      }
+      // data_safe, not data(): a buffer backed by an integer address would abort in data().
+      auto bytes = buffer->data_safe();
+      if (!bytes.ok()) {
+        return fail(bytes.error(), "reading " + what);
+      }
+      cached = module->named_data.emplace(name, std::move(buffer.get())).first;
+    }
+    // The data loaders return an empty buffer (NULL data) for a zero-length entry; a present
+    // entry must not read as absent, so it gets a non-NULL address with length 0.
+    static const uint8_t kEmpty = 0;
+    const void* bytes = cached->second.data_safe().get();
+    *data = bytes != nullptr ? bytes : &kEmpty;
+    *len = cached->second.size();
     return ok();
   });
 }

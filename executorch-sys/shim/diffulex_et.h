@@ -32,7 +32,7 @@ extern "C" {
 /// Version of this C ABI. A Rust crate built against one version refuses a shim library of
 /// another (`dlx_abi_version`), so a stale `libdiffulex_et` copied beside a binary is an error
 /// at load, not undefined behaviour at the first call. Bump it on every change to this header.
-#define DLX_ABI_VERSION 2
+#define DLX_ABI_VERSION 3
 
 /// Error details filled in by a failing call.
 typedef struct dlx_error {
@@ -175,6 +175,23 @@ int32_t dlx_module_output(
     dlx_module* module,
     size_t index,
     dlx_value_info* out,
+    dlx_error* err);
+
+/// Looks up the program's named data entry `key` (a NUL-terminated string; XNNPACK stores its
+/// weights there under the SHA-256 hex of their bytes) through the module's own data loader,
+/// without a copy. On success `*data` and `*len` are the entry's bytes; an entry of zero bytes
+/// gives a non-NULL `*data` and `*len == 0`. A program without named data, or without `key`, is
+/// not an error: DLX_OK with `*data == NULL` and `*len == 0`.
+///
+/// The bytes are the program's and read-only: for a module loaded with `dlx_module_load_file`
+/// they are the mapped file, for `dlx_module_load_buffer` the caller's buffer. They stay valid
+/// until `dlx_module_free`: the module keeps each loaded entry, and a second call with the same
+/// key returns the same pointer without loading it again.
+int32_t dlx_module_named_data(
+    dlx_module* module,
+    const char* key,
+    const void** data,
+    size_t* len,
     dlx_error* err);
 
 /// Number of threads of ExecuTorch's process-wide thread pool, the one XNNPACK and the optimized

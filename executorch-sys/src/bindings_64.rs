@@ -2,7 +2,7 @@
 
 pub const DLX_ERROR_MESSAGE_LEN: u32 = 1024;
 pub const DLX_OK: u32 = 0;
-pub const DLX_ABI_VERSION: u32 = 2;
+pub const DLX_ABI_VERSION: u32 = 3;
 #[doc = " Error details filled in by a failing call."]
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -163,6 +163,13 @@ pub struct ShimLibrary {
         out: *mut dlx_value_info,
         err: *mut dlx_error,
     ) -> i32,
+    pub dlx_module_named_data: unsafe extern "C" fn(
+        module: *mut dlx_module,
+        key: *const ::std::os::raw::c_char,
+        data: *mut *const ::std::os::raw::c_void,
+        len: *mut usize,
+        err: *mut dlx_error,
+    ) -> i32,
     pub dlx_threadpool_thread_count:
         unsafe extern "C" fn(out: *mut usize, err: *mut dlx_error) -> i32,
     pub dlx_threadpool_set_thread_count:
@@ -215,6 +222,7 @@ impl ShimLibrary {
             .map(|sym| *sym)?;
         let dlx_module_execute = __library.get(b"dlx_module_execute\0").map(|sym| *sym)?;
         let dlx_module_output = __library.get(b"dlx_module_output\0").map(|sym| *sym)?;
+        let dlx_module_named_data = __library.get(b"dlx_module_named_data\0").map(|sym| *sym)?;
         let dlx_threadpool_thread_count = __library
             .get(b"dlx_threadpool_thread_count\0")
             .map(|sym| *sym)?;
@@ -248,6 +256,7 @@ impl ShimLibrary {
             dlx_method_backend_name,
             dlx_module_execute,
             dlx_module_output,
+            dlx_module_named_data,
             dlx_threadpool_thread_count,
             dlx_threadpool_set_thread_count,
             dlx_threadpool_run,
@@ -362,6 +371,17 @@ impl ShimLibrary {
         err: *mut dlx_error,
     ) -> i32 {
         (self.dlx_module_output)(module, index, out, err)
+    }
+    #[doc = " Looks up the program's named data entry `key` (a NUL-terminated string; XNNPACK stores its\n weights there under the SHA-256 hex of their bytes) through the module's own data loader,\n without a copy. On success `*data` and `*len` are the entry's bytes; an entry of zero bytes\n gives a non-NULL `*data` and `*len == 0`. A program without named data, or without `key`, is\n not an error: DLX_OK with `*data == NULL` and `*len == 0`.\n\n The bytes are the program's and read-only: for a module loaded with `dlx_module_load_file`\n they are the mapped file, for `dlx_module_load_buffer` the caller's buffer. They stay valid\n until `dlx_module_free`: the module keeps each loaded entry, and a second call with the same\n key returns the same pointer without loading it again."]
+    pub unsafe fn dlx_module_named_data(
+        &self,
+        module: *mut dlx_module,
+        key: *const ::std::os::raw::c_char,
+        data: *mut *const ::std::os::raw::c_void,
+        len: *mut usize,
+        err: *mut dlx_error,
+    ) -> i32 {
+        (self.dlx_module_named_data)(module, key, data, len, err)
     }
     #[doc = " Number of threads of ExecuTorch's process-wide thread pool, the one XNNPACK and the optimized\n kernels parallelise over (the calling thread counts as one). The pool is created on first\n use with one thread per performance core (cpuinfo). NotSupported (0x10) if the runtime was\n built without its thread pool."]
     pub unsafe fn dlx_threadpool_thread_count(&self, out: *mut usize, err: *mut dlx_error) -> i32 {

@@ -2,7 +2,7 @@
 
 pub const DLX_ERROR_MESSAGE_LEN: u32 = 1024;
 pub const DLX_OK: u32 = 0;
-pub const DLX_ABI_VERSION: u32 = 2;
+pub const DLX_ABI_VERSION: u32 = 3;
 #[doc = " Error details filled in by a failing call."]
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -191,6 +191,16 @@ unsafe extern "C" {
         module: *mut dlx_module,
         index: usize,
         out: *mut dlx_value_info,
+        err: *mut dlx_error,
+    ) -> i32;
+}
+unsafe extern "C" {
+    #[doc = " Looks up the program's named data entry `key` (a NUL-terminated string; XNNPACK stores its\n weights there under the SHA-256 hex of their bytes) through the module's own data loader,\n without a copy. On success `*data` and `*len` are the entry's bytes; an entry of zero bytes\n gives a non-NULL `*data` and `*len == 0`. A program without named data, or without `key`, is\n not an error: DLX_OK with `*data == NULL` and `*len == 0`.\n\n The bytes are the program's and read-only: for a module loaded with `dlx_module_load_file`\n they are the mapped file, for `dlx_module_load_buffer` the caller's buffer. They stay valid\n until `dlx_module_free`: the module keeps each loaded entry, and a second call with the same\n key returns the same pointer without loading it again."]
+    pub fn dlx_module_named_data(
+        module: *mut dlx_module,
+        key: *const ::std::os::raw::c_char,
+        data: *mut *const ::std::os::raw::c_void,
+        len: *mut usize,
         err: *mut dlx_error,
     ) -> i32;
 }

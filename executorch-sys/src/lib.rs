@@ -118,6 +118,7 @@ forward! {
     fn dlx_method_backend_name(module: *mut dlx_module, method: *const c_char, index: usize, out: *mut *const c_char, err: *mut dlx_error) -> i32;
     fn dlx_module_execute(module: *mut dlx_module, method: *const c_char, inputs: *const dlx_tensor_in, num_inputs: usize, num_outputs: *mut usize, err: *mut dlx_error) -> i32;
     fn dlx_module_output(module: *mut dlx_module, index: usize, out: *mut dlx_value_info, err: *mut dlx_error) -> i32;
+    fn dlx_module_named_data(module: *mut dlx_module, key: *const c_char, data: *mut *const std::ffi::c_void, len: *mut usize, err: *mut dlx_error) -> i32;
     fn dlx_threadpool_thread_count(out: *mut usize, err: *mut dlx_error) -> i32;
     fn dlx_threadpool_set_thread_count(num_threads: u32, err: *mut dlx_error) -> i32;
     fn dlx_threadpool_run(task: dlx_task_fn, ctx: *mut std::ffi::c_void, range: usize, err: *mut dlx_error) -> i32;

@@ -155,6 +155,8 @@ pub enum Operation {
     Execute,
     /// Reading an output.
     ReadOutput,
+    /// Loading a named data entry of the program.
+    NamedData,
 }
 
 impl fmt::Display for Operation {
@@ -165,6 +167,7 @@ impl fmt::Display for Operation {
             Operation::MethodMeta => "loading method metadata",
             Operation::Execute => "executing",
             Operation::ReadOutput => "reading an output",
+            Operation::NamedData => "reading named data",
         })
     }
 }
@@ -278,6 +281,19 @@ pub enum PteError {
     InvalidPath {
         /// The path.
         path: PathBuf,
+    },
+    /// A named data key cannot be passed to C (it contains a NUL byte), so no entry can be
+    /// looked up by it.
+    ///
+    /// ```
+    /// use diffulex_edge::pte::PteError;
+    /// let e = PteError::InvalidNamedDataKey { key: "a\0b".into() };
+    /// assert_eq!(e.to_string(), r#"named data key "a\0b" contains a NUL byte"#);
+    /// ```
+    #[error("named data key {key:?} contains a NUL byte")]
+    InvalidNamedDataKey {
+        /// The key as given.
+        key: String,
     },
     /// The ExecuTorch runtime reported an error.
     #[error(

@@ -3,7 +3,8 @@
 //! [`PteModule`] loads a `.pte` program (memory-mapped), describes its methods
 //! ([`MethodMeta`]), and runs them on borrowed typed [`Tensor`]s, returning zero-copy
 //! [`Output`] views that live until the next call. All FFI is confined to the private `raw`
-//! module (plus the view construction in `output`); everything public is safe.
+//! module (plus the view constructions in `output` and in [`PteModule::named_data`]);
+//! everything public is safe.
 //!
 //! ```
 //! # fn main() -> Result<(), diffulex_edge::pte::PteError> {

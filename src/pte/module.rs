@@ -91,6 +91,7 @@ pub struct PteModule {
     names: Vec<String>,
     metas: RefCell<HashMap<String, MethodMeta>>,
     embedded: Vec<verify::NamedBlob>,
+    named_keys: Vec<String>,
     io_dynamism: HashMap<String, verify::IoDynamism>,
     // See `retry_after_reset`.
     retry_after_reset: bool,
@@ -276,6 +277,7 @@ impl PteModule {
             names,
             metas: RefCell::new(HashMap::new()),
             embedded: uses.embedded,
+            named_keys: uses.named_keys,
             io_dynamism: uses.io_dynamism.into_iter().collect(),
             retry_after_reset: false,
         })
@@ -342,6 +344,70 @@ impl PteModule {
                 })?,
         };
         Ok(Some(bytes))
+    }
+
+    /// The keys of all the program's named data entries, in program order: the files
+    /// embedded under `diffulex/` (see [`embedded_files`](Self::embedded_files)) and what
+    /// delegates keep there, such as XNNPACK's weights (key: the SHA-256 hex of the bytes) and
+    /// their scales (`scale_` and a hash). Read from the program when it was loaded and
+    /// verified; [`named_data`](Self::named_data) returns an entry's bytes.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+    /// let m = diffulex_edge::pte::PteModule::load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/sdar_embedded.pte"))?;
+    /// assert!(m.named_data_keys().any(|k| k == "diffulex/tokenizer.json"));
+    /// // XNNPACK's weights: keyed by the SHA-256 hex of their bytes.
+    /// assert!(m.named_data_keys().any(|k| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit())));
+    /// # Ok(()) }
+    /// ```
+    pub fn named_data_keys(&self) -> impl Iterator<Item = &str> {
+        self.named_keys.iter().map(String::as_str)
+    }
+
+    /// The bytes of the program's named data entry `key` (one of
+    /// [`named_data_keys`](Self::named_data_keys)), or `None` if the program has no such entry.
+    ///
+    /// Zero-copy: the bytes are read through ExecuTorch's own data loader, so for a module
+    /// loaded from a file they are the file, memory-mapped (pages are read when touched), and
+    /// for one loaded from bytes they are the module's copy. The slice borrows the module; an
+    /// entry stays loaded (mapped) until the module is dropped, and asking for the same key
+    /// again returns the same bytes without loading them again. As with every memory-mapped
+    /// module, the file must not be changed in place while the module is in use (see
+    /// [`load_copy`](Self::load_copy)).
+    ///
+    /// # Errors
+    /// [`PteError::InvalidNamedDataKey`] if `key` contains a NUL byte, or [`PteError::Runtime`]
+    /// (operation [`Operation::NamedData`](super::Operation::NamedData)) if the entry exists but
+    /// cannot be loaded.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), diffulex_edge::pte::PteError> {
+    /// use diffulex_edge::pte::PteModule;
+    /// let m = PteModule::load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pte/sdar_embedded.pte"))?;
+    /// // The tokenizer embedded by `diffulex-export --embed-tokenizer`, straight from the file.
+    /// let tokenizer: &[u8] = m.named_data("diffulex/tokenizer.json")?.expect("embedded");
+    /// assert_eq!(Some(tokenizer.to_vec()), m.embedded_file("tokenizer.json")?);
+    /// assert!(m.named_data("diffulex/no-such-file")?.is_none());
+    /// assert!(m.named_data("nul\0key").is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn named_data(&self, key: &str) -> Result<Option<&[u8]>> {
+        let c = raw::c_name(key).ok_or_else(|| PteError::InvalidNamedDataKey {
+            key: key.to_string(),
+        })?;
+        let found = self
+            .raw
+            .named_data(&c)
+            .map_err(|e| runtime(e, Operation::NamedData, self.path.as_deref(), None))?;
+        Ok(found.map(|(data, len)| {
+            // SAFETY: the shim returned a non-null pointer to `len` readable bytes of one
+            // loaded entry (a read-only mapping of the file, or the module's own buffer, which
+            // is never written after loading). The C++ module keeps the entry loaded until
+            // `dlx_module_free`, which only `RawModule::drop` calls, when `self` is dropped; the
+            // returned slice borrows `self`, so it cannot outlive it, and nothing writes those
+            // bytes while it lives.
+            unsafe { std::slice::from_raw_parts(data, len) }
+        }))
     }
 
     /// The program bytes of a module loaded with [`PteModule::from_bytes`], in pieces; `None`

@@ -298,6 +298,26 @@ impl RawModule {
         check(status, &err)?;
         Ok(raw_value(&info))
     }
+
+    /// The bytes of the program's named data entry `key`, loaded through the module's data
+    /// loader without a copy (a mapping of the file, or the module's buffer); `None` if the
+    /// program has no such entry. The pointer stays valid, and the bytes unchanged, until the
+    /// module is dropped: the C++ module keeps every entry it handed out, and asking again for
+    /// the same key returns the same pointer. A present entry of zero bytes is `Some` with a
+    /// non-null pointer and length 0.
+    pub fn named_data(&self, key: &CStr) -> Result<Option<(*const u8, usize)>, RawError> {
+        let mut data: *const std::ffi::c_void = ptr::null();
+        let mut len = 0usize;
+        let mut err = empty_error();
+        // SAFETY: live handle, NUL-terminated key, valid out-pointers. The call may load the
+        // entry into the C++ module's cache; callers hold the non-Sync PteModule, so no call runs
+        // concurrently.
+        let status = unsafe {
+            sys::dlx_module_named_data(self.ptr(), key.as_ptr(), &mut data, &mut len, &mut err)
+        };
+        check(status, &err)?;
+        Ok((!data.is_null()).then_some((data.cast::<u8>(), len)))
+    }
 }
 
 impl Drop for RawModule {

@@ -168,6 +168,10 @@ pub(crate) struct ProgramUses {
     /// Named data under [`EMBEDDED_PREFIX`] (files `diffulex-export --embed-tokenizer` stores),
     /// with where their bytes are in the file.
     pub embedded: Vec<NamedBlob>,
+    /// The key of every named data entry, in program order: all of them, not only the
+    /// [`EMBEDDED_PREFIX`] ones (XNNPACK's weights are there under the SHA-256 hex of their
+    /// bytes, their scales under `scale_` and a hash).
+    pub named_keys: Vec<String>,
     /// Per method: the shape dynamism of each input and output, as the shim numbers it (0
     /// static, 1 bounded, 2 unbounded, -1 not a tensor). Read here so that a method's metadata
     /// needs no method load (which initialises its delegates: XNNPACK packs every weight).
@@ -240,6 +244,7 @@ pub(crate) fn check_program(
     let plans = program.execution_plan().at(&c, "program execution plans")?;
     let mut uses = ProgramUses {
         embedded: embedded_blobs(&c, &named, buf, file_bytes.file_len())?,
+        named_keys: named.iter().map(|entry| entry.key.clone()).collect(),
         ..ProgramUses::default()
     };
     let mut xnnpack = Vec::new();
