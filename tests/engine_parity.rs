@@ -108,6 +108,24 @@ fn pte_fast_dllm_v2_sub_block_cache_matches_reference() {
     assert!(with_cache >= 10, "only {with_cache} sub-block cache cases");
 }
 
+/// Contract 4: no embedding table in the program; the engine gathers each token's row from the
+/// lm_head's int8 weights in the named data. The goldens come from ExecuTorch's Python runtime
+/// fed by the Python gather (`shared_embedding.PteTable`), cross-checked against the PyTorch
+/// module quantized the same way (0 greedy mismatches), sub-block cache cases included.
+#[cfg(feature = "pte")]
+#[test]
+fn pte_fast_dllm_v2_shared_int8_matches_reference() {
+    let got = pte_golden("fast_dllm_v2_shared_int8");
+    assert!(got.keys().any(|name| name.starts_with("sub_block_cache/")));
+}
+
+/// Contract 4 with the 4-bit table: nibbles and bfloat16 group scales as XNNPACK stores them.
+#[cfg(feature = "pte")]
+#[test]
+fn pte_fast_dllm_v2_shared_8da4w_matches_reference() {
+    pte_golden("fast_dllm_v2_shared_8da4w");
+}
+
 #[cfg(feature = "pte")]
 #[test]
 fn pte_llada_matches_reference() {

@@ -53,8 +53,13 @@ PTES = {
     # (forward takes kv_end last).
     "llada_cached": ("llada", True, "xnnpack", "none", "rows"),
     "dream_cached": ("dream", True, "xnnpack", "none", "rows"),
+    # Contract 4: the tied fast_dllm_v2 checkpoint quantized, with no embedding table of its
+    # own; the engine gathers each token's row from the lm_head's weights in the named data.
+    "fast_dllm_v2_shared_int8": ("fast_dllm_v2", True, "xnnpack", "int8", "rows"),
+    "fast_dllm_v2_shared_8da4w": ("fast_dllm_v2", True, "xnnpack", "8da4w", "rows"),
 }
 EMBED = {"sdar_embedded"}
+SHARED = {"fast_dllm_v2_shared_int8", "fast_dllm_v2_shared_8da4w"}
 # Vulkan twins (--backend vulkan, otherwise the options of the fixture of the same name), in
 # tests/fixtures/pte/vulkan/ with a manifest of their own: ExecuTorch's Python runtime has no
 # Vulkan delegate, so they are run only by the Rust tests on a runtime built with feature
@@ -156,6 +161,7 @@ def _export_all(pte_root: Path, ckpt_root: Path, names: list, backend: str, llm_
     from diffulex_export.export import embedded_files, quantize_model, serialize_with_digest, to_program, write_atomic
     from diffulex_export.models import load_model
     from diffulex_export.models.llm_ops import use_llm_ops
+    from diffulex_export.shared_embedding import check_stored, share_embedding
 
     if not names:
         return
@@ -170,6 +176,7 @@ def _export_all(pte_root: Path, ckpt_root: Path, names: list, backend: str, llm_
         if llm_ops:
             use_llm_ops(model)
         quantize_model(model, quant)
+        table = share_embedding(model) if name in SHARED else None
         # The digest of the checkpoint's tokenizer is recorded (get_tokenizer_digest), as
         # `diffulex-export export` does.
         # Through the CLI's lean lowering (weight payloads spilled to files and streamed back):
@@ -178,6 +185,8 @@ def _export_all(pte_root: Path, ckpt_root: Path, names: list, backend: str, llm_
             program = to_program(
                 model, backend or own_backend, tokenizer=ckpt_root / family / "tokenizer.json", spill_dir=Path(spill)
             )
+            if table is not None:
+                check_stored(table, set(program._named_data.pte_data))
             # ... and the digest of its weight segments (get_weights_digest), as the CLI does.
             embedded = embedded_files(ckpt_root / family) if name in EMBED else None
             out = write_atomic(serialize_with_digest(program, embedded), pte_root / f"{name}.pte")

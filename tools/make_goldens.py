@@ -260,19 +260,27 @@ class PteForward:
         self.method = self.program.load_method("forward")
         self.cached = cached
         self.contract_version = int(self.program.load_method("get_contract_version").execute([])[0])
+        self.takes_kv_end = prog_has(self.program, "get_cache_modes")
+        # Contract 4: the program takes embeddings, gathered here from the lm_head's bytes in
+        # the file's named data (shared_embedding.PteTable, independent of the Rust gather).
+        self.table = None
+        if prog_has(self.program, "get_embedding_layout"):
+            from diffulex_export.shared_embedding import PteTable
+
+            self.table = PteTable(path)
 
     def __call__(self, tokens, input_pos=None, rows=None, kv_end=None):
         import torch
 
-        args = [tokens]
+        args = [tokens if self.table is None else self.table.embed(tokens)]
         if self.cached:
             args.append(input_pos if input_pos is not None else torch.zeros(1, dtype=torch.long))
         if self.contract_version >= 2:
             args.append(rows if rows is not None else torch.arange(tokens.shape[1], dtype=torch.long))
         elif rows is not None:
             raise ValueError("rows given to a contract v1 program (it always returns every row)")
-        if self.contract_version >= 3:
-            # v3 (cached llada/dream): without kv_end, a full pass over [0, pos + T).
+        if self.takes_kv_end:
+            # v3 (cached llada/dream/fast_dllm_v2): without kv_end, a full pass over [0, pos + T).
             args.append(kv_end if kv_end is not None else args[1] + tokens.shape[1])
         elif kv_end is not None:
             raise ValueError("kv_end given to a program without a bidirectional cache (contract < 3)")
@@ -306,12 +314,19 @@ def pte_meta(path):
         **({"cache_modes": int(const("get_cache_modes")[0])} if prog_has(prog, "get_cache_modes") else {}),
         shift_logits=bool(const("shift_logits")[0]),
         pad_id=int(const("get_pad_id")[0]),
+        # Contract 4 only: [bits, group, scale dtype] of the table the engine gathers.
+        **({"embedding_layout": [int(v) for v in const("get_embedding_layout")]}
+           if prog_has(prog, "get_embedding_layout") else {}),
     )
     return meta
 
 
-def torch_forward_factory(family, meta, ckpt_root):
-    """PyTorch module with the same weights, or None when unavailable."""
+def torch_forward_factory(family, meta, ckpt_root, quantize="none"):
+    """PyTorch module with the same weights, or None when unavailable.
+
+    `quantize` (int8 only: 8da4w's XNNPACK kernels round the scales to bfloat16, the eager
+    module does not) quantizes it as the fixture was; a contract-4 fixture's module then reads
+    its embeddings from the lm_head (shared_embedding.py), gathered in PyTorch."""
     ckpt = os.path.join(ckpt_root, family)
     if not os.path.isdir(ckpt):
         return None
@@ -330,6 +345,14 @@ def torch_forward_factory(family, meta, ckpt_root):
         m = load_model(ckpt, family=family, max_seq_len=meta["max_seq_len"], kv_cache=True, logits_rows=True)
     else:
         m = load_model(ckpt, family=family, max_seq_len=meta["max_seq_len"], kv_cache=meta["use_kv_cache"])
+    if quantize != "none":
+        from diffulex_export.quantize import quantize_model
+
+        quantize_model(m, quantize)
+        if "embedding_layout" in meta:
+            from diffulex_export.shared_embedding import share_embedding
+
+            share_embedding(m)
     m.eval()
 
     def make():
@@ -339,7 +362,7 @@ def torch_forward_factory(family, meta, ckpt_root):
                     input_pos = torch.zeros(1, dtype=torch.long)
                 if "cache_modes" in meta:
                     end = kv_end if kv_end is not None else input_pos + tokens.shape[1]
-                    return m(tokens, input_pos, torch.arange(tokens.shape[1]), end)
+                    return m(m.input_for(tokens), input_pos, torch.arange(tokens.shape[1]), end)
                 return m(tokens, input_pos)
 
         return f
@@ -369,9 +392,12 @@ def make_pte(only, allow_mismatch, pdir, ckpt_root):
         bad = check_cache_consistency(cases, name)
         mismatches += len(bad)
         quant = manifest.get(name, {}).get("quantize", "none")
-        # A quantized .pte legitimately differs from the float PyTorch module.
-        tf = torch_forward_factory(meta["family"], meta, ckpt_root) if quant == "none" else None
-        torch_report = [] if quant == "none" else [f"skipped: quantized ({quant})"]
+        # A quantized .pte legitimately differs from the float PyTorch module; a contract-4
+        # int8 one is checked against the module quantized the same way (its logits agree to
+        # about 1e-6, python/tests/test_shared_embedding.py).
+        checked = quant == "none" or (quant == "int8" and "embedding_layout" in meta)
+        tf = torch_forward_factory(meta["family"], meta, ckpt_root, quant) if checked else None
+        torch_report = [] if checked else [f"skipped: quantized ({quant})"]
         if tf is not None:
             for c in cases:
                 greedy = c["sampler"].get("temperature", 0.0) == 0.0 and c["sampler"].get("remasking") != "random"

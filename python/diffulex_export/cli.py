@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
                         "returns logits [1, R, V] for those positions only, so the lm_head runs on R rows "
                         "instead of T (most of a forward's cost at a large vocabulary); "
                         "all: contract v1, forward returns logits [1, T, V] for every position")
+    e.add_argument("--shared-embedding", action=argparse.BooleanOptionalAction, default=None,
+                   help="tied checkpoints: store the embedding table once, as the lm_head's quantized weights, "
+                        "and let the engine gather the rows (contract 4; engines before it refuse the file). "
+                        "Default: on for a tied checkpoint with --quantize int8/8da4w and --logits rows; "
+                        "--no-shared-embedding keeps the table in the program (contract 2/3)")
     e.add_argument("--llm-ops", action="store_true",
                    help="attention and the KV-cache write through ExecuTorch's LLM custom operators "
                         "(llama::custom_sdpa, llama::update_cache): faster attention, but the .pte then "
@@ -204,7 +209,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             tokenizer = args.checkpoint / "tokenizer.json" if has_tokenizer else None
             export_model(model, args.output, backend=args.backend, quantize=args.quantize, tokenizer=tokenizer,
                          embed_tokenizer=args.embed_tokenizer, progress=progress,
-                         group_size=group_size, llm_ops=args.llm_ops, free_model_weights=True)
+                         group_size=group_size, llm_ops=args.llm_ops, free_model_weights=True,
+                         shared_embedding=args.shared_embedding)
         except BaseException:
             for tmp, _ in staged:
                 if os.path.exists(tmp):
@@ -220,6 +226,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"dtype {args.dtype}, quantize {args.quantize}, logits {args.logits} "
         f"(contract v{meta['contract_version']})"
         + (", LLM custom operators" if args.llm_ops else "")
+        + (", embedding table shared with the lm_head" if model.shared_embedding is not None else "")
         + (", tokenizer embedded" if args.embed_tokenizer else "")
         + f", in {time.monotonic() - started:.1f} s"
         + (f", peak memory {memory[1]:.2f} GiB" if memory else "")

@@ -216,6 +216,9 @@ def example_inputs(model: DiffusionLM) -> tuple:
     """
     t = min(3 if model.logits_rows else 2, model.max_seq_len)
     tokens = torch.zeros(1, t, dtype=torch.int64)
+    if model.shared_embedding is not None:
+        # Contract 4: the embeddings of the tokens (float32 [1, T, D]).
+        tokens = torch.zeros(1, t, model.spec.hidden, dtype=torch.float32)
     if model.takes_kv_end:
         # v3: every input positional, in the contract's order (tokens, input_pos, rows, kv_end).
         r = max(t - 1, 1)
@@ -439,11 +442,18 @@ def export_model(
     group_size: int = DEFAULT_GROUP_SIZE,
     llm_ops: bool = False,
     free_model_weights: bool = False,
+    shared_embedding: Optional[bool] = None,
 ) -> Path:
     """Quantize (optionally), export, lower and write `model` as a .pte at out_path.
 
     `llm_ops` runs attention and the cache write through ExecuTorch's LLM custom operators
     (models/llm_ops.py); the program then needs a runtime built with them.
+
+    `shared_embedding` drops the program's embedding table of a tied checkpoint: the engine
+    reads the rows from the lm_head's quantized weights instead (contract 4,
+    shared_embedding.py). None (the default) does so whenever it applies: a tied checkpoint,
+    `--quantize int8` or `8da4w`, logits rows. True insists (an error where it cannot apply),
+    False keeps the table in the program (contract 2 or 3, which older engines read).
 
     A model loaded with `load_model(..., quantize=...)` is already quantized: pass the same
     `quantize`. The delegates' weight payloads are kept in a temporary directory beside
@@ -481,6 +491,20 @@ def export_model(
     if done == "none" and quantize != "none":
         progress(f"quantizing the linear layers ({quantize})")
         quantize_model(model, quantize, group_size)
+    table = None
+    if shared_embedding is None:
+        shared_embedding = (
+            model.spec.tie_embeddings and quantize != "none" and model.logits_rows
+            and getattr(model, "shared_embedding", None) is None
+        )
+    if shared_embedding:
+        from .shared_embedding import share_embedding
+
+        table = share_embedding(model)
+        progress(
+            f"embedding table read from the lm_head's {table.layout.bits}-bit weights (contract 4): "
+            "stored once, not twice"
+        )
     embedded = embedded_files(Path(tokenizer).parent) if embed_tokenizer else None
     out = Path(out_path)
     parent = out.parent if str(out.parent) else Path(".")
@@ -488,6 +512,11 @@ def export_model(
         raise ExportError(f"output directory {parent} does not exist")
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.spill-", dir=str(parent)) as spill:
         program = to_program(model, backend, tokenizer, progress, spill_dir=Path(spill))
+        if table is not None:
+            from .shared_embedding import check_stored
+
+            named = program._named_data
+            check_stored(table, set(named.pte_data) if named is not None else set())
         if free_model_weights:
             from .lean_lowering import release_weights
 
@@ -513,6 +542,17 @@ def load_pte_method(path: Union[str, Path], method: str = "forward"):
     return program.load_method(method)
 
 
+#: The metadata methods with several outputs (read as lists).
+LIST_METHODS = (
+    "get_eos_ids",
+    "get_tokenizer_digest",
+    "get_weights_digest",
+    "get_embedding_layout",
+    "get_embedding_weight_key",
+    "get_embedding_scale_key",
+)
+
+
 def read_metadata(path: Union[str, Path]) -> Dict[str, Any]:
     """Run every metadata method of a .pte; lists come back as lists, scalars as scalars.
 
@@ -526,6 +566,6 @@ def read_metadata(path: Union[str, Path]) -> Dict[str, Any]:
         if name == "forward":
             continue
         values = list(program.load_method(name).execute([]))
-        out[name] = values if name in ("get_eos_ids", "get_tokenizer_digest", "get_weights_digest") else values[0]
+        out[name] = values if name in LIST_METHODS else values[0]
     return out
 

@@ -41,6 +41,19 @@ pub enum EngineError {
         /// Why it is rejected.
         reason: String,
     },
+    /// A token given to a forward lies outside the vocabulary. A contract-4 model gathers its
+    /// embeddings in the engine, which checks every id before it reads a row.
+    #[error(
+        "forward: token {token} at index {index} is outside the vocabulary [0, {vocab}):          pass ids the model's tokenizer produced"
+    )]
+    TokenOutOfVocabulary {
+        /// Index in the forward's tokens.
+        index: usize,
+        /// The token id.
+        token: i64,
+        /// The model's vocabulary size.
+        vocab: usize,
+    },
     /// The prompt plus the generation does not fit into the engine's context limit.
     #[error(
         "sequence too long: prompt ({prompt_len}) + max_new_tokens ({max_new_tokens}) needs {} \

@@ -1,11 +1,14 @@
 //! [`DiffusionModel`] over an ExecuTorch `.pte` (docs/pte-contract.md).
 
+mod embedding_table;
+
 use super::error::{EngineError, Result};
 use super::model::{
     check_rows, DiffusionModel, Family, LogitsView, ModelMetadata, SUB_BLOCK_CACHE_MODE,
 };
 use super::parallel::RowPool;
 use crate::pte::{PteError, PteModule, Tensor};
+use embedding_table::SharedTable;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,12 +18,15 @@ use std::sync::Arc;
 /// `forward` input `kv_end` (int64 `[1]`), the end of the cache slots the queries read, to the
 /// cached programs that need it: LLaDA and Dream (Fast-dLLM's prefix and dual caches) and
 /// Fast-dLLM v2 (its sub-block cache); `get_cache_modes` says which caches the file supports
-/// (other programs are as in version 2).
+/// (other programs are as in version 2). Version 4 is version 3 with embeddings `[1, T, D]` for
+/// token ids as `forward`'s first input: the program has no embedding table of its own, and the
+/// engine gathers the rows from the lm_head's quantized weights in its named data (a tied
+/// checkpoint's one matrix, stored once).
 ///
 /// ```
-/// assert_eq!(diffulex_edge::runtime::CONTRACT_VERSION, 3);
+/// assert_eq!(diffulex_edge::runtime::CONTRACT_VERSION, 4);
 /// ```
-pub const CONTRACT_VERSION: i64 = 3;
+pub const CONTRACT_VERSION: i64 = 4;
 
 /// `get_cache_modes` of a contract-3 LLaDA or Dream program: bit 0 the prefix cache, bit 1 the
 /// dual cache. One program serves both, so every such file has both.
@@ -67,6 +73,10 @@ pub struct PteModel {
     selects_rows: bool,
     /// The `rows` input of the last forward, as the program takes it.
     rows_input: Vec<i64>,
+    /// Contract 4: the embedding table the engine gathers from (the lm_head's weights).
+    shared_table: Option<SharedTable>,
+    /// The embeddings input of the last forward (contract 4).
+    embeddings: Vec<f32>,
 }
 
 /// Checks a contract-3 program's `get_cache_modes` against its cache and returns whether it
@@ -263,6 +273,15 @@ impl PteModel {
         };
         meta.sub_block_cache = check_cache_modes(m, &meta, version)?;
         meta.validate()?;
+        let shared_table = if version >= 4 {
+            Some(SharedTable::read(m, meta.vocab_size)?)
+        } else if m.has_method("get_embedding_layout") {
+            return Err(EngineError::Metadata(format!(
+                "get_embedding_layout on a contract-{version} program: only contract 4 reads its                  embeddings from a shared table"
+            )));
+        } else {
+            None
+        };
         let tokenizer_digest = read_digest(&mut module, "get_tokenizer_digest")?;
         let weights_digest = read_digest(&mut module, "get_weights_digest")?;
         // A program without a KV cache has no state between forwards, so a forward whose
@@ -275,6 +294,8 @@ impl PteModel {
             weights_digest,
             selects_rows: version >= 2,
             rows_input: Vec::new(),
+            shared_table,
+            embeddings: Vec::new(),
         })
     }
 
@@ -453,7 +474,16 @@ impl PteModel {
         let end = [kv_end.unwrap_or(start + t) as i64];
         let shape = [1, t];
         let rows_shape = [self.rows_input.len()];
-        let mut inputs = vec![Tensor::i64(tokens, &shape)];
+        let embeddings_shape;
+        let first = match &self.shared_table {
+            Some(table) => {
+                table.gather(&self.module, tokens, &mut self.embeddings)?;
+                embeddings_shape = [1, t, table.hidden()];
+                Tensor::f32(&self.embeddings, &embeddings_shape)
+            }
+            None => Tensor::i64(tokens, &shape),
+        };
+        let mut inputs = vec![first];
         if self.meta.use_kv_cache {
             inputs.push(Tensor::i64(&pos, &[1]));
         }
@@ -589,10 +619,10 @@ mod contract_tests {
 
     #[test]
     fn only_the_implemented_contract_versions_are_accepted() {
-        assert!((1..=3).all(|v| check_contract_version(v).is_ok()));
-        let err = check_contract_version(4).unwrap_err().to_string();
+        assert!((1..=4).all(|v| check_contract_version(v).is_ok()));
+        let err = check_contract_version(5).unwrap_err().to_string();
         assert!(
-            err.contains("contract version 4") && err.contains("re-export"),
+            err.contains("contract version 5") && err.contains("re-export"),
             "{err}"
         );
         assert!(check_contract_version(0).is_err());

@@ -23,6 +23,9 @@ CONTRACT_VERSION_ROWS = 2
 # queries read the cache slots [0, kv_end) (within their family's mask), which Fast-dLLM's
 # prefix and dual caches (llada/dream) and Fast-dLLM v2's sub-block cache need.
 CONTRACT_VERSION_KV_END = 3
+# Contract 4: version 3's inputs, but `forward` takes embeddings [1, T, D] instead of token ids;
+# the engine reads the table from the lm_head's weights (shared_embedding.py).
+CONTRACT_VERSION_SHARED_EMBEDDING = 4
 # get_cache_modes of a v3 program: bit 0 = prefix cache, bit 1 = dual cache (llada/dream, both
 # always), bit 2 = Fast-dLLM v2's sub-block cache.
 CACHE_MODE_PREFIX = 1
@@ -130,6 +133,9 @@ class DiffusionLM(nn.Module):
         # forward takes kv_end last (contract v3).
         self.takes_kv_end = self.bidirectional_cache or self.sub_block_cache
         self.embed = nn.Embedding(spec.vocab_size, spec.hidden)
+        # The lm_head's weights read as the embedding table (`shared_embedding.share_embedding`,
+        # contract 4): `embed` is then None and forward takes embeddings.
+        self.shared_embedding = None
         layers = []
         for _ in range(spec.n_layers):
             attn = Attention(
@@ -191,7 +197,29 @@ class DiffusionLM(nn.Module):
         } | ({"cache_modes": self.cache_modes} if self.takes_kv_end else {}) | (
             # Only when set, so that programs without the custom operators keep their bytes.
             {"uses_llm_ops": True} if self.llm_ops else {}
-        )
+        ) | (self._shared_embedding_meta() if self.shared_embedding is not None else {})
+
+    def _shared_embedding_meta(self) -> Dict[str, object]:
+        """The contract-4 methods: the table's layout and the named-data keys of its bytes."""
+        from ..export import digest_words
+
+        table = self.shared_embedding
+        return {
+            "embedding_layout": table.layout.as_ints(),
+            "embedding_weight_key": digest_words(bytes.fromhex(table.weight_key)),
+            "embedding_scale_key": digest_words(bytes.fromhex(table.scale_key[len("scale_"):])),
+        }
+
+    def input_for(self, tokens: torch.Tensor) -> torch.Tensor:
+        """What `forward` takes for `tokens`: the ids, or with a shared table (contract 4) their
+        embeddings, gathered as the engine gathers them.
+
+        Example:
+            >>> m(m.input_for(torch.tensor([[5, 6]])), torch.tensor([0]), torch.tensor([1]))  # doctest: +SKIP
+        """
+        if self.shared_embedding is None:
+            return tokens
+        return self.shared_embedding.embed(tokens)
 
     @property
     def cache_modes(self) -> int:
@@ -208,7 +236,10 @@ class DiffusionLM(nn.Module):
 
     @property
     def contract_version(self) -> int:
-        """1 (every row), 2 (logits rows) or 3 (logits rows + kv_end: the caches above)."""
+        """1 (every row), 2 (logits rows), 3 (logits rows + kv_end: the caches above) or 4 (the
+        inputs of 2 or 3, with embeddings for token ids: a shared table)."""
+        if self.shared_embedding is not None:
+            return CONTRACT_VERSION_SHARED_EMBEDDING
         if self.takes_kv_end:
             return CONTRACT_VERSION_KV_END
         return CONTRACT_VERSION_ROWS if self.logits_rows else CONTRACT_VERSION
@@ -295,7 +326,11 @@ class DiffusionLM(nn.Module):
             cos = self.rope_cos[:t]
             sin = self.rope_sin[:t]
         self._check_rows(rows, t)
-        x = self.embed(tokens)
+        if self.shared_embedding is not None:
+            # Contract 4: `tokens` holds the embeddings (float32 [1, T, D]).
+            x = tokens.to(self.rope_cos.dtype)
+        else:
+            x = self.embed(tokens)
         if self.spec.embed_scale != 1.0:
             x = x * self.spec.embed_scale
         cos = cos.to(x.dtype)
