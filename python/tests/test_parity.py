@@ -26,6 +26,7 @@ from conftest import FIXTURES, REPO
 from diffulex_export.export import (constant_methods, digest_words, load_pte_method, quantize_model, read_metadata,
                                     tokenizer_digest, weights_digest)
 from diffulex_export.models import load_model
+from diffulex_export.shared_embedding import share_embedding
 
 TOL = 1e-4
 INT8_MAX_DIFF = 0.15
@@ -41,6 +42,28 @@ def _load(entry):
         kv_cache=entry["kv_cache"],
         logits_rows=entry.get("logits", "all") == "rows",
     )
+
+
+def _shared(entry) -> bool:
+    """A contract-4 fixture: its forward takes the embeddings the lm_head's weights give."""
+    return "embedding_layout" in entry["meta"]
+
+
+def _quantized_as_exported(model, entry):
+    """Quantize `model` as the fixture was, with its shared table (contract 4). For 8da4w the
+    group scales are rounded to bfloat16, as XNNPACK stores them, so the eager module computes
+    with the weights the program holds."""
+    quantize_model(model, entry["quantize"])
+    if entry["quantize"] == "8da4w":
+        with torch.no_grad():
+            for module in model.modules():
+                weight = getattr(module, "weight", None)
+                scale = getattr(weight, "scale", None)
+                if isinstance(module, torch.nn.Linear) and scale is not None and scale.shape[-1] > 1:
+                    scale.copy_(scale.to(torch.bfloat16).float())
+    if _shared(entry):
+        share_embedding(model)
+    return model
 
 
 def _manifest():
@@ -63,8 +86,7 @@ UNCACHED_LENGTHS = (10, 1, 37, 256)
 def test_pte_matches_module(name):
     entry = _manifest()[name]
     pte = FIXTURES / "pte" / f"{name}.pte"
-    model = _load(entry)
-    quantize_model(model, entry["quantize"])
+    model = _quantized_as_exported(_load(entry), entry)
     method = load_pte_method(pte)
     gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
     max_len = entry["max_seq_len"]
@@ -88,6 +110,8 @@ def test_pte_matches_module(name):
     else:
         steps = [(torch.randint(0, 512, (1, t), generator=gen), None) for t in UNCACHED_LENGTHS if t <= max_len]
     for i, (tokens, pos) in enumerate(steps):
+        # Contract 4: both take the embeddings, gathered from the module's lm_head.
+        tokens = model.input_for(tokens)
         args = [tokens] if pos is None else [tokens, torch.tensor([pos])]
         if model.takes_kv_end:
             rows, kv_end = torch.arange(tokens.shape[1]), torch.tensor([kv_ends[i]])
@@ -117,6 +141,9 @@ def test_pte_matches_module(name):
 def test_pte_metadata(name):
     entry = _manifest()[name]
     model = _load(entry)
+    if _shared(entry):
+        # The key methods are hashes of the quantized lm_head's bytes.
+        _quantized_as_exported(model, entry)
     pte = FIXTURES / "pte" / f"{name}.pte"
     got = read_metadata(pte)
     tokenizer = FIXTURES.parent.parent / entry["checkpoint"] / "tokenizer.json"
