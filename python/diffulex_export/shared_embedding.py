@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Tuple
+from typing import Iterator, Tuple
 
 import torch
 
@@ -89,6 +89,28 @@ class SharedTable:
         return out.reshape(*tokens.shape, -1)
 
 
+# Rows serialized per slice: the temporaries of a 152k x 2048 table stay a few MB.
+_ROWS_PER_SLICE = 4096
+
+
+def _slices(values: torch.Tensor, scales: torch.Tensor, bits: int) -> Iterator[Tuple[bytes, bytes]]:
+    """The XNNPACK bytes of the weight and of its scales, a slice of rows at a time."""
+    per_row = scales.shape[1] == 1
+    for start in range(0, values.shape[0], _ROWS_PER_SLICE):
+        part = values[start:start + _ROWS_PER_SLICE].contiguous()
+        if bits == 8:
+            weight = part.numpy().tobytes()
+        else:
+            shifted = (part.to(torch.int16) + 8).to(torch.uint8)
+            weight = (shifted[:, 1::2] << 4 | shifted[:, 0::2]).contiguous().numpy().tobytes()
+        rows = scales[start:start + _ROWS_PER_SLICE]
+        if per_row:
+            scale = rows.reshape(-1).float().contiguous().numpy().tobytes()
+        else:
+            scale = rows.to(torch.bfloat16).contiguous().view(torch.int16).numpy().tobytes()
+        yield weight, scale
+
+
 def xnnpack_bytes(values: torch.Tensor, scales: torch.Tensor, bits: int, group_size: int) -> Tuple[bytes, bytes, int]:
     """The bytes XNNPACK stores for a symmetric quantized linear weight and its scales.
 
@@ -100,17 +122,27 @@ def xnnpack_bytes(values: torch.Tensor, scales: torch.Tensor, bits: int, group_s
         >>> w.hex(), dt == SCALE_FLOAT32
         ('69', True)
     """
-    values = values.contiguous()
-    if bits == 8:
-        weight = values.numpy().tobytes()
-    else:
-        shifted = (values.to(torch.int16) + 8).to(torch.uint8).reshape(values.shape[0], -1)
-        weight = (shifted[:, 1::2] << 4 | shifted[:, 0::2]).contiguous().numpy().tobytes()
-    per_row = scales.shape[1] == 1
-    if per_row:
-        return weight, scales.reshape(-1).float().contiguous().numpy().tobytes(), SCALE_FLOAT32
-    stored = scales.to(torch.bfloat16).contiguous()
-    return weight, stored.view(torch.int16).numpy().tobytes(), SCALE_BFLOAT16
+    parts = list(_slices(values, scales, bits))
+    dtype = SCALE_FLOAT32 if scales.shape[1] == 1 else SCALE_BFLOAT16
+    return b"".join(w for w, _ in parts), b"".join(s for _, s in parts), dtype
+
+
+def xnnpack_keys(values: torch.Tensor, scales: torch.Tensor, bits: int) -> Tuple[str, str, int]:
+    """The named-data keys XNNPACK gives the weight and its scales (SHA-256 hex of the bytes
+    `xnnpack_bytes` returns; the scales' with `scale_` before it), and the scale dtype code,
+    hashed a slice at a time instead of serializing the whole table.
+
+    Example:
+        >>> w, s, _ = xnnpack_keys(torch.tensor([[1, -2]], dtype=torch.int8), torch.ones(1, 1), 4)
+        >>> w == hashlib.sha256(bytes([0x69])).hexdigest(), s.startswith("scale_")
+        (True, True)
+    """
+    weight, scale = hashlib.sha256(), hashlib.sha256()
+    for w, s in _slices(values, scales, bits):
+        weight.update(w)
+        scale.update(s)
+    dtype = SCALE_FLOAT32 if scales.shape[1] == 1 else SCALE_BFLOAT16
+    return weight.hexdigest(), "scale_" + scale.hexdigest(), dtype
 
 
 def share_embedding(model: torch.nn.Module) -> SharedTable:
@@ -146,16 +178,15 @@ def share_embedding(model: torch.nn.Module) -> SharedTable:
     group = hidden // scale.shape[1]
     if bits == 4 and hidden % 2:
         raise ExportError(f"a 4-bit shared table needs an even hidden size, got {hidden}")
-    weight_bytes, scale_bytes, scale_dtype = xnnpack_bytes(qdata, scale, bits, group)
+    weight_key, scale_key, scale_dtype = xnnpack_keys(qdata, scale, bits)
     stored = scale.float() if scale_dtype == SCALE_FLOAT32 else scale.to(torch.bfloat16).float()
     table = SharedTable(
         layout=TableLayout(bits=bits, group_size=group, scale_dtype=scale_dtype),
-        weight_key=hashlib.sha256(weight_bytes).hexdigest(),
-        scale_key="scale_" + hashlib.sha256(scale_bytes).hexdigest(),
+        weight_key=weight_key,
+        scale_key=scale_key,
         weight=qdata,
         scales=stored.reshape(vocab, -1),
     )
-    del weight_bytes, scale_bytes
     model.embed = None
     model.shared_embedding = table
     return table

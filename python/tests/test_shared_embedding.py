@@ -59,6 +59,25 @@ def test_decode_rows_dequantizes_the_serialized_rows(bits, groups):
     assert torch.equal(decode_rows(weight, scale_bytes, layout, 64, ids), want[ids])
 
 
+@pytest.mark.parametrize("bits,groups", [(8, 1), (4, 2)])
+def test_keys_hashed_by_slices_are_the_hashes_of_the_whole_bytes(bits, groups, monkeypatch):
+    """The export hashes the table a slice of rows at a time (bounded memory at a 152k
+    vocabulary); slices of 3 rows, uneven at the end, give the hashes of the whole bytes."""
+    import hashlib
+
+    from diffulex_export import shared_embedding
+
+    values = _values(bits, 10, 64, seed=5)
+    scales = torch.rand(10, groups) + 0.01
+    weight, scale_bytes, dtype = xnnpack_bytes(values, scales, bits, 64 // groups)
+    monkeypatch.setattr(shared_embedding, "_ROWS_PER_SLICE", 3)
+    assert shared_embedding.xnnpack_keys(values, scales, bits) == (
+        hashlib.sha256(weight).hexdigest(),
+        "scale_" + hashlib.sha256(scale_bytes).hexdigest(),
+        dtype,
+    )
+
+
 def _shared_model(quantize):
     from diffulex_export.models import load_model
     from diffulex_export.quantize import quantize_model
