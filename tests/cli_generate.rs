@@ -1003,3 +1003,19 @@ fn cache_flag_runs_on_cached_files_and_is_refused_on_others() {
         &["--cache", "both", "none, prefix or dual"],
     );
 }
+
+/// Contract 4 (the shared embedding table) from the command line: a quantized tied model with
+/// no table of its own generates, with and without the sub-block cache.
+#[test]
+fn contract_4_files_generate_from_the_command_line() {
+    for pte in ["fast_dllm_v2_shared_int8", "fast_dllm_v2_shared_8da4w"] {
+        for extra in [&[][..], &["--sub-block-cache"][..]] {
+            let mut args = fixture_model_args(pte, "fast_dllm_v2");
+            args.extend(["--max-new-tokens", "16"].map(String::from));
+            args.extend(extra.iter().map(|a| a.to_string()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = diffulex(&args, None);
+            assert!(out.status.success(), "{pte} {extra:?}: {}", stderr(&out));
+        }
+    }
+}
