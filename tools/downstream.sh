@@ -50,7 +50,15 @@ run_all_kinds "$repo/tests/downstream" "$repo"
 # 2. The packaged crates. `cargo package --workspace` verifies each one by building it from
 #    its .crate alone (diffulex-edge against the packaged executorch-sys).
 echo "downstream: cargo package --workspace"
-cargo package --workspace --allow-dirty --quiet 2>&1 | grep -v '^warning: ignoring' || true
+# No crate of an earlier run may stand in for this one: a failed packaging must fail here.
+rm -f target/package/executorch-sys-0.1.0.crate target/package/diffulex-edge-0.1.0.crate
+# Cargo extracts a registry crate once per registry and version and never again (a published
+# version cannot change). The verification's local registry has the same path and versions at
+# every packaging, so an extraction left by an earlier run would be built instead of this
+# checkout's crates (a new shim function then "cannot be found").
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/executorch-sys-0.1.0 \
+    "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/diffulex-edge-0.1.0
+cargo package --workspace --allow-dirty --quiet 2> >(grep -v '^warning: ignoring' >&2)
 test -f target/package/executorch-sys-0.1.0.crate
 test -f target/package/diffulex-edge-0.1.0.crate
 work=$(mktemp -d)

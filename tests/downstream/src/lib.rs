@@ -10,8 +10,16 @@ use serde_json::Value;
 #[path = "../../common/golden_sampler.rs"]
 mod golden_sampler;
 
-/// One golden file per family: its `.pte` decoded case by case.
-pub const GOLDENS: [&str; 4] = ["sdar_cached", "fast_dllm_v2_cached", "llada", "dream"];
+/// One golden file per family, plus a contract-4 file (no embedding table: the engine gathers
+/// the rows from the lm_head's weights through the shim's named-data call): each `.pte`
+/// decoded case by case.
+pub const GOLDENS: [&str; 5] = [
+    "sdar_cached",
+    "fast_dllm_v2_cached",
+    "llada",
+    "dream",
+    "fast_dllm_v2_shared_8da4w",
+];
 
 /// The repository this crate sits in (its goldens and fixtures).
 pub fn repository() -> PathBuf {
