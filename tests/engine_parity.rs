@@ -119,6 +119,23 @@ fn pte_fast_dllm_v2_shared_int8_matches_reference() {
     assert!(got.keys().any(|name| name.starts_with("sub_block_cache/")));
 }
 
+/// Contract 4 in float32 (`--shared-embedding`): the rows are the lm_head's float32 weights,
+/// the very table the contract-3 twin embeds with, so every case decodes as the twin's.
+#[cfg(feature = "pte")]
+#[test]
+fn pte_fast_dllm_v2_shared_fp32_matches_reference_and_its_twin() {
+    let own = pte_golden("fast_dllm_v2_shared_fp32");
+    let twin = pte_golden("fast_dllm_v2_cached_rows");
+    assert_eq!(own.len(), twin.len());
+    for (name, tokens) in &own {
+        assert_eq!(
+            Some(tokens),
+            twin.get(name),
+            "{name} vs the contract-3 twin"
+        );
+    }
+}
+
 /// Contract 4 with the 4-bit table: nibbles and bfloat16 group scales as XNNPACK stores them.
 #[cfg(feature = "pte")]
 #[test]

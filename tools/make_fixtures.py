@@ -57,9 +57,11 @@ PTES = {
     # own; the engine gathers each token's row from the lm_head's weights in the named data.
     "fast_dllm_v2_shared_int8": ("fast_dllm_v2", True, "xnnpack", "int8", "rows"),
     "fast_dllm_v2_shared_8da4w": ("fast_dllm_v2", True, "xnnpack", "8da4w", "rows"),
+    # ... and in float32 (--shared-embedding): the rows are the lm_head's float32 weights.
+    "fast_dllm_v2_shared_fp32": ("fast_dllm_v2", True, "xnnpack", "none", "rows"),
 }
 EMBED = {"sdar_embedded"}
-SHARED = {"fast_dllm_v2_shared_int8", "fast_dllm_v2_shared_8da4w"}
+SHARED = {"fast_dllm_v2_shared_int8", "fast_dllm_v2_shared_8da4w", "fast_dllm_v2_shared_fp32"}
 # Vulkan twins (--backend vulkan, otherwise the options of the fixture of the same name), in
 # tests/fixtures/pte/vulkan/ with a manifest of their own: ExecuTorch's Python runtime has no
 # Vulkan delegate, so they are run only by the Rust tests on a runtime built with feature

@@ -349,10 +349,10 @@ def torch_forward_factory(family, meta, ckpt_root, quantize="none"):
         from diffulex_export.quantize import quantize_model
 
         quantize_model(m, quantize)
-        if "embedding_layout" in meta:
-            from diffulex_export.shared_embedding import share_embedding
+    if "embedding_layout" in meta:
+        from diffulex_export.shared_embedding import share_embedding
 
-            share_embedding(m)
+        share_embedding(m)
     m.eval()
 
     def make():

@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="tied checkpoints: store the embedding table once, as the lm_head's quantized weights, "
                         "and let the engine gather the rows (contract 4; engines before it refuse the file). "
                         "Default: on for a tied checkpoint with --quantize int8/8da4w and --logits rows; "
-                        "--no-shared-embedding keeps the table in the program (contract 2/3)")
+                        "--no-shared-embedding keeps the table in the program (contract 2/3). "
+                        "Float32 exports share it only when asked (--shared-embedding)")
     e.add_argument("--llm-ops", action="store_true",
                    help="attention and the KV-cache write through ExecuTorch's LLM custom operators "
                         "(llama::custom_sdpa, llama::update_cache): faster attention, but the .pte then "

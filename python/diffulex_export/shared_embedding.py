@@ -16,6 +16,7 @@ token's row from those named-data bytes, which `get_embedding_layout`,
 the table's, so the embeddings are exactly the rows the output layer multiplies by.
 
 The byte layout (what XNNPACK writes, and what `decode_rows` and the Rust engine read):
+- 32 bits (a float32 export, `--shared-embedding`): float32 `[V, D]` row-major; no scales.
 - 8 bits: int8 `[V, D]` row-major; one float32 scale per row (`[V]`).
 - 4 bits: `[V, D / 2]` bytes, column `2j` in the low nibble and `2j + 1` in the high one, each
   stored as value + 8; scales `[V, D / group]` in bfloat16 (float32 `[V]` when one group spans
@@ -26,13 +27,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Iterator, Tuple
+from typing import Iterator, Optional, Tuple
 
 import torch
 
 from .errors import ExportError
 
-#: ExecuTorch `ScalarType` codes of the scale dtypes, as `get_embedding_layout` reports them.
+#: ExecuTorch `ScalarType` codes of the scale dtypes, as `get_embedding_layout` reports them;
+#: a float32 table has no scales (code 0).
+SCALE_NONE = 0
 SCALE_FLOAT32 = 6
 SCALE_BFLOAT16 = 15
 
@@ -46,7 +49,7 @@ class TableLayout:
         32
     """
 
-    #: 8 (int8) or 4 (int4, two per byte).
+    #: 32 (float32, no scales), 8 (int8) or 4 (int4, two per byte).
     bits: int
     #: Input features per scale; the hidden size when each row has one scale.
     group_size: int
@@ -55,11 +58,12 @@ class TableLayout:
 
     def row_bytes(self, hidden: int) -> int:
         """Bytes of one row of values."""
-        return hidden if self.bits == 8 else hidden // 2
+        return hidden * self.bits // 8
 
     def scale_bytes(self, hidden: int) -> int:
-        """Bytes of one row of scales."""
-        return (hidden // self.group_size) * (4 if self.scale_dtype == SCALE_FLOAT32 else 2)
+        """Bytes of one row of scales (0 for a float32 table)."""
+        width = {SCALE_NONE: 0, SCALE_FLOAT32: 4, SCALE_BFLOAT16: 2}[self.scale_dtype]
+        return (hidden // self.group_size) * width
 
     def as_ints(self) -> list:
         """The three Ints of `get_embedding_layout`."""
@@ -76,13 +80,16 @@ class SharedTable:
 
     layout: TableLayout
     weight_key: str
-    scale_key: str
+    #: None for a float32 table (no scales).
+    scale_key: Optional[str]
     weight: torch.Tensor
-    scales: torch.Tensor
+    scales: Optional[torch.Tensor]
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """Embeddings `[B, T, D]` (float32) of int64 `tokens` `[B, T]`, as the engine computes them."""
         rows = self.weight[tokens.reshape(-1)].float()
+        if self.scales is None:
+            return rows.reshape(*tokens.shape, -1)
         scales = self.scales[tokens.reshape(-1)]
         groups = scales.shape[1]
         out = (rows.reshape(rows.shape[0], groups, -1) * scales.unsqueeze(-1)).reshape(rows.shape[0], -1)
@@ -160,13 +167,30 @@ def share_embedding(model: torch.nn.Module) -> SharedTable:
             f"--shared-embedding: the {spec.family} checkpoint does not tie its embedding to the "
             "output layer, so there is no second copy to drop"
         )
-    if getattr(model, "quantization", "none") not in ("int8", "8da4w"):
-        raise ExportError("--shared-embedding needs --quantize int8 or 8da4w (XNNPACK stores those weights as named data)")
+    quantization = getattr(model, "quantization", "none")
+    if quantization == "none" and model.lm_head.weight.dtype != torch.float32:
+        raise ExportError("--shared-embedding needs float32 weights or --quantize int8 or 8da4w (not --dtype fp16)")
     if not model.logits_rows:
         raise ExportError("--shared-embedding needs --logits rows (contract 4 builds on contract 2)")
     if getattr(model, "shared_embedding", None) is not None:
         raise ExportError("the model already reads its embeddings from the lm_head")
     weight = model.lm_head.weight
+    if quantization == "none":
+        # XNNPACK stores a float32 linear weight as is, [N, K] row-major.
+        values = weight.detach().contiguous()
+        digest = hashlib.sha256()
+        for start in range(0, values.shape[0], _ROWS_PER_SLICE):
+            digest.update(values[start:start + _ROWS_PER_SLICE].numpy().tobytes())
+        table = SharedTable(
+            layout=TableLayout(bits=32, group_size=values.shape[1], scale_dtype=SCALE_NONE),
+            weight_key=digest.hexdigest(),
+            scale_key=None,
+            weight=values,
+            scales=None,
+        )
+        model.embed = None
+        model.shared_embedding = table
+        return table
     qdata, scale = getattr(weight, "qdata", None), getattr(weight, "scale", None)
     if qdata is None or scale is None:
         raise ExportError(f"the lm_head's weight is a {type(weight).__name__}, not a torchao quantized tensor")
@@ -194,7 +218,7 @@ def share_embedding(model: torch.nn.Module) -> SharedTable:
 
 def check_stored(table: SharedTable, named_keys) -> None:
     """Fail the export unless XNNPACK stored the lm_head's bytes under the keys predicted."""
-    missing = [k for k in (table.weight_key, table.scale_key) if k not in named_keys]
+    missing = [k for k in (table.weight_key, table.scale_key) if k is not None and k not in named_keys]
     if missing:
         raise ExportError(
             "--shared-embedding: the lowered program has no named data "
@@ -221,6 +245,9 @@ def decode_rows(weight: bytes, scales: bytes, layout: TableLayout, hidden: int, 
     out = []
     for i in ids:
         raw = np.frombuffer(weight, dtype=np.uint8, count=row, offset=i * row)
+        if layout.bits == 32:
+            out.append(raw.view("<f4").astype(np.float32))
+            continue
         if layout.bits == 8:
             values = raw.view(np.int8).astype(np.float32)
         else:
@@ -261,10 +288,14 @@ class PteTable:
         bits, group, scale_dtype = (int(v) for v in meta["get_embedding_layout"])
         self.layout = TableLayout(bits, group, scale_dtype)
         named = deserialize_pte_binary(open(path, "rb").read()).named_data
-        keys = (words_to_hex(meta["get_embedding_weight_key"]), "scale_" + words_to_hex(meta["get_embedding_scale_key"]))
-        self.weight, self.scales = (bytes(named.buffers[named.pte_data[k].buffer_index]) for k in keys)
+        def entry(key):
+            return bytes(named.buffers[named.pte_data[key].buffer_index])
+
+        self.weight = entry(words_to_hex(meta["get_embedding_weight_key"]))
+        scale_words = meta.get("get_embedding_scale_key")
+        self.scales = entry("scale_" + words_to_hex(scale_words)) if scale_words is not None else b""
         vocab = int(meta["get_vocab_size"])
-        self.hidden = len(self.weight) * (8 // bits) // vocab
+        self.hidden = len(self.weight) * 8 // bits // vocab
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """Embeddings `[B, T, D]` of int64 `tokens` `[B, T]`."""

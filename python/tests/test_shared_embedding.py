@@ -20,7 +20,7 @@ from diffulex_export.shared_embedding import (
     xnnpack_bytes,
 )
 
-SHARED = ("fast_dllm_v2_shared_int8", "fast_dllm_v2_shared_8da4w")
+SHARED = ("fast_dllm_v2_shared_int8", "fast_dllm_v2_shared_8da4w", "fast_dllm_v2_shared_fp32")
 CKPT = FIXTURES / "ckpt" / "fast_dllm_v2"
 
 
@@ -78,12 +78,19 @@ def test_keys_hashed_by_slices_are_the_hashes_of_the_whole_bytes(bits, groups, m
     )
 
 
+def test_a_float32_table_is_its_rows():
+    table = torch.randn(5, 8)
+    layout = TableLayout(bits=32, group_size=8, scale_dtype=0)
+    got = decode_rows(table.numpy().tobytes(), b"", layout, 8, [3, 0, 3])
+    assert torch.equal(got, table[[3, 0, 3]])
+
+
 def _shared_model(quantize):
     from diffulex_export.models import load_model
     from diffulex_export.quantize import quantize_model
 
     model = load_model(CKPT, max_seq_len=256, kv_cache=True, logits_rows=True)
-    quantize_model(model, quantize)
+    quantize_model(model, "none" if quantize == "fp32" else quantize)
     share_embedding(model)
     return model.eval()
 
@@ -128,9 +135,9 @@ def test_models_it_cannot_apply_to_are_refused():
     quantize_model(untied, "int8")
     with pytest.raises(ExportError, match="does not tie"):
         share_embedding(untied)
-    float_model = load_model(CKPT, max_seq_len=64, kv_cache=True, logits_rows=True)
-    with pytest.raises(ExportError, match="--quantize int8 or 8da4w"):
-        share_embedding(float_model)
+    half_model = load_model(CKPT, max_seq_len=64, kv_cache=True, logits_rows=True, dtype=torch.float16)
+    with pytest.raises(ExportError, match="not --dtype fp16"):
+        share_embedding(half_model)
     all_rows = load_model(CKPT, max_seq_len=64, kv_cache=True, logits_rows=False)
     quantize_model(all_rows, "int8")
     with pytest.raises(ExportError, match="--logits rows"):

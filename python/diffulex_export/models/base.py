@@ -204,11 +204,13 @@ class DiffusionLM(nn.Module):
         from ..export import digest_words
 
         table = self.shared_embedding
-        return {
+        out = {
             "embedding_layout": table.layout.as_ints(),
             "embedding_weight_key": digest_words(bytes.fromhex(table.weight_key)),
-            "embedding_scale_key": digest_words(bytes.fromhex(table.scale_key[len("scale_"):])),
         }
+        if table.scale_key is not None:
+            out["embedding_scale_key"] = digest_words(bytes.fromhex(table.scale_key[len("scale_"):]))
+        return out
 
     def input_for(self, tokens: torch.Tensor) -> torch.Tensor:
         """What `forward` takes for `tokens`: the ids, or with a shared table (contract 4) their

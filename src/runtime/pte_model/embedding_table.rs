@@ -11,13 +11,17 @@ use crate::pte::{DType, PteModule};
 use crate::runtime::error::{EngineError, Result};
 use half::bf16;
 
-/// ExecuTorch `ScalarType` codes of the scale dtypes `get_embedding_layout` may name.
+/// ExecuTorch `ScalarType` codes of the scale dtypes `get_embedding_layout` may name; a
+/// float32 table has none (0).
+const SCALE_NONE: i64 = 0;
 const SCALE_FLOAT32: i64 = 6;
 const SCALE_BFLOAT16: i64 = 15;
 
 /// How the scales are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ScaleDtype {
+    /// A float32 table: the values are the embeddings.
+    None,
     Float32,
     BFloat16,
 }
@@ -25,6 +29,7 @@ enum ScaleDtype {
 impl ScaleDtype {
     fn bytes(self) -> usize {
         match self {
+            ScaleDtype::None => 0,
             ScaleDtype::Float32 => 4,
             ScaleDtype::BFloat16 => 2,
         }
@@ -34,7 +39,8 @@ impl ScaleDtype {
 /// The shared table of one program: its layout and where its bytes are.
 #[derive(Debug, Clone)]
 pub(crate) struct SharedTable {
-    /// 8 (int8) or 4 (two values per byte, the even column in the low nibble, stored + 8).
+    /// 32 (float32), 8 (int8) or 4 (two values per byte, the even column in the low nibble,
+    /// stored + 8).
     bits: u8,
     /// Input features per scale.
     group_size: usize,
@@ -42,7 +48,8 @@ pub(crate) struct SharedTable {
     hidden: usize,
     vocab: usize,
     weight_key: String,
-    scale_key: String,
+    /// None for a float32 table.
+    scale_key: Option<String>,
 }
 
 fn metadata(detail: String) -> EngineError {
@@ -74,21 +81,24 @@ impl SharedTable {
             )));
         };
         let bits: u8 = match bits {
+            32 => 32,
             8 => 8,
             4 => 4,
             other => {
                 return Err(metadata(format!(
-                    "get_embedding_layout: {other}-bit table, this engine reads 8 and 4 bits"
+                    "get_embedding_layout: {other}-bit table, this engine reads 32, 8 and 4 bits"
                 )))
             }
         };
-        let scale_dtype = match scale_code {
-            SCALE_FLOAT32 => ScaleDtype::Float32,
-            SCALE_BFLOAT16 => ScaleDtype::BFloat16,
-            other => {
+        let scale_dtype = match (bits, scale_code) {
+            (32, SCALE_NONE) => ScaleDtype::None,
+            (8 | 4, SCALE_FLOAT32) => ScaleDtype::Float32,
+            (8 | 4, SCALE_BFLOAT16) => ScaleDtype::BFloat16,
+            (_, other) => {
                 return Err(metadata(format!(
-                    "get_embedding_layout: scale dtype {other}, expected {SCALE_FLOAT32} (float32) \
-                     or {SCALE_BFLOAT16} (bfloat16)"
+                    "get_embedding_layout: scale dtype {other} for a {bits}-bit table, expected \
+                     {SCALE_NONE} (no scales) for 32 bits, {SCALE_FLOAT32} (float32) or \
+                     {SCALE_BFLOAT16} (bfloat16) for 8 and 4"
                 )))
             }
         };
@@ -108,7 +118,18 @@ impl SharedTable {
             )));
         }
         let weight_key = key_of(module, "get_embedding_weight_key")?;
-        let scale_key = format!("scale_{}", key_of(module, "get_embedding_scale_key")?);
+        let scale_key = match scale_dtype {
+            ScaleDtype::None if module.has_method("get_embedding_scale_key") => {
+                return Err(metadata(
+                    "get_embedding_scale_key on a float32 table, which has no scales".into(),
+                ))
+            }
+            ScaleDtype::None => None,
+            _ => Some(format!(
+                "scale_{}",
+                key_of(module, "get_embedding_scale_key")?
+            )),
+        };
         let table = SharedTable {
             bits,
             group_size,
@@ -119,16 +140,14 @@ impl SharedTable {
             scale_key,
         };
         table.check_entry(module, &table.weight_key, table.row_bytes(), "weights")?;
-        table.check_entry(module, &table.scale_key, table.scale_row_bytes(), "scales")?;
+        if let Some(key) = &table.scale_key {
+            table.check_entry(module, key, table.scale_row_bytes(), "scales")?;
+        }
         Ok(table)
     }
 
     fn row_bytes(&self) -> usize {
-        if self.bits == 8 {
-            self.hidden
-        } else {
-            self.hidden / 2
-        }
+        self.hidden * usize::from(self.bits) / 8
     }
 
     fn scale_row_bytes(&self) -> usize {
@@ -188,7 +207,10 @@ impl SharedTable {
             }
         }
         let weights = self.entry(module, &self.weight_key)?;
-        let scales = self.entry(module, &self.scale_key)?;
+        let scales = match &self.scale_key {
+            Some(key) => self.entry(module, key)?,
+            None => &[],
+        };
         let (row, scale_row) = (self.row_bytes(), self.scale_row_bytes());
         out.clear();
         out.reserve(tokens.len() * self.hidden);
@@ -196,6 +218,14 @@ impl SharedTable {
             // In range: checked above, and the entries' sizes were checked at load.
             let id = token as usize;
             let values = &weights[id * row..(id + 1) * row];
+            if self.bits == 32 {
+                out.extend(
+                    values
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                );
+                continue;
+            }
             let row_scales = &scales[id * scale_row..(id + 1) * scale_row];
             let per_group = if self.bits == 8 {
                 self.group_size
@@ -219,6 +249,7 @@ impl SharedTable {
 
     fn scale(&self, row_scales: &[u8], group: usize) -> f32 {
         match self.scale_dtype {
+            ScaleDtype::None => 1.0,
             ScaleDtype::Float32 => {
                 let b = &row_scales[group * 4..group * 4 + 4];
                 f32::from_le_bytes([b[0], b[1], b[2], b[3]])
