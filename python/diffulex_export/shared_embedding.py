@@ -153,7 +153,7 @@ def xnnpack_keys(values: torch.Tensor, scales: torch.Tensor, bits: int) -> Tuple
 
 
 def share_embedding(model: torch.nn.Module) -> SharedTable:
-    """Replace a tied, quantized model's embedding by the lm_head's weights (contract 4).
+    """Replace a tied model's embedding (float32 or quantized) by the lm_head's weights (contract 4).
 
     After this `model.embed` is None, `model.shared_embedding` is the table, and `forward`
     takes embeddings (`model.shared_embedding.embed(tokens)`) instead of token ids.
@@ -176,44 +176,50 @@ def share_embedding(model: torch.nn.Module) -> SharedTable:
         raise ExportError("the model already reads its embeddings from the lm_head")
     weight = model.lm_head.weight
     if quantization == "none":
-        # XNNPACK stores a float32 linear weight as is, [N, K] row-major.
-        values = weight.detach().contiguous()
-        digest = hashlib.sha256()
-        for start in range(0, values.shape[0], _ROWS_PER_SLICE):
-            digest.update(values[start:start + _ROWS_PER_SLICE].numpy().tobytes())
-        table = SharedTable(
-            layout=TableLayout(bits=32, group_size=values.shape[1], scale_dtype=SCALE_NONE),
-            weight_key=digest.hexdigest(),
-            scale_key=None,
-            weight=values,
-            scales=None,
-        )
-        model.embed = None
-        model.shared_embedding = table
-        return table
+        table = _float_table(weight.detach().contiguous())
+    else:
+        table = _quantized_table(weight, quantization)
+    model.embed = None
+    model.shared_embedding = table
+    return table
+
+
+def _float_table(values: torch.Tensor) -> SharedTable:
+    """A float32 lm_head's table: XNNPACK stores the weight as is, `[N, K]` row-major."""
+    digest = hashlib.sha256()
+    for start in range(0, values.shape[0], _ROWS_PER_SLICE):
+        digest.update(values[start:start + _ROWS_PER_SLICE].numpy().tobytes())
+    return SharedTable(
+        layout=TableLayout(bits=32, group_size=values.shape[1], scale_dtype=SCALE_NONE),
+        weight_key=digest.hexdigest(),
+        scale_key=None,
+        weight=values,
+        scales=None,
+    )
+
+
+def _quantized_table(weight, quantization: str) -> SharedTable:
+    """A torchao-quantized lm_head's table: its int values and scales as XNNPACK stores them."""
     qdata, scale = getattr(weight, "qdata", None), getattr(weight, "scale", None)
     if qdata is None or scale is None:
         raise ExportError(f"the lm_head's weight is a {type(weight).__name__}, not a torchao quantized tensor")
     zero = getattr(weight, "zero_point", None)
     if zero is not None and bool(zero.ne(0).any()):
         raise ExportError("the lm_head's quantization has zero points; the shared table needs symmetric weights")
-    bits = 8 if model.quantization == "int8" else 4
+    bits = 8 if quantization == "int8" else 4
     vocab, hidden = qdata.shape
     group = hidden // scale.shape[1]
     if bits == 4 and hidden % 2:
         raise ExportError(f"a 4-bit shared table needs an even hidden size, got {hidden}")
     weight_key, scale_key, scale_dtype = xnnpack_keys(qdata, scale, bits)
     stored = scale.float() if scale_dtype == SCALE_FLOAT32 else scale.to(torch.bfloat16).float()
-    table = SharedTable(
+    return SharedTable(
         layout=TableLayout(bits=bits, group_size=group, scale_dtype=scale_dtype),
         weight_key=weight_key,
         scale_key=scale_key,
         weight=qdata,
         scales=stored.reshape(vocab, -1),
     )
-    model.embed = None
-    model.shared_embedding = table
-    return table
 
 
 def check_stored(table: SharedTable, named_keys) -> None:

@@ -59,7 +59,7 @@ fn metadata(detail: String) -> EngineError {
 /// A SHA-256 stored as four big-endian int64 words, as hex.
 fn key_of(module: &mut PteModule, method: &str) -> Result<String> {
     match super::read_digest(module, method)? {
-        Some(bytes) => Ok(bytes.iter().map(|b| format!("{b:02x}")).collect()),
+        Some(bytes) => Ok(super::hex(&bytes)),
         None => Err(metadata(format!(
             "a contract-4 program needs {method} (the named-data key of its shared embedding \
              table): re-export it with `diffulex-export`"
@@ -212,6 +212,8 @@ impl SharedTable {
             None => &[],
         };
         let (row, scale_row) = (self.row_bytes(), self.scale_row_bytes());
+        // Bytes of one group of values (unused for a float32 table).
+        let group_bytes = self.group_size * usize::from(self.bits) / 8;
         out.clear();
         out.reserve(tokens.len() * self.hidden);
         for &token in tokens {
@@ -227,12 +229,7 @@ impl SharedTable {
                 continue;
             }
             let row_scales = &scales[id * scale_row..(id + 1) * scale_row];
-            let per_group = if self.bits == 8 {
-                self.group_size
-            } else {
-                self.group_size / 2
-            };
-            for (group, bytes) in values.chunks_exact(per_group).enumerate() {
+            for (group, bytes) in values.chunks_exact(group_bytes).enumerate() {
                 let scale = self.scale(row_scales, group);
                 if self.bits == 8 {
                     out.extend(bytes.iter().map(|&b| f32::from(b as i8) * scale));
