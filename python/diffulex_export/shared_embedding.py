@@ -188,7 +188,9 @@ def _float_table(values: torch.Tensor) -> SharedTable:
     """A float32 lm_head's table: XNNPACK stores the weight as is, `[N, K]` row-major."""
     digest = hashlib.sha256()
     for start in range(0, values.shape[0], _ROWS_PER_SLICE):
-        digest.update(values[start:start + _ROWS_PER_SLICE].numpy().tobytes())
+        # Through a copy: `Tensor.numpy()` on the weight itself would mark its storage
+        # non-resizable, and the CLI frees the model's weights once the program is emitted.
+        digest.update(values[start:start + _ROWS_PER_SLICE].clone().numpy().tobytes())
     return SharedTable(
         layout=TableLayout(bits=32, group_size=values.shape[1], scale_dtype=SCALE_NONE),
         weight_key=digest.hexdigest(),

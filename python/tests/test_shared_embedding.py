@@ -173,3 +173,19 @@ def test_the_cli_shares_by_default_and_the_file_shrinks(tmp_path, tiny_ckpts):
     assert main(["export", "--checkpoint", str(tiny_ckpts["sdar"]), "--max-seq-len", "64", "--quantize", "int8",
                  "--shared-embedding", "-o", str(tmp_path / "sdar.pte")]) == 1
     assert not (tmp_path / "sdar.pte").exists()
+
+
+def test_the_cli_shares_a_float32_table_and_frees_the_weights(tmp_path, tiny_ckpts):
+    """`--shared-embedding` on a float32 export through the CLI, which frees the model's
+    weights once the program is emitted: hashing the table must leave them freeable (it once
+    left the lm_head's storage non-resizable, and the real-size export failed at the end)."""
+    from diffulex_export.cli import main
+    from diffulex_export.export import read_metadata
+
+    out = tmp_path / "fp32.pte"
+    args = ["export", "--checkpoint", str(tiny_ckpts["fast_dllm_v2"]), "--max-seq-len", "64",
+            "--shared-embedding", "--skip-tokenizer", "-o", str(out)]
+    assert main(args) == 0
+    meta = read_metadata(out)
+    assert meta["get_contract_version"] == 4
+    assert meta["get_embedding_layout"][0] == 32
