@@ -124,16 +124,27 @@ fn pte_fast_dllm_v2_shared_int8_matches_reference() {
 #[cfg(feature = "pte")]
 #[test]
 fn pte_fast_dllm_v2_shared_fp32_matches_reference_and_its_twin() {
-    let own = pte_golden("fast_dllm_v2_shared_fp32");
-    let twin = pte_golden("fast_dllm_v2_cached_rows");
-    assert_eq!(own.len(), twin.len());
-    for (name, tokens) in &own {
-        assert_eq!(
-            Some(tokens),
-            twin.get(name),
-            "{name} vs the contract-3 twin"
-        );
+    assert_decodes_as_twin("fast_dllm_v2_shared_fp32", "fast_dllm_v2_cached_rows");
+}
+
+/// Runs both fixtures' goldens and asserts that `name` decodes every case as `twin` does.
+#[cfg(feature = "pte")]
+fn assert_decodes_as_twin(name: &str, twin: &str) {
+    let own = pte_golden(name);
+    let theirs = pte_golden(twin);
+    assert_eq!(own.len(), theirs.len());
+    for (case, tokens) in &own {
+        assert_eq!(Some(tokens), theirs.get(case), "{name} vs {twin}: {case}");
     }
+}
+
+/// `--max-logits-rows 4`, SDAR's block: the program's logits output holds one block's rows,
+/// and every case decodes as the unbounded contract-1 twin of the same weights does. (Its
+/// golden comes from ExecuTorch's Python runtime, cross-checked against PyTorch.)
+#[cfg(feature = "pte")]
+#[test]
+fn pte_sdar_rows_bounded_matches_reference_and_its_twin() {
+    assert_decodes_as_twin("sdar_rows_bounded", "sdar_cached");
 }
 
 /// Contract 4 with the 4-bit table: nibbles and bfloat16 group scales as XNNPACK stores them.

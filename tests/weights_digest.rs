@@ -24,7 +24,7 @@ fn fixtures() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "pte"))
         .collect();
     v.sort();
-    assert_eq!(v.len(), 18);
+    assert_eq!(v.len(), 19);
     v
 }
 

@@ -59,8 +59,13 @@ PTES = {
     "fast_dllm_v2_shared_8da4w": ("fast_dllm_v2", True, "xnnpack", "8da4w", "rows"),
     # ... and in float32 (--shared-embedding): the rows are the lm_head's float32 weights.
     "fast_dllm_v2_shared_fp32": ("fast_dllm_v2", True, "xnnpack", "none", "rows"),
+    # sdar_cached_rows with --max-logits-rows 4, SDAR's block: the leanest program, whose logits
+    # output holds one block's rows. It must decode every case as its twin does.
+    "sdar_rows_bounded": ("sdar", True, "xnnpack", "none", "rows"),
 }
 EMBED = {"sdar_embedded"}
+# --max-logits-rows of the fixtures that set it (the others: min(MAX_SEQ_LEN, 256)).
+MAX_LOGITS_ROWS = {"sdar_rows_bounded": 4}
 SHARED = {"fast_dllm_v2_shared_int8", "fast_dllm_v2_shared_8da4w", "fast_dllm_v2_shared_fp32"}
 # Vulkan twins (--backend vulkan, otherwise the options of the fixture of the same name), in
 # tests/fixtures/pte/vulkan/ with a manifest of their own: ExecuTorch's Python runtime has no
@@ -126,6 +131,8 @@ def _manifest_entry(
         entry["logits"] = logits
     if llm_ops:
         entry["llm_ops"] = True
+    if name in MAX_LOGITS_ROWS:
+        entry["max_logits_rows"] = MAX_LOGITS_ROWS[name]
     entry.update({
         "max_seq_len": MAX_SEQ_LEN,
         "meta": model.meta,
@@ -174,7 +181,13 @@ def _export_all(pte_root: Path, ckpt_root: Path, names: list, backend: str, llm_
         family, kv, own_backend, quant, logits = PTES[name]
         print(f"exporting {name} ({backend or own_backend}) ...", flush=True)
         torch.manual_seed(SEED)
-        model = load_model(ckpt_root / family, max_seq_len=MAX_SEQ_LEN, kv_cache=kv, logits_rows=logits == "rows")
+        model = load_model(
+            ckpt_root / family,
+            max_seq_len=MAX_SEQ_LEN,
+            kv_cache=kv,
+            logits_rows=logits == "rows",
+            max_logits_rows=MAX_LOGITS_ROWS.get(name),
+        )
         if llm_ops:
             use_llm_ops(model)
         quantize_model(model, quant)

@@ -261,6 +261,10 @@ class PteForward:
         self.cached = cached
         self.contract_version = int(self.program.load_method("get_contract_version").execute([])[0])
         self.takes_kv_end = prog_has(self.program, "get_cache_modes")
+        # The upper bound of `rows` (contract 2 and later: input 1 + cached), the most rows of
+        # logits one call returns.
+        meta = self.program.metadata("forward")
+        self.max_rows = meta.input_tensor_meta(1 + int(cached)).sizes()[0] if self.contract_version >= 2 else None
         # Contract 4: the program takes embeddings, gathered here from the lm_head's bytes in
         # the file's named data (shared_embedding.PteTable, independent of the Rust gather).
         self.table = None
@@ -272,11 +276,21 @@ class PteForward:
     def __call__(self, tokens, input_pos=None, rows=None, kv_end=None):
         import torch
 
+        if self.contract_version >= 2:
+            if rows is None:
+                rows = torch.arange(tokens.shape[1], dtype=torch.long)
+            if rows.numel() > self.max_rows:
+                # More rows than the program returns (--max-logits-rows): the same call once per
+                # slice of rows. A cached call rewrites the same K/V each time, so the slices see
+                # the state one call would.
+                parts = [self(tokens, input_pos, rows[i : i + self.max_rows], kv_end)
+                         for i in range(0, rows.numel(), self.max_rows)]
+                return torch.cat(parts, dim=1)
         args = [tokens if self.table is None else self.table.embed(tokens)]
         if self.cached:
             args.append(input_pos if input_pos is not None else torch.zeros(1, dtype=torch.long))
         if self.contract_version >= 2:
-            args.append(rows if rows is not None else torch.arange(tokens.shape[1], dtype=torch.long))
+            args.append(rows)
         elif rows is not None:
             raise ValueError("rows given to a contract v1 program (it always returns every row)")
         if self.takes_kv_end:

@@ -59,7 +59,10 @@ def _inputs(module, cached: bool, tokens: torch.Tensor, pos: int):
     if cached:
         args.append(torch.tensor([pos]))
     if len(args) < n:
-        args.append(torch.arange(t))  # rows: every row (what the engine asks of a decode step)
+        # rows: every row (what the engine asks of a decode step), at most the program's bound
+        # (--max-logits-rows); a longer prefill gets its last rows.
+        bound = module.method_meta("forward").input_tensor_meta(len(args)).sizes()[0]
+        args.append(torch.arange(max(0, t - bound), t))
     if len(args) < n:
         args.append(torch.tensor([pos + t]))  # kv_end (contract 3)
     return tuple(args)

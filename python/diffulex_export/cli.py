@@ -56,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
                         "returns logits [1, R, V] for those positions only, so the lm_head runs on R rows "
                         "instead of T (most of a forward's cost at a large vocabulary); "
                         "all: contract v1, forward returns logits [1, T, V] for every position")
+    e.add_argument("--max-logits-rows", type=int, default=None, metavar="N",
+                   help="with --logits rows: the most rows of logits one forward returns, in [2, max-seq-len] "
+                        "(default: min(max-seq-len, 256)). The runtime keeps N x vocab floats for them "
+                        "(155 MB at 256 rows and a 152k vocabulary; 4x that at 1024). A step reads one "
+                        "block's rows: SDAR's block size, 32 for Fast-dLLM v2 and for LLaDA/Dream in "
+                        "blocks; Dream without blocks reads every new token. The engine refuses a "
+                        "generation that needs more, before it runs")
     e.add_argument("--shared-embedding", action=argparse.BooleanOptionalAction, default=None,
                    help="tied checkpoints: store the embedding table once, as the lm_head's quantized weights, "
                         "and let the engine gather the rows (contract 4; engines before it refuse the file). "
@@ -200,6 +207,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         logits_rows=args.logits == "rows",
         quantize=args.quantize,
         group_size=group_size,
+        max_logits_rows=args.max_logits_rows,
     )
     with torch.no_grad():
         # Tokenizer copies go to temporary names first so that a failed export

@@ -221,7 +221,7 @@ def example_inputs(model: DiffusionLM) -> tuple:
         tokens = torch.zeros(1, t, model.spec.hidden, dtype=torch.float32)
     if model.takes_kv_end:
         # v3: every input positional, in the contract's order (tokens, input_pos, rows, kv_end).
-        r = max(t - 1, 1)
+        r = min(max(t - 1, 1), model.max_logits_rows)
         rows = torch.arange(t - r, t, dtype=torch.int64)
         return (tokens, torch.zeros(1, dtype=torch.int64), rows, torch.tensor([t], dtype=torch.int64))
     if model.kv_cache:
@@ -242,12 +242,15 @@ def example_kwargs(model: DiffusionLM) -> Optional[Dict[str, torch.Tensor]]:
     if not model.logits_rows or model.takes_kv_end:
         return None
     t = example_inputs(model)[0].shape[1]
-    r = max(t - 1, 1)
+    r = min(max(t - 1, 1), model.max_logits_rows)
     return {"rows": torch.arange(t - r, t, dtype=torch.int64)}
 
 
 def dynamic_shapes(model: DiffusionLM):
-    """Token dimension dynamic in [1, max_seq_len]; input_pos static [1]; rows (v2) dynamic in [1, max_seq_len].
+    """Token dimension dynamic in [1, max_seq_len]; input_pos static [1]; rows (v2) dynamic in [1, max_logits_rows].
+
+    The bounds are what ExecuTorch plans memory for: the logits output is max_logits_rows x
+    vocab floats whatever a call asks for.
 
     v1 keeps the positional tuple form; v2 names every argument (rows is a keyword).
 
@@ -257,10 +260,10 @@ def dynamic_shapes(model: DiffusionLM):
     """
     dim_t = torch.export.Dim("T", min=1, max=model.max_seq_len)
     if model.takes_kv_end:
-        return ({1: dim_t}, None, {0: torch.export.Dim("R", min=1, max=model.max_seq_len)}, None)
+        return ({1: dim_t}, None, {0: torch.export.Dim("R", min=1, max=model.max_logits_rows)}, None)
     if model.logits_rows:
         # A separate symbol: R is unrelated to T except R <= T, which the graph need not know.
-        dim_r = torch.export.Dim("R", min=1, max=model.max_seq_len)
+        dim_r = torch.export.Dim("R", min=1, max=model.max_logits_rows)
         shapes: Dict[str, Any] = {"tokens": {1: dim_t}}
         if model.kv_cache:
             shapes["input_pos"] = None

@@ -208,3 +208,57 @@ def test_rows_fixtures_have_twins_in_make_fixtures():
     spec.loader.exec_module(mf)
     for name, twin in TWINS.items():
         assert mf.PTES[name][:4] == mf.PTES[twin][:4] and mf.PTES[name][4] == "rows" and mf.PTES[twin][4] == "all"
+
+
+def _rows_bound(path) -> int:
+    """The upper bound of a program's `rows` input (what ExecuTorch sized the logits for)."""
+    from executorch.runtime import Runtime
+
+    meta = Runtime.get().load_program(str(path)).metadata("forward")
+    rows = [meta.input_tensor_meta(i).sizes() for i in range(meta.num_inputs())][-1]
+    logits = meta.output_tensor_meta(0).sizes()
+    assert logits[1] == rows[0], (rows, logits)
+    return rows[0]
+
+
+def test_cli_max_logits_rows_bounds_the_program(tiny_ckpts, tmp_path, capsys):
+    """`--max-logits-rows N` is the `rows` bound and the logits output's planned rows; the
+    default is min(max_seq_len, 256); a call past the bound is refused by the runtime, and
+    the rows within it are the module's."""
+    common = ["export", "--checkpoint", tiny_ckpts["dream"], "--max-seq-len", 16]
+    assert cli.main([str(a) for a in common + ["-o", tmp_path / "default.pte"]]) == 0
+    assert _rows_bound(tmp_path / "default.pte") == 16
+    out = tmp_path / "m.pte"
+    assert cli.main([str(a) for a in common + ["--max-logits-rows", 3, "-o", out]]) == 0
+    assert _rows_bound(out) == 3
+    tokens = torch.randint(0, 512, (1, 9), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        want = load_model(tiny_ckpts["dream"], max_seq_len=16)(tokens)
+    method = load_pte_method(out)
+    rows = torch.tensor([2, 5, 8])
+    torch.testing.assert_close(method.execute([tokens, rows])[0], want[:, rows], atol=1e-4, rtol=0)
+    with pytest.raises(RuntimeError):
+        method.execute([tokens, torch.tensor([1, 2, 5, 8])])
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("value", ["1", "17", "0", "-3"])
+def test_cli_max_logits_rows_out_of_range_is_one_error_line(value, tiny_ckpts, tmp_path, capsys):
+    out = tmp_path / "m.pte"
+    argv = ["export", "--checkpoint", str(tiny_ckpts["dream"]), "--max-seq-len", "16", "--max-logits-rows", value,
+            "-o", str(out)]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "max_logits_rows must be in [2, max_seq_len 16]" in err, err
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_max_logits_rows_needs_logits_rows(tiny_ckpts):
+    from diffulex_export.errors import ExportError
+
+    with pytest.raises(ExportError, match="--logits all"):
+        load_model(tiny_ckpts["dream"], max_seq_len=16, max_logits_rows=4)
+    m = load_model(tiny_ckpts["dream"], max_seq_len=16, logits_rows=True, max_logits_rows=4)
+    with pytest.raises(ValueError, match="at most 4"):
+        m(torch.zeros(1, 6, dtype=torch.int64), rows=torch.arange(5))

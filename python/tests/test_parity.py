@@ -41,6 +41,7 @@ def _load(entry):
         max_seq_len=entry["max_seq_len"],
         kv_cache=entry["kv_cache"],
         logits_rows=entry.get("logits", "all") == "rows",
+        max_logits_rows=entry.get("max_logits_rows"),
     )
 
 
@@ -113,13 +114,15 @@ def test_pte_matches_module(name):
         # Contract 4: both take the embeddings, gathered from the module's lm_head.
         tokens = model.input_for(tokens)
         args = [tokens] if pos is None else [tokens, torch.tensor([pos])]
+        # Every row, or the last ones the program returns (--max-logits-rows).
+        t = tokens.shape[1]
+        rows = torch.arange(max(0, t - model.max_logits_rows), t)
         if model.takes_kv_end:
-            rows, kv_end = torch.arange(tokens.shape[1]), torch.tensor([kv_ends[i]])
+            kv_end = torch.tensor([kv_ends[i]])
             got = method.execute(args + [rows, kv_end])[0]
             with torch.no_grad():
                 want = model(*args, rows, kv_end)
         elif model.logits_rows:
-            rows = torch.arange(tokens.shape[1])
             got = method.execute(args + [rows])[0]
             with torch.no_grad():
                 want = model(*args, rows=rows)
@@ -127,7 +130,8 @@ def test_pte_matches_module(name):
             got = method.execute(args)[0]
             with torch.no_grad():
                 want = model(*args)
-        assert got.dtype == torch.float32 and got.shape == (1, tokens.shape[1], model.spec.vocab_size)
+        returned = rows.numel() if model.logits_rows else t
+        assert got.dtype == torch.float32 and got.shape == (1, returned, model.spec.vocab_size)
         if entry["quantize"] == "none":
             torch.testing.assert_close(got, want, atol=TOL, rtol=0, msg=lambda m: f"{name} call {i} (pos {pos}): {m}")
         else:

@@ -199,6 +199,10 @@ pub(crate) trait FamilyDecoder {
     type Plan;
     /// Checks the settings against the model's constants and the request.
     fn plan(&self, meta: &ModelMetadata, request: Request) -> Result<Self::Plan>;
+    /// The most rows of logits one forward of `plan` asks for (a block's masked positions, or
+    /// every new token where the family decodes without blocks), and what sets that number,
+    /// for the message when the model returns fewer.
+    fn most_logits_rows(&self, plan: &Self::Plan, request: Request) -> (usize, &'static str);
     /// Runs the family's algorithm to the end of the budget, a stop token or a cancel.
     fn decode(&self, plan: Self::Plan, run: &mut Run<'_>) -> Result<Outcome>;
 }
@@ -362,6 +366,11 @@ impl<'a> Run<'a> {
     /// The model's constants.
     pub(crate) fn meta(&self) -> &'a ModelMetadata {
         self.meta
+    }
+
+    /// The most rows of logits one forward of the model returns.
+    pub(crate) fn max_logits_rows(&self) -> usize {
+        self.model.max_logits_rows()
     }
 
     /// Whether forwards feed only the current block at its absolute position (the KV cache

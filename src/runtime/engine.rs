@@ -496,6 +496,20 @@ fn plan_and_decode<F: FamilyDecoder>(
         sub_block_cache: caches.sub_block,
     };
     let plan = decoder.plan(run.meta(), request)?;
+    // Before the prefill: a program planned for fewer rows of logits would fail only at the
+    // first denoising forward, after the prompt's work.
+    let (needed, set_by) = decoder.most_logits_rows(&plan, request);
+    let max = run.max_logits_rows();
+    if needed > max {
+        return Err(EngineError::TooManyLogitsRows {
+            requested: needed,
+            max,
+            remedy: format!(
+                "{set_by}; or re-export the model with `diffulex-export export \
+                 --max-logits-rows {needed}`"
+            ),
+        });
+    }
     let outcome = decoder.decode(plan, &mut run)?;
     Ok(run.into_output(outcome))
 }

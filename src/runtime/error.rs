@@ -44,7 +44,8 @@ pub enum EngineError {
     /// A token given to a forward lies outside the vocabulary. A contract-4 model gathers its
     /// embeddings in the engine, which checks every id before it reads a row.
     #[error(
-        "forward: token {token} at index {index} is outside the vocabulary [0, {vocab}):          pass ids the model's tokenizer produced"
+        "forward: token {token} at index {index} is outside the vocabulary [0, {vocab}): \
+         pass ids the model's tokenizer produced"
     )]
     TokenOutOfVocabulary {
         /// Index in the forward's tokens.
@@ -53,6 +54,22 @@ pub enum EngineError {
         token: i64,
         /// The model's vocabulary size.
         vocab: usize,
+    },
+    /// One forward would need more rows of logits than the program returns. A `.pte` plans
+    /// memory for at most [`DiffusionModel::max_logits_rows`](super::DiffusionModel::max_logits_rows)
+    /// rows (`diffulex-export export --max-logits-rows`, default 256); a generation is checked
+    /// against it before its first forward.
+    #[error(
+        "{requested} rows of logits in one forward are more than this program returns \
+         ({max}, its --max-logits-rows): {remedy}"
+    )]
+    TooManyLogitsRows {
+        /// Rows the forward, or the generation's largest forward, needs.
+        requested: usize,
+        /// Rows the program returns at most.
+        max: usize,
+        /// What needs them and what to do.
+        remedy: String,
     },
     /// The prompt plus the generation does not fit into the engine's context limit.
     #[error(

@@ -7,7 +7,9 @@
 //! produces identical float32 logits for cross-language golden tests.
 
 use super::error::{EngineError, Result};
-use super::model::{check_rows, pack_rows, DiffusionModel, LogitsView, ModelMetadata};
+use super::model::{
+    check_logits_rows, check_rows, pack_rows, DiffusionModel, LogitsView, ModelMetadata,
+};
 use super::rng::mix64;
 
 /// Hash-based test double implementing [`DiffusionModel`].
@@ -34,6 +36,8 @@ pub struct HashModel {
     seed: u64,
     cache: Vec<i64>,
     out: Vec<f32>,
+    /// Rows of logits one forward returns at most, as a `.pte`'s `--max-logits-rows`.
+    max_logits_rows: usize,
 }
 
 impl HashModel {
@@ -47,11 +51,28 @@ impl HashModel {
     pub fn new(meta: ModelMetadata, seed: u64) -> Self {
         let cache = vec![0; meta.max_seq_len];
         HashModel {
+            max_logits_rows: meta.max_seq_len,
             meta,
             seed,
             cache,
             out: Vec::new(),
         }
+    }
+
+    /// Returns at most `rows` rows of logits per forward, as a `.pte` exported with
+    /// `--max-logits-rows rows` does, and refuses forwards that need more.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionModel, EngineError, Family, HashModel, ModelMetadata};
+    /// let meta = ModelMetadata::for_family(Family::Dream, 16, 8, 7, vec![1], 0);
+    /// let mut m = HashModel::new(meta, 3).with_max_logits_rows(2);
+    /// assert!(m.forward_rows(&[2, 3, 4], None, &[1, 2]).is_ok());
+    /// let err = m.forward_rows(&[2, 3, 4], None, &[0, 1, 2]).unwrap_err();
+    /// assert!(matches!(err, EngineError::TooManyLogitsRows { requested: 3, max: 2, .. }));
+    /// ```
+    pub fn with_max_logits_rows(mut self, rows: usize) -> Self {
+        self.max_logits_rows = rows;
+        self
     }
 
     fn visible(&self, key: usize, query: usize) -> bool {
@@ -119,6 +140,7 @@ impl DiffusionModel for HashModel {
     }
 
     fn forward(&mut self, tokens: &[i64], input_pos: Option<usize>) -> Result<LogitsView<'_>> {
+        check_logits_rows(tokens.len(), self.max_logits_rows)?;
         self.compute(tokens, input_pos)?;
         LogitsView::new(&self.out, tokens.len(), self.meta.vocab_size)
     }
@@ -132,9 +154,14 @@ impl DiffusionModel for HashModel {
         rows: &'s [usize],
     ) -> Result<LogitsView<'s>> {
         check_rows(rows, tokens.len())?;
+        check_logits_rows(rows.len(), self.max_logits_rows)?;
         self.compute(tokens, input_pos)?;
         let vocab = self.meta.vocab_size;
         pack_rows(&mut self.out, rows, vocab);
         LogitsView::selected(&self.out, rows, tokens.len(), vocab)
+    }
+
+    fn max_logits_rows(&self) -> usize {
+        self.max_logits_rows
     }
 }

@@ -648,6 +648,22 @@ pub(crate) fn check_rows(selected: &[usize], rows: usize) -> Result<()> {
     Ok(())
 }
 
+/// Checks that one forward's `requested` rows of logits fit a model's
+/// [`DiffusionModel::max_logits_rows`].
+pub(crate) fn check_logits_rows(requested: usize, max: usize) -> Result<()> {
+    if requested <= max {
+        return Ok(());
+    }
+    Err(EngineError::TooManyLogitsRows {
+        requested,
+        max,
+        remedy: format!(
+            "ask for at most {max} rows per forward (DiffusionModel::forward_rows), or \
+             re-export the model with `diffulex-export export --max-logits-rows {requested}`"
+        ),
+    })
+}
+
 /// A diffusion LM forward with the `.pte` contract (docs/pte-contract.md).
 ///
 /// `tokens` are consecutive tokens starting at absolute position `input_pos` (cached models,
@@ -721,6 +737,22 @@ pub trait DiffusionModel {
         )))
     }
 
+    /// The most rows of logits one forward returns: a `.pte` of contract 2 or later plans
+    /// memory for that many rows (`diffulex-export export --max-logits-rows`, default
+    /// min(max_seq_len, 256)) and refuses more. The engine checks a generation's largest
+    /// forward against it before the first one runs. The default is `max_seq_len`: every row
+    /// of the longest forward.
+    ///
+    /// ```
+    /// use diffulex_edge::runtime::{DiffusionModel, Family, HashModel, ModelMetadata};
+    /// let meta = ModelMetadata::for_family(Family::Llada, 64, 32, 31, vec![1], 0);
+    /// assert_eq!(HashModel::new(meta.clone(), 0).max_logits_rows(), 64);
+    /// assert_eq!(HashModel::new(meta, 0).with_max_logits_rows(8).max_logits_rows(), 8);
+    /// ```
+    fn max_logits_rows(&self) -> usize {
+        self.metadata().max_seq_len
+    }
+
     /// The pool that scores the rows of a greedy step between two forwards (see
     /// [`RowPool`](super::RowPool)). The default scores on the calling thread; a model whose
     /// backend has idle threads between forwards hands them out here (a `.pte` model returns
@@ -762,6 +794,9 @@ impl<M: DiffusionModel + ?Sized> DiffusionModel for Box<M> {
         rows: &'s [usize],
     ) -> Result<LogitsView<'s>> {
         (**self).forward_span(tokens, input_pos, kv_end, rows)
+    }
+    fn max_logits_rows(&self) -> usize {
+        (**self).max_logits_rows()
     }
     fn row_pool(&self) -> Arc<dyn RowPool> {
         (**self).row_pool()

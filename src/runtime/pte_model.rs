@@ -4,10 +4,11 @@ mod embedding_table;
 
 use super::error::{EngineError, Result};
 use super::model::{
-    check_rows, DiffusionModel, Family, LogitsView, ModelMetadata, SUB_BLOCK_CACHE_MODE,
+    check_logits_rows, check_rows, DiffusionModel, Family, LogitsView, ModelMetadata,
+    SUB_BLOCK_CACHE_MODE,
 };
 use super::parallel::RowPool;
-use crate::pte::{PteError, PteModule, Tensor};
+use crate::pte::{DType, PteError, PteModule, Tensor};
 use embedding_table::SharedTable;
 use std::path::Path;
 use std::sync::Arc;
@@ -71,6 +72,9 @@ pub struct PteModel {
     weights_digest: Option<[u8; 32]>,
     /// Contract 2: `forward` takes the rows to compute logits for.
     selects_rows: bool,
+    /// The upper bound of `forward`'s `rows` input (contract 2): the rows of logits the program
+    /// has memory for (`--max-logits-rows`); `max_seq_len` for contract 1.
+    max_logits_rows: usize,
     /// The `rows` input of the last forward, as the program takes it.
     rows_input: Vec<i64>,
     /// Contract 4: the embedding table the engine gathers from (the lm_head's weights).
@@ -143,6 +147,33 @@ fn usize_of(module: &mut PteModule, method: &str) -> Result<usize> {
     let v = module.constant_i64(method).map_err(pte(method))?;
     usize::try_from(v)
         .map_err(|_| EngineError::Metadata(format!("{method} returned {v}, expected >= 0")))
+}
+
+/// The upper bound of `forward`'s `rows` input (contract 2 and later), which ExecuTorch
+/// serializes as the input's shape: the rows of logits the program planned memory for.
+/// `rows` follows the tokens (or embeddings) and, in a cached program, `input_pos`.
+fn rows_bound(module: &PteModule, meta: &ModelMetadata) -> Result<usize> {
+    let forward = module
+        .method_meta("forward")
+        .map_err(pte("forward's metadata"))?;
+    let index = 1 + usize::from(meta.use_kv_cache);
+    let rows = forward.inputs.get(index).ok_or_else(|| {
+        EngineError::Metadata(format!(
+            "forward takes {} inputs; a program that selects logits rows (contract 2 and later) \
+             takes `rows` as input {index}",
+            forward.inputs.len()
+        ))
+    })?;
+    match (rows.dtype, &rows.shape[..]) {
+        (DType::I64, &[bound]) if bound >= 1 => {
+            // No forward has more rows than max_seq_len tokens, whatever the file declares.
+            Ok(usize::try_from(bound).map_or(meta.max_seq_len, |b| b.min(meta.max_seq_len)))
+        }
+        _ => Err(EngineError::Metadata(format!(
+            "forward's input {index} is {rows}, expected `rows` as int64 [R] with R >= 1: the \
+             file is damaged or was not written by `diffulex-export`"
+        ))),
+    }
 }
 
 /// Options of [`PteModel::load_with`].
@@ -277,10 +308,16 @@ impl PteModel {
             Some(SharedTable::read(m, meta.vocab_size)?)
         } else if m.has_method("get_embedding_layout") {
             return Err(EngineError::Metadata(format!(
-                "get_embedding_layout on a contract-{version} program: only contract 4 reads its                  embeddings from a shared table"
+                "get_embedding_layout on a contract-{version} program: only contract 4 reads its \
+                 embeddings from a shared table"
             )));
         } else {
             None
+        };
+        let max_logits_rows = if version >= 2 {
+            rows_bound(&module, &meta)?
+        } else {
+            meta.max_seq_len
         };
         let tokenizer_digest = read_digest(&mut module, "get_tokenizer_digest")?;
         let weights_digest = read_digest(&mut module, "get_weights_digest")?;
@@ -293,6 +330,7 @@ impl PteModel {
             tokenizer_digest,
             weights_digest,
             selects_rows: version >= 2,
+            max_logits_rows,
             rows_input: Vec::new(),
             shared_table,
             embeddings: Vec::new(),
@@ -528,6 +566,7 @@ impl PteModel {
             _ => self.rows_input.extend(rows.iter().map(|&r| r as i64)),
         }
         let computed = self.rows_input.len();
+        check_logits_rows(computed, self.max_logits_rows)?;
         let vocab = self.meta.vocab_size;
         let data = self.execute(tokens, start, kv_end, computed)?;
         LogitsView::selected(&data[..rows.len() * vocab], rows, t, vocab)
@@ -543,6 +582,7 @@ impl DiffusionModel for PteModel {
         let t = tokens.len();
         let start = self.check_args(t, input_pos)?;
         if self.selects_rows {
+            check_logits_rows(t, self.max_logits_rows)?;
             self.rows_input.clear();
             self.rows_input.extend(0..t as i64);
         }
@@ -578,6 +618,12 @@ impl DiffusionModel for PteModel {
         let start = self.check_args(t, Some(input_pos))?;
         self.check_kv_end(t, start, kv_end)?;
         self.run_rows(tokens, start, Some(kv_end), rows)
+    }
+
+    /// The upper bound of `forward`'s `rows` input, which ExecuTorch sized the logits output
+    /// for (contract 2 and later; `max_seq_len` for contract 1).
+    fn max_logits_rows(&self) -> usize {
+        self.max_logits_rows
     }
 
     /// ExecuTorch's thread pool ([`ExecuTorchPool`]): idle between two forwards, so it scores

@@ -19,7 +19,15 @@ from ..checkpoint import WeightStore, load_config, resolve_family
 from ..errors import ExportError
 from ..quantize import DEFAULT_GROUP_SIZE, check_quantizable, quantize_unit
 from . import dream, fast_dllm_v2, llada, sdar
-from .base import BIDIRECTIONAL, CONTRACT_VERSION, CONTRACT_VERSION_ROWS, FAMILY_IDS, DiffusionLM, ModelSpec
+from .base import (
+    BIDIRECTIONAL,
+    CONTRACT_VERSION,
+    CONTRACT_VERSION_ROWS,
+    FAMILY_IDS,
+    DiffusionLM,
+    ModelSpec,
+    resolve_max_logits_rows,
+)
 
 FAMILY_MODULES: Dict[str, ModuleType] = {
     "sdar": sdar,
@@ -148,6 +156,7 @@ def load_model(
     logits_rows: bool = False,
     quantize: str = "none",
     group_size: int = DEFAULT_GROUP_SIZE,
+    max_logits_rows: Optional[int] = None,
 ) -> DiffusionLM:
     """Build the family's module from config.json + *.safetensors, in eval mode.
 
@@ -160,7 +169,9 @@ def load_model(
     A cached llada/dream model is the contract-v3 module for Fast-dLLM's prefix and dual
     caches (forward takes `kv_end` last); it needs logits_rows=True.
     logits_rows=True builds the contract-v2 module: forward takes `rows` last and
-    returns only those rows of the logits (see docs/pte-contract.md).
+    returns only those rows of the logits (see docs/pte-contract.md), at most
+    `max_logits_rows` of them (default min(max_seq_len, 256); the exported program plans
+    memory for that many rows of logits).
 
     Example:
         >>> m = load_model("tests/fixtures/ckpt/dream", max_seq_len=256)  # doctest: +SKIP
@@ -187,12 +198,23 @@ def load_model(
             f"a cached {spec.family} program (Fast-dLLM's prefix and dual caches, contract v3) "
             f"selects its logits rows: drop --logits all"
         )
+    try:
+        resolve_max_logits_rows(max_logits_rows, max_seq_len, logits_rows)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
     store = WeightStore(ckpt_dir)
     # Built on the meta device and materialised empty: every parameter is then
     # overwritten from the checkpoint (a missing one is an error), so random
     # initialisation of billions of weights would be wasted time.
     with torch.device("meta"):
-        model = DiffusionLM(spec, max_seq_len=max_seq_len, kv_cache=kv_cache, dtype=dtype, logits_rows=logits_rows)
+        model = DiffusionLM(
+            spec,
+            max_seq_len=max_seq_len,
+            kv_cache=kv_cache,
+            dtype=dtype,
+            logits_rows=logits_rows,
+            max_logits_rows=max_logits_rows,
+        )
     check_quantizable(model, quantize, group_size)
     if quantize != "none" and dtype != torch.float32:
         raise ExportError("quantization works on fp32 models; drop --dtype fp16")

@@ -28,6 +28,13 @@ CONTRACT_VERSION_KV_END = 3
 CONTRACT_VERSION_SHARED_EMBEDDING = 4
 # get_cache_modes of a v3 program: bit 0 = prefix cache, bit 1 = dual cache (llada/dream, both
 # always), bit 2 = Fast-dLLM v2's sub-block cache.
+# Rows of logits one forward may return when the export does not say (`--max-logits-rows`),
+# capped at max_seq_len. ExecuTorch plans every tensor at its upper bound, so the logits
+# output alone is rows x vocab floats of working memory for the program's lifetime: 622 MB at
+# 1024 rows and a 152k vocabulary, 155 MB at 256. A step reads one block's rows (SDAR 4,
+# Fast-dLLM v2 32, LLaDA and Dream 32 in Fast-dLLM's loop), or every new token in Dream's
+# block-free loop (128 by default).
+DEFAULT_MAX_LOGITS_ROWS = 256
 CACHE_MODE_PREFIX = 1
 CACHE_MODE_DUAL = 2
 CACHE_MODE_SUB_BLOCK = 4
@@ -79,6 +86,35 @@ class ModelSpec:
         return FAMILY_IDS[self.family]
 
 
+def resolve_max_logits_rows(requested: Optional[int], max_seq_len: int, logits_rows: bool) -> int:
+    """The bound on `rows` a model is built with: `requested`, checked, or the default.
+
+    At least 2 (torch.export would specialise a bound of 1 to a constant) and at most
+    max_seq_len (a forward has no more rows than tokens). A model without logits rows
+    (contract v1) returns every row and takes no bound.
+
+    Example:
+        >>> resolve_max_logits_rows(None, 1024, True)
+        256
+        >>> resolve_max_logits_rows(None, 64, True)
+        64
+        >>> resolve_max_logits_rows(4, 1024, True)
+        4
+    """
+    if not logits_rows:
+        if requested is not None:
+            raise ValueError("max_logits_rows bounds the rows of a logits_rows (contract v2) model; drop it with --logits all")
+        return max_seq_len
+    if requested is None:
+        return min(max_seq_len, DEFAULT_MAX_LOGITS_ROWS)
+    if not 2 <= requested <= max_seq_len:
+        raise ValueError(
+            f"max_logits_rows must be in [2, max_seq_len {max_seq_len}], got {requested}: it is "
+            f"the most rows of logits one forward returns (a block's worth is enough)"
+        )
+    return requested
+
+
 class DiffusionLM(nn.Module):
     """Token ids -> raw (unshifted) float32 logits, with the family's mask by absolute position.
 
@@ -92,7 +128,8 @@ class DiffusionLM(nn.Module):
     block-causal mask (Fast-dLLM v2's sub-block cache: a sub-block's rows against the whole
     block's cached K/V).
     With `logits_rows=True` (contract v2) a last argument `rows` (int64 [R], values in
-    [0, T)) is required and only those rows of the logits are computed: [1, R, V].
+    [0, T)) is required and only those rows of the logits are computed: [1, R, V], with
+    R at most `max_logits_rows` (default min(max_seq_len, DEFAULT_MAX_LOGITS_ROWS)).
 
     Example:
         >>> from diffulex_export.models import load_model
@@ -111,6 +148,7 @@ class DiffusionLM(nn.Module):
         kv_cache: bool,
         dtype: torch.dtype = torch.float32,
         logits_rows: bool = False,
+        max_logits_rows: Optional[int] = None,
     ):
         super().__init__()
         self.spec = spec
@@ -119,6 +157,7 @@ class DiffusionLM(nn.Module):
         self.max_seq_len = max_seq_len
         self.kv_cache = kv_cache
         self.logits_rows = logits_rows
+        self.max_logits_rows = resolve_max_logits_rows(max_logits_rows, max_seq_len, logits_rows)
         # Attention through ExecuTorch's LLM custom operators (models/llm_ops.py, `--llm-ops`).
         self.llm_ops = False
         # Fast-dLLM's prefix/dual caches: a bidirectional model whose queries read cache slots
@@ -268,6 +307,11 @@ class DiffusionLM(nn.Module):
             return
         if rows.dim() != 1 or rows.dtype != torch.int64 or rows.numel() == 0:
             raise ValueError(f"rows must be a non-empty int64 vector, got {rows.dtype} {tuple(rows.shape)}")
+        if rows.numel() > self.max_logits_rows:
+            raise ValueError(
+                f"{rows.numel()} rows of logits asked for; this model returns at most "
+                f"{self.max_logits_rows} per forward (max_logits_rows)"
+            )
         if int(rows.min()) < 0 or int(rows.max()) >= t:
             raise ValueError(f"rows must lie in [0, {t}), got {rows.tolist()}")
 

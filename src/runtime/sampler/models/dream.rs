@@ -262,6 +262,20 @@ impl FamilyDecoder for DreamSampler {
         })
     }
 
+    fn most_logits_rows(&self, plan: &DreamPlan, request: Request) -> (usize, &'static str) {
+        match plan {
+            DreamPlan::Whole { .. } => (
+                request.max_new_tokens,
+                "decoding without blocks reads every new token: set block_length \
+                 (--block-size) or lower max_new_tokens",
+            ),
+            DreamPlan::Blocks { block_len, .. } => (
+                *block_len,
+                "a step reads the masked rows of one block: lower block_length (--block-size)",
+            ),
+        }
+    }
+
     fn decode(&self, plan: DreamPlan, run: &mut Run<'_>) -> Result<Outcome> {
         match plan {
             DreamPlan::Whole { steps } => self.decode_whole(steps, run),

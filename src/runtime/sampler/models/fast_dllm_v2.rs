@@ -177,6 +177,14 @@ impl FamilyDecoder for FastdLLMV2Sampler {
         })
     }
 
+    fn most_logits_rows(&self, plan: &FastDllmV2Plan, _request: Request) -> (usize, &'static str) {
+        (
+            plan.block_len,
+            "a step reads the masked rows of one block, and Fast-dLLM v2's block size is the \
+             model's",
+        )
+    }
+
     fn decode(&self, plan: FastDllmV2Plan, run: &mut Run<'_>) -> Result<Outcome> {
         let FastDllmV2Plan {
             block_len,

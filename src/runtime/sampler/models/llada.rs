@@ -324,6 +324,13 @@ impl FamilyDecoder for LLaDASampler {
         })
     }
 
+    fn most_logits_rows(&self, plan: &LladaPlan, _request: Request) -> (usize, &'static str) {
+        (
+            plan.block_len,
+            "a step reads the masked rows of one block: lower block_length (--block-size)",
+        )
+    }
+
     fn decode(&self, plan: LladaPlan, run: &mut Run<'_>) -> Result<Outcome> {
         let LladaPlan {
             block_len,

@@ -242,6 +242,13 @@ impl FamilyDecoder for SDARSampler {
         })
     }
 
+    fn most_logits_rows(&self, plan: &SdarPlan, _request: Request) -> (usize, &'static str) {
+        (
+            plan.block_len,
+            "a step reads the masked rows of one block, and SDAR's block size is the model's",
+        )
+    }
+
     fn decode(&self, plan: SdarPlan, run: &mut Run<'_>) -> Result<Outcome> {
         let SdarPlan {
             block_len,
